@@ -1,0 +1,62 @@
+import type { DriverInfo, Limits, PressureStats } from "@apiary/protocol";
+
+/** Cumulative counters read from a worker's cgroup in one tick; rates come later from deltas. */
+export interface RawSample {
+	cpuUsageNs: number | null;
+	periods: number | null;
+	throttledPeriods: number | null;
+	throttledNs: number | null;
+	memoryCurrent: number | null;
+	memoryPeak: number | null;
+	anonBytes: number | null;
+	fileBytes: number | null;
+	inactiveFileBytes: number | null;
+	memoryLimit: number | null;
+	oomKills: number | null;
+	readBytes: number | null;
+	writeBytes: number | null;
+	readOps: number | null;
+	writeOps: number | null;
+	pidsCurrent: number | null;
+	pidsLimit: number | null;
+	pressure: PressureStats;
+}
+
+export interface WorkerReader {
+	/** Reads every file once; null when the cgroup is gone. */
+	read(): RawSample | null;
+	close(): void;
+}
+
+export interface CreatedCgroup {
+	/** Where the worker lives (the v2 dir, or the memory hierarchy dir on v1). */
+	path: string;
+	/** cgroup.procs files the spawn wrapper writes its own pid to before exec. */
+	procsFiles: string[];
+}
+
+export interface CgroupDriver {
+	readonly info: DriverInfo;
+	/** Create the root and its workers/ parent; idempotent. */
+	init(): void;
+	/** Create the worker's cgroup with its limits written, ready to be entered. */
+	create(id: string, limits: Limits): CreatedCgroup;
+	/** The worker's cgroup path, or null for drivers without cgroups. */
+	pathOf(id: string): string | null;
+	/** Reader for a worker; `pid` is used by drivers that sample the process tree. */
+	reader(id: string, pid: number): WorkerReader;
+	/** Ids of the worker cgroups that exist under the root (for re-adoption). */
+	list(): string[];
+	/** Pids in the worker's cgroup (empty when gone). */
+	pids(id: string): number[];
+	/** Kill every process of the worker, at once and for good (no escape by forking). */
+	killAll(id: string, pid: number): Promise<void>;
+	/** Optional once-per-tick preparation shared by all readers (process table scan). */
+	beginTick?(pids: number[]): Promise<void>;
+	/** Remove the worker's (empty) cgroup; no-op when already gone. */
+	remove(id: string): Promise<void>;
+	/** Remove the whole (empty) root: used by tests and `hive cleanup`. */
+	destroyRoot(): Promise<void>;
+}
+
+export const noPressure: PressureStats = { cpu: null, memory: null, io: null };

@@ -1,0 +1,219 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { DriverInfo, Limits } from "@apiary/protocol";
+import { StatFile } from "../../statfile.ts";
+import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
+import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
+import { parseSingleValue } from "../parse.ts";
+import { parsePressure } from "../psi.ts";
+import { parseBlkioV1, parseCpuStatV1, parseMemoryLimitV1, parseMemoryStatV1, parseOomControl } from "./stats.ts";
+
+export const V1_REQUIRED = ["cpu", "cpuacct", "memory", "pids"] as const;
+export const V1_OPTIONAL = ["blkio", "freezer"] as const;
+
+/** Mount point per v1 controller (co-mounted ones share a dir), plus the v2 mount of a hybrid host. */
+export interface V1Mounts {
+	controllers: Record<string, string>;
+	/** Hybrid hosts: the controller-less v2 mount still gives per-cgroup PSI. */
+	unified: string | null;
+}
+
+// A throttle rule this high never throttles, but makes the kernel account the
+// device in blkio.throttle.io_service_bytes (it stays 0 without any rule).
+const NO_OP_BPS = "1099511627776";
+
+/**
+ * cgroup v1 (legacy and hybrid hosts): the same worker path under every
+ * controller's hierarchy: <mount>/<root>/workers/<id>.
+ */
+export class CgroupV1Driver implements CgroupDriver {
+	readonly info: DriverInfo;
+	readonly mounts: V1Mounts;
+	readonly rootName: string;
+	private readonly hierarchies: string[];
+
+	constructor(mounts: V1Mounts, rootName: string, reason: string) {
+		this.mounts = mounts;
+		this.rootName = rootName.replace(/^\/+|\/+$/g, "");
+		// Only the hierarchies we use: joining e.g. cpuset would need cpus/mems set first.
+		const used = [...V1_REQUIRED, ...V1_OPTIONAL].map((c) => mounts.controllers[c]).filter((d): d is string => !!d);
+		const dirs = new Set(used);
+		if (mounts.unified) dirs.add(mounts.unified);
+		this.hierarchies = [...dirs];
+		this.info = { name: "v1", enforced: true, root: join(this.mem(), this.rootName), reason };
+	}
+
+	private mem(): string {
+		return this.mounts.controllers.memory!;
+	}
+
+	private dir(controller: string, id?: string): string | null {
+		const mount = controller === "unified" ? this.mounts.unified : this.mounts.controllers[controller];
+		if (!mount) return null;
+		return id === undefined ? join(mount, this.rootName, "workers") : join(mount, this.rootName, "workers", id);
+	}
+
+	init(): void {
+		for (const h of this.hierarchies) mkdirCg(join(h, this.rootName, "workers"));
+	}
+
+	pathOf(id: string): string {
+		return this.dir("memory", id)!;
+	}
+
+	create(id: string, limits: Limits): CreatedCgroup {
+		const dirs = this.hierarchies.map((h) => join(h, this.rootName, "workers", id));
+		for (const d of dirs) mkdirCg(d);
+		const cpu = this.dir("cpu", id)!;
+		const period = 100_000;
+		writeCg(join(cpu, "cpu.cfs_period_us"), String(period));
+		writeCg(join(cpu, "cpu.cfs_quota_us"), limits.cpu === null ? "-1" : String(Math.max(1000, Math.round(limits.cpu * period))));
+		const mem = this.dir("memory", id)!;
+		writeCg(join(mem, "memory.limit_in_bytes"), limits.memoryBytes === null ? "-1" : String(limits.memoryBytes));
+		writeCg(join(this.dir("pids", id)!, "pids.max"), limits.pids === null ? "max" : String(limits.pids));
+		const blkio = this.dir("blkio", id);
+		if (blkio) {
+			for (const dev of blockDevices()) {
+				for (const f of ["blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"]) {
+					try {
+						writeCg(join(blkio, f), `${dev} ${NO_OP_BPS}`);
+					} catch {}
+				}
+			}
+		}
+		return { path: mem, procsFiles: dirs.map((d) => join(d, "cgroup.procs")) };
+	}
+
+	reader(id: string): WorkerReader {
+		return new V1Reader((c) => this.dir(c, id));
+	}
+
+	list(): string[] {
+		return childCgroups(this.dir("memory")!);
+	}
+
+	pids(id: string): number[] {
+		return readPids(join(this.dir("memory", id)!, "cgroup.procs"));
+	}
+
+	async killAll(id: string): Promise<void> {
+		const freezer = this.dir("freezer", id);
+		// Freeze first so no process can fork a new one between listing and killing.
+		let frozen = false;
+		if (freezer) {
+			try {
+				writeCg(join(freezer, "freezer.state"), "FROZEN");
+				frozen = true;
+				const deadline = Date.now() + 1000;
+				while (readFileSync(join(freezer, "freezer.state"), "latin1").trim() !== "FROZEN" && Date.now() < deadline) await sleep(2);
+			} catch {}
+		}
+		killPids(this.pids(id));
+		if (frozen) {
+			try {
+				writeCg(join(freezer!, "freezer.state"), "THAWED");
+			} catch {}
+		}
+		const deadline = Date.now() + 5000;
+		while (this.pids(id).length > 0 && Date.now() < deadline) {
+			killPids(this.pids(id));
+			await sleep(5);
+		}
+	}
+
+	async remove(id: string): Promise<void> {
+		for (const h of this.hierarchies) await removeCg(join(h, this.rootName, "workers", id));
+	}
+
+	async destroyRoot(): Promise<void> {
+		for (const h of this.hierarchies) await removeCg(join(h, this.rootName));
+	}
+}
+
+function blockDevices(): string[] {
+	try {
+		return readdirSync("/sys/block").flatMap((d) => {
+			try {
+				return [readFileSync(`/sys/block/${d}/dev`, "latin1").trim()];
+			} catch {
+				return [];
+			}
+		});
+	} catch {
+		return [];
+	}
+}
+
+class V1Reader implements WorkerReader {
+	private readonly f: Record<string, StatFile | null>;
+	constructor(dir: (controller: string) => string | null) {
+		const file = (c: string, name: string) => {
+			const d = dir(c);
+			return d ? new StatFile(join(d, name)) : null;
+		};
+		this.f = {
+			usage: file("cpuacct", "cpuacct.usage"),
+			cpu: file("cpu", "cpu.stat"),
+			memUsage: file("memory", "memory.usage_in_bytes"),
+			memMax: file("memory", "memory.max_usage_in_bytes"),
+			memStat: file("memory", "memory.stat"),
+			memLimit: file("memory", "memory.limit_in_bytes"),
+			oom: file("memory", "memory.oom_control"),
+			ioBytes: file("blkio", "blkio.throttle.io_service_bytes"),
+			ioOps: file("blkio", "blkio.throttle.io_serviced"),
+			pids: file("pids", "pids.current"),
+			pidsMax: file("pids", "pids.max"),
+			cpuPsi: file("unified", "cpu.pressure"),
+			memPsi: file("unified", "memory.pressure"),
+			ioPsi: file("unified", "io.pressure"),
+		};
+	}
+
+	read(): RawSample | null {
+		const f = this.f;
+		const usageText = f.usage!.read();
+		const memText = f.memStat!.read();
+		if (usageText === null || memText === null) return null;
+		const cpu = parseCpuStatV1(f.cpu!.read() ?? "");
+		const mem = parseMemoryStatV1(memText);
+		const num = (s: StatFile | null | undefined, name: string) => {
+			const t = s?.read();
+			return t == null ? null : parseSingleValue(t, name);
+		};
+		const limitText = f.memLimit!.read();
+		const oomText = f.oom!.read();
+		const ioBytesText = f.ioBytes?.read() ?? null;
+		const ioOpsText = f.ioOps?.read() ?? null;
+		const ioBytes = ioBytesText === null ? null : parseBlkioV1(ioBytesText, "blkio.throttle.io_service_bytes");
+		const ioOps = ioOpsText === null ? null : parseBlkioV1(ioOpsText, "blkio.throttle.io_serviced");
+		const psi = (s: StatFile | null | undefined, name: string) => {
+			const t = s?.read();
+			return t == null ? null : parsePressure(t, name);
+		};
+		return {
+			cpuUsageNs: parseSingleValue(usageText, "cpuacct.usage"),
+			periods: cpu.periods,
+			throttledPeriods: cpu.throttledPeriods,
+			throttledNs: cpu.throttledNs,
+			memoryCurrent: num(f.memUsage!, "memory.usage_in_bytes"),
+			memoryPeak: num(f.memMax!, "memory.max_usage_in_bytes"),
+			anonBytes: mem.anonBytes,
+			fileBytes: mem.fileBytes,
+			inactiveFileBytes: mem.inactiveFileBytes,
+			memoryLimit: limitText === null ? null : parseMemoryLimitV1(limitText),
+			oomKills: oomText === null ? null : parseOomControl(oomText).oomKills,
+			readBytes: ioBytes?.read ?? null,
+			writeBytes: ioBytes?.write ?? null,
+			readOps: ioOps?.read ?? null,
+			writeOps: ioOps?.write ?? null,
+			pidsCurrent: num(f.pids, "pids.current"),
+			pidsLimit: num(f.pidsMax, "pids.max"),
+			pressure: { cpu: psi(f.cpuPsi, "cpu.pressure"), memory: psi(f.memPsi, "memory.pressure"), io: psi(f.ioPsi, "io.pressure") },
+		};
+	}
+
+	close(): void {
+		for (const s of Object.values(this.f)) s?.close();
+	}
+}

@@ -1,0 +1,179 @@
+import { readFileSync } from "node:fs";
+import { join, relative, sep } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { DriverInfo, Limits } from "@apiary/protocol";
+import { StatFile } from "../../statfile.ts";
+import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
+import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
+import { parseSingleValue } from "../parse.ts";
+import { parsePressure } from "../psi.ts";
+import { formatCpuMax, parseCpuStat } from "./cpu.ts";
+import { parseIoStat } from "./io.ts";
+import { parseMemoryEvents, parseMemoryStat } from "./memory.ts";
+
+export const V2_CONTROLLERS = ["cpu", "memory", "io", "pids"] as const;
+
+/**
+ * cgroup v2 layout: <root>/hive holds the daemon when it has to move out of
+ * <root> (no internal processes), <root>/workers/<id> one leaf per worker.
+ */
+export class CgroupV2Driver implements CgroupDriver {
+	readonly info: DriverInfo;
+	readonly mount: string;
+	readonly root: string;
+	private readonly workersDir: string;
+
+	constructor(mount: string, root: string, reason: string) {
+		this.mount = mount;
+		this.root = root;
+		this.workersDir = join(root, "workers");
+		this.info = { name: "v2", enforced: true, root, reason };
+	}
+
+	init(): void {
+		mkdirCg(this.root);
+		// The no-internal-processes rule: a cgroup that distributes controllers to
+		// children holds no processes itself, so the daemon moves to a leaf.
+		const self = readPids(join(this.root, "cgroup.procs"));
+		if (self.includes(process.pid)) {
+			mkdirCg(join(this.root, "hive"));
+			writeCg(join(this.root, "hive", "cgroup.procs"), String(process.pid));
+		}
+		// Enable controllers top-down from the mount to workers/, writing only
+		// where one is missing.
+		const parts = relative(this.mount, this.workersDir).split(sep);
+		let dir = this.mount;
+		mkdirCg(this.workersDir);
+		for (const part of parts) {
+			const enabled = readFileSync(join(dir, "cgroup.subtree_control"), "latin1").trim().split(/\s+/);
+			const missing = V2_CONTROLLERS.filter((c) => !enabled.includes(c));
+			if (missing.length > 0) writeCg(join(dir, "cgroup.subtree_control"), missing.map((c) => `+${c}`).join(" "));
+			dir = join(dir, part);
+		}
+	}
+
+	pathOf(id: string): string {
+		return join(this.workersDir, id);
+	}
+
+	create(id: string, limits: Limits): CreatedCgroup {
+		const dir = this.pathOf(id);
+		mkdirCg(dir);
+		writeCg(join(dir, "cpu.max"), formatCpuMax(limits.cpu));
+		writeCg(join(dir, "memory.max"), limits.memoryBytes === null ? "max" : String(limits.memoryBytes));
+		// A worker over its memory limit is OOM-killed, not pushed into swap.
+		if (limits.memoryBytes !== null) {
+			try {
+				writeCg(join(dir, "memory.swap.max"), "0");
+			} catch {}
+		}
+		writeCg(join(dir, "pids.max"), limits.pids === null ? "max" : String(limits.pids));
+		return { path: dir, procsFiles: [join(dir, "cgroup.procs")] };
+	}
+
+	reader(id: string): WorkerReader {
+		return new V2Reader(this.pathOf(id));
+	}
+
+	list(): string[] {
+		return childCgroups(this.workersDir);
+	}
+
+	pids(id: string): number[] {
+		return readPids(join(this.pathOf(id), "cgroup.procs"));
+	}
+
+	async killAll(id: string): Promise<void> {
+		const dir = this.pathOf(id);
+		try {
+			// cgroup.kill (5.14+) kills every process atomically, forks included.
+			writeCg(join(dir, "cgroup.kill"), "1");
+		} catch {
+			// Older kernels: freeze so nothing can fork, kill, thaw.
+			try {
+				writeCg(join(dir, "cgroup.freeze"), "1");
+			} catch {}
+			killPids(this.pids(id));
+			try {
+				writeCg(join(dir, "cgroup.freeze"), "0");
+			} catch {}
+		}
+		const deadline = Date.now() + 5000;
+		while (this.pids(id).length > 0 && Date.now() < deadline) await sleep(5);
+	}
+
+	async remove(id: string): Promise<void> {
+		await removeCg(this.pathOf(id));
+	}
+
+	async destroyRoot(): Promise<void> {
+		// The daemon's own leaf can only go once this process has left it.
+		await removeCg(this.root);
+	}
+}
+
+class V2Reader implements WorkerReader {
+	private readonly files: Record<string, StatFile>;
+	constructor(dir: string) {
+		const f = (name: string) => new StatFile(join(dir, name));
+		this.files = {
+			cpu: f("cpu.stat"),
+			memCurrent: f("memory.current"),
+			memPeak: f("memory.peak"),
+			memStat: f("memory.stat"),
+			memMax: f("memory.max"),
+			memEvents: f("memory.events"),
+			io: f("io.stat"),
+			pids: f("pids.current"),
+			pidsMax: f("pids.max"),
+			cpuPsi: f("cpu.pressure"),
+			memPsi: f("memory.pressure"),
+			ioPsi: f("io.pressure"),
+		};
+	}
+
+	read(): RawSample | null {
+		const r = this.files;
+		const cpuText = r.cpu!.read();
+		if (cpuText === null) return null; // cgroup gone
+		const cpu = parseCpuStat(cpuText);
+		const memStatText = r.memStat!.read();
+		const mem = memStatText === null ? null : parseMemoryStat(memStatText);
+		const evText = r.memEvents!.read();
+		const ioText = r.io!.read();
+		const io = ioText === null ? null : parseIoStat(ioText);
+		const num = (f: StatFile, name: string) => {
+			const t = f.read();
+			return t === null ? null : parseSingleValue(t, name);
+		};
+		const psi = (f: StatFile, name: string) => {
+			const t = f.read();
+			return t === null ? null : parsePressure(t, name);
+		};
+		return {
+			cpuUsageNs: cpu.usageNs,
+			periods: cpu.periods,
+			throttledPeriods: cpu.throttledPeriods,
+			throttledNs: cpu.throttledNs,
+			memoryCurrent: num(r.memCurrent!, "memory.current"),
+			// memory.peak since kernel 5.19; absent on older kernels: not measured.
+			memoryPeak: num(r.memPeak!, "memory.peak"),
+			anonBytes: mem?.anonBytes ?? null,
+			fileBytes: mem?.fileBytes ?? null,
+			inactiveFileBytes: mem?.inactiveFileBytes ?? null,
+			memoryLimit: num(r.memMax!, "memory.max"),
+			oomKills: evText === null ? null : parseMemoryEvents(evText).oomKills,
+			readBytes: io?.readBytes ?? null,
+			writeBytes: io?.writeBytes ?? null,
+			readOps: io?.readOps ?? null,
+			writeOps: io?.writeOps ?? null,
+			pidsCurrent: num(r.pids!, "pids.current"),
+			pidsLimit: num(r.pidsMax!, "pids.max"),
+			pressure: { cpu: psi(r.cpuPsi!, "cpu.pressure"), memory: psi(r.memPsi!, "memory.pressure"), io: psi(r.ioPsi!, "io.pressure") },
+		};
+	}
+
+	close(): void {
+		for (const f of Object.values(this.files)) f.close();
+	}
+}

@@ -1,0 +1,3 @@
+export * from "./ids.ts";
+export * from "./types.ts";
+export * from "./units.ts";
