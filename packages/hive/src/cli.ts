@@ -1,0 +1,333 @@
+import { hostname } from "node:os";
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { checkId, formatBytes, formatDuration, parseDuration, parseSize, type WorkerInfo } from "@apiary/protocol";
+import { call } from "./client.ts";
+import { defaultStateDir, startHiveDaemon, VERSION } from "./daemon.ts";
+import { loadToken } from "./listen.ts";
+import { PROFILE_NAMES } from "./profiles.ts";
+
+const DEFAULT_HIVE = "http://127.0.0.1:7071";
+
+export class UsageError extends Error {}
+
+const HELP: Record<string, string> = {
+	main: `hive ${VERSION} — runs test workers in cgroups and reports them to the queen
+
+Usage: hive <command> [options]
+
+Commands:
+  start            run the hive daemon
+  spawn -- CMD...  start a worker and print its id
+  ps               list workers
+  kill ID          kill a worker's whole process tree
+  logs ID          print a worker's output (-f to follow)
+
+Run "hive <command> --help" for a command's options.
+Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.`,
+	start: `Usage: hive start [options]
+
+  --listen HOST:PORT         API address (default 127.0.0.1:7071); not loopback needs a token
+  --name ID                  hive id (default: this host's name)
+  --interval DURATION        sampling tick (default 1s)
+  --cgroup-driver D          auto | v2 | v1 | none (default auto)
+  --cgroup-root PATH         v2: cgroup dir (default: systemd-delegated cgroup, else
+                             /sys/fs/cgroup/apiary.slice); v1: name under each controller
+                             (default apiary)
+  --state-dir DIR            records and logs (default $APIARY_STATE_DIR, /var/lib/apiary/hive
+                             as root, else ~/.local/state/apiary/hive)
+  --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)
+  --gpu-interval DURATION    GPU sampling cadence (default: the tick, at least 1s)
+  --token-file FILE          bearer token for mutating routes (default $APIARY_TOKEN)
+  --queen URL                queen to report to (the queen side is not built yet)
+
+Workers keep running when the hive stops; a restarted hive re-adopts them.`,
+	spawn: `Usage: hive spawn [options] -- CMD [ARG...]
+
+  --profile P        ${PROFILE_NAMES.join(" | ")}
+  --cpu CORES        CPU limit in cores, e.g. 0.5
+  --memory SIZE      memory limit, e.g. 512M, 1G
+  --pids N           process count limit
+  --timeout DURATION kill the worker after this long, e.g. 90s, 10m
+  --gpus LIST        GPU indexes or UUIDs, e.g. 0,1
+  --label K=V        label (repeatable)
+  --env K=V          extra environment variable (repeatable)
+  --id ID            worker id (default: generated)
+  --cwd DIR          working directory (default: the hive's)
+  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)
+
+Flags override the profile's values. Prints the worker id.`,
+	ps: `Usage: hive ps [options]
+
+  -a, --all          include exited workers
+  --label K=V        only workers with this label
+  --json             print JSON
+  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})`,
+	kill: `Usage: hive kill ID [options]
+
+Kills the worker's whole process tree and prints its exit record.
+
+  --json             print JSON
+  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
+	logs: `Usage: hive logs ID [options]
+
+  -f, --follow       keep printing until the worker exits
+  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})`,
+};
+
+const common = {
+	hive: { type: "string" },
+	"token-file": { type: "string" },
+	help: { type: "boolean", short: "h" },
+	json: { type: "boolean" },
+} as const;
+
+function parse<T extends ParseArgsOptionsConfig>(argv: string[], options: T, cmd: string) {
+	try {
+		return parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
+	} catch (err) {
+		throw new UsageError(`hive ${cmd}: ${(err as Error).message}`);
+	}
+}
+
+function flag<T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T): T | undefined {
+	if (value === undefined) return undefined;
+	try {
+		return conv(value);
+	} catch (err) {
+		throw new UsageError(`hive ${cmd}: --${name}: ${(err as Error).message}`);
+	}
+}
+
+function kv(cmd: string, name: string, list: string[] | undefined): Record<string, string> | undefined {
+	if (!list) return undefined;
+	const out: Record<string, string> = {};
+	for (const item of list) {
+		const i = item.indexOf("=");
+		if (i <= 0) throw new UsageError(`hive ${cmd}: --${name}: expected K=V, got ${JSON.stringify(item)}`);
+		out[item.slice(0, i)] = item.slice(i + 1);
+	}
+	return out;
+}
+
+const hiveUrl = (v: string | undefined) => v ?? process.env.APIARY_HIVE ?? DEFAULT_HIVE;
+
+/** Runs a hive command; returns the exit code. Output goes through `out`/`err` for tests. */
+export async function main(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
+	const [cmd, ...rest] = argv;
+	try {
+		switch (cmd) {
+			case undefined:
+			case "help":
+			case "--help":
+			case "-h":
+				out(`${HELP.main}\n`);
+				return cmd === undefined ? 2 : 0;
+			case "--version":
+				out(`${VERSION}\n`);
+				return 0;
+			case "start":
+				return await start(rest, out, err);
+			case "spawn":
+				return await spawnCmd(rest, out);
+			case "ps":
+				return await ps(rest, out);
+			case "kill":
+				return await kill(rest, out);
+			case "logs":
+				return await logs(rest, out);
+			default:
+				throw new UsageError(`hive: unknown command ${JSON.stringify(cmd)}\n\n${HELP.main}`);
+		}
+	} catch (e) {
+		if (e instanceof UsageError) {
+			err(`${e.message}\n`);
+			return 2;
+		}
+		err(`hive ${cmd}: ${(e as Error).message}\n`);
+		return 1;
+	}
+}
+
+async function start(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+	const { values: v } = parse(
+		argv,
+		{
+			...common,
+			listen: { type: "string", default: "127.0.0.1:7071" },
+			name: { type: "string" },
+			interval: { type: "string", default: "1s" },
+			"cgroup-driver": { type: "string", default: "auto" },
+			"cgroup-root": { type: "string" },
+			"state-dir": { type: "string" },
+			"nvidia-smi": { type: "string", default: "nvidia-smi" },
+			"gpu-interval": { type: "string" },
+			queen: { type: "string" },
+		},
+		"start",
+	);
+	if (v.help) return help("start", out);
+	const driver = v["cgroup-driver"]!;
+	if (!["auto", "v2", "v1", "none"].includes(driver)) throw new UsageError(`hive start: --cgroup-driver: expected auto, v2, v1 or none, got ${JSON.stringify(driver)}`);
+	const name = flag("start", "name", v.name ?? defaultName(), (x) => checkId(x, "name"))!;
+	const intervalMs = flag("start", "interval", v.interval, parseDuration)!;
+	if (intervalMs < 50) throw new UsageError("hive start: --interval: must be at least 50ms");
+	const gpuIntervalMs = flag("start", "gpu-interval", v["gpu-interval"], parseDuration);
+	const token = loadToken(v["token-file"]);
+	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
+	const d = await startHiveDaemon({
+		listen: v.listen!,
+		name,
+		intervalMs,
+		cgroupDriver: driver as "auto",
+		cgroupRoot: v["cgroup-root"],
+		stateDir: v["state-dir"] ?? defaultStateDir(),
+		nvidiaSmi: v["nvidia-smi"]!,
+		gpuIntervalMs,
+		token,
+		log,
+	});
+	const info = d.hive.driver.info;
+	const gpu = d.gpu.status();
+	out(
+		`hive ${name} listening on ${d.url}\n` +
+			`  cgroup driver: ${info.name} (${info.enforced ? "limits enforced" : "limits NOT enforced"}) — ${info.reason}\n` +
+			`  state dir: ${d.hive.stateDir}\n` +
+			`  GPUs: ${gpu.gpus.length > 0 ? gpu.gpus.length : gpu.state === "starting" ? "probing" : "none"}${gpu.message ? ` (${gpu.message})` : ""}\n` +
+			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n`,
+	);
+	if (v.queen) log("--queen is accepted but reporting to a queen is not implemented yet", { queen: v.queen });
+	await new Promise<void>((resolve) => {
+		const stop = () => resolve();
+		process.once("SIGINT", stop);
+		process.once("SIGTERM", stop);
+	});
+	await d.close();
+	return 0;
+}
+
+function defaultName(): string {
+	const h = hostname().toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "");
+	return h.slice(0, 63) || "hive";
+}
+
+function help(cmd: string, out: (s: string) => void): number {
+	out(`${HELP[cmd]}\n`);
+	return 0;
+}
+
+async function spawnCmd(argv: string[], out: (s: string) => void): Promise<number> {
+	const dd = argv.indexOf("--");
+	const own = dd < 0 ? argv : argv.slice(0, dd);
+	const command = dd < 0 ? [] : argv.slice(dd + 1);
+	const { values: v, positionals } = parse(
+		own,
+		{
+			...common,
+			profile: { type: "string" },
+			cpu: { type: "string" },
+			memory: { type: "string" },
+			pids: { type: "string" },
+			timeout: { type: "string" },
+			gpus: { type: "string" },
+			label: { type: "string", multiple: true },
+			env: { type: "string", multiple: true },
+			id: { type: "string" },
+			cwd: { type: "string" },
+		},
+		"spawn",
+	);
+	if (v.help) return help("spawn", out);
+	if (positionals.length > 0 && command.length === 0) throw new UsageError(`hive spawn: put the command after "--": hive spawn [options] -- ${positionals.join(" ")}`);
+	if (command.length === 0) throw new UsageError("hive spawn: no command given: hive spawn [options] -- CMD [ARG...]");
+	if (v.profile !== undefined && !PROFILE_NAMES.includes(v.profile)) throw new UsageError(`hive spawn: --profile: unknown profile ${JSON.stringify(v.profile)} (known: ${PROFILE_NAMES.join(", ")})`);
+	const positive = (x: string) => {
+		const n = Number(x);
+		if (!(n > 0) || !Number.isFinite(n)) throw new Error(`expected a positive number, got ${JSON.stringify(x)}`);
+		return n;
+	};
+	const body = {
+		id: flag("spawn", "id", v.id, (x) => checkId(x, "id")),
+		command,
+		profile: v.profile,
+		cpu: flag("spawn", "cpu", v.cpu, positive),
+		memoryBytes: flag("spawn", "memory", v.memory, parseSize),
+		pids: flag("spawn", "pids", v.pids, (x) => {
+			const n = positive(x);
+			if (!Number.isInteger(n)) throw new Error(`expected a whole number, got ${JSON.stringify(x)}`);
+			return n;
+		}),
+		timeoutMs: flag("spawn", "timeout", v.timeout, parseDuration),
+		gpus: v.gpus === undefined ? undefined : v.gpus.split(",").filter(Boolean),
+		labels: kv("spawn", "label", v.label),
+		env: kv("spawn", "env", v.env),
+		cwd: v.cwd ?? process.cwd(),
+	};
+	const w = await call<WorkerInfo>(hiveUrl(v.hive), "POST", "/v1/workers", body, loadToken(v["token-file"]));
+	out(v.json ? `${JSON.stringify(w)}\n` : `${w.id}\n`);
+	return 0;
+}
+
+async function ps(argv: string[], out: (s: string) => void): Promise<number> {
+	const { values: v } = parse(argv, { ...common, all: { type: "boolean", short: "a" }, label: { type: "string" } }, "ps");
+	if (v.help) return help("ps", out);
+	const q = new URLSearchParams({ state: v.all ? "all" : "running" });
+	if (v.label) q.set("label", v.label);
+	const workers = await call<WorkerInfo[]>(hiveUrl(v.hive), "GET", `/v1/workers?${q}`);
+	if (v.json) {
+		out(`${JSON.stringify(workers)}\n`);
+		return 0;
+	}
+	out(formatWorkers(workers));
+	return 0;
+}
+
+export function formatWorkers(workers: WorkerInfo[]): string {
+	const rows = [["ID", "STATE", "PID", "CPU%", "MEM", "LIMIT", "PIDS", "UPTIME", "COMMAND"]];
+	for (const w of workers) {
+		const s = w.stats;
+		const state = w.state === "exited" ? `${w.exit?.reason ?? "exited"}${w.exit?.exitCode != null ? `(${w.exit.exitCode})` : w.exit?.signal ? `(${w.exit.signal})` : ""}` : w.adopted ? "running*" : "running";
+		rows.push([
+			w.id,
+			state,
+			String(w.pid ?? "-"),
+			s?.cpu.percent == null ? "-" : s.cpu.percent.toFixed(1),
+			formatBytes(w.state === "exited" ? w.exit?.peakMemoryBytes : s?.memory.currentBytes),
+			formatBytes(w.limits.memoryBytes),
+			String(s?.pids.current ?? "-"),
+			formatDuration(w.state === "exited" ? w.exit?.durationMs : s?.uptimeMs),
+			w.command.join(" ").slice(0, 60),
+		]);
+	}
+	const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+	return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n")}\n`;
+}
+
+async function kill(argv: string[], out: (s: string) => void): Promise<number> {
+	const { values: v, positionals } = parse(argv, common, "kill");
+	if (v.help) return help("kill", out);
+	if (positionals.length !== 1) throw new UsageError("hive kill: expected exactly one worker ID");
+	const id = flag("kill", "id", positionals[0], (x) => checkId(x, "ID"))!;
+	const w = await call<WorkerInfo>(hiveUrl(v.hive), "DELETE", `/v1/workers/${id}`, undefined, loadToken(v["token-file"]));
+	out(v.json ? `${JSON.stringify(w)}\n` : `${w.id} ${w.exit?.reason ?? w.state}${w.exit?.signal ? ` by ${w.exit.signal}` : ""} after ${formatDuration(w.exit?.durationMs)}\n`);
+	return 0;
+}
+
+async function logs(argv: string[], out: (s: string) => void): Promise<number> {
+	const { values: v, positionals } = parse(argv, { ...common, follow: { type: "boolean", short: "f" } }, "logs");
+	if (v.help) return help("logs", out);
+	if (positionals.length !== 1) throw new UsageError("hive logs: expected exactly one worker ID");
+	const id = flag("logs", "id", positionals[0], (x) => checkId(x, "ID"))!;
+	const base = hiveUrl(v.hive);
+	let res: Response;
+	try {
+		res = await fetch(new URL(`/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`, base));
+	} catch (e) {
+		throw new Error(`cannot reach ${base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+	}
+	if (!res.ok) throw new Error(((await res.json().catch(() => null)) as { message?: string } | null)?.message ?? `${res.status}`);
+	const decoder = new TextDecoder();
+	for await (const chunk of res.body!) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+	return 0;
+}

@@ -1,0 +1,96 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { CgroupDriverName, HostFacts } from "@apiary/protocol";
+import type { FastifyInstance } from "fastify";
+import { buildHiveApp } from "./api/app.ts";
+import { createDriver, detect } from "./cgroup/detect.ts";
+import { GpuSampler } from "./gpu/sampler.ts";
+import { type Clock, Hive } from "./hive.ts";
+import { hostFacts } from "./host.ts";
+import { isLoopback, parseListen } from "./listen.ts";
+import { parseProcCgroup } from "./proc.ts";
+import { readOptional } from "./statfile.ts";
+
+export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+
+export interface HiveDaemonOptions {
+	listen: string;
+	name: string;
+	intervalMs: number;
+	cgroupDriver: "auto" | CgroupDriverName;
+	cgroupRoot?: string;
+	stateDir: string;
+	nvidiaSmi: string;
+	gpuIntervalMs?: number;
+	token: string | null;
+	logger?: boolean;
+	clock?: Clock;
+	log?: (msg: string, extra?: object) => void;
+}
+
+export interface HiveDaemon {
+	hive: Hive;
+	gpu: GpuSampler;
+	app: FastifyInstance;
+	host: HostFacts;
+	url: string;
+	close(): Promise<void>;
+}
+
+/** Detect the driver, re-adopt workers, start the GPU reader, the tick loop and the API. */
+export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon> {
+	const { host, port } = parseListen(o.listen);
+	if (!isLoopback(host) && !o.token) {
+		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
+	}
+	const detection = detect({ requested: o.cgroupDriver, cgroupRoot: o.cgroupRoot });
+	const driver = createDriver(detection);
+	let hive: Hive | null = null;
+	const gpu = new GpuSampler({
+		binary: o.nvidiaSmi,
+		intervalMs: o.gpuIntervalMs ?? Math.max(1000, o.intervalMs),
+		attribute: (pid) => workerOfPid(pid, hive),
+		log: o.log,
+	});
+	hive = new Hive({ driver, stateDir: o.stateDir, hiveId: o.name, clock: o.clock, gpus: gpu, log: o.log });
+	const facts = await hostFacts();
+	await hive.start();
+	gpu.start();
+	await hive.tick();
+	hive.startLoop(o.intervalMs);
+	const app = buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
+	await app.listen({ host, port });
+	const addr = app.server.address();
+	const boundPort = typeof addr === "object" && addr ? addr.port : port;
+	const h = hive;
+	return {
+		hive: h,
+		gpu,
+		app,
+		host: facts,
+		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
+		async close() {
+			await app.close();
+			gpu.stop();
+			await h.stop();
+		},
+	};
+}
+
+/** A GPU process belongs to the worker whose cgroup (or process tree root) holds it. */
+function workerOfPid(pid: number, hive: Hive | null): string | null {
+	if (!hive) return null;
+	const text = readOptional(`/proc/${pid}/cgroup`);
+	if (text) {
+		for (const { path } of parseProcCgroup(text)) {
+			const m = /\/workers\/([^/]+)/.exec(path);
+			if (m && hive.get(m[1]!)) return m[1]!;
+		}
+	}
+	// none driver: the worker's main pid itself.
+	return hive.list().find((w) => w.state === "running" && w.pid === pid)?.id ?? null;
+}
+
+export function defaultStateDir(): string {
+	return process.env.APIARY_STATE_DIR ?? (process.getuid?.() === 0 ? "/var/lib/apiary/hive" : join(process.env.HOME ?? ".", ".local/state/apiary/hive"));
+}

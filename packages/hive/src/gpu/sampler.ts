@@ -1,0 +1,195 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import type { GpuInfo, GpuStatus } from "@apiary/protocol";
+import { APP_FIELDS, type ComputeApp, EXIT_MEANING, GPU_FIELDS, type GpuReading, parseComputeApps, parseGpuLine } from "./nvidia-smi.ts";
+
+export interface GpuSamplerOptions {
+	/** nvidia-smi binary (`--nvidia-smi PATH`). */
+	binary: string;
+	intervalMs: number;
+	/** No line for this long: the reader is hung; data is stale and it is restarted. Default 3 intervals (≥ 3 s). */
+	stallMs?: number;
+	/** Which worker a GPU process belongs to (by cgroup membership). */
+	attribute?: (pid: number) => string | null;
+	now?: () => number;
+	log?: (msg: string, extra?: object) => void;
+}
+
+interface Seen {
+	reading: GpuReading;
+	at: number;
+}
+
+/**
+ * One long-lived `nvidia-smi --query-gpu … --loop-ms=N` child streams GPU
+ * readings; a watchdog restarts it when it stalls or dies. Per-process GPU
+ * memory comes from a bounded `--query-compute-apps` call on the same
+ * cadence. Nothing here is ever awaited by the worker tick: status() returns
+ * what was last read, with its age.
+ */
+export class GpuSampler {
+	private readonly o: Required<Omit<GpuSamplerOptions, "attribute">> & Pick<GpuSamplerOptions, "attribute">;
+	private child: ChildProcess | null = null;
+	private readonly seen = new Map<string, Seen>();
+	private apps: ComputeApp[] = [];
+	private lastLine: number | null = null;
+	private startedAt = 0;
+	private state: GpuStatus["state"] = "starting";
+	private message: string | null = null;
+	private restarts = 0;
+	private watchdog: NodeJS.Timeout | null = null;
+	private restartTimer: NodeJS.Timeout | null = null;
+	private appsBusy = false;
+	private stopped = false;
+	private badLines = 0;
+
+	constructor(o: GpuSamplerOptions) {
+		this.o = {
+			stallMs: Math.max(3000, 3 * o.intervalMs),
+			now: () => performance.now(),
+			log: () => {},
+			...o,
+		};
+	}
+
+	start(): void {
+		this.stopped = false;
+		this.launch();
+		this.watchdog = setInterval(() => this.check(), Math.min(this.o.intervalMs, 1000));
+		this.watchdog.unref();
+	}
+
+	stop(): void {
+		this.stopped = true;
+		if (this.watchdog) clearInterval(this.watchdog);
+		if (this.restartTimer) clearTimeout(this.restartTimer);
+		this.child?.kill("SIGKILL");
+		this.child = null;
+	}
+
+	get restartCount(): number {
+		return this.restarts;
+	}
+
+	private launch(): void {
+		const args = [`--query-gpu=${GPU_FIELDS.join(",")}`, "--format=csv,noheader,nounits", `--loop-ms=${this.o.intervalMs}`];
+		const child = spawn(this.o.binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+		this.child = child;
+		this.startedAt = this.o.now();
+		let stderr = "";
+		child.stderr!.setEncoding("utf8").on("data", (d: string) => {
+			if (stderr.length < 4096) stderr += d;
+		});
+		createInterface({ input: child.stdout! }).on("line", (line) => this.onLine(line));
+		child.on("error", (err: NodeJS.ErrnoException) => {
+			if (this.child !== child) return;
+			this.child = null;
+			if (err.code === "ENOENT") {
+				// No nvidia-smi: a host without GPUs. Look again now and then (a driver install).
+				this.setState("absent", `${this.o.binary} not found: no GPUs`);
+				this.scheduleRestart(60_000);
+			} else {
+				this.setState("error", `cannot run ${this.o.binary}: ${err.message}`);
+				this.scheduleRestart();
+			}
+		});
+		child.on("exit", (code, signal) => {
+			if (this.child !== child) return;
+			this.child = null;
+			if (this.stopped) return;
+			const why = code !== null ? `exit code ${code}${EXIT_MEANING[code] ? ` (${EXIT_MEANING[code]})` : ""}` : `signal ${signal}`;
+			const detail = stderr.trim().split("\n")[0] ?? "";
+			if ((code === 9 || code === 12) && this.seen.size === 0) {
+				this.setState("absent", `nvidia-smi: ${why}${detail ? `: ${detail}` : ""}`);
+				this.scheduleRestart(60_000);
+				return;
+			}
+			this.setState(this.seen.size > 0 ? "stale" : "error", `nvidia-smi ended: ${why}${detail ? `: ${detail}` : ""}; restarting`);
+			this.scheduleRestart();
+		});
+	}
+
+	private scheduleRestart(delayMs?: number): void {
+		if (this.stopped || this.restartTimer) return;
+		const backoff = delayMs ?? Math.min(30_000, 500 * 2 ** Math.min(this.restarts, 6));
+		this.restarts++;
+		this.restartTimer = setTimeout(() => {
+			this.restartTimer = null;
+			if (!this.stopped) this.launch();
+		}, backoff);
+		this.restartTimer.unref();
+	}
+
+	private onLine(line: string): void {
+		if (line.trim() === "") return;
+		try {
+			const reading = parseGpuLine(line);
+			const now = this.o.now();
+			this.seen.set(reading.uuid, { reading, at: now });
+			this.lastLine = now;
+			if (this.state !== "ok") this.setState("ok", null);
+		} catch (err) {
+			this.badLines++;
+			if (this.badLines <= 5 || this.badLines % 1000 === 0) this.o.log("unparseable nvidia-smi line", { err: String(err), count: this.badLines });
+			if (this.seen.size === 0) this.message = `unparseable nvidia-smi output: ${String((err as Error).message)}`;
+		}
+	}
+
+	private setState(state: GpuStatus["state"], message: string | null): void {
+		if (state !== this.state) this.o.log("gpu sampler state", { state, message });
+		this.state = state;
+		this.message = message;
+	}
+
+	/** Watchdog and compute-apps cadence. */
+	private check(): void {
+		const now = this.o.now();
+		const last = this.lastLine ?? this.startedAt;
+		if (this.child && now - last > this.o.stallMs) {
+			this.setState(this.seen.size > 0 ? "stale" : "error", `nvidia-smi printed nothing for ${Math.round(now - last)} ms; restarting it`);
+			const c = this.child;
+			this.child = null;
+			c.kill("SIGKILL");
+			this.scheduleRestart();
+		}
+		if (this.state === "ok" && !this.appsBusy) this.queryApps();
+	}
+
+	private queryApps(): void {
+		this.appsBusy = true;
+		execFile(
+			this.o.binary,
+			[`--query-compute-apps=${APP_FIELDS.join(",")}`, "--format=csv,noheader,nounits"],
+			{ timeout: Math.max(2000, this.o.intervalMs * 2), killSignal: "SIGKILL", maxBuffer: 1 << 20 },
+			(err, stdout) => {
+				this.appsBusy = false;
+				if (err) return;
+				try {
+					this.apps = parseComputeApps(stdout);
+				} catch (e) {
+					this.o.log("unparseable compute-apps output", { err: String(e) });
+				}
+			},
+		);
+	}
+
+	status(): GpuStatus {
+		const now = this.o.now();
+		const gpus: GpuInfo[] = [...this.seen.values()]
+			.sort((a, b) => a.reading.index - b.reading.index)
+			.map(({ reading, at }) => {
+				const ageMs = Math.round(now - at);
+				return {
+					...reading,
+					processes: this.apps
+						.filter((a) => a.gpuUuid === reading.uuid)
+						.map((a) => ({ pid: a.pid, usedMemoryMiB: a.usedMemoryMiB, workerId: this.o.attribute?.(a.pid) ?? null })),
+					ageMs,
+					stale: ageMs > this.o.stallMs,
+				};
+			});
+		const ageMs = this.lastLine === null ? null : Math.round(now - this.lastLine);
+		const state = this.state === "ok" && ageMs !== null && ageMs > this.o.stallMs ? "stale" : this.state;
+		return { state, message: this.message, ageMs, gpus };
+	}
+}

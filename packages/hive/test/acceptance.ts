@@ -1,0 +1,110 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { CgroupDriverName } from "@apiary/protocol";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Hive } from "../src/hive.ts";
+import { cleanup, newHive, procCpuSeconds, sleep, until, waitExit } from "./helpers.ts";
+
+const MiB = 1024 * 1024;
+
+/**
+ * The limits and sampling acceptance, written once and run against the v1
+ * driver on the host (integration tier) and the v2 driver in a VM (vm tier).
+ * `ioTarget` is where the IO test writes 20 MiB with O_DIRECT.
+ */
+export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string) {
+	describe(`cgroup ${kind}: limits are enforced and sampling is truthful`, () => {
+		let hive: Hive;
+		let stateDir: string;
+		beforeEach(async () => {
+			({ hive, stateDir } = await newHive(kind));
+		});
+		afterEach(async () => {
+			await cleanup(hive, stateDir);
+		});
+
+		it("holds a busy loop with --cpu 0.5 to ≤ 55 %, reports throttling, and its CPU% agrees with /proc/<pid>/stat", async () => {
+			const w = hive.spawn({ command: ["sh", "-c", "while :; do :; done"], cpu: 0.5 });
+			await sleep(500); // let the quota settle in
+			const t0 = performance.now();
+			const c0 = procCpuSeconds(w.pid!);
+			await hive.tick();
+			await sleep(3000);
+			const c1 = procCpuSeconds(w.pid!);
+			const t1 = performance.now();
+			const snap = await hive.tick();
+			const stats = snap.workers.find((x) => x.id === w.id)!.stats!;
+			const procPercent = ((c1 - c0) / ((t1 - t0) / 1000)) * 100;
+			expect(stats.cpu.percent).not.toBeNull();
+			expect(stats.cpu.percent!).toBeLessThanOrEqual(55);
+			expect(stats.cpu.percent!).toBeGreaterThan(30);
+			expect(Math.abs(stats.cpu.percent! - procPercent)).toBeLessThanOrEqual(5);
+			expect(stats.cpu.throttledPeriods!).toBeGreaterThan(0);
+			expect(stats.cpu.throttledNs!).toBeGreaterThan(0);
+		});
+
+		it("OOM-kills a 200 MiB allocation under --memory 64M and the exit record says oomKilled", async () => {
+			const w = hive.spawn({
+				command: ["node", "-e", "const a = []; for (let i = 0; i < 200; i++) a.push(Buffer.alloc(1 << 20, 1)); setTimeout(() => {}, 5000)"],
+				memoryBytes: 64 * MiB,
+			});
+			const done = await waitExit(hive, w.id);
+			expect(done.exit!.oomKilled).toBe(true);
+			expect(done.exit!.reason).toBe("oom");
+			expect(done.exit!.signal).toBe("SIGKILL");
+			expect(done.exit!.peakMemoryBytes!).toBeGreaterThan(32 * MiB);
+			expect(done.exit!.peakMemoryBytes!).toBeLessThanOrEqual(64 * MiB);
+			expect(hive.driver.list()).not.toContain(w.id); // cgroup removed
+		});
+
+		it("stops a fork loop at --pids 20", async () => {
+			// A shell exits on its first failed fork, so the loop is in node, which keeps going.
+			const forkLoop = `const { spawn } = require("node:child_process"); let failed = 0;
+				for (let i = 0; i < 100; i++) spawn("sleep", ["30"], { stdio: "ignore" }).on("error", (e) => { if (failed++ === 0) console.log("fork failed:", e.code); });
+				setTimeout(() => {}, 30000);`;
+			const w = hive.spawn({ command: ["node", "-e", forkLoop], pids: 20 });
+			await until(() => readFileSync(hive.logPath(w.id), "utf8").includes("fork failed"), 10_000, "a failed fork");
+			const snap = await hive.tick();
+			const stats = snap.workers.find((x) => x.id === w.id)!.stats!;
+			expect(stats.pids.limit).toBe(20);
+			expect(stats.pids.current!).toBeLessThanOrEqual(20);
+			expect(stats.pids.current!).toBeGreaterThanOrEqual(10);
+			expect(readFileSync(hive.logPath(w.id), "utf8")).toMatch(/fork failed: EAGAIN/);
+			const killed = await hive.kill(w.id);
+			expect(killed.exit!.reason).toBe("killed");
+			expect(hive.driver.pids(w.id)).toEqual([]);
+		});
+
+		it("shows a non-null write rate for a worker writing 20 MiB with O_DIRECT", async () => {
+			const target = ioTarget();
+			const w = hive.spawn({ command: ["sh", "-c", `sleep 0.5; dd if=/dev/zero of=${target} bs=1M count=20 oflag=direct conv=fsync 2>&1; sleep 30`] });
+			const first = await hive.tick();
+			const s0 = first.workers.find((x) => x.id === w.id)!.stats!;
+			expect(s0.io.writeBytesPerSec).toBeNull(); // a rate needs two samples
+			await until(() => readFileSync(hive.logPath(w.id), "utf8").includes("copied"), 30_000, "dd to finish");
+			const snap = await hive.tick();
+			const s = snap.workers.find((x) => x.id === w.id)!.stats!;
+			expect(s.io.writeBytes!).toBeGreaterThanOrEqual(20 * MiB);
+			expect(s.io.writeBytesPerSec).not.toBeNull();
+			expect(s.io.writeBytesPerSec!).toBeGreaterThan(0);
+			expect(s.io.writeOps!).toBeGreaterThan(0);
+		});
+
+		it("samples memory truthfully: current, working set, anon and the limit", async () => {
+			const w = hive.spawn({
+				command: ["node", "-e", "const b = Buffer.alloc(48 << 20, 1); setInterval(() => b[0]++, 100)"],
+				memoryBytes: 256 * MiB,
+			});
+			await until(async () => ((await hive.tick()).workers.find((x) => x.id === w.id)!.stats!.memory.anonBytes ?? 0) > 48 * MiB, 15_000, "48 MiB resident");
+			const s = (await hive.tick()).workers.find((x) => x.id === w.id)!.stats!;
+			expect(s.memory.limitBytes).toBe(256 * MiB);
+			expect(s.memory.currentBytes!).toBeGreaterThan(48 * MiB);
+			expect(s.memory.workingSetBytes!).toBeLessThanOrEqual(s.memory.currentBytes!);
+			expect(s.memory.peakBytes!).toBeGreaterThanOrEqual(s.memory.currentBytes!);
+			expect(s.memory.oomKills).toBe(0);
+			expect(s.uptimeMs).toBeGreaterThan(0);
+		});
+	});
+}
+
+export const ioFileIn = (dir: string) => () => join(dir, `apiary-io-${process.pid}-${Date.now()}`);
