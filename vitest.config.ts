@@ -21,6 +21,7 @@ export default defineConfig({
 				test: {
 					name: "vm",
 					include: ["packages/*/test/vm/**/*.test.ts"],
+					globalSetup: ["tests/leftovers.setup.ts"],
 					testTimeout: 180_000,
 					hookTimeout: 120_000,
 					fileParallelism: false,

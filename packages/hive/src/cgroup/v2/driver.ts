@@ -39,16 +39,15 @@ export class CgroupV2Driver implements CgroupDriver {
 			mkdirCg(join(this.root, "hive"));
 			writeCg(join(this.root, "hive", "cgroup.procs"), String(process.pid));
 		}
-		// Enable controllers top-down from the mount to workers/, writing only
-		// where one is missing.
-		const parts = relative(this.mount, this.workersDir).split(sep);
-		let dir = this.mount;
+		// Enable controllers top-down from the mount down to workers/ (whose
+		// children are the workers), writing only where one is missing.
 		mkdirCg(this.workersDir);
-		for (const part of parts) {
+		let dir = this.mount;
+		for (const part of [...relative(this.mount, this.workersDir).split(sep), null]) {
 			const enabled = readFileSync(join(dir, "cgroup.subtree_control"), "latin1").trim().split(/\s+/);
 			const missing = V2_CONTROLLERS.filter((c) => !enabled.includes(c));
 			if (missing.length > 0) writeCg(join(dir, "cgroup.subtree_control"), missing.map((c) => `+${c}`).join(" "));
-			dir = join(dir, part);
+			if (part !== null) dir = join(dir, part);
 		}
 	}
 
