@@ -1,0 +1,99 @@
+import { describe, expect, it } from "vitest";
+import { CgroupParseError, parseKeyValue, parseSingleValue } from "../../src/cgroup/parse.ts";
+import { parsePressure } from "../../src/cgroup/psi.ts";
+import { parseBlkioV1, parseCpuStatV1, parseMemoryLimitV1, parseMemoryStatV1, parseOomControl } from "../../src/cgroup/v1/stats.ts";
+import { formatCpuMax, parseCpuStat } from "../../src/cgroup/v2/cpu.ts";
+import { parseIoStat } from "../../src/cgroup/v2/io.ts";
+import { parseMemoryEvents, parseMemoryStat } from "../../src/cgroup/v2/memory.ts";
+
+// Literal file contents as the kernel prints them (captured on 6.1 / 6.18).
+
+describe("cgroup v2 files", () => {
+	it("cpu.stat gives usage and throttling in ns", () => {
+		const r = parseCpuStat("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 40\nnr_throttled 18\nthrottled_usec 900000\nnr_bursts 0\nburst_usec 0\n");
+		expect(r).toEqual({ usageNs: 2_500_000_000, periods: 40, throttledPeriods: 18, throttledNs: 900_000_000 });
+	});
+
+	it("cpu.stat without the cpu controller has no throttling: null, not 0", () => {
+		const r = parseCpuStat("usage_usec 62377\nuser_usec 0\nsystem_usec 62377\n");
+		expect(r.usageNs).toBe(62_377_000);
+		expect(r.periods).toBeNull();
+		expect(r.throttledNs).toBeNull();
+	});
+
+	it("cpu.max is quota and period, or max", () => {
+		expect(formatCpuMax(0.5)).toBe("50000 100000");
+		expect(formatCpuMax(2)).toBe("200000 100000");
+		expect(formatCpuMax(null)).toBe("max 100000");
+	});
+
+	it("memory.stat and memory.events", () => {
+		const m = parseMemoryStat("anon 52428800\nfile 4096\nkernel 8192\nactive_file 0\ninactive_file 4096\n");
+		expect(m).toEqual({ anonBytes: 52428800, fileBytes: 4096, inactiveFileBytes: 4096 });
+		expect(parseMemoryEvents("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")).toEqual({ oomKills: 1, ooms: 1 });
+	});
+
+	it("io.stat sums devices and ignores unknown keys", () => {
+		const r = parseIoStat("254:0 rbytes=4096 wbytes=20971520 rios=1 wios=20 dbytes=0 dios=0\n8:0 rbytes=100 wbytes=0 rios=2 wios=0 dbytes=0 dios=0 cost.vrate=100.00\n");
+		expect(r).toEqual({ readBytes: 4196, writeBytes: 20971520, readOps: 3, writeOps: 20 });
+		expect(parseIoStat("")).toEqual({ readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 });
+	});
+
+	it("a malformed file is an error that names the file", () => {
+		expect(() => parseIoStat("garbage here\n")).toThrow(CgroupParseError);
+		expect(() => parseIoStat("garbage here\n")).toThrow(/io\.stat/);
+		expect(() => parseKeyValue("usage_usec lots\n", "cpu.stat")).toThrow(/cpu\.stat: malformed line "usage_usec lots"/);
+		expect(() => parseSingleValue("", "memory.current")).toThrow(/memory\.current/);
+	});
+
+	it("single values: max is no limit", () => {
+		expect(parseSingleValue("max\n", "memory.max")).toBeNull();
+		expect(parseSingleValue("67108864\n", "memory.max")).toBe(67108864);
+	});
+});
+
+describe("PSI", () => {
+	it("parses some and full", () => {
+		const p = parsePressure("some avg10=1.50 avg60=0.20 avg300=0.05 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=789\n");
+		expect(p.some).toEqual({ avg10: 1.5, avg60: 0.2, avg300: 0.05, totalUs: 123456 });
+		expect(p.full?.totalUs).toBe(789);
+	});
+	it("cpu.pressure before 5.13 has no full line: null", () => {
+		expect(parsePressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n").full).toBeNull();
+	});
+	it("rejects garbage", () => {
+		expect(() => parsePressure("some avg10=x\n", "cpu.pressure")).toThrow(/cpu\.pressure/);
+	});
+});
+
+describe("cgroup v1 files", () => {
+	it("cpu.stat gives throttling; throttled_time is already ns", () => {
+		expect(parseCpuStatV1("nr_periods 30\nnr_throttled 29\nthrottled_time 1460000000\nnr_bursts 0\nburst_time 0\n")).toEqual({
+			periods: 30,
+			throttledPeriods: 29,
+			throttledNs: 1_460_000_000,
+		});
+	});
+
+	it("memory.stat uses the hierarchical totals", () => {
+		const text = "cache 0\nrss 100\ninactive_file 0\ntotal_cache 8192\ntotal_rss 52428800\ntotal_inactive_file 4096\n";
+		expect(parseMemoryStatV1(text)).toEqual({ anonBytes: 52428800, fileBytes: 8192, inactiveFileBytes: 4096 });
+	});
+
+	it("memory.oom_control counts OOM kills (4.13+) and absence is null", () => {
+		expect(parseOomControl("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")).toEqual({ oomKills: 2, underOom: false });
+		expect(parseOomControl("oom_kill_disable 0\nunder_oom 0\n").oomKills).toBeNull();
+	});
+
+	it("memory.limit_in_bytes: the huge default means no limit", () => {
+		expect(parseMemoryLimitV1("9223372036854771712\n")).toBeNull();
+		expect(parseMemoryLimitV1("67108864\n")).toBe(67108864);
+	});
+
+	it("blkio.throttle files sum Read and Write over devices", () => {
+		const text = "254:0 Read 4096\n254:0 Write 20971520\n254:0 Sync 20975616\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 20975616\n8:0 Read 1\n8:0 Write 2\nTotal 20975619\n";
+		expect(parseBlkioV1(text, "blkio.throttle.io_service_bytes")).toEqual({ read: 4097, write: 20971522 });
+		expect(parseBlkioV1("Total 0\n", "x")).toEqual({ read: 0, write: 0 });
+		expect(() => parseBlkioV1("254:0 Read many\n", "blkio.throttle.io_serviced")).toThrow(/blkio\.throttle\.io_serviced/);
+	});
+});
