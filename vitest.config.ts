@@ -1,10 +1,21 @@
+import { BaseSequencer, type TestSpecification } from "vitest/node";
 import { defineConfig } from "vitest/config";
+
+/** Runs no-leftovers.test.ts after every other file of its tier. */
+class LeftoversLast extends BaseSequencer {
+	override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+		const sorted = await super.sort(files);
+		const last = (f: TestSpecification) => f.moduleId.endsWith("no-leftovers.test.ts");
+		return [...sorted.filter((f) => !last(f)), ...sorted.filter(last)];
+	}
+}
 
 // One project per test tier so each can run alone (`vitest run --project unit`).
 // unit: pure, no root. integration: real processes, host cgroups, loopback daemons.
 // vm: cgroup v2 in a qemu guest (run through scripts/cgroup-v2-vm.sh).
 export default defineConfig({
 	test: {
+		sequence: { sequencer: LeftoversLast },
 		projects: [
 			{ test: { name: "unit", include: ["packages/*/test/unit/**/*.test.ts"] } },
 			{

@@ -189,7 +189,9 @@ export class GpuSampler {
 				};
 			});
 		const ageMs = this.lastLine === null ? null : Math.round(now - this.lastLine);
-		const state = this.state === "ok" && ageMs !== null && ageMs > this.o.stallMs ? "stale" : this.state;
-		return { state, message: this.message, ageMs, gpus };
+		if (this.state === "ok" && ageMs !== null && ageMs > this.o.stallMs) {
+			return { state: "stale", message: `nvidia-smi printed nothing for ${ageMs} ms`, ageMs, gpus };
+		}
+		return { state: this.state, message: this.message, ageMs, gpus };
 	}
 }
