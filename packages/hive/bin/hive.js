@@ -1,5 +1,11 @@
 #!/usr/bin/env node
-// Entry point for `npx hive`; the code is TypeScript run by Node's type stripping.
-import { main } from "../src/cli.ts";
-
+// Entry point for `npx hive`. The code is TypeScript run by Node's type
+// stripping, which needs Node >= 22.18 (npm ci installs Node 24 into
+// node_modules/.bin, which npx and npm scripts put first on PATH).
+const [major, minor] = process.versions.node.split(".").map(Number);
+if (major < 22 || (major === 22 && minor < 18)) {
+	process.stderr.write(`hive: Node ${process.versions.node} cannot run TypeScript directly; use Node >= 22.18, e.g. "npx hive" after "npm ci"\n`);
+	process.exit(1);
+}
+const { main } = await import("../src/cli.ts");
 process.exitCode = await main(process.argv.slice(2));

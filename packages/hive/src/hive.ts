@@ -247,12 +247,19 @@ export class Hive extends EventEmitter {
 		if (!e) throw new HiveError(404, `no worker ${id}`);
 		if (e.info.state === "exited") return e.info;
 		e.killReason ??= reason;
+		// The worker's own process group first: right after spawn the wrapper may
+		// not have entered the cgroup yet, so the cgroup alone could miss it.
+		if (e.child && e.info.pid) {
+			try {
+				process.kill(-e.info.pid, "SIGKILL");
+			} catch {}
+		}
 		await this.driver.killAll(id, e.info.pid ?? 0);
 		if (e.child) {
 			// The exit event follows the kill; wait for the record.
 			while (!e.finishing) await new Promise((r) => setTimeout(r, 5));
 		} else {
-			e.finishing ??= this.finish(e, null, null);
+			e.finishing ??= this.finish(e, null, null, "exit status unknown: the worker was re-adopted after a hive restart, so the hive was not its parent");
 		}
 		await e.finishing;
 		return e.info;

@@ -90,6 +90,15 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 			expect(s.io.writeOps!).toBeGreaterThan(0);
 		});
 
+		it("a kill right after spawn ends the worker at once, even before it has entered its cgroup", async () => {
+			const t0 = Date.now();
+			const w = hive.spawn({ command: ["sleep", "30"] });
+			const done = await hive.kill(w.id);
+			expect(done.exit!.reason).toBe("killed");
+			expect(Date.now() - t0).toBeLessThan(10_000);
+			expect(hive.driver.list()).not.toContain(w.id);
+		});
+
 		it("samples memory truthfully: current, working set, anon and the limit", async () => {
 			const w = hive.spawn({
 				command: ["node", "-e", "const b = Buffer.alloc(48 << 20, 1); setInterval(() => b[0]++, 100)"],

@@ -2,7 +2,7 @@ import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { HostFacts } from "@apiary/protocol";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, type FastifySchemaValidationError } from "fastify";
 import { type Hive, HiveError, type SpawnRequest } from "../hive.ts";
 import { requireToken } from "./auth.ts";
 import { idParam, listQuery, logsQuery, spawnBody } from "./schemas.ts";
@@ -21,6 +21,7 @@ export function buildHiveApp(o: HiveAppOptions): FastifyInstance {
 		logger: o.logger ?? false,
 		bodyLimit: 1 << 20,
 		ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+		schemaErrorFormatter: schemaError,
 	});
 	const { hive } = o;
 	requireToken(app, o.token);
@@ -81,6 +82,15 @@ export function buildHiveApp(o: HiveAppOptions): FastifyInstance {
 	});
 
 	return app;
+}
+
+/** A validation message that names the field: "body.cpu must be number", "body: unknown field \"bogus\"". */
+export function schemaError(errors: FastifySchemaValidationError[], dataVar: string): Error {
+	const e = errors.find((x) => x.keyword !== "anyOf") ?? errors[0]!;
+	const path = `${dataVar}${e.instancePath.replaceAll("/", ".")}`;
+	if (e.keyword === "additionalProperties") return new Error(`${path}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`);
+	if (e.keyword === "required") return new Error(`${path}: missing field "${(e.params as { missingProperty: string }).missingProperty}"`);
+	return new Error(`${path} ${e.message}`);
 }
 
 /** Yields the file from `offset`; while `more()` says the writer is alive, waits for growth like `tail -f`. */

@@ -45,10 +45,10 @@ export class GpuSampler {
 
 	constructor(o: GpuSamplerOptions) {
 		this.o = {
-			stallMs: Math.max(3000, 3 * o.intervalMs),
-			now: () => performance.now(),
-			log: () => {},
 			...o,
+			stallMs: o.stallMs ?? Math.max(3000, 3 * o.intervalMs),
+			now: o.now ?? (() => performance.now()),
+			log: o.log ?? (() => {}),
 		};
 	}
 
