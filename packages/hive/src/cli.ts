@@ -38,7 +38,8 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)
   --gpu-interval DURATION    GPU sampling cadence (default: the tick, at least 1s)
   --token-file FILE          bearer token for mutating routes (default $APIARY_TOKEN)
-  --queen URL                queen to report to (the queen side is not built yet)
+  --queen URL                queen to report to, e.g. http://127.0.0.1:7070 (default
+                             $APIARY_QUEEN; none: a standalone hive)
 
 Workers keep running when the hive stops; a restarted hive re-adopts them.`,
 	spawn: `Usage: hive spawn [options] -- CMD [ARG...]
@@ -186,6 +187,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		nvidiaSmi: v["nvidia-smi"]!,
 		gpuIntervalMs,
 		token,
+		queen: v.queen ?? process.env.APIARY_QUEEN,
 		log,
 	});
 	const info = d.hive.driver.info;
@@ -195,9 +197,9 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			`  cgroup driver: ${info.name} (${info.enforced ? "limits enforced" : "limits NOT enforced"}) — ${info.reason}\n` +
 			`  state dir: ${d.hive.stateDir}\n` +
 			`  GPUs: ${gpu.gpus.length > 0 ? gpu.gpus.length : gpu.state === "starting" ? "probing" : "none"}${gpu.message ? ` (${gpu.message})` : ""}\n` +
-			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n`,
+			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n` +
+			`  queen: ${d.link ? (v.queen ?? process.env.APIARY_QUEEN) : "none (standalone)"}\n`,
 	);
-	if (v.queen) log("--queen is accepted but reporting to a queen is not implemented yet", { queen: v.queen });
 	await new Promise<void>((resolve) => {
 		const stop = () => resolve();
 		process.once("SIGINT", stop);

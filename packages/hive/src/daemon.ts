@@ -9,6 +9,7 @@ import { type Clock, Hive } from "./hive.ts";
 import { hostFacts } from "./host.ts";
 import { isLoopback, parseListen } from "./listen.ts";
 import { parseProcCgroup } from "./proc.ts";
+import { QueenLink } from "./queen-link.ts";
 import { readOptional } from "./statfile.ts";
 
 export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
@@ -23,6 +24,10 @@ export interface HiveDaemonOptions {
 	nvidiaSmi: string;
 	gpuIntervalMs?: number;
 	token: string | null;
+	/** Queen to report to (http:// or ws://); none = a standalone hive. */
+	queen?: string;
+	/** Token for the queen's socket; defaults to `token`. */
+	queenToken?: string | null;
 	logger?: boolean;
 	clock?: Clock;
 	log?: (msg: string, extra?: object) => void;
@@ -34,6 +39,7 @@ export interface HiveDaemon {
 	app: FastifyInstance;
 	host: HostFacts;
 	url: string;
+	link: QueenLink | null;
 	close(): Promise<void>;
 }
 
@@ -59,17 +65,30 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	await hive.tick();
 	hive.startLoop(o.intervalMs);
 	const app = buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
-	await app.listen({ host, port });
+	try {
+		await app.listen({ host, port });
+	} catch (err) {
+		// e.g. the port is taken: stop what started so the process can exit.
+		gpu.stop();
+		await hive.stop();
+		throw err;
+	}
 	const addr = app.server.address();
 	const boundPort = typeof addr === "object" && addr ? addr.port : port;
 	const h = hive;
+	const link = o.queen
+		? new QueenLink({ queen: o.queen, token: o.queenToken === undefined ? o.token : o.queenToken, hive: h, host: facts, gpus: gpu, version: VERSION, log: o.log })
+		: null;
+	link?.start();
 	return {
 		hive: h,
 		gpu,
 		app,
 		host: facts,
+		link,
 		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
 		async close() {
+			await link?.stop();
 			await app.close();
 			gpu.stop();
 			await h.stop();

@@ -69,6 +69,8 @@ interface Entry {
 	timer: NodeJS.Timeout | null;
 	killReason: ExitReason | null;
 	finishing: Promise<void> | null;
+	/** The queen has acknowledged this worker's exit record. */
+	reported: boolean;
 }
 
 export interface HiveOptions {
@@ -213,6 +215,7 @@ export class Hive extends EventEmitter {
 			timer: null,
 			killReason: null,
 			finishing: null,
+			reported: false,
 		};
 		this.workers.set(id, entry);
 		child.on("error", (err) => this.log("worker spawn error", { id, err: String(err) }));
@@ -393,7 +396,7 @@ export class Hive extends EventEmitter {
 	private persist(e: Entry): void {
 		const path = this.recordPath(e.info.id);
 		const { stats: _stats, ...rest } = e.info;
-		writeFileSync(`${path}.tmp`, JSON.stringify({ ...rest, startTicks: e.startTicks }));
+		writeFileSync(`${path}.tmp`, JSON.stringify({ ...rest, startTicks: e.startTicks, reported: e.reported }));
 		renameSync(`${path}.tmp`, path);
 	}
 
@@ -406,7 +409,7 @@ export class Hive extends EventEmitter {
 	}
 
 	private async readopt(): Promise<void> {
-		const saved = new Map<string, WorkerInfo & { startTicks: number | null }>();
+		const saved = new Map<string, WorkerInfo & { startTicks: number | null; reported?: boolean }>();
 		for (const f of readdirSync(join(this.stateDir, "workers"))) {
 			if (!f.endsWith(".json")) continue;
 			try {
@@ -420,7 +423,9 @@ export class Hive extends EventEmitter {
 		for (const id of ids) {
 			const rec = saved.get(id);
 			if (rec?.state === "exited") {
-				this.workers.set(id, this.entryFrom(rec, null));
+				const e = this.entryFrom(rec, null);
+				e.reported = rec.reported === true;
+				this.workers.set(id, e);
 				continue;
 			}
 			const cgPids = this.driver.info.name === "none" ? [] : this.driver.pids(id);
@@ -484,7 +489,24 @@ export class Hive extends EventEmitter {
 			timer: null,
 			killReason: null,
 			finishing: null,
+			reported: false,
 		};
+	}
+
+	/** Exit records the queen has acknowledged need not be sent again. */
+	markReported(ids: string[]): void {
+		for (const id of ids) {
+			const e = this.workers.get(id);
+			if (e && e.info.state === "exited" && !e.reported) {
+				e.reported = true;
+				this.persist(e);
+			}
+		}
+	}
+
+	/** Running workers plus exits the queen has not acknowledged: what a heartbeat carries. */
+	unreported(): WorkerInfo[] {
+		return [...this.workers.values()].filter((e) => e.info.state === "running" || !e.reported).map((e) => e.info);
 	}
 }
 

@@ -4,3 +4,8 @@ export { createDriver, detect } from "./cgroup/detect.ts";
 export { startHiveDaemon, type HiveDaemon, type HiveDaemonOptions } from "./daemon.ts";
 export { GpuSampler } from "./gpu/sampler.ts";
 export { Hive, HiveError } from "./hive.ts";
+export { checkBearer, requireToken } from "./api/auth.ts";
+export { schemaError } from "./api/app.ts";
+export { call, ClientError } from "./client.ts";
+export { isLoopback, loadToken, parseListen } from "./listen.ts";
+export { hostFacts } from "./host.ts";

@@ -1,3 +1,4 @@
 export * from "./ids.ts";
 export * from "./types.ts";
 export * from "./units.ts";
+export * from "./wire.ts";

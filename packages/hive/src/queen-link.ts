@@ -1,0 +1,171 @@
+import type { HelloMessage, HiveMessage, HostFacts, QueenMessage, Snapshot, WorkerInfo } from "@apiary/protocol";
+import WebSocket from "ws";
+import type { GpuSource, Hive } from "./hive.ts";
+
+export interface QueenLinkOptions {
+	/** http(s):// or ws(s):// address of the queen. */
+	queen: string;
+	token: string | null;
+	hive: Hive;
+	host: HostFacts;
+	gpus: GpuSource | null;
+	version: string;
+	/** Reconnect backoff: base and cap, ms (full jitter in between). */
+	backoffBaseMs?: number;
+	backoffCapMs?: number;
+	log?: (msg: string, extra?: object) => void;
+}
+
+export function socketUrl(queen: string): string {
+	const u = new URL(queen);
+	if (u.protocol === "http:") u.protocol = "ws:";
+	else if (u.protocol === "https:") u.protocol = "wss:";
+	u.pathname = "/v1/hives/connect";
+	return u.toString();
+}
+
+/**
+ * The hive's side of the socket: hello on connect, a heartbeat per tick, an
+ * event at once on spawn and exit; reconnects with exponential backoff and
+ * full jitter (cap 30 s). Exit records stay "unreported" until the queen acks
+ * a message carrying them, so none is lost while the queen is away, and the
+ * queen de-duplicates what is sent twice.
+ */
+export class QueenLink {
+	private readonly o: QueenLinkOptions;
+	private ws: WebSocket | null = null;
+	private open = false;
+	private seq = 0;
+	private attempt = 0;
+	private timer: NodeJS.Timeout | null = null;
+	private stopped = false;
+	/** seq → ids of exited workers that message carried */
+	private readonly pending = new Map<number, string[]>();
+	private readonly onTick = (s: Snapshot) => this.heartbeat(s);
+	private readonly onSpawned = (w: WorkerInfo) => this.event("worker.spawned", w);
+	private readonly onExited = (w: WorkerInfo) => this.event("worker.exited", w);
+	connects = 0;
+
+	constructor(o: QueenLinkOptions) {
+		this.o = o;
+	}
+
+	get connected(): boolean {
+		return this.open;
+	}
+
+	start(): void {
+		this.stopped = false;
+		this.o.hive.on("tick", this.onTick);
+		this.o.hive.on("spawned", this.onSpawned);
+		this.o.hive.on("exited", this.onExited);
+		this.connect();
+	}
+
+	/** Say bye (the queen reports hive.left rather than waiting to call it lost) and stop. */
+	async stop(): Promise<void> {
+		this.stopped = true;
+		if (this.timer) clearTimeout(this.timer);
+		this.o.hive.off("tick", this.onTick);
+		this.o.hive.off("spawned", this.onSpawned);
+		this.o.hive.off("exited", this.onExited);
+		const ws = this.ws;
+		if (!ws) return;
+		if (this.open) this.send({ type: "bye" });
+		await new Promise<void>((resolve) => {
+			ws.once("close", () => resolve());
+			setTimeout(() => {
+				ws.terminate();
+				resolve();
+			}, 1000).unref();
+			if (!this.open) ws.terminate();
+		});
+	}
+
+	private connect(): void {
+		const headers: Record<string, string> = {};
+		if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+		const ws = new WebSocket(socketUrl(this.o.queen), { headers, handshakeTimeout: 10_000 });
+		this.ws = ws;
+		ws.on("open", () => {
+			this.open = true;
+			this.attempt = 0;
+			this.connects++;
+			this.pending.clear();
+			this.o.log?.("connected to the queen", { queen: this.o.queen });
+			const gpu = this.o.gpus?.status();
+			const hello: HelloMessage = {
+				type: "hello",
+				hiveId: this.o.hive.hiveId,
+				instanceId: this.o.hive.instanceId,
+				version: this.o.version,
+				host: this.o.host,
+				driver: this.o.hive.driver.info,
+				gpus: gpu?.gpus ?? [],
+			};
+			this.send(hello);
+			const snap = this.o.hive.snapshot();
+			if (snap) this.heartbeat(snap);
+		});
+		ws.on("message", (data) => {
+			let m: QueenMessage;
+			try {
+				m = JSON.parse(data.toString());
+			} catch {
+				return;
+			}
+			if (m.type === "ack") {
+				const ids = this.pending.get(m.seq);
+				this.pending.delete(m.seq);
+				if (ids && ids.length > 0) this.o.hive.markReported(ids);
+			}
+		});
+		ws.on("close", (code, reason) => {
+			const was = this.open;
+			this.open = false;
+			this.ws = null;
+			if (was) this.o.log?.("disconnected from the queen", { code, reason: reason.toString() });
+			this.schedule();
+		});
+		ws.on("unexpected-response", (_req, res) => {
+			this.o.log?.("the queen refused the connection", { status: res.statusCode });
+		});
+		ws.on("error", () => {
+			// close follows
+		});
+	}
+
+	private schedule(): void {
+		if (this.stopped || this.timer) return;
+		const base = this.o.backoffBaseMs ?? 500;
+		const cap = this.o.backoffCapMs ?? 30_000;
+		const ceiling = Math.min(cap, base * 2 ** this.attempt++);
+		const delay = Math.max(50, Math.random() * ceiling);
+		this.timer = setTimeout(() => {
+			this.timer = null;
+			if (!this.stopped) this.connect();
+		}, delay);
+		this.timer.unref();
+	}
+
+	private send(m: HiveMessage): boolean {
+		if (!this.open || !this.ws) return false;
+		this.ws.send(JSON.stringify(m));
+		return true;
+	}
+
+	private heartbeat(s: Snapshot): void {
+		if (!this.open) return;
+		const workers = this.o.hive.unreported();
+		const seq = ++this.seq;
+		this.pending.set(seq, workers.filter((w) => w.state === "exited").map((w) => w.id));
+		this.send({ type: "heartbeat", seq, snapshot: { ...s, workers } });
+	}
+
+	private event(event: "worker.spawned" | "worker.exited", w: WorkerInfo): void {
+		if (!this.open) return;
+		const seq = ++this.seq;
+		if (w.state === "exited") this.pending.set(seq, [w.id]);
+		this.send({ type: "event", seq, event, worker: w });
+	}
+}

@@ -1,0 +1,201 @@
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { EVENT_TYPES, type GpuView, type HiveView, parseDuration, parseSize, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
+import { call, loadToken } from "@apiary/hive";
+import { EventSource } from "eventsource";
+import { defaultDbPath, startQueenDaemon, VERSION } from "./daemon.ts";
+import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
+
+const DEFAULT_QUEEN = "http://127.0.0.1:7070";
+
+class UsageError extends Error {}
+
+const HELP: Record<string, string> = {
+	main: `queen ${VERSION} — the fleet's registry, event stream and GPU scheduler queries
+
+Usage: queen <command> [options]
+
+Commands:
+  start      run the queen daemon
+  tail       follow the event stream
+  gpus       list GPUs (--free for the free pool)
+  hives      list hives
+  workers    list workers
+
+Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwise.`,
+	start: `Usage: queen start [options]
+
+  --listen HOST:PORT      API and hive socket address (default 127.0.0.1:7070);
+                          not loopback needs a token
+  --db PATH               SQLite file (default $APIARY_STATE_DIR/queen.db, /var/lib/apiary/queen/queen.db
+                          as root, else ~/.local/state/apiary/queen/queen.db)
+  --stale-after DURATION  a hive silent this long is stale (default 3s)
+  --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
+  --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
+  --token-file FILE       token for the hive socket and mutating routes (default $APIARY_TOKEN)`,
+	tail: `Usage: queen tail [options]
+
+  --types LIST       event types, * wildcards: worker.*,hive.lost
+  --hive ID          only this hive's events
+  --worker ID        only this worker's events
+  --since ID         replay from after this event id instead of starting with a snapshot
+  --json             one JSON event per line
+  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})
+
+Reconnects by itself and resumes where it left off (Last-Event-ID).`,
+	gpus: `Usage: queen gpus [options]
+
+  --free             only free GPUs (hive ready, not held, not claimed, memory idle)
+  --min-memory SIZE  at least this much free memory, e.g. 16G
+  --hive ID          only this hive
+  --name TEXT        name contains TEXT, e.g. A100
+  --json             print JSON
+  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})`,
+	hives: `Usage: queen hives [--json] [--queen URL]`,
+	workers: `Usage: queen workers [options]
+
+  --hive ID          only this hive
+  --state S          running | exited | evicted | all (default running)
+  --json             print JSON
+  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})`,
+};
+
+function parse<T extends ParseArgsOptionsConfig>(argv: string[], options: T, cmd: string) {
+	try {
+		return parseArgs<{ args: string[]; options: T; allowPositionals: false; strict: true }>({ args: argv, options, allowPositionals: false, strict: true });
+	} catch (err) {
+		throw new UsageError(`queen ${cmd}: ${(err as Error).message}`);
+	}
+}
+
+function flag<T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T): T | undefined {
+	if (value === undefined) return undefined;
+	try {
+		return conv(value);
+	} catch (err) {
+		throw new UsageError(`queen ${cmd}: --${name}: ${(err as Error).message}`);
+	}
+}
+
+const common = { queen: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+const queenUrl = (v: string | undefined) => v ?? process.env.APIARY_QUEEN ?? DEFAULT_QUEEN;
+
+export async function main(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
+	const [cmd, ...rest] = argv;
+	try {
+		if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+			out(`${HELP.main}\n`);
+			return cmd === undefined ? 2 : 0;
+		}
+		if (cmd === "--version") {
+			out(`${VERSION}\n`);
+			return 0;
+		}
+		if (!HELP[cmd] || cmd === "main") throw new UsageError(`queen: unknown command ${JSON.stringify(cmd)}\n\n${HELP.main}`);
+		if (rest.includes("--help") || rest.includes("-h")) {
+			out(`${HELP[cmd]}\n`);
+			return 0;
+		}
+		switch (cmd) {
+			case "start":
+				return await start(rest, out, err);
+			case "tail":
+				return await tail(rest, out, err);
+			case "gpus": {
+				const { values: v } = parse(rest, { ...common, free: { type: "boolean" }, "min-memory": { type: "string" }, hive: { type: "string" }, name: { type: "string" } }, "gpus");
+				const q = new URLSearchParams();
+				if (v.free) q.set("free", "true");
+				const min = flag("gpus", "min-memory", v["min-memory"], parseSize);
+				if (min !== undefined) q.set("minMemoryMiB", String(Math.ceil(min / 2 ** 20)));
+				if (v.hive) q.set("hive", v.hive);
+				if (v.name) q.set("name", v.name);
+				const gpus = await call<GpuView[]>(queenUrl(v.queen), "GET", `/v1/gpus?${q}`);
+				out(v.json ? `${JSON.stringify(gpus)}\n` : formatGpus(gpus));
+				return 0;
+			}
+			case "hives": {
+				const { values: v } = parse(rest, common, "hives");
+				const hives = await call<HiveView[]>(queenUrl(v.queen), "GET", "/v1/hives");
+				out(v.json ? `${JSON.stringify(hives)}\n` : formatHives(hives));
+				return 0;
+			}
+			case "workers": {
+				const { values: v } = parse(rest, { ...common, hive: { type: "string" }, state: { type: "string" } }, "workers");
+				const q = new URLSearchParams({ state: v.state ?? "running" });
+				if (v.hive) q.set("hive", v.hive);
+				const ws = await call<QueenWorkerView[]>(queenUrl(v.queen), "GET", `/v1/workers?${q}`);
+				out(v.json ? `${JSON.stringify(ws)}\n` : formatWorkers(ws));
+				return 0;
+			}
+		}
+		return 2;
+	} catch (e) {
+		if (e instanceof UsageError) {
+			err(`${e.message}\n`);
+			return 2;
+		}
+		err(`queen ${cmd}: ${(e as Error).message}\n`);
+		return 1;
+	}
+}
+
+async function start(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+	const { values: v } = parse(
+		argv,
+		{
+			...common,
+			listen: { type: "string", default: "127.0.0.1:7070" },
+			db: { type: "string" },
+			"stale-after": { type: "string", default: "3s" },
+			"evict-after": { type: "string", default: "90s" },
+			"busy-memory": { type: "string", default: "1G" },
+			"token-file": { type: "string" },
+		},
+		"start",
+	);
+	const staleAfterMs = flag("start", "stale-after", v["stale-after"], parseDuration)!;
+	const evictAfterMs = flag("start", "evict-after", v["evict-after"], parseDuration)!;
+	if (evictAfterMs <= staleAfterMs) throw new UsageError("queen start: --evict-after must be longer than --stale-after");
+	const busy = flag("start", "busy-memory", v["busy-memory"], parseSize)!;
+	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
+	const db = v.db ?? defaultDbPath();
+	const d = await startQueenDaemon({ listen: v.listen!, db, staleAfterMs, evictAfterMs, busyMemoryMiB: Math.ceil(busy / 2 ** 20), token: loadToken(v["token-file"]), log });
+	out(`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${db}\n  hives known: ${d.registry.listHives().length}\n`);
+	await new Promise<void>((resolve) => {
+		process.once("SIGINT", () => resolve());
+		process.once("SIGTERM", () => resolve());
+	});
+	await d.close();
+	return 0;
+}
+
+async function tail(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+	const { values: v } = parse(argv, { ...common, types: { type: "string" }, hive: { type: "string" }, worker: { type: "string" }, since: { type: "string" } }, "tail");
+	const q = new URLSearchParams();
+	if (v.types) q.set("types", v.types);
+	if (v.hive) q.set("hive", v.hive);
+	if (v.worker) q.set("worker", v.worker);
+	if (v.since) q.set("since", v.since);
+	const url = `${queenUrl(v.queen)}/v1/events${q.size ? `?${q}` : ""}`;
+	const colour = !v.json && process.stdout.isTTY === true;
+	// Check the request once so bad filters fail fast with the queen's message.
+	const probe = await fetch(url, { headers: { accept: "application/json" } }).catch((e) => {
+		throw new Error(`cannot reach ${queenUrl(v.queen)}: ${(e as Error & { cause?: Error }).cause?.message ?? e.message}`);
+	});
+	if (probe.status === 400) throw new UsageError(`queen tail: ${((await probe.json()) as { message: string }).message}`);
+	await probe.body?.cancel();
+	const es = new EventSource(url);
+	const show = (ev: MessageEvent) => {
+		const e = JSON.parse(ev.data) as QueenEvent;
+		out(v.json ? `${JSON.stringify(e)}\n` : formatEvent(e, colour));
+	};
+	for (const t of EVENT_TYPES) es.addEventListener(t, show);
+	es.addEventListener("error", () => {
+		if (es.readyState === EventSource.CONNECTING) err("queen tail: disconnected; reconnecting\n");
+	});
+	await new Promise<void>((resolve) => {
+		process.once("SIGINT", () => resolve());
+		process.once("SIGTERM", () => resolve());
+	});
+	es.close();
+	return 0;
+}

@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { isLoopback, parseListen } from "@apiary/hive";
+import type { FastifyInstance } from "fastify";
+import { buildQueenApp } from "./app.ts";
+import { EventLog } from "./events.ts";
+import { type QueenClock, Registry } from "./registry.ts";
+import { HiveSocketServer } from "./socket.ts";
+import { Store } from "./store.ts";
+
+export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+
+export interface QueenDaemonOptions {
+	listen: string;
+	db: string;
+	staleAfterMs: number;
+	evictAfterMs: number;
+	token: string | null;
+	busyMemoryMiB?: number;
+	keepaliveMs?: number;
+	queueLimit?: number;
+	maxMessageBytes?: number;
+	clock?: QueenClock;
+	log?: (msg: string, extra?: object) => void;
+}
+
+export interface QueenDaemon {
+	app: FastifyInstance;
+	registry: Registry;
+	sockets: HiveSocketServer;
+	url: string;
+	close(): Promise<void>;
+}
+
+export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaemon> {
+	const { host, port } = parseListen(o.listen);
+	if (!isLoopback(host) && !o.token) {
+		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
+	}
+	const log = o.log ?? (() => {});
+	const store = new Store(o.db);
+	const events = new EventLog(store);
+	const registry = new Registry(store, events, {
+		staleAfterMs: o.staleAfterMs,
+		evictAfterMs: o.evictAfterMs,
+		busyMemoryMiB: o.busyMemoryMiB ?? 1024,
+		clock: o.clock,
+	});
+	const app = await buildQueenApp({ registry, token: o.token, version: VERSION, keepaliveMs: o.keepaliveMs ?? 15_000, queueLimit: o.queueLimit ?? 1000 });
+	const sockets = new HiveSocketServer({ registry, token: o.token, maxPayload: o.maxMessageBytes ?? 4 << 20, staleAfterMs: o.staleAfterMs, log });
+	app.server.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
+	const liveness = setInterval(() => {
+		try {
+			registry.checkLiveness();
+		} catch (err) {
+			log("liveness check failed", { err: String(err) });
+		}
+	}, Math.max(50, Math.min(1000, Math.floor(o.staleAfterMs / 4))));
+	liveness.unref();
+	try {
+		await app.listen({ host, port });
+	} catch (err) {
+		clearInterval(liveness);
+		sockets.close();
+		store.close();
+		throw err;
+	}
+	const addr = app.server.address();
+	const boundPort = typeof addr === "object" && addr ? addr.port : port;
+	return {
+		app,
+		registry,
+		sockets,
+		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
+		async close() {
+			clearInterval(liveness);
+			sockets.close();
+			await app.close();
+			store.close();
+		},
+	};
+}
+
+export function defaultDbPath(): string {
+	const dir = process.env.APIARY_STATE_DIR ?? (process.getuid?.() === 0 ? "/var/lib/apiary/queen" : join(process.env.HOME ?? ".", ".local/state/apiary/queen"));
+	return join(dir, "queen.db");
+}

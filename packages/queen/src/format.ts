@@ -1,0 +1,89 @@
+import { formatBytes, type GpuView, type HiveView, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
+
+/** Columns padded to their widest cell; the last column is not padded. */
+export function table(rows: string[][]): string {
+	const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+	return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n")}\n`;
+}
+
+export function formatHives(hives: HiveView[]): string {
+	return table([
+		["HIVE", "STATE", "LAST SEEN", "DRIVER", "WORKERS", "GPUS", "HOST"],
+		...hives.map((h) => [h.id, h.state, h.lastSeenAgoMs === null ? "-" : `${(h.lastSeenAgoMs / 1000).toFixed(1)}s ago`, `${h.driver.name}${h.driver.enforced ? "" : "!"}`, String(h.workers), String(h.gpus), h.host.hostname]),
+	]);
+}
+
+export function formatWorkers(ws: QueenWorkerView[]): string {
+	return table([
+		["HIVE", "WORKER", "STATE", "CPU%", "MEM", "COMMAND"],
+		...ws.map((w) => [
+			w.hiveId,
+			w.id,
+			w.state === "exited" ? `${w.exit?.reason}${w.exit?.oomKilled ? " OOM" : ""}` : w.state,
+			w.stats?.cpu.percent == null ? "-" : w.stats.cpu.percent.toFixed(1),
+			formatBytes(w.stats?.memory.currentBytes),
+			w.command.join(" ").slice(0, 60),
+		]),
+	]);
+}
+
+export function formatGpus(gs: GpuView[]): string {
+	return table([
+		["HIVE", "GPU", "NAME", "MEM USED", "MEM TOTAL", "UTIL", "STATE"],
+		...gs.map((g) => [
+			g.hiveId,
+			String(g.index),
+			g.name,
+			g.memoryUsedMiB === null ? "-" : `${g.memoryUsedMiB} MiB`,
+			g.memoryTotalMiB === null ? "-" : `${g.memoryTotalMiB} MiB`,
+			g.utilizationGpu === null ? "-" : `${g.utilizationGpu}%`,
+			g.free ? "free" : g.claimId ? `claimed ${g.claimId}` : g.heldBy.length ? `held by ${g.heldBy.join(",")}` : g.stale ? "stale" : "busy",
+		]),
+	]);
+}
+
+const colours: Record<string, string> = { "hive.lost": "31", "hive.stale": "33", "worker.exited": "36", "worker.evicted": "31", "stream.lagged": "35", "hive.joined": "32", "worker.spawned": "32" };
+
+/** One line per event for a person: time, type, hive, worker, detail. */
+export function formatEvent(e: QueenEvent, colour: boolean): string {
+	const d = e.data as Record<string, any>;
+	let detail = "";
+	switch (e.type) {
+		case "snapshot":
+			detail = `${d.hives.length} hives, ${d.workers.length} running workers, ${d.gpus.length} GPUs (${d.gpus.filter((g: GpuView) => g.free).length} free)`;
+			break;
+		case "worker.spawned":
+			detail = d.worker.command.join(" ").slice(0, 80);
+			break;
+		case "worker.updated":
+			detail = `cpu ${d.stats.cpu.percent ?? "-"}% mem ${formatBytes(d.stats.memory.currentBytes)}`;
+			break;
+		case "worker.exited": {
+			const x = d.exit;
+			detail = `${x.reason}${x.exitCode !== null ? ` code ${x.exitCode}` : ""}${x.signal ? ` ${x.signal}` : ""}${x.oomKilled ? " OOM-killed" : ""} after ${(x.durationMs / 1000).toFixed(1)}s`;
+			break;
+		}
+		case "worker.evicted":
+			detail = d.reason;
+			break;
+		case "hive.lost":
+			detail = `evicted ${d.evictedWorkers.length} workers`;
+			break;
+		case "hive.stale":
+			detail = `last seen ${(d.lastSeenAgoMs / 1000).toFixed(1)}s ago`;
+			break;
+		case "claim.created":
+		case "claim.released":
+			detail = `${d.claim.id} ${d.claim.holder} ${d.claim.gpus.map((g: { hiveId: string; index: number }) => `${g.hiveId}:${g.index}`).join(",")}${d.reason ? ` (${d.reason})` : ""}`;
+			break;
+		case "gpu.updated":
+			detail = `gpu ${d.gpu.index} used ${d.gpu.memoryUsedMiB ?? "-"} MiB util ${d.gpu.utilizationGpu ?? "-"}%${d.gpu.free ? " free" : ""}`;
+			break;
+		case "stream.lagged":
+			detail = `fell behind after event ${d.lastEventId}; resuming`;
+			break;
+	}
+	const type = e.type.padEnd(15);
+	const line = `${e.at.slice(11, 23)}  ${colour && colours[e.type] ? `\x1b[${colours[e.type]}m${type}\x1b[0m` : type}  ${(e.hiveId ?? "-").padEnd(12)}  ${(e.workerId ?? "-").padEnd(14)}  ${detail}`;
+	return `${line.trimEnd()}\n`;
+}

@@ -1,0 +1,6 @@
+export { buildQueenApp } from "./app.ts";
+export { main as queenMain } from "./cli.ts";
+export { startQueenDaemon, type QueenDaemon, type QueenDaemonOptions } from "./daemon.ts";
+export { EventLog } from "./events.ts";
+export { Registry } from "./registry.ts";
+export { Store } from "./store.ts";

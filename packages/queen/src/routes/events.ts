@@ -1,0 +1,98 @@
+import type { QueenEvent } from "@apiary/protocol";
+import type {} from "@fastify/sse";
+import type { FastifyInstance } from "fastify";
+import { matches, parseTypes } from "../filter.ts";
+import type { Registry } from "../registry.ts";
+import { Subscriber } from "../subscriber.ts";
+
+export interface EventsRouteOptions {
+	registry: Registry;
+	queueLimit: number;
+	onLag?: () => void;
+}
+
+const query = {
+	type: "object",
+	additionalProperties: false,
+	properties: {
+		types: { type: "string", maxLength: 1024, pattern: "^[a-z*.]+(,[a-z*.]+)*$" },
+		hive: { type: "string", pattern: "^[a-z0-9][a-z0-9._-]{0,62}$" },
+		worker: { type: "string", pattern: "^[a-z0-9][a-z0-9._-]{0,62}$" },
+		since: { type: "string", pattern: "^[0-9]{1,15}$" },
+	},
+} as const;
+
+/** GET /v1/events: the SSE stream (snapshot or replay first, then live; bounded, coalescing, lag-closing). */
+export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions): Promise<void> {
+	const { registry } = o;
+	const { events } = registry;
+	app.get("/v1/events", { sse: { kind: "only" }, schema: { querystring: query } }, async (req, reply) => {
+		const q = req.query as { types?: string; hive?: string; worker?: string; since?: string };
+		const header = req.headers["last-event-id"];
+		const resumeFrom = typeof header === "string" && /^\d{1,15}$/.test(header) ? Number(header) : q.since !== undefined ? Number(q.since) : null;
+		const filter = { types: parseTypes(q.types), hive: q.hive ?? null, worker: q.worker ?? null };
+		const sub = new Subscriber(o.queueLimit);
+		const sse = reply.sse!;
+		const raw = reply.raw;
+		let lagHandled = false;
+		const lag = () => {
+			if (lagHandled) return;
+			lagHandled = true;
+			o.onLag?.();
+			// The socket may be full; the notice is small and goes after what is buffered.
+			const notice = { type: "stream.lagged", at: new Date().toISOString(), hiveId: null, workerId: null, data: { lastEventId: sub.lastSentId, reason: "this subscriber fell behind; resume with Last-Event-ID" } };
+			raw.write(`event: stream.lagged\ndata: ${JSON.stringify(notice)}\n\n`);
+			raw.end();
+			setTimeout(() => raw.destroy(), 1000).unref();
+			sub.close();
+		};
+		const unsubscribe = events.subscribe((e) => {
+			if (!matches(filter, e)) return;
+			sub.push(e);
+			if (sub.lagged) lag();
+		});
+		sse.keepAlive();
+		sse.onClose(() => {
+			unsubscribe();
+			sub.close();
+		});
+		const send = async (e: QueenEvent) => {
+			await sse.send({ id: String(e.id), event: e.type, data: e });
+			sub.lastSentId = e.id;
+		};
+		let cursor: number;
+		try {
+			if (resumeFrom !== null) {
+				// Replay the persisted log after the resume point, then go live.
+				cursor = resumeFrom;
+				for (;;) {
+					const batch = events.since(cursor, 2000);
+					for (const e of batch) {
+						cursor = e.id;
+						if (matches(filter, e)) await send(e);
+						if (sub.closed) return;
+					}
+					if (batch.length < 2000) break;
+				}
+			} else {
+				cursor = events.lastId;
+				const snap = { id: cursor, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: registry.snapshot() };
+				await sse.send({ id: String(cursor), event: "snapshot", data: snap });
+				sub.lastSentId = cursor;
+			}
+			for (;;) {
+				const batch = await sub.next();
+				if (!batch) return;
+				for (const e of batch) {
+					if (e.id <= cursor) continue; // already replayed
+					await send(e);
+					if (sub.closed) return;
+				}
+			}
+		} catch {
+			// the client went away mid-write
+		} finally {
+			unsubscribe();
+		}
+	});
+}

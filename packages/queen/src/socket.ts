@@ -1,0 +1,154 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { ID_PATTERN, type HiveMessage, type QueenMessage } from "@apiary/protocol";
+import { Ajv } from "ajv";
+import { WebSocketServer, type WebSocket } from "ws";
+import { checkBearer } from "@apiary/hive";
+import type { Registry } from "./registry.ts";
+
+// Close codes: 1007 malformed JSON, 1008 a message that breaks the protocol
+// (with the field named in the reason), 1009 too big (ws enforces maxPayload),
+// 4000 replaced by a newer connection of the same hive.
+
+const id = { type: "string", pattern: ID_PATTERN, maxLength: 63 };
+const worker = {
+	type: "object",
+	required: ["id", "state", "startedAt", "command", "limits", "labels", "gpus"],
+	properties: { id, state: { enum: ["running", "exited"] }, startedAt: { type: "string" }, command: { type: "array", items: { type: "string" } }, labels: { type: "object" }, gpus: { type: "array", items: { type: "string" } } },
+};
+const gpu = { type: "object", required: ["index", "uuid", "name", "processes"], properties: { index: { type: "integer" }, uuid: { type: "string", maxLength: 128 }, processes: { type: "array" } } };
+const schemas = {
+	hello: {
+		type: "object",
+		required: ["type", "hiveId", "instanceId", "version", "host", "driver", "gpus"],
+		properties: { type: { const: "hello" }, hiveId: id, instanceId: { type: "string", maxLength: 64 }, version: { type: "string" }, host: { type: "object" }, driver: { type: "object" }, gpus: { type: "array", items: gpu } },
+	},
+	heartbeat: {
+		type: "object",
+		required: ["type", "seq", "snapshot"],
+		properties: {
+			type: { const: "heartbeat" },
+			seq: { type: "integer", minimum: 0 },
+			snapshot: {
+				type: "object",
+				required: ["hiveId", "instanceId", "workers", "gpu"],
+				properties: { hiveId: id, workers: { type: "array", maxItems: 10_000, items: worker }, gpu: { type: "object", required: ["gpus"], properties: { gpus: { type: "array", items: gpu } } } },
+			},
+		},
+	},
+	event: {
+		type: "object",
+		required: ["type", "seq", "event", "worker"],
+		properties: { type: { const: "event" }, seq: { type: "integer", minimum: 0 }, event: { enum: ["worker.spawned", "worker.exited"] }, worker },
+	},
+	bye: { type: "object", required: ["type"], properties: { type: { const: "bye" } } },
+};
+const ajv = new Ajv({ allErrors: false });
+const validators = Object.fromEntries(Object.entries(schemas).map(([k, s]) => [k, ajv.compile(s)]));
+
+export interface HiveSocketOptions {
+	registry: Registry;
+	token: string | null;
+	maxPayload: number;
+	staleAfterMs: number;
+	log: (msg: string, extra?: object) => void;
+	onHeartbeat?: (ms: number) => void;
+}
+
+/** The hive ↔ queen socket on the queen side: ws://QUEEN/v1/hives/connect. */
+export class HiveSocketServer {
+	private readonly wss: WebSocketServer;
+	private readonly o: HiveSocketOptions;
+	private readonly byHive = new Map<string, WebSocket>();
+
+	constructor(o: HiveSocketOptions) {
+		this.o = o;
+		this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload });
+	}
+
+	handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+		const url = new URL(req.url ?? "/", "http://x");
+		if (url.pathname !== "/v1/hives/connect") {
+			socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+			return;
+		}
+		if (this.o.token && !checkBearer(req.headers.authorization, this.o.token)) {
+			const body = JSON.stringify({ statusCode: 401, error: "Unauthorized", message: "authorization: a valid bearer token is required" });
+			socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+			return;
+		}
+		this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws));
+	}
+
+	private serve(ws: WebSocket): void {
+		let hiveId: string | null = null;
+		let fresh = true;
+		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
+		const reject = (code: number, reason: string) => {
+			this.o.log("hive socket closed on bad input", { hiveId, code, reason });
+			ws.close(code, reason.slice(0, 120));
+		};
+		ws.on("message", (data, isBinary) => {
+			if (isBinary) return reject(1003, "binary messages are not accepted");
+			let m: HiveMessage;
+			try {
+				m = JSON.parse(data.toString());
+			} catch {
+				return reject(1007, "malformed JSON");
+			}
+			const type = (m as { type?: unknown })?.type;
+			const validate = typeof type === "string" ? validators[type] : undefined;
+			if (!validate) return reject(1008, `unknown message type ${JSON.stringify(type)}`);
+			if (!validate(m)) {
+				const e = validate.errors![0]!;
+				return reject(1008, `${type}${e.instancePath.replaceAll("/", ".")} ${e.message}`);
+			}
+			try {
+				if (m.type === "hello") {
+					if (hiveId) return reject(1008, "hello sent twice");
+					hiveId = m.hiveId;
+					const prev = this.byHive.get(hiveId);
+					if (prev && prev !== ws) prev.close(4000, "replaced by a newer connection");
+					this.byHive.set(hiveId, ws);
+					this.o.registry.hello(m);
+					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs });
+					return;
+				}
+				if (!hiveId) return reject(1008, "the first message must be hello");
+				if (m.type === "heartbeat") {
+					if (m.snapshot.hiveId !== hiveId) return reject(1008, "heartbeat.snapshot.hiveId does not match hello");
+					const t0 = performance.now();
+					this.o.registry.heartbeat(hiveId, m, fresh);
+					fresh = false;
+					this.o.onHeartbeat?.(performance.now() - t0);
+					send({ type: "ack", seq: m.seq });
+				} else if (m.type === "event") {
+					this.o.registry.workerEvent(hiveId, m);
+					send({ type: "ack", seq: m.seq });
+				} else if (m.type === "bye") {
+					this.o.registry.bye(hiveId);
+					ws.close(1000, "bye");
+				}
+			} catch (err) {
+				this.o.log("hive message failed", { hiveId, err: String(err) });
+				reject(1011, `internal error: ${(err as Error).message}`);
+			}
+		});
+		ws.on("close", () => {
+			if (hiveId && this.byHive.get(hiveId) === ws) {
+				this.byHive.delete(hiveId);
+				this.o.registry.disconnected(hiveId);
+			}
+		});
+		ws.on("error", () => {});
+	}
+
+	get connections(): number {
+		return this.byHive.size;
+	}
+
+	close(): void {
+		for (const ws of this.wss.clients) ws.terminate();
+		this.wss.close();
+	}
+}

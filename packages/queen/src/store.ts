@@ -1,0 +1,62 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+
+// Durable state in one SQLite file (WAL). node:sqlite is built into Node 22.5+
+// and needs no native build: better-sqlite3 would be compiled by npm against
+// the system Node's headers on these machines, not the pinned Node 24.
+
+const SCHEMA = `
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA busy_timeout = 5000;
+CREATE TABLE IF NOT EXISTS hives (id TEXT PRIMARY KEY, instance_id TEXT NOT NULL, state TEXT NOT NULL, last_seen_at TEXT, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workers (hive_id TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (hive_id, id));
+CREATE TABLE IF NOT EXISTS exits (hive_id TEXT NOT NULL, worker_id TEXT NOT NULL, started_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (hive_id, worker_id, started_at));
+CREATE TABLE IF NOT EXISTS gpus (hive_id TEXT NOT NULL, uuid TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (hive_id, uuid));
+CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, holder TEXT NOT NULL, gpus TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, at TEXT NOT NULL, hive_id TEXT, worker_id TEXT, data TEXT NOT NULL);
+`;
+
+export class Store {
+	readonly db: DatabaseSync;
+	private readonly stmts = new Map<string, StatementSync>();
+	private depth = 0;
+
+	constructor(path: string) {
+		if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+		this.db = new DatabaseSync(path);
+		this.db.exec(SCHEMA);
+	}
+
+	/** A cached prepared statement. */
+	q(sql: string): StatementSync {
+		let s = this.stmts.get(sql);
+		if (!s) {
+			s = this.db.prepare(sql);
+			this.stmts.set(sql, s);
+		}
+		return s;
+	}
+
+	/** Runs fn in one transaction (nested calls join the outer one). */
+	tx<T>(fn: () => T): T {
+		if (this.depth > 0) return fn();
+		this.db.exec("BEGIN");
+		this.depth++;
+		try {
+			const out = fn();
+			this.db.exec("COMMIT");
+			return out;
+		} catch (err) {
+			this.db.exec("ROLLBACK");
+			throw err;
+		} finally {
+			this.depth--;
+		}
+	}
+
+	close(): void {
+		this.db.close();
+	}
+}

@@ -1,0 +1,119 @@
+// Real daemons for end-to-end tests: `queen start` and `hive start` as child
+// processes on loopback, with temp state, ended by pid.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createDriver, detect } from "../packages/hive/src/cgroup/detect.ts";
+
+const HIVE_BIN = new URL("../packages/hive/bin/hive.js", import.meta.url).pathname;
+const QUEEN_BIN = new URL("../packages/queen/bin/queen.js", import.meta.url).pathname;
+export const FAKE_SMI = (s: string) => new URL(`../packages/hive/test/fixtures/nvidia-smi/${s}`, import.meta.url).pathname;
+
+export interface Daemon {
+	proc: ChildProcess;
+	url: string;
+	port: number;
+	out: () => string;
+	err: () => string;
+	/** Stop by signal and wait for the exit. */
+	stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+async function launch(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+	const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+	let out = "";
+	let err = "";
+	proc.stdout!.on("data", (d) => {
+		out += d;
+	});
+	proc.stderr!.on("data", (d) => {
+		err += d;
+	});
+	const exited = new Promise<void>((r) => proc.once("exit", () => r()));
+	const url = await new Promise<string>((resolve, reject) => {
+		const t = setTimeout(() => reject(new Error(`${bin} did not start: ${out}${err}`)), 30_000);
+		const check = () => {
+			const m = /listening on (http:\/\/\S+)/.exec(out);
+			if (m) {
+				clearTimeout(t);
+				resolve(m[1]!);
+			}
+		};
+		proc.stdout!.on("data", check);
+		proc.once("exit", (code) => {
+			clearTimeout(t);
+			reject(new Error(`${bin} exited ${code}: ${out}${err}`));
+		});
+	});
+	return {
+		proc,
+		url,
+		port: Number(new URL(url).port),
+		out: () => out,
+		err: () => err,
+		async stop(signal: NodeJS.Signals = "SIGTERM") {
+			if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+			await exited;
+		},
+	};
+}
+
+export function tempDir(prefix: string): string {
+	return mkdtempSync(join(tmpdir(), `apiary-test-${prefix}-`));
+}
+
+export interface QueenArgs {
+	db: string;
+	port?: number;
+	staleAfter?: string;
+	evictAfter?: string;
+	tokenFile?: string;
+	extra?: string[];
+}
+
+export function startQueen(a: QueenArgs): Promise<Daemon> {
+	const args = ["start", "--listen", `127.0.0.1:${a.port ?? 0}`, "--db", a.db, "--stale-after", a.staleAfter ?? "1s", "--evict-after", a.evictAfter ?? "3s"];
+	if (a.tokenFile) args.push("--token-file", a.tokenFile);
+	return launch(QUEEN_BIN, [...args, ...(a.extra ?? [])]);
+}
+
+export interface HiveArgs {
+	queen: string;
+	name: string;
+	stateDir: string;
+	cgroupRoot: string;
+	nvidiaSmi?: string;
+	interval?: string;
+	port?: number;
+	tokenFile?: string;
+}
+
+export function startHive(a: HiveArgs): Promise<Daemon> {
+	const args = ["start", "--listen", `127.0.0.1:${a.port ?? 0}`, "--queen", a.queen, "--name", a.name, "--state-dir", a.stateDir, "--cgroup-root", a.cgroupRoot, "--interval", a.interval ?? "250ms", "--nvidia-smi", a.nvidiaSmi ?? FAKE_SMI("a100x4")];
+	if (a.tokenFile) args.push("--token-file", a.tokenFile);
+	return launch(HIVE_BIN, args);
+}
+
+export const newCgroupRoot = () => `apiary-test-${randomBytes(4).toString("hex")}`;
+
+/** Kill whatever workers remain under a test cgroup root and remove it. */
+export async function removeCgroupRoot(rootName: string): Promise<void> {
+	const driver = createDriver(detect({ requested: "v1", cgroupRoot: rootName }));
+	for (const id of driver.list()) {
+		await driver.killAll(id, 0);
+		await driver.remove(id);
+	}
+	await driver.destroyRoot();
+}
+
+export function removeDir(dir: string): void {
+	rmSync(dir, { recursive: true, force: true });
+}
+
+export async function json<T = any>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+	const res = await fetch(url, init);
+	const text = await res.text();
+	return { status: res.status, body: text ? JSON.parse(text) : null };
+}
