@@ -22,6 +22,8 @@ export interface QueenDaemonOptions {
 	maxMessageBytes?: number;
 	clock?: QueenClock;
 	log?: (msg: string, extra?: object) => void;
+	/** Called when an SSE subscriber is closed for lagging. */
+	onLag?: () => void;
 }
 
 export interface QueenDaemon {
@@ -46,7 +48,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		busyMemoryMiB: o.busyMemoryMiB ?? 1024,
 		clock: o.clock,
 	});
-	const app = await buildQueenApp({ registry, token: o.token, version: VERSION, keepaliveMs: o.keepaliveMs ?? 15_000, queueLimit: o.queueLimit ?? 1000 });
+	const app = await buildQueenApp({ registry, token: o.token, version: VERSION, keepaliveMs: o.keepaliveMs ?? 15_000, queueLimit: o.queueLimit ?? 10_000, onLag: o.onLag });
 	const sockets = new HiveSocketServer({ registry, token: o.token, maxPayload: o.maxMessageBytes ?? 4 << 20, staleAfterMs: o.staleAfterMs, log });
 	app.server.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 	const liveness = setInterval(() => {

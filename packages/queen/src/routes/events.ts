@@ -11,6 +11,8 @@ export interface EventsRouteOptions {
 	onLag?: () => void;
 }
 
+const LAG_GRACE_MS = 10_000;
+
 const query = {
 	type: "object",
 	additionalProperties: false,
@@ -43,7 +45,8 @@ export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions):
 			const notice = { type: "stream.lagged", at: new Date().toISOString(), hiveId: null, workerId: null, data: { lastEventId: sub.lastSentId, reason: "this subscriber fell behind; resume with Last-Event-ID" } };
 			raw.write(`event: stream.lagged\ndata: ${JSON.stringify(notice)}\n\n`);
 			raw.end();
-			setTimeout(() => raw.destroy(), 1000).unref();
+			// A reader that is slow but alive gets the notice; a dead one is cut off.
+			setTimeout(() => raw.destroy(), LAG_GRACE_MS).unref();
 			sub.close();
 		};
 		const unsubscribe = events.subscribe((e) => {

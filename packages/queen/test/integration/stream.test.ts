@@ -1,0 +1,278 @@
+import { request } from "node:http";
+import { join } from "node:path";
+import type { QueenEvent } from "@apiary/protocol";
+import { EventSource } from "eventsource";
+import { afterEach, describe, expect, it } from "vitest";
+import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
+import { FakeHive, gpu, worker } from "../fake-hive.ts";
+import { removeDir, tempDir } from "../../../../tests/procs.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: test JSON
+const j = async (url: string, init?: RequestInit): Promise<any> => (await fetch(url, init)).json();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(fn: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
+	const deadline = Date.now() + ms;
+	for (;;) {
+		const v = await fn();
+		if (v) return v as NonNullable<T>;
+		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+		await sleep(20);
+	}
+}
+
+describe("the queen's event stream under load, claims and bad input", () => {
+	let q: QueenDaemon | null = null;
+	let dir = "";
+	const hives: FakeHive[] = [];
+	const closers: (() => void)[] = [];
+	const boot = async (o: Partial<Parameters<typeof startQueenDaemon>[0]> = {}) => {
+		dir = tempDir("queen");
+		q = await startQueenDaemon({ listen: "127.0.0.1:0", db: join(dir, "queen.db"), staleAfterMs: 3000, evictAfterMs: 90_000, token: null, ...o });
+		return q;
+	};
+	const connect = async (id: string, o: ConstructorParameters<typeof FakeHive>[2] = {}) => {
+		const h = new FakeHive(q!.url, id, o);
+		hives.push(h);
+		await h.opened();
+		h.hello();
+		return h;
+	};
+	afterEach(async () => {
+		for (const c of closers.splice(0)) c();
+		for (const h of hives.splice(0)) h.close();
+		await q?.close();
+		q = null;
+		removeDir(dir);
+	});
+
+	it("a subscriber that never reads gets stream.lagged and is closed; a fast one is not delayed; heartbeats keep flowing", async () => {
+		let lagCount = 0;
+		await boot({ queueLimit: 200, onLag: () => lagCount++ });
+		const h = await connect("busy");
+		const workers = Array.from({ length: 100 }, (_, i) => worker(`w${i}`));
+		h.heartbeat(workers);
+		// The fast subscriber: a real EventSource.
+		const fast: { e: QueenEvent; at: number }[] = [];
+		const es = new EventSource(`${q!.url}/v1/events?types=worker.updated`);
+		closers.push(() => es.close());
+		es.addEventListener("worker.updated", (ev) => fast.push({ e: JSON.parse(ev.data), at: Date.now() }));
+		await new Promise((r) => es.addEventListener("snapshot", r));
+		// The slow one: connects, then never reads its socket.
+		let slowData = "";
+		let slowClosed = false;
+		let slowRes: import("node:http").IncomingMessage | null = null;
+		const slowReq = request(`${q!.url}/v1/events`, { headers: { accept: "text/event-stream" } }, (res) => {
+			slowRes = res;
+			res.once("data", (d) => {
+				slowData += d;
+				res.pause();
+			});
+			res.on("close", () => {
+				slowClosed = true;
+			});
+		});
+		slowReq.end();
+		closers.push(() => slowReq.destroy());
+		await until(() => slowData.includes("snapshot"), 5000, "slow's snapshot");
+		// Ingest: 100 workers' stats every 10 ms, with a big enough payload to fill socket buffers.
+		const pad = "x".repeat(2000);
+		let beats = 0;
+		const deadline = Date.now() + 20_000;
+		while (lagCount === 0 && Date.now() < deadline) {
+			const now = Date.now();
+			// 100 long-lived workers (their updates coalesce) and 5 new ones per beat (spawns do not).
+			const fresh = Array.from({ length: 5 }, (_, i) => worker(`new-${beats}-${i}`, { labels: { pad } }));
+			h.heartbeat([...workers.map((w, i) => ({ ...w, labels: { pad }, stats: stats(now + i) })), ...fresh]);
+			beats++;
+			await sleep(10);
+		}
+		expect(lagCount).toBeGreaterThan(0);
+		// Heartbeats kept being acked while the slow reader sat there.
+		await until(() => h.acks.length >= beats, 5000, "all heartbeats acked");
+		// The fast subscriber kept up: recent updates arrive within a short time of being sent.
+		const recent = fast.filter((f) => f.at > Date.now() - 2000);
+		expect(recent.length).toBeGreaterThan(0);
+		const delays = recent.map((f) => f.at - (f.e.data as { stats: { sampledAt: number } }).stats.sampledAt).sort((a, b) => a - b);
+		expect(delays[Math.floor(delays.length * 0.9)]!).toBeLessThan(1000);
+		// Now let the slow one read what was buffered: its last event is stream.lagged, and it was closed.
+		slowRes!.on("data", (d) => {
+			slowData += d;
+		});
+		slowRes!.resume();
+		await until(() => slowClosed, 10_000, "slow subscriber closed");
+		const lastEvent = slowData.trim().split("\n\n").at(-1)!;
+		expect(lastEvent).toMatch(/^event: stream\.lagged/);
+		const notice = JSON.parse(lastEvent.split("\n").find((l) => l.startsWith("data: "))!.slice(6));
+		expect(notice.data.lastEventId).toBeGreaterThan(0);
+	}, 60_000);
+
+	it("coalesces worker.updated per worker for a subscriber that is behind, keeping ids increasing", async () => {
+		const { Subscriber } = await import("../../src/subscriber.ts");
+		const s = new Subscriber(10);
+		const ev = (id: number, type: QueenEvent["type"], w: string | null) => ({ id, type, at: "", hiveId: "h", workerId: w, data: {} }) as QueenEvent;
+		s.push(ev(1, "worker.updated", "a"));
+		s.push(ev(2, "worker.spawned", "b"));
+		s.push(ev(3, "worker.updated", "a"));
+		s.push(ev(4, "worker.updated", "b"));
+		s.push(ev(5, "worker.updated", "a"));
+		const batch = (await s.next())!;
+		expect(batch.map((e) => e.id)).toEqual([2, 4, 5]);
+		expect(s.coalesced).toBe(2);
+	});
+
+	it("keeps the stream alive with comments", async () => {
+		await boot({ keepaliveMs: 200 });
+		let data = "";
+		const req = request(`${q!.url}/v1/events`, { headers: { accept: "text/event-stream" } }, (res) => res.on("data", (d) => (data += d)));
+		req.end();
+		closers.push(() => req.destroy());
+		await until(() => data.includes(": heartbeat"), 5000, "a keepalive comment");
+	});
+
+	it("20 concurrent claims for one GPU each with 4 free: exactly 4 succeed, on 4 different GPUs; expiry releases them", async () => {
+		await boot();
+		const h = await connect("gpus", { gpus: [0, 1, 2, 3, 4].map((i) => gpu(i, i === 4 ? { memoryUsedMiB: 30000 } : {})) });
+		h.heartbeat([]);
+		await until(async () => (await j(`${q!.url}/v1/gpus?free=true`)).length === 4, 5000, "4 free GPUs");
+		const events: QueenEvent[] = [];
+		const es = new EventSource(`${q!.url}/v1/events?types=claim.*`);
+		closers.push(() => es.close());
+		for (const t of ["claim.created", "claim.released"]) es.addEventListener(t, (ev) => events.push(JSON.parse(ev.data)));
+		await new Promise((r) => es.addEventListener("snapshot", r));
+		const results = await Promise.all(
+			Array.from({ length: 20 }, (_, i) =>
+				fetch(`${q!.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ count: 1, ttlSeconds: 1, holder: `sched-${i}` }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any })),
+			),
+		);
+		const ok = results.filter((r) => r.status === 201);
+		expect(ok).toHaveLength(4);
+		expect(results.filter((r) => r.status === 409)).toHaveLength(16);
+		expect(results.find((r) => r.status === 409)!.body.message).toMatch(/not enough free GPUs/);
+		const claimed = ok.map((r) => r.body.gpus[0].index).sort();
+		expect(claimed).toEqual([0, 1, 2, 3]);
+		expect(await j(`${q!.url}/v1/gpus?free=true`)).toEqual([]);
+		expect((await j(`${q!.url}/v1/claims`)).length).toBe(4);
+		// Expiry releases them by itself.
+		await until(async () => (await j(`${q!.url}/v1/claims`)).length === 0, 5000, "claims to expire");
+		await until(() => events.filter((e) => e.type === "claim.released").length === 4, 5000, "claim.released events");
+		expect(events.filter((e) => e.type === "claim.created")).toHaveLength(4);
+		expect(events.filter((e) => e.type === "claim.released").every((e) => (e.data as { reason: string }).reason === "expired")).toBe(true);
+		expect((await j(`${q!.url}/v1/gpus?free=true`)).length).toBe(4);
+	});
+
+	it("claims: best fit on one hive, release by DELETE, minimum memory", async () => {
+		await boot();
+		const a = await connect("a", { gpus: [0, 1, 2].map((i) => gpu(i)) });
+		a.heartbeat([]);
+		const b = await connect("b", { gpus: [0, 1].map((i) => gpu(i, { uuid: `GPU-bbbbbbbb-0000-4000-8000-00000000000${i}`, memoryTotalMiB: 24564, memoryFreeMiB: 24000, name: "NVIDIA GeForce RTX 4090" })) });
+		b.heartbeat([]);
+		await until(async () => (await j(`${q!.url}/v1/gpus?free=true`)).length === 5, 5000, "5 free");
+		const post = (body: object) => fetch(`${q!.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+		// Two on one hive: b has exactly two, the best fit.
+		const two = await post({ count: 2, sameHive: true, ttlSeconds: 60, holder: "ci" });
+		expect(two.status).toBe(201);
+		expect(two.body.gpus.map((g: { hiveId: string }) => g.hiveId)).toEqual(["b", "b"]);
+		// 40 GiB free each: only the A100s.
+		const big = await post({ count: 1, minMemoryMiB: 40960, ttlSeconds: 60, holder: "ci" });
+		expect(big.body.gpus[0].hiveId).toBe("a");
+		expect((await post({ count: 3, minMemoryMiB: 40960, ttlSeconds: 60, holder: "ci" })).status).toBe(409);
+		const del = await fetch(`${q!.url}/v1/claims/${two.body.id}`, { method: "DELETE" });
+		expect(del.status).toBe(200);
+		expect((await fetch(`${q!.url}/v1/claims/${two.body.id}`, { method: "DELETE" })).status).toBe(404);
+		expect((await j(`${q!.url}/v1/gpus?free=true&hive=b`)).length).toBe(2);
+		expect((await j(`${q!.url}/v1/gpus?name=4090`)).length).toBe(2);
+	});
+
+	it("rejects bad input over HTTP and on the socket with clear errors, and the registry is unchanged", async () => {
+		await boot({ token: "tok", maxMessageBytes: 64 * 1024 });
+		const good = await connect("good", { token: "tok", gpus: [gpu(0)] });
+		good.heartbeat([worker("w1")]);
+		await until(() => good.acks.length === 1, 5000, "ack");
+		const state = async () => JSON.stringify([await j(`${q!.url}/v1/hives`), await j(`${q!.url}/v1/workers`), await j(`${q!.url}/v1/claims`)]).replace(/"lastSeenAgoMs":\d+/g, '"lastSeenAgoMs":0');
+		const before = await state();
+		const lastId = q!.registry.events.lastId;
+		const auth = { authorization: "Bearer tok", "content-type": "application/json" };
+		const http = async (method: string, path: string, body?: string, headers: Record<string, string> = auth) => {
+			const r = await fetch(`${q!.url}${path}`, { method, headers, body });
+			return { status: r.status, message: ((await r.json().catch(() => ({}))) as { message?: string }).message ?? "" };
+		};
+		expect(await http("POST", "/v1/claims", "{nope")).toMatchObject({ status: 400 });
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: "two", ttlSeconds: 5, holder: "x" }))).toMatchObject({ status: 400, message: "body.count must be integer" });
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5 }))).toMatchObject({ status: 400, message: 'body: missing field "holder"' });
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x", extra: 1 }))).toMatchObject({ status: 400, message: 'body: unknown field "extra"' });
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x" }), { "content-type": "application/json" })).toMatchObject({ status: 401 });
+		expect(await http("DELETE", "/v1/claims/c-000000000000", undefined, {})).toMatchObject({ status: 401 });
+		expect((await http("GET", "/v1/gpus?minMemoryMiB=lots")).message).toMatch(/querystring\.minMemoryMiB must match pattern/);
+		expect((await http("GET", "/v1/gpus?free=maybe")).message).toMatch(/querystring\.free/);
+		expect((await http("GET", "/v1/workers?state=zombie")).status).toBe(400);
+		expect((await http("GET", "/v1/workers/..%2Fx")).status).toBe(400);
+		expect((await http("GET", "/v1/hives/a%2Fb")).status).toBe(400);
+		expect((await http("GET", "/v1/events?types=%3Bdrop")).status).toBe(400);
+		expect((await http("GET", "/v1/events?hive=..")).status).toBe(400);
+		// The socket.
+		const closeOf = async (msgs: unknown[], o: { token?: string; hello?: boolean } = {}) => {
+			const h = new FakeHive(q!.url, "bad", { token: o.token ?? "tok" });
+			hives.push(h);
+			await h.opened();
+			if (o.hello) h.hello();
+			for (const m of msgs) h.send(m);
+			return until(() => h.closed, 5000, "close");
+		};
+		expect(await closeOf(["{not json"])).toEqual({ code: 1007, reason: "malformed JSON" });
+		expect(await closeOf([{ type: "launch-missiles" }])).toEqual({ code: 1008, reason: 'unknown message type "launch-missiles"' });
+		expect(await closeOf([{ type: "heartbeat", seq: 1, snapshot: { hiveId: "bad", instanceId: "x", workers: [], gpu: { gpus: [] } } }])).toEqual({ code: 1008, reason: "the first message must be hello" });
+		expect((await closeOf([{ type: "hello", hiveId: "../x", instanceId: "i", version: "v", host: {}, driver: {}, gpus: [] }])).reason).toMatch(/^hello\.hiveId must match pattern/);
+		expect((await closeOf([{ type: "heartbeat", seq: "one", snapshot: {} }], { hello: true })).reason).toMatch(/^heartbeat\.seq must be integer/);
+		expect((await closeOf([{ type: "heartbeat", seq: 1, snapshot: { hiveId: "bad", instanceId: "x", workers: [{ id: "a/b" }], gpu: { gpus: [] } } }], { hello: true })).reason).toMatch(/heartbeat\.snapshot\.workers\.0/);
+		expect((await closeOf([`{"type":"heartbeat","seq":1,"pad":"${"x".repeat(70 * 1024)}"}`], { hello: true })).code).toBe(1009);
+		const noToken = new FakeHive(q!.url, "sneaky");
+		hives.push(noToken);
+		await expect(noToken.opened()).rejects.toThrow(/HTTP 401/);
+		// "bad" said hello in some cases above; everything else is as it was.
+		const after = JSON.parse(await state());
+		const beforeParsed = JSON.parse(before);
+		expect(after[0].filter((h: { id: string }) => h.id !== "bad")).toEqual(beforeParsed[0]);
+		expect(after[1]).toEqual(beforeParsed[1]);
+		expect(after[2]).toEqual(beforeParsed[2]);
+		expect(q!.registry.events.since(lastId).filter((e) => e.hiveId !== "bad")).toEqual([]);
+		// The good hive was not disturbed.
+		good.heartbeat([worker("w1")]);
+		await until(() => good.acks.length === 2, 5000, "good hive still acked");
+	});
+
+	it("after a restart every hive is unknown until it reconnects, with workers and claims back from disk", async () => {
+		const d = await boot();
+		const db = join(dir, "queen.db");
+		const h = await connect("h", { gpus: [gpu(0), gpu(1)] });
+		h.heartbeat([worker("keep", { gpus: ["0"] })]);
+		await until(() => h.acks.length === 1, 5000, "ack");
+		const claim = await j(`${d.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ count: 1, ttlSeconds: 600, holder: "ci" }) });
+		const lastId = d.registry.events.lastId;
+		h.close();
+		await d.close();
+		q = await startQueenDaemon({ listen: "127.0.0.1:0", db, staleAfterMs: 3000, evictAfterMs: 90_000, token: null });
+		expect(q.registry.events.lastId).toBe(lastId);
+		const hive = await j(`${q.url}/v1/hives/h`);
+		expect(hive).toMatchObject({ id: "h", state: "unknown", connected: false });
+		expect(await j(`${q.url}/v1/workers/keep`)).toMatchObject({ hiveId: "h", state: "running" });
+		expect((await j(`${q.url}/v1/claims`)).map((c: { id: string }) => c.id)).toEqual([claim.id]);
+		expect(await j(`${q.url}/v1/gpus?free=true`)).toEqual([]); // unknown hive: nothing free
+		const back = await connect("h", { gpus: [gpu(0), gpu(1)] });
+		back.heartbeat([worker("keep", { gpus: ["0"] })]);
+		await until(async () => (await j(`${q!.url}/v1/hives/h`)).state === "ready", 5000, "ready");
+		expect((await j(`${q.url}/v1/gpus?free=true`))).toEqual([]); // 0 held by keep, 1 claimed
+		const next = q.registry.events.since(lastId);
+		expect(next[0]!.id).toBe(lastId + 1); // ids continue
+	});
+});
+
+const stats = (t: number) => ({
+	sampledAt: t,
+	uptimeMs: 1,
+	cpu: { usageNs: t, percent: 1, periods: null, throttledPeriods: null, throttledNs: null },
+	memory: { currentBytes: 1, peakBytes: 1, workingSetBytes: 1, anonBytes: 1, fileBytes: 0, limitBytes: null, oomKills: 0 },
+	io: { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0, readBytesPerSec: 0, writeBytesPerSec: 0, readOpsPerSec: 0, writeOpsPerSec: 0 },
+	pids: { current: 1, limit: null },
+	pressure: { cpu: null, memory: null, io: null },
+	gpuMemoryMiB: null,
+});
