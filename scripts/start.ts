@@ -1,36 +1,54 @@
-// `npm start`: a local hive for development, state under .state/ in the repo.
-// The queen half of `npm start` arrives with the queen (see docs/STATUS.md).
+// `npm start`: a queen and a local hive in one process, state under .state/
+// in the repo (the queen's SQLite file included).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { startHiveDaemon } from "../packages/hive/src/daemon.ts";
+import { startQueenDaemon } from "../packages/queen/src/daemon.ts";
 
-const stateDir = join(import.meta.dirname, "..", ".state", "hive");
-mkdirSync(stateDir, { recursive: true });
+// Knobs for tests and for running two side by side: APIARY_STATE_DIR,
+// APIARY_QUEEN_LISTEN, APIARY_HIVE_LISTEN, APIARY_CGROUP_ROOT, APIARY_NVIDIA_SMI.
+const state = process.env.APIARY_STATE_DIR ?? join(import.meta.dirname, "..", ".state");
+mkdirSync(state, { recursive: true });
 const log = (msg: string, extra?: object) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
-const d = await startHiveDaemon({
+const queen = await startQueenDaemon({
+	listen: process.env.APIARY_QUEEN_LISTEN ?? "127.0.0.1:7070",
+	db: join(state, "queen.db"),
+	staleAfterMs: 3000,
+	evictAfterMs: 90_000,
+	token: null,
+	log,
+});
+const hive = await startHiveDaemon({
 	listen: process.env.APIARY_HIVE_LISTEN ?? "127.0.0.1:7071",
 	name: "local",
 	intervalMs: 1000,
 	cgroupDriver: "auto",
-	stateDir,
+	cgroupRoot: process.env.APIARY_CGROUP_ROOT,
+	stateDir: join(state, "hive"),
 	nvidiaSmi: process.env.APIARY_NVIDIA_SMI ?? "nvidia-smi",
 	token: null,
+	queen: queen.url,
 	log,
 });
-const info = d.hive.driver.info;
-process.stdout.write(`Apiary (local)
-  hive "local"  ${d.url}   cgroup driver ${info.name}${info.enforced ? "" : " (limits NOT enforced)"}
-  state         ${stateDir}
+const info = hive.hive.driver.info;
+process.stdout.write(`Apiary (local): listening on ${queen.url}
+  queen          ${queen.url}   events: ${queen.url}/v1/events   db: ${join(state, "queen.db")}
+  hive "local"   ${hive.url}   cgroup driver ${info.name}${info.enforced ? "" : " (limits NOT enforced)"}
 
-Try:
+Try, in another terminal:
+  npx queen tail
   npx hive spawn --cpu 0.5 --memory 256M -- sh -c 'while :; do :; done'
   npx hive ps
-  curl ${d.url}/v1/snapshot
+  npx queen workers
+  npx queen gpus --free
 
-Ctrl-C stops the hive; workers keep running and are re-adopted next start.
+Ctrl-C stops both; workers keep running and are re-adopted next start.
 `);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
 	process.once(sig, () => {
-		void d.close().then(() => process.exit(0));
+		void hive
+			.close()
+			.then(() => queen.close())
+			.then(() => process.exit(0));
 	});
 }

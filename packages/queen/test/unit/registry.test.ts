@@ -1,0 +1,121 @@
+import type { HelloMessage, QueenEvent } from "@apiary/protocol";
+import { describe, expect, it } from "vitest";
+import { EventLog } from "../../src/events.ts";
+import { matches, parseTypes } from "../../src/filter.ts";
+import { Registry } from "../../src/registry.ts";
+import { Store } from "../../src/store.ts";
+import { gpu, worker } from "../fake-hive.ts";
+
+// The registry on an in-memory SQLite with a hand-driven clock.
+function setup() {
+	let mono = 0;
+	const clock = { now: () => mono, wall: () => 1_800_000_000_000 + mono };
+	const store = new Store(":memory:");
+	const events = new EventLog(store);
+	const seen: QueenEvent[] = [];
+	events.subscribe((e) => seen.push(e));
+	const reg = new Registry(store, events, { staleAfterMs: 3000, evictAfterMs: 90_000, busyMemoryMiB: 1024, clock });
+	const hello = (id: string, instanceId = `i-${id}`): HelloMessage => ({
+		type: "hello",
+		hiveId: id,
+		instanceId,
+		version: "t",
+		host: { hostname: id, os: "", kernel: "", arch: "", cpuModel: "", cores: 1, memoryBytes: 1 },
+		driver: { name: "v1", enforced: true, root: null, reason: "" },
+		gpus: [gpu(0), gpu(1)],
+	});
+	const beat = (id: string, workers = [worker("w1")], seq = 1) =>
+		reg.heartbeat(id, { type: "heartbeat", seq, snapshot: { hiveId: id, instanceId: `i-${id}`, seq, takenAt: "", tickMs: 0, driver: hello(id).driver, workers, gpu: { state: "ok", message: null, ageMs: 0, gpus: [gpu(0), gpu(1)] } } }, seq === 1);
+	return { reg, seen, hello, beat, advance: (ms: number) => (mono += ms), types: () => seen.map((e) => e.type) };
+}
+
+describe("liveness on the queen's clock", () => {
+	it("ready → stale after --stale-after → lost after --evict-after, evicting workers and taking GPUs out of the free pool", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("w1", { gpus: ["0"] })]);
+		expect(t.reg.listGpus({ free: true }).map((g) => g.index)).toEqual([1]);
+		t.advance(2999);
+		t.reg.checkLiveness();
+		expect(t.reg.getHive("h")!.state).toBe("ready");
+		t.advance(2);
+		t.reg.checkLiveness();
+		expect(t.reg.getHive("h")!.state).toBe("stale");
+		expect(t.reg.listGpus({ free: true })).toEqual([]); // a stale hive's GPUs are not offered
+		t.advance(87_000);
+		t.reg.checkLiveness();
+		expect(t.reg.getHive("h")!.state).toBe("lost");
+		expect(t.types()).toEqual(["hive.joined", "gpu.updated", "gpu.updated", "worker.spawned", "hive.stale", "worker.evicted", "hive.lost"]);
+		expect(t.reg.listWorkers({ state: "running" })).toEqual([]);
+		expect(t.reg.getWorker("w1")!.state).toBe("evicted");
+		// A heartbeat brings it back.
+		t.beat("h", [worker("w1")], 2);
+		expect(t.reg.getHive("h")!.state).toBe("ready");
+	});
+
+	it("a new instanceId is a restart: hive.restarted, and running workers missing from its first snapshot are evicted", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("a"), worker("b")]);
+		t.reg.hello(t.hello("h", "i-new"));
+		t.beat("h", [worker("a")]);
+		expect(t.types()).toContain("hive.restarted");
+		expect(t.reg.getWorker("b")!.state).toBe("evicted");
+		expect(t.reg.getWorker("a")!.state).toBe("running");
+	});
+
+	it("an exit record is stored once however often it is sent", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		const exited = worker("w1", { state: "exited", exit: { exitCode: 0, signal: null, reason: "exited", message: null, startedAt: "2026-11-21T00:00:00.000Z", endedAt: "2026-11-21T00:00:01.000Z", durationMs: 1000, peakMemoryBytes: 1, oomKilled: false } });
+		t.beat("h", [worker("w1")]);
+		t.beat("h", [exited], 2);
+		t.beat("h", [exited], 3);
+		t.reg.workerEvent("h", { type: "event", seq: 4, event: "worker.exited", worker: exited });
+		expect(t.types().filter((x) => x === "worker.exited")).toHaveLength(1);
+		expect(t.reg.exitsOf("h", "w1")).toHaveLength(1);
+	});
+
+	it("worker.updated only when a new sample arrives", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		const s = { sampledAt: 1 } as never;
+		t.beat("h", [worker("w1")]);
+		t.beat("h", [worker("w1", { stats: s })], 2);
+		t.beat("h", [worker("w1", { stats: s })], 3);
+		expect(t.types().filter((x) => x === "worker.updated")).toHaveLength(1);
+	});
+
+	it("a claim expires on the monotonic clock", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", []);
+		const c = t.reg.claim({ count: 2, ttlSeconds: 10, holder: "ci" });
+		expect(t.reg.listGpus({ free: true })).toEqual([]);
+		t.advance(9_999);
+		t.reg.checkLiveness();
+		expect(t.reg.listClaims().map((x) => x.id)).toEqual([c.id]);
+		t.advance(1);
+		t.reg.checkLiveness();
+		expect(t.reg.listClaims()).toEqual([]);
+		expect(t.seen.at(-1)).toMatchObject({ type: "claim.released", data: { reason: "expired" } });
+	});
+});
+
+describe("event filters", () => {
+	const ev = (type: QueenEvent["type"], hiveId: string | null = "h1", workerId: string | null = null) => ({ id: 1, type, at: "", hiveId, workerId, data: null });
+	it("types with * wildcards, hive and worker", () => {
+		const f = { types: parseTypes("worker.*,hive.lost"), hive: null, worker: null };
+		expect(matches(f, ev("worker.exited"))).toBe(true);
+		expect(matches(f, ev("hive.lost"))).toBe(true);
+		expect(matches(f, ev("hive.stale"))).toBe(false);
+		expect(matches(f, ev("gpu.updated"))).toBe(false);
+		expect(matches({ types: null, hive: "h2", worker: null }, ev("worker.exited"))).toBe(false);
+		expect(matches({ types: null, hive: null, worker: "w" }, ev("worker.exited", "h1", "w"))).toBe(true);
+		expect(matches({ types: parseTypes("hive.*"), hive: "x", worker: null }, ev("snapshot", null))).toBe(true); // stream events always pass
+	});
+	it("a dot is a dot, not any character", () => {
+		expect(matches({ types: parseTypes("worker.exited"), hive: null, worker: null }, ev("worker.exited"))).toBe(true);
+		expect(parseTypes("worker.exited")![0]!.test("workerXexited")).toBe(false);
+	});
+});

@@ -1,0 +1,119 @@
+import { execFile, spawn } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
+
+const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function queenCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+	return new Promise((resolve) => {
+		execFile(process.execPath, [QUEEN_BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+	});
+}
+
+describe("the queen CLI against real daemons", () => {
+	const dir = tempDir("qcli");
+	const root = newCgroupRoot();
+	let queen: Daemon;
+	let hive: Daemon;
+	let env: NodeJS.ProcessEnv;
+	beforeAll(async () => {
+		queen = await startQueen({ db: join(dir, "q.db") });
+		hive = await startHive({ queen: queen.url, name: "cli-h", stateDir: join(dir, "hive"), cgroupRoot: root });
+		env = { APIARY_QUEEN: queen.url };
+		await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "cw", command: ["sleep", "60"], gpus: ["3"] }) });
+		for (let i = 0; i < 100 && (await json(`${queen.url}/v1/workers/cw`)).status !== 200; i++) await sleep(50);
+	});
+	afterAll(async () => {
+		await hive.stop("SIGKILL");
+		await queen.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	});
+
+	it("hives, workers and gpus print aligned tables, and JSON with --json", async () => {
+		const hives = await queenCli(["hives"], env);
+		expect(hives.stdout).toMatch(/^HIVE\s+STATE\s+LAST SEEN\s+DRIVER\s+WORKERS\s+GPUS\s+HOST\ncli-h\s+ready\s+[\d.]+s ago\s+v1\s+1\s+4\s+/);
+		const workers = await queenCli(["workers"], env);
+		expect(workers.stdout).toMatch(/cli-h\s+cw\s+running/);
+		const gpus = await queenCli(["gpus"], env);
+		expect(gpus.stdout).toMatch(/cli-h\s+3\s+NVIDIA A100-SXM4-80GB\s+4 MiB\s+81920 MiB\s+0%\s+held by cw/);
+		const free = JSON.parse((await queenCli(["gpus", "--free", "--min-memory", "16G", "--json"], env)).stdout);
+		expect(free.map((g: { index: number }) => g.index)).toEqual([2]);
+		expect(JSON.parse((await queenCli(["gpus", "--free", "--min-memory", "80G", "--json"], env)).stdout)).toEqual([]);
+	});
+
+	it("tail --json prints one event per line and follows live events", async () => {
+		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--json", "--hive", "cli-h"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+		let out = "";
+		tail.stdout.on("data", (d) => {
+			out += d;
+		});
+		try {
+			for (let i = 0; i < 100 && !out.includes("snapshot"); i++) await sleep(50);
+			await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "tailed", command: ["true"] }) });
+			for (let i = 0; i < 200 && !out.includes('"worker.exited"'); i++) await sleep(50);
+			const lines = out.trim().split("\n").map((l) => JSON.parse(l));
+			expect(lines[0].type).toBe("snapshot");
+			expect(lines.filter((e) => e.workerId === "tailed").map((e) => e.type)).toEqual(expect.arrayContaining(["worker.spawned", "worker.exited"]));
+		} finally {
+			tail.kill();
+		}
+	});
+
+	it("bad usage exits 2 naming the flag; an unreachable queen exits 1", async () => {
+		expect(await queenCli(["gpus", "--min-memory", "lots"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--min-memory: not a size: "lots"/) });
+		expect(await queenCli(["tail", "--types", "!!"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/querystring\.types must match pattern/) });
+		expect(await queenCli(["start", "--stale-after", "5s", "--evict-after", "2s"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--evict-after must be longer/) });
+		expect(await queenCli(["start", "--listen", "0.0.0.0:0", "--db", join(dir, "x.db")], { APIARY_TOKEN: "" })).toMatchObject({ code: 1, stderr: expect.stringMatching(/refusing to listen on 0\.0\.0\.0 without a token/) });
+		expect((await queenCli(["frob"], env)).code).toBe(2);
+		expect(await queenCli(["hives"], { APIARY_QUEEN: "http://127.0.0.1:1" })).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot reach/) });
+		const flags: Record<string, string[]> = {
+			start: ["--listen", "--db", "--stale-after", "--evict-after", "--busy-memory", "--token-file"],
+			tail: ["--types", "--hive", "--worker", "--since", "--json", "--queen"],
+			gpus: ["--free", "--min-memory", "--hive", "--name", "--json", "--queen"],
+			workers: ["--hive", "--state", "--json"],
+		};
+		for (const [cmd, list] of Object.entries(flags)) {
+			const h = await queenCli([cmd, "--help"]);
+			for (const f of list) expect(h.stdout, `${cmd} --help`).toContain(f);
+		}
+	});
+});
+
+describe("npm start", () => {
+	it("runs a queen and a local hive that has joined it", async () => {
+		const dir = tempDir("start");
+		const root = newCgroupRoot();
+		const proc = spawn("npm", ["start"], {
+			cwd: ROOT,
+			env: { ...process.env, APIARY_STATE_DIR: dir, APIARY_QUEEN_LISTEN: "127.0.0.1:0", APIARY_HIVE_LISTEN: "127.0.0.1:0", APIARY_CGROUP_ROOT: root, APIARY_NVIDIA_SMI: "/nonexistent" },
+			stdio: ["ignore", "pipe", "pipe"],
+			detached: true,
+		});
+		let out = "";
+		proc.stdout!.on("data", (d) => {
+			out += d;
+		});
+		try {
+			for (let i = 0; i < 300 && !out.includes("Ctrl-C"); i++) await sleep(50);
+			const queenUrl = /queen\s+(http:\/\/\S+)/.exec(out)![1]!;
+			const hiveUrl = /hive "local"\s+(http:\/\/\S+)/.exec(out)![1]!;
+			expect((await json(`${hiveUrl}/healthz`)).body.ok).toBe(true);
+			let hives: { id: string; state: string }[] = [];
+			for (let i = 0; i < 100; i++) {
+				hives = (await json(`${queenUrl}/v1/hives`)).body;
+				if (hives[0]?.state === "ready") break;
+				await sleep(50);
+			}
+			expect(hives).toMatchObject([{ id: "local", state: "ready" }]);
+		} finally {
+			process.kill(-proc.pid!, "SIGINT");
+			await new Promise((r) => proc.once("exit", r));
+			await removeCgroupRoot(root);
+			removeDir(dir);
+		}
+	});
+});
