@@ -1,11 +1,11 @@
 import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sleep } from "../util.ts";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
 
 const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function queenCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
 	return new Promise((resolve) => {

@@ -5,18 +5,9 @@ import type { QueenEvent } from "@apiary/protocol";
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
+import { sleep, until } from "../util.ts";
 
 const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(fn: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-	const deadline = Date.now() + ms;
-	for (;;) {
-		const v = await fn();
-		if (v) return v as NonNullable<T>;
-		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
-}
 
 /** A real EventSource subscriber that keeps every event it gets. */
 function subscribe(url: string, lastEventId?: number) {

@@ -1,14 +1,12 @@
 import { hostname } from "node:os";
-import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { checkId, formatBytes, formatDuration, parseDuration, parseSize, type WorkerInfo } from "@apiary/protocol";
+import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "./cli-kit.ts";
 import { call } from "./client.ts";
 import { defaultStateDir, startHiveDaemon, VERSION } from "./daemon.ts";
 import { loadToken } from "./listen.ts";
 import { PROFILE_NAMES } from "./profiles.ts";
 
 const DEFAULT_HIVE = "http://127.0.0.1:7071";
-
-export class UsageError extends Error {}
 
 const HELP: Record<string, string> = {
 	main: `hive ${VERSION} — runs test workers in cgroups and reports them to the queen
@@ -84,22 +82,8 @@ const common = {
 	json: { type: "boolean" },
 } as const;
 
-function parse<T extends ParseArgsOptionsConfig>(argv: string[], options: T, cmd: string) {
-	try {
-		return parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
-	} catch (err) {
-		throw new UsageError(`hive ${cmd}: ${(err as Error).message}`);
-	}
-}
-
-function flag<T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T): T | undefined {
-	if (value === undefined) return undefined;
-	try {
-		return conv(value);
-	} catch (err) {
-		throw new UsageError(`hive ${cmd}: --${name}: ${(err as Error).message}`);
-	}
-}
+const parse = <T extends Parameters<typeof parseFlags>[2]>(argv: string[], options: T, cmd: string) => parseFlags(`hive ${cmd}`, argv, options);
+const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`hive ${cmd}`, name, value, conv);
 
 function kv(cmd: string, name: string, list: string[] | undefined): Record<string, string> | undefined {
 	if (!list) return undefined;
@@ -142,12 +126,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				throw new UsageError(`hive: unknown command ${JSON.stringify(cmd)}\n\n${HELP.main}`);
 		}
 	} catch (e) {
-		if (e instanceof UsageError) {
-			err(`${e.message}\n`);
-			return 2;
-		}
-		err(`hive ${cmd}: ${(e as Error).message}\n`);
-		return 1;
+		return exitCodeFor(`hive ${cmd}`, e, err);
 	}
 }
 
@@ -200,11 +179,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n` +
 			`  queen: ${d.link ? (v.queen ?? process.env.APIARY_QUEEN) : "none (standalone)"}\n`,
 	);
-	await new Promise<void>((resolve) => {
-		const stop = () => resolve();
-		process.once("SIGINT", stop);
-		process.once("SIGTERM", stop);
-	});
+	await untilSignal();
 	await d.close();
 	return 0;
 }

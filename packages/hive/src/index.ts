@@ -9,3 +9,4 @@ export { schemaError } from "./api/app.ts";
 export { call, ClientError } from "./client.ts";
 export { isLoopback, loadToken, parseListen } from "./listen.ts";
 export { hostFacts } from "./host.ts";
+export { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "./cli-kit.ts";

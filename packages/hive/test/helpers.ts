@@ -44,18 +44,8 @@ export function procCpuSeconds(pid: number): number {
 	return (s.utimeTicks + s.stimeTicks) / CLK_TCK;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll until `fn` returns a truthy value, or fail after `ms`. */
-export async function until<T>(fn: () => T | Promise<T>, ms = 10_000, what = "condition"): Promise<NonNullable<T>> {
-	const deadline = Date.now() + ms;
-	for (;;) {
-		const v = await fn();
-		if (v) return v as NonNullable<T>;
-		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
-}
+export { sleep, until } from "../../../tests/util.ts";
+import { until } from "../../../tests/util.ts";
 
 export async function waitExit(hive: Hive, id: string, ms = 20_000) {
 	return until(() => (hive.get(id)?.state === "exited" ? hive.get(id) : null), ms, `worker ${id} to exit`);

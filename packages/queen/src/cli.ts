@@ -1,13 +1,10 @@
-import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { EVENT_TYPES, type GpuView, type HiveView, parseDuration, parseSize, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
-import { call, loadToken } from "@apiary/hive";
+import { call, convertFlag, exitCodeFor, loadToken, parseFlags, UsageError, untilSignal } from "@apiary/hive";
 import { EventSource } from "eventsource";
 import { defaultDbPath, startQueenDaemon, VERSION } from "./daemon.ts";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
 
 const DEFAULT_QUEEN = "http://127.0.0.1:7070";
-
-class UsageError extends Error {}
 
 const HELP: Record<string, string> = {
 	main: `queen ${VERSION} — the fleet's registry, event stream and GPU scheduler queries
@@ -59,22 +56,12 @@ Reconnects by itself and resumes where it left off (Last-Event-ID).`,
   --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})`,
 };
 
-function parse<T extends ParseArgsOptionsConfig>(argv: string[], options: T, cmd: string) {
-	try {
-		return parseArgs<{ args: string[]; options: T; allowPositionals: false; strict: true }>({ args: argv, options, allowPositionals: false, strict: true });
-	} catch (err) {
-		throw new UsageError(`queen ${cmd}: ${(err as Error).message}`);
-	}
+function parse<T extends Parameters<typeof parseFlags>[2]>(argv: string[], options: T, cmd: string) {
+	const r = parseFlags(`queen ${cmd}`, argv, options);
+	if (r.positionals.length > 0) throw new UsageError(`queen ${cmd}: unexpected argument ${JSON.stringify(r.positionals[0])}`);
+	return r;
 }
-
-function flag<T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T): T | undefined {
-	if (value === undefined) return undefined;
-	try {
-		return conv(value);
-	} catch (err) {
-		throw new UsageError(`queen ${cmd}: --${name}: ${(err as Error).message}`);
-	}
-}
+const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`queen ${cmd}`, name, value, conv);
 
 const common = { queen: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 const queenUrl = (v: string | undefined) => v ?? process.env.APIARY_QUEEN ?? DEFAULT_QUEEN;
@@ -129,12 +116,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 		}
 		return 2;
 	} catch (e) {
-		if (e instanceof UsageError) {
-			err(`${e.message}\n`);
-			return 2;
-		}
-		err(`queen ${cmd}: ${(e as Error).message}\n`);
-		return 1;
+		return exitCodeFor(`queen ${cmd}`, e, err);
 	}
 }
 
@@ -160,10 +142,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const db = v.db ?? defaultDbPath();
 	const d = await startQueenDaemon({ listen: v.listen!, db, staleAfterMs, evictAfterMs, busyMemoryMiB: Math.ceil(busy / 2 ** 20), token: loadToken(v["token-file"]), log });
 	out(`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${db}\n  hives known: ${d.registry.listHives().length}\n`);
-	await new Promise<void>((resolve) => {
-		process.once("SIGINT", () => resolve());
-		process.once("SIGTERM", () => resolve());
-	});
+	await untilSignal();
 	await d.close();
 	return 0;
 }
@@ -192,10 +171,7 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 	es.addEventListener("error", () => {
 		if (es.readyState === EventSource.CONNECTING) err("queen tail: disconnected; reconnecting\n");
 	});
-	await new Promise<void>((resolve) => {
-		process.once("SIGINT", () => resolve());
-		process.once("SIGTERM", () => resolve());
-	});
+	await untilSignal();
 	es.close();
 	return 0;
 }

@@ -1,3 +1,5 @@
+import type { GpuInfo } from "@apiary/protocol";
+
 // Pure parsers for nvidia-smi's CSV query output. The format is not
 // guaranteed stable across driver versions, so lines are parsed by the fields
 // we asked for, whitespace is tolerated, and a line whose field count does not
@@ -21,21 +23,8 @@ export const GPU_FIELDS = [
 
 export const APP_FIELDS = ["pid", "gpu_uuid", "used_memory"] as const;
 
-export interface GpuReading {
-	index: number;
-	uuid: string;
-	name: string;
-	busId: string | null;
-	memoryTotalMiB: number | null;
-	memoryUsedMiB: number | null;
-	memoryFreeMiB: number | null;
-	utilizationGpu: number | null;
-	utilizationMemory: number | null;
-	temperatureC: number | null;
-	powerDrawW: number | null;
-	powerLimitW: number | null;
-	migMode: "Enabled" | "Disabled" | null;
-}
+/** One GPU as one query line describes it (the sampler adds processes and age). */
+export type GpuReading = Omit<GpuInfo, "processes" | "ageMs" | "stale">;
 
 export interface ComputeApp {
 	pid: number;

@@ -6,19 +6,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
 import { FakeHive, gpu, worker } from "../fake-hive.ts";
 import { removeDir, tempDir } from "../../../../tests/procs.ts";
+import { sleep, until } from "../../../../tests/util.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: test JSON
 const j = async (url: string, init?: RequestInit): Promise<any> => (await fetch(url, init)).json();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(fn: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-	const deadline = Date.now() + ms;
-	for (;;) {
-		const v = await fn();
-		if (v) return v as NonNullable<T>;
-		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-		await sleep(20);
-	}
-}
 
 describe("the queen's event stream under load, claims and bad input", () => {
 	let q: QueenDaemon | null = null;

@@ -1,0 +1,41 @@
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+
+// What the hive and queen CLIs share: flag parsing whose errors name the
+// command and flag, exit codes (0 ok, 1 failure, 2 bad usage), signals.
+
+export class UsageError extends Error {}
+
+export function parseFlags<T extends ParseArgsOptionsConfig>(prefix: string, argv: string[], options: T) {
+	try {
+		return parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
+	} catch (err) {
+		throw new UsageError(`${prefix}: ${(err as Error).message}`);
+	}
+}
+
+/** Convert a flag's value; a failure is a usage error naming the flag. */
+export function convertFlag<T>(prefix: string, name: string, value: string | undefined, conv: (v: string) => T): T | undefined {
+	if (value === undefined) return undefined;
+	try {
+		return conv(value);
+	} catch (err) {
+		throw new UsageError(`${prefix}: --${name}: ${(err as Error).message}`);
+	}
+}
+
+/** The exit code for an error, its message written for a person. */
+export function exitCodeFor(prefix: string, e: unknown, err: (s: string) => void): number {
+	if (e instanceof UsageError) {
+		err(`${e.message}\n`);
+		return 2;
+	}
+	err(`${prefix}: ${(e as Error).message}\n`);
+	return 1;
+}
+
+export function untilSignal(): Promise<void> {
+	return new Promise((resolve) => {
+		process.once("SIGINT", () => resolve());
+		process.once("SIGTERM", () => resolve());
+	});
+}
