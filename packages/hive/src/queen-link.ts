@@ -16,6 +16,12 @@ export interface QueenLinkOptions {
 	log?: (msg: string, extra?: object) => void;
 }
 
+/** Exponential backoff with full jitter: uniform in [50 ms, min(cap, base·2^attempt)]. */
+export function backoffDelay(attempt: number, baseMs: number, capMs: number, random = Math.random): number {
+	const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
+	return Math.max(50, random() * ceiling);
+}
+
 export function socketUrl(queen: string): string {
 	const u = new URL(queen);
 	if (u.protocol === "http:") u.protocol = "ws:";
@@ -137,10 +143,7 @@ export class QueenLink {
 
 	private schedule(): void {
 		if (this.stopped || this.timer) return;
-		const base = this.o.backoffBaseMs ?? 500;
-		const cap = this.o.backoffCapMs ?? 30_000;
-		const ceiling = Math.min(cap, base * 2 ** this.attempt++);
-		const delay = Math.max(50, Math.random() * ceiling);
+		const delay = backoffDelay(this.attempt++, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000);
 		this.timer = setTimeout(() => {
 			this.timer = null;
 			if (!this.stopped) this.connect();

@@ -193,6 +193,7 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x", extra: 1 }))).toMatchObject({ status: 400, message: 'body: unknown field "extra"' });
 		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x" }), { "content-type": "application/json" })).toMatchObject({ status: 401 });
 		expect(await http("DELETE", "/v1/claims/c-000000000000", undefined, {})).toMatchObject({ status: 401 });
+		expect((await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x".repeat(70 * 1024) }))).status).toBe(413);
 		expect((await http("GET", "/v1/gpus?minMemoryMiB=lots")).message).toMatch(/querystring\.minMemoryMiB must match pattern/);
 		expect((await http("GET", "/v1/gpus?free=maybe")).message).toMatch(/querystring\.free/);
 		expect((await http("GET", "/v1/workers?state=zombie")).status).toBe(400);

@@ -102,6 +102,20 @@ describe("liveness on the queen's clock", () => {
 	});
 });
 
+describe("worker queries", () => {
+	it("filter by hive, state and label", () => {
+		const t = setup();
+		t.reg.hello(t.hello("a"));
+		t.reg.hello(t.hello("b"));
+		t.beat("a", [worker("x", { labels: { suite: "e2e" } }), worker("y", { labels: { suite: "unit" } })]);
+		t.beat("b", [worker("x", { labels: { suite: "e2e" } })]);
+		expect(t.reg.listWorkers({ label: ["suite", "e2e"] }).map((w) => `${w.hiveId}/${w.id}`)).toEqual(["a/x", "b/x"]);
+		expect(t.reg.listWorkers({ hive: "a", state: "running" }).map((w) => w.id)).toEqual(["x", "y"]);
+		expect(t.reg.listWorkers({ state: "exited" })).toEqual([]);
+		expect(t.reg.getWorker("x", "b")!.hiveId).toBe("b");
+	});
+});
+
 describe("event filters", () => {
 	const ev = (type: QueenEvent["type"], hiveId: string | null = "h1", workerId: string | null = null) => ({ id: 1, type, at: "", hiveId, workerId, data: null });
 	it("types with * wildcards, hive and worker", () => {
