@@ -10,3 +10,4 @@ export { call, ClientError } from "./client.ts";
 export { isLoopback, loadToken, parseListen } from "./listen.ts";
 export { hostFacts } from "./host.ts";
 export { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "./cli-kit.ts";
+export { registerGpuMetrics } from "./metrics.ts";

@@ -18,7 +18,8 @@ export interface QueenAppOptions {
 	keepaliveMs: number;
 	queueLimit: number;
 	logger?: boolean;
-	onLag?: () => void;
+	onLag?: (dropped: number) => void;
+	metrics?: import("prom-client").Registry;
 }
 
 /** The queen's HTTP API: queries, claims, the SSE stream. Route groups are plugins. */
@@ -39,6 +40,8 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		return reply.code(status).send({ statusCode: status, error: status >= 500 ? "Internal Server Error" : "Bad Request", message: err.message });
 	});
 	await app.register(fastifySse, { heartbeatInterval: o.keepaliveMs });
+	const metrics = o.metrics;
+	if (metrics) app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 	app.get("/healthz", async () => ({ ok: true, version: o.version, lastEventId: o.registry.events.lastId, hives: o.registry.listHives().length }));
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });

@@ -5,6 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { buildQueenApp } from "./app.ts";
 import { EventLog } from "./events.ts";
 import { type QueenClock, Registry } from "./registry.ts";
+import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { HiveSocketServer } from "./socket.ts";
 import { Store } from "./store.ts";
 
@@ -23,13 +24,14 @@ export interface QueenDaemonOptions {
 	clock?: QueenClock;
 	log?: (msg: string, extra?: object) => void;
 	/** Called when an SSE subscriber is closed for lagging. */
-	onLag?: () => void;
+	onLag?: (dropped: number) => void;
 }
 
 export interface QueenDaemon {
 	app: FastifyInstance;
 	registry: Registry;
 	sockets: HiveSocketServer;
+	metrics: QueenMetrics;
 	url: string;
 	close(): Promise<void>;
 }
@@ -48,9 +50,30 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		busyMemoryMiB: o.busyMemoryMiB ?? 1024,
 		clock: o.clock,
 	});
-	const app = await buildQueenApp({ registry, token: o.token, version: VERSION, keepaliveMs: o.keepaliveMs ?? 15_000, queueLimit: o.queueLimit ?? 10_000, onLag: o.onLag });
-	const sockets = new HiveSocketServer({ registry, token: o.token, maxPayload: o.maxMessageBytes ?? 4 << 20, staleAfterMs: o.staleAfterMs, log });
-	app.server.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
+	let sockets: HiveSocketServer | null = null;
+	const metrics = queenMetrics(registry, () => sockets?.connections ?? 0);
+	const app = await buildQueenApp({
+		registry,
+		token: o.token,
+		version: VERSION,
+		keepaliveMs: o.keepaliveMs ?? 15_000,
+		queueLimit: o.queueLimit ?? 10_000,
+		metrics: metrics.registry,
+		onLag: (n) => {
+			metrics.lagged(n);
+			o.onLag?.(n);
+		},
+	});
+	sockets = new HiveSocketServer({
+		registry,
+		token: o.token,
+		maxPayload: o.maxMessageBytes ?? 4 << 20,
+		staleAfterMs: o.staleAfterMs,
+		log,
+		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
+	});
+	const hiveSockets = sockets;
+	app.server.on("upgrade", (req, socket, head) => hiveSockets.handleUpgrade(req, socket, head));
 	const liveness = setInterval(() => {
 		try {
 			registry.checkLiveness();
@@ -63,7 +86,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		await app.listen({ host, port });
 	} catch (err) {
 		clearInterval(liveness);
-		sockets.close();
+		hiveSockets.close();
 		store.close();
 		throw err;
 	}
@@ -72,11 +95,12 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	return {
 		app,
 		registry,
-		sockets,
+		sockets: hiveSockets,
+		metrics,
 		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
 		async close() {
 			clearInterval(liveness);
-			sockets.close();
+			hiveSockets.close();
 			await app.close();
 			store.close();
 		},

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { HostFacts } from "@apiary/protocol";
 import Fastify, { type FastifyInstance, type FastifySchemaValidationError } from "fastify";
 import { type Hive, HiveError, type SpawnRequest } from "../hive.ts";
+import { hiveMetrics } from "../metrics.ts";
 import { requireToken } from "./auth.ts";
 import { idParam, listQuery, logsQuery, spawnBody } from "./schemas.ts";
 
@@ -40,6 +41,9 @@ export function buildHiveApp(o: HiveAppOptions): FastifyInstance {
 		driver: hive.driver.info,
 		host: o.host,
 	}));
+
+	const metrics = hiveMetrics(hive);
+	app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
 	app.get("/v1/snapshot", async (_req, reply) => {
 		const snap = hive.snapshot() ?? (await hive.tick());

@@ -8,7 +8,8 @@ import { Subscriber } from "../subscriber.ts";
 export interface EventsRouteOptions {
 	registry: Registry;
 	queueLimit: number;
-	onLag?: () => void;
+	/** A subscriber was closed for lagging; `dropped` events were queued for it. */
+	onLag?: (dropped: number) => void;
 }
 
 const LAG_GRACE_MS = 10_000;
@@ -40,7 +41,7 @@ export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions):
 		const lag = () => {
 			if (lagHandled) return;
 			lagHandled = true;
-			o.onLag?.();
+			o.onLag?.(sub.depth);
 			// The socket may be full; the notice is small and goes after what is buffered.
 			const notice = { type: "stream.lagged", at: new Date().toISOString(), hiveId: null, workerId: null, data: { lastEventId: sub.lastSentId, reason: "this subscriber fell behind; resume with Last-Event-ID" } };
 			raw.write(`event: stream.lagged\ndata: ${JSON.stringify(notice)}\n\n`);

@@ -1,0 +1,80 @@
+import { registerGpuMetrics } from "@apiary/hive";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Registry as Fleet } from "./registry.ts";
+
+export interface QueenMetrics {
+	registry: Registry;
+	heartbeat(seconds: number): void;
+	lagged(dropped: number): void;
+}
+
+/** The queen's /metrics: ingest, SSE fan-out, evictions, the fleet's hives, workers and GPUs. */
+export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetrics {
+	const reg = new Registry();
+	const heartbeats = new Counter({ name: "apiary_queen_heartbeats_total", help: "Heartbeats received from hives.", registers: [reg] });
+	const ingest = new Histogram({
+		name: "apiary_queen_ingest_duration_seconds",
+		help: "Time to apply one heartbeat (registry, SQLite transaction, events).",
+		registers: [reg],
+		buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+	});
+	const laggedSubs = new Counter({ name: "apiary_queen_sse_lagged_subscribers_total", help: "SSE subscribers closed for falling behind.", registers: [reg] });
+	const dropped = new Counter({ name: "apiary_queen_sse_events_dropped_total", help: "Events not delivered to subscribers that lagged (they resume by id).", registers: [reg] });
+	const events = new Counter({ name: "apiary_queen_events_total", help: "Events logged, by type.", labelNames: ["type"], registers: [reg] });
+	const evictions = new Counter({ name: "apiary_queen_evictions_total", help: "Workers evicted (their hive was lost, left, or restarted without them).", registers: [reg] });
+	fleet.events.subscribe((e) => {
+		events.inc({ type: e.type });
+		if (e.type === "worker.evicted") evictions.inc();
+	});
+	new Gauge({
+		name: "apiary_queen_sse_subscribers",
+		help: "Open SSE subscriptions.",
+		registers: [reg],
+		collect() {
+			// One listener is the metrics' own.
+			this.set(Math.max(0, fleet.events.subscribers - 1));
+		},
+	});
+	new Gauge({
+		name: "apiary_queen_hive_connections",
+		help: "Hives connected over the socket.",
+		registers: [reg],
+		collect() {
+			this.set(connections());
+		},
+	});
+	new Gauge({
+		name: "apiary_queen_hives",
+		help: "Hives by state.",
+		labelNames: ["state"],
+		registers: [reg],
+		collect() {
+			this.reset();
+			const hives = fleet.listHives();
+			for (const s of ["ready", "stale", "lost", "unknown", "left"]) this.set({ state: s }, hives.filter((h) => h.state === s).length);
+		},
+	});
+	new Gauge({
+		name: "apiary_queen_workers",
+		help: "Workers by state.",
+		labelNames: ["state"],
+		registers: [reg],
+		collect() {
+			this.reset();
+			const ws = fleet.listWorkers({ state: "all" });
+			for (const s of ["running", "exited", "evicted"]) this.set({ state: s }, ws.filter((w) => w.state === s).length);
+		},
+	});
+	registerGpuMetrics(reg, () => fleet.listGpus());
+	return {
+		registry: reg,
+		heartbeat(seconds) {
+			heartbeats.inc();
+			ingest.observe(seconds);
+		},
+		lagged(n) {
+			laggedSubs.inc();
+			dropped.inc(n);
+		},
+	};
+}
