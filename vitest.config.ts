@@ -30,6 +30,15 @@ export default defineConfig({
 			},
 			{
 				test: {
+					name: "browser",
+					include: ["tests/browser/**/*.test.ts"],
+					testTimeout: 60_000,
+					hookTimeout: 60_000,
+					fileParallelism: false,
+				},
+			},
+			{
+				test: {
 					name: "vm",
 					include: ["packages/*/test/vm/**/*.test.ts"],
 					globalSetup: ["tests/leftovers.setup.ts"],

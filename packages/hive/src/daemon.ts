@@ -64,7 +64,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	gpu.start();
 	await hive.tick();
 	hive.startLoop(o.intervalMs);
-	const app = buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
+	const app = await buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
 	try {
 		await app.listen({ host, port });
 	} catch (err) {

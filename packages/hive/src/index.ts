@@ -11,3 +11,4 @@ export { isLoopback, loadToken, parseListen } from "./listen.ts";
 export { hostFacts } from "./host.ts";
 export { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "./cli-kit.ts";
 export { registerGpuMetrics } from "./metrics.ts";
+export { registerOpenApi } from "./api/openapi.ts";

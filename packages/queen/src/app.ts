@@ -1,5 +1,5 @@
 import fastifySseModule from "@fastify/sse";
-import { requireToken, schemaError } from "@apiary/hive";
+import { registerOpenApi, requireToken, schemaError } from "@apiary/hive";
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from "fastify";
 
 // The package is CommonJS: its module.exports is the fastify-plugin-wrapped
@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync } from "fastify"
 const fastifySse = fastifySseModule as unknown as FastifyPluginAsync<{ heartbeatInterval: number }>;
 import { RegistryError, type Registry } from "./registry.ts";
 import { claimRoutes } from "./routes/claims.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
 import { eventsRoutes } from "./routes/events.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
 
@@ -33,6 +34,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		schemaErrorFormatter: schemaError,
 	});
 	requireToken(app, o.token);
+	await registerOpenApi(app, { title: "Apiary queen", version: o.version, description: "The fleet registry: hives, workers, GPUs, claims, and the event stream (GET /v1/events, Server-Sent Events). Hives connect over a WebSocket at /v1/hives/connect." });
 	app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
 		if (err instanceof RegistryError) return reply.code(err.status).send({ statusCode: err.status, error: err.status === 404 ? "Not Found" : "Conflict", message: err.message });
 		const status = err.statusCode ?? 500;
@@ -43,6 +45,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	const metrics = o.metrics;
 	if (metrics) app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 	app.get("/healthz", async () => ({ ok: true, version: o.version, lastEventId: o.registry.events.lastId, hives: o.registry.listHives().length }));
+	await app.register(dashboardRoutes);
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag });

@@ -255,6 +255,7 @@ export class Registry {
 			this.workers.set(k, { view, sampledAt: w.stats?.sampledAt ?? null });
 			this.saveWorker(view);
 			if (inserted.changes > 0 || rec?.view.state === "running") this.events.append("worker.exited", { hiveId, workerId: w.id, exit: w.exit, worker: view }, hiveId, w.id);
+			if (rec?.view.state === "running") this.gpusChanged(hiveId, view.gpus);
 			return;
 		}
 		const view: QueenWorkerView = { ...rest, hiveId, state: "running", exit: null };
@@ -262,6 +263,7 @@ export class Registry {
 			this.workers.set(k, { view, sampledAt: w.stats?.sampledAt ?? null });
 			this.saveWorker(view);
 			this.events.append("worker.spawned", { hiveId, worker: view }, hiveId, w.id);
+			this.gpusChanged(hiveId, view.gpus);
 			return;
 		}
 		rec.view = view;
@@ -276,6 +278,16 @@ export class Registry {
 		v.state = "evicted";
 		this.saveWorker(v);
 		this.events.append("worker.evicted", { hiveId: v.hiveId, workerId: v.id, reason }, v.hiveId, v.id);
+		this.gpusChanged(v.hiveId, v.gpus);
+	}
+
+	/** A worker holding GPUs came or went: their free/held state changed. */
+	private gpusChanged(hiveId: string, held: string[]): void {
+		for (const id of held) {
+			for (const g of this.gpus.values()) {
+				if (g.hiveId === hiveId && (String(g.info.index) === id || g.info.uuid === id)) this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g.info) }, hiveId);
+			}
+		}
 	}
 
 	private applyGpus(hiveId: string, gpus: GpuInfo[]): void {

@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, type FastifySchemaValidationError } from
 import { type Hive, HiveError, type SpawnRequest } from "../hive.ts";
 import { hiveMetrics } from "../metrics.ts";
 import { requireToken } from "./auth.ts";
+import { registerOpenApi } from "./openapi.ts";
 import { idParam, listQuery, logsQuery, spawnBody } from "./schemas.ts";
 
 export interface HiveAppOptions {
@@ -17,7 +18,7 @@ export interface HiveAppOptions {
 }
 
 /** The hive's local HTTP API. Every route has a schema; unknown fields are errors, not silently dropped. */
-export function buildHiveApp(o: HiveAppOptions): FastifyInstance {
+export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> {
 	const app = Fastify({
 		logger: o.logger ?? false,
 		bodyLimit: 1 << 20,
@@ -26,6 +27,7 @@ export function buildHiveApp(o: HiveAppOptions): FastifyInstance {
 	});
 	const { hive } = o;
 	requireToken(app, o.token);
+	await registerOpenApi(app, { title: "Apiary hive", version: o.version, description: "The hive's local API: spawn, list, kill and read workers; the current snapshot." });
 	app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
 		if (err instanceof HiveError) return reply.code(err.status).send({ statusCode: err.status, error: "Bad Request", message: err.message });
 		const status = err.statusCode ?? 500;

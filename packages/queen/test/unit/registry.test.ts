@@ -45,7 +45,8 @@ describe("liveness on the queen's clock", () => {
 		t.advance(87_000);
 		t.reg.checkLiveness();
 		expect(t.reg.getHive("h")!.state).toBe("lost");
-		expect(t.types()).toEqual(["hive.joined", "gpu.updated", "gpu.updated", "worker.spawned", "hive.stale", "worker.evicted", "hive.lost"]);
+		// gpu.updated follows the spawn and the eviction: GPU 0 is held, then not.
+		expect(t.types()).toEqual(["hive.joined", "gpu.updated", "gpu.updated", "worker.spawned", "gpu.updated", "hive.stale", "worker.evicted", "gpu.updated", "hive.lost"]);
 		expect(t.reg.listWorkers({ state: "running" })).toEqual([]);
 		expect(t.reg.getWorker("w1")!.state).toBe("evicted");
 		// A heartbeat brings it back.

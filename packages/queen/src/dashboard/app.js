@@ -1,0 +1,219 @@
+// Apiary dashboard: plain JS, no build. One EventSource keeps the page live;
+// the first event is a snapshot of everything, later ones are changes.
+"use strict";
+
+const state = { hives: new Map(), workers: new Map(), gpus: new Map(), exits: [], history: new Map() };
+const HISTORY = 60;
+const $ = (sel) => document.querySelector(sel);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const key = (hiveId, id) => `${hiveId}/${id}`;
+
+function bytes(n) {
+	if (n == null) return "–";
+	const u = ["B", "K", "M", "G", "T"];
+	let i = 0;
+	while (n >= 1024 && i < u.length - 1) {
+		n /= 1024;
+		i++;
+	}
+	return `${n >= 100 || i === 0 ? n.toFixed(0) : n.toFixed(1)}${u[i]}`;
+}
+const secs = (ms) => (ms == null ? "–" : ms < 60000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60000)}m${Math.round((ms % 60000) / 1000)}s`);
+
+function spark(values, cls, max) {
+	if (values.length < 2) return `<svg class="spark ${cls}" viewBox="0 0 120 24"></svg>`;
+	const top = Math.max(max ?? 0, ...values, 1e-9);
+	const span = Math.max(values.length - 1, 1);
+	const pts = values.map((v, i) => `${((i / span) * 120).toFixed(1)},${(23 - (v / top) * 22).toFixed(1)}`).join(" ");
+	return `<svg class="spark ${cls}" viewBox="0 0 120 24" data-points="${values.length}"><polyline points="${pts}"/></svg>`;
+}
+
+function recordStats(k, stats) {
+	if (!stats) return;
+	const h = state.history.get(k) ?? { cpu: [], mem: [] };
+	if (stats.cpu.percent != null) h.cpu.push(stats.cpu.percent);
+	if (stats.memory.currentBytes != null) h.mem.push(stats.memory.currentBytes);
+	h.cpu = h.cpu.slice(-HISTORY);
+	h.mem = h.mem.slice(-HISTORY);
+	state.history.set(k, h);
+}
+
+function renderHives() {
+	const now = Date.now();
+	const rows = [...state.hives.values()].sort((a, b) => a.id.localeCompare(b.id));
+	$("#hives tbody").innerHTML =
+		rows
+			.map((h) => {
+				const age = h.seenAt ? now - h.seenAt : null;
+				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span></td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td>${esc(h.host?.hostname)}</td></tr>`;
+			})
+			.join("") || `<tr><td colspan="7" class="empty">no hives yet</td></tr>`;
+}
+
+function gpuState(g) {
+	if (g.free) return ["free", "free"];
+	if (g.claimId) return ["claimed", `claimed ${g.claimId}`];
+	if (g.heldBy?.length) return ["held", `held by ${g.heldBy.join(", ")}`];
+	const hive = state.hives.get(g.hiveId);
+	if (hive && hive.state !== "ready") return ["lost", `hive ${hive.state}`];
+	if (g.stale) return ["stale", "stale"];
+	return ["held", "busy"];
+}
+
+function renderGpus() {
+	const gpus = [...state.gpus.values()].sort((a, b) => a.hiveId.localeCompare(b.hiveId) || a.index - b.index);
+	$("#gpus").innerHTML =
+		gpus
+			.map((g) => {
+				const [cls, text] = gpuState(g);
+				const memPct = g.memoryTotalMiB ? ((g.memoryUsedMiB ?? 0) / g.memoryTotalMiB) * 100 : 0;
+				return `<div class="card" data-gpu="${esc(key(g.hiveId, g.uuid))}"><div class="title"><span>${esc(g.hiveId)} · GPU ${g.index}</span><span class="badge ${cls}" data-state="${cls}">${esc(text)}</span></div>
+<div class="sub">${esc(g.name)}</div>
+<div class="label"><span>memory</span><span>${g.memoryUsedMiB ?? "–"} / ${g.memoryTotalMiB ?? "–"} MiB</span></div><div class="bar"><div style="width:${memPct.toFixed(1)}%"></div></div>
+<div class="label"><span>utilization</span><span>${g.utilizationGpu == null ? "n/a" : `${g.utilizationGpu}%`}</span></div><div class="bar util"><div style="width:${g.utilizationGpu ?? 0}%"></div></div>
+<div class="label"><span>power</span><span>${g.powerDrawW == null ? "n/a" : `${g.powerDrawW} W`}</span></div></div>`;
+			})
+			.join("") || `<div class="empty">no GPUs</div>`;
+}
+
+function renderWorkers() {
+	const ws = [...state.workers.values()].filter((w) => w.state === "running").sort((a, b) => a.hiveId.localeCompare(b.hiveId) || a.id.localeCompare(b.id));
+	$("#workers tbody").innerHTML =
+		ws
+			.map((w) => {
+				const k = key(w.hiveId, w.id);
+				const h = state.history.get(k) ?? { cpu: [], mem: [] };
+				const s = w.stats;
+				const limit = w.limits?.memoryBytes;
+				return `<tr data-worker="${esc(w.id)}"><td>${esc(w.id)}</td><td>${esc(w.hiveId)}</td><td>${spark(h.cpu, "cpu", (w.limits?.cpu ?? 1) * 100)}</td><td class="num">${s?.cpu.percent == null ? "–" : `${s.cpu.percent.toFixed(1)}%`}</td><td>${spark(h.mem, "mem", limit ?? undefined)}</td><td class="num">${bytes(s?.memory.currentBytes)}${limit ? ` / ${bytes(limit)}` : ""}</td><td class="num">${s?.pids.current ?? "–"}</td><td class="cmd" title="${esc(w.command.join(" "))}">${esc(w.command.join(" "))}</td></tr>`;
+			})
+			.join("") || `<tr><td colspan="8" class="empty">no running workers</td></tr>`;
+}
+
+function renderExits() {
+	$("#exits tbody").innerHTML =
+		state.exits
+			.slice(0, 50)
+			.map((x) => {
+				const e = x.exit;
+				const oom = e.oomKilled === true;
+				const result = `${e.reason}${e.exitCode != null ? ` (${e.exitCode})` : e.signal ? ` (${e.signal})` : ""}${oom ? " · OOM-killed" : ""}`;
+				return `<tr data-exit="${esc(x.workerId)}" class="${oom ? "oom" : ""}"><td>${esc(x.workerId)}</td><td>${esc(x.hiveId)}</td><td class="result">${esc(result)}</td><td class="num">${secs(e.durationMs)}</td><td class="num">${bytes(e.peakMemoryBytes)}</td><td>${esc(e.endedAt?.slice(11, 19))}</td></tr>`;
+			})
+			.join("") || `<tr><td colspan="6" class="empty">no exits yet</td></tr>`;
+}
+
+function renderAll() {
+	renderHives();
+	renderGpus();
+	renderWorkers();
+	renderExits();
+	const free = [...state.gpus.values()].filter((g) => g.free).length;
+	$("#summary").textContent = `${state.hives.size} hives · ${[...state.workers.values()].filter((w) => w.state === "running").length} workers · ${free}/${state.gpus.size} GPUs free`;
+}
+
+let pending = false;
+function schedule() {
+	if (pending) return;
+	pending = true;
+	requestAnimationFrame(() => {
+		pending = false;
+		renderAll();
+	});
+}
+
+function seen(hiveId, at) {
+	const h = state.hives.get(hiveId);
+	if (h && at) h.seenAt = Date.parse(at);
+}
+
+async function refreshGpus() {
+	const gpus = await (await fetch("/v1/gpus")).json();
+	state.gpus = new Map(gpus.map((g) => [key(g.hiveId, g.uuid), g]));
+	schedule();
+}
+
+const handlers = {
+	snapshot(d) {
+		state.hives = new Map(d.hives.map((h) => [h.id, { ...h, seenAt: h.lastSeenAt ? Date.parse(h.lastSeenAt) : null }]));
+		state.workers = new Map(d.workers.map((w) => [key(w.hiveId, w.id), w]));
+		state.gpus = new Map(d.gpus.map((g) => [key(g.hiveId, g.uuid), g]));
+		for (const w of d.workers) recordStats(key(w.hiveId, w.id), w.stats);
+		fetch("/v1/workers?state=exited")
+			.then((r) => r.json())
+			.then((ws) => {
+				state.exits = ws.filter((w) => w.exit).map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit })).sort((a, b) => b.exit.endedAt.localeCompare(a.exit.endedAt));
+				schedule();
+			});
+	},
+	"hive.joined"(d, e) {
+		state.hives.set(d.hive.id, { ...d.hive, seenAt: Date.parse(e.at) });
+	},
+	"hive.restarted"(d, e) {
+		state.hives.set(d.hive.id, { ...d.hive, seenAt: Date.parse(e.at) });
+	},
+	"hive.stale"(d) {
+		const h = state.hives.get(d.hiveId);
+		if (h) h.state = "stale";
+		refreshGpus();
+	},
+	"hive.lost"(d) {
+		const h = state.hives.get(d.hiveId);
+		if (h) h.state = "lost";
+		refreshGpus();
+	},
+	"hive.left"(d) {
+		const h = state.hives.get(d.hiveId);
+		if (h) h.state = "left";
+		refreshGpus();
+	},
+	"worker.spawned"(d, e) {
+		state.workers.set(key(d.hiveId, d.worker.id), d.worker);
+		seen(d.hiveId, e.at);
+	},
+	"worker.updated"(d, e) {
+		const w = state.workers.get(key(d.hiveId, d.workerId));
+		if (w) w.stats = d.stats;
+		recordStats(key(d.hiveId, d.workerId), d.stats);
+		const h = state.hives.get(d.hiveId);
+		if (h && h.state !== "ready") h.state = "ready";
+		seen(d.hiveId, e.at);
+	},
+	"worker.exited"(d) {
+		state.workers.delete(key(d.hiveId, d.workerId));
+		state.exits.unshift({ hiveId: d.hiveId, workerId: d.workerId, exit: d.exit });
+	},
+	"worker.evicted"(d, e) {
+		state.workers.delete(key(d.hiveId, d.workerId));
+		state.exits.unshift({ hiveId: d.hiveId, workerId: d.workerId, exit: { reason: `evicted: ${d.reason}`, exitCode: null, signal: null, oomKilled: null, durationMs: null, peakMemoryBytes: null, endedAt: e.at } });
+	},
+	"gpu.updated"(d) {
+		state.gpus.set(key(d.hiveId, d.gpu.uuid), d.gpu);
+	},
+	"claim.created": () => refreshGpus(),
+	"claim.released": () => refreshGpus(),
+};
+
+function connect() {
+	const es = new EventSource("/v1/events");
+	const conn = $("#conn");
+	es.onopen = () => {
+		conn.textContent = "live";
+		conn.className = "badge ok";
+	};
+	es.onerror = () => {
+		conn.textContent = "reconnecting…";
+		conn.className = "badge stale";
+	};
+	for (const [type, fn] of Object.entries(handlers)) {
+		es.addEventListener(type, (ev) => {
+			const e = JSON.parse(ev.data);
+			fn(e.data, e);
+			schedule();
+		});
+	}
+}
+
+setInterval(renderHives, 1000);
+renderAll();
+connect();

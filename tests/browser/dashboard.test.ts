@@ -1,0 +1,76 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "../util.ts";
+import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
+
+const ARTIFACTS = new URL("../../test-results/", import.meta.url).pathname;
+
+// Debian's Chromium, headless, with the background networking this closed
+// network would refuse turned off.
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+describe("the dashboard in a real browser", () => {
+	const dir = tempDir("dash");
+	const root = newCgroupRoot();
+	let queen: Daemon;
+	let hive: Daemon;
+	let browser: Browser;
+	let page: Page;
+	const spawnWorker = (body: object) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+	beforeAll(async () => {
+		queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "1s", evictAfter: "3s" });
+		hive = await startHive({ queen: queen.url, name: "dash-hive", stateDir: join(dir, "hive"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("a100x4"), interval: "300ms" });
+		browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
+		page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+		const errors: string[] = [];
+		page.on("pageerror", (e) => errors.push(String(e)));
+		await page.goto(queen.url);
+		await page.waitForSelector('#conn.ok');
+		expect(errors).toEqual([]);
+	}, 60_000);
+	afterAll(async () => {
+		await browser?.close();
+		await hive?.stop("SIGKILL");
+		await queen?.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	});
+
+	it("shows the hive ready, its GPUs with their state", async () => {
+		await page.waitForSelector('tr[data-hive="dash-hive"] [data-state="ready"]');
+		const cards = await page.locator("[data-gpu]").count();
+		expect(cards).toBe(4);
+		expect(await page.locator("[data-gpu] [data-state='free']").count()).toBe(2); // GPUs 0 and 1 are in use in the recording
+	});
+
+	it("a spawned worker appears without a reload, with live CPU and memory sparklines", async () => {
+		await spawnWorker({ id: "spinner", command: ["sh", "-c", "while :; do :; done"], cpu: 0.5, memoryBytes: 128 << 20, gpus: ["3"] });
+		await page.waitForSelector('tr[data-worker="spinner"]', { timeout: 10_000 });
+		// sparklines fill as worker.updated events arrive
+		await until(async () => Number((await page.locator('tr[data-worker="spinner"] svg.cpu').getAttribute("data-points")) ?? 0) >= 3, 15_000, "a CPU sparkline of 3 points");
+		const cpuText = await page.locator('tr[data-worker="spinner"] td.num').first().textContent();
+		expect(Number.parseFloat(cpuText!)).toBeGreaterThan(20);
+		const gpu3 = page.locator("[data-gpu]", { hasText: "GPU 3" }).locator("[data-state]");
+		await gpu3.filter({ hasText: "held by spinner" }).waitFor({ timeout: 10_000 });
+		mkdirSync(ARTIFACTS, { recursive: true });
+		await page.screenshot({ path: join(ARTIFACTS, "dashboard-live.png"), fullPage: true });
+	});
+
+	it("an OOM kill is highlighted in the exits", async () => {
+		await spawnWorker({ id: "hog", command: ["node", "-e", "const a=[];for(;;)a.push(Buffer.alloc(1<<20,1))"], memoryBytes: 64 << 20 });
+		await page.waitForSelector('tr.oom[data-exit="hog"]', { timeout: 20_000 });
+		expect(await page.locator('tr[data-exit="hog"] td.result').textContent()).toMatch(/OOM-killed/);
+	});
+
+	it("a killed hive turns lost, and a screenshot is kept", async () => {
+		await hive.stop("SIGKILL");
+		await page.waitForSelector('tr[data-hive="dash-hive"] [data-state="stale"]', { timeout: 10_000 });
+		await page.waitForSelector('tr[data-hive="dash-hive"] [data-state="lost"]', { timeout: 10_000 });
+		await page.locator('tr[data-worker="spinner"]').waitFor({ state: "detached", timeout: 10_000 });
+		expect(await page.locator('tr[data-exit="spinner"] td.result').textContent()).toMatch(/evicted: its hive was lost/);
+		await page.screenshot({ path: join(ARTIFACTS, "dashboard-hive-lost.png"), fullPage: true });
+	});
+});
