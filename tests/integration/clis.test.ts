@@ -1,7 +1,7 @@
 import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep } from "../util.ts";
+import { sleep, until } from "../util.ts";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
 
 const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
@@ -81,6 +81,53 @@ describe("the queen CLI against real daemons", () => {
 			for (const f of list) expect(h.stdout, `${cmd} --help`).toContain(f);
 		}
 	});
+});
+
+describe("queen tail across a queen restart", () => {
+	it("reconnects by itself and resumes with Last-Event-ID: every event once, none lost", async () => {
+		const dir = tempDir("tail");
+		const root = newCgroupRoot();
+		const db = join(dir, "q.db");
+		let queen = await startQueen({ db });
+		const hive = await startHive({ queen: queen.url, name: "th", stateDir: join(dir, "hive"), cgroupRoot: root });
+		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--json", "--types", "worker.*,hive.*"], { env: { ...process.env, APIARY_QUEEN: queen.url }, stdio: ["ignore", "pipe", "pipe"] });
+		let out = "";
+		let err = "";
+		tail.stdout.on("data", (d) => {
+			out += d;
+		});
+		tail.stderr.on("data", (d) => {
+			err += d;
+		});
+		const post = (id: string) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id, command: ["sh", "-c", "sleep 0.2"] }) });
+		try {
+			await until(() => out.includes('"snapshot"'), 10_000, "snapshot");
+			await post("before");
+			await until(() => out.includes('"worker.exited"'), 10_000, "before's exit");
+			const port = queen.port;
+			await queen.stop();
+			await until(() => err.includes("reconnecting"), 10_000, "tail to notice");
+			queen = await startQueen({ db, port });
+			await until(async () => (await json(`${queen.url}/v1/hives/th`)).body?.state === "ready", 30_000, "hive back");
+			await post("after");
+			await until(() => out.split("\n").some((l) => l.includes('"worker.exited"') && l.includes('"after"')), 30_000, "after's exit in tail");
+			const lines = out.trim().split("\n").map((l) => JSON.parse(l));
+			const snapshotId = lines[0].id;
+			const got = lines.slice(1).map((e: { id: number }) => e.id);
+			const { DatabaseSync } = await import("node:sqlite");
+			const d = new DatabaseSync(db, { readOnly: true });
+			const want = (d.prepare("SELECT id FROM events WHERE id > ? AND id <= ? AND (type LIKE 'worker.%' OR type LIKE 'hive.%') ORDER BY id").all(snapshotId, got.at(-1)!) as { id: number }[]).map((r) => r.id);
+			d.close();
+			expect(got).toEqual(want);
+			expect(lines.filter((e: { type: string }) => e.type === "snapshot")).toHaveLength(1); // resumed, not restarted
+		} finally {
+			tail.kill();
+			await hive.stop("SIGKILL");
+			await queen.stop();
+			await removeCgroupRoot(root);
+			removeDir(dir);
+		}
+	}, 90_000);
 });
 
 describe("npm start", () => {

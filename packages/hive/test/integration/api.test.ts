@@ -143,6 +143,19 @@ describe("the hive's local HTTP API", () => {
 		expect((await req("DELETE", "/v1/workers/authed")).status).toBe(401);
 	});
 
+	it("describes itself in OpenAPI, generated from the route schemas", async () => {
+		await boot();
+		const doc = (await req("GET", "/openapi.json")).json;
+		expect(doc.openapi).toBe("3.0.3");
+		expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/workers", "/v1/workers/{id}", "/v1/workers/{id}/logs", "/v1/snapshot", "/healthz", "/metrics"]));
+		const body = doc.paths["/v1/workers"].post.requestBody.content["application/json"].schema;
+		expect(body.required).toEqual(["command"]);
+		expect(body.properties.id.pattern).toBe("^[a-z0-9][a-z0-9._-]{0,62}$");
+		const ui = await fetch(`${d!.url}/docs/`);
+		expect(ui.status).toBe(200);
+		expect(await ui.text()).toMatch(/swagger-ui/i);
+	});
+
 	it("refuses to listen beyond loopback without a token", async () => {
 		await expect(
 			startHiveDaemon({ listen: "0.0.0.0:0", name: "x", intervalMs: 1000, cgroupDriver: "none", stateDir: "/nonexistent", nvidiaSmi: "x", token: null }),

@@ -111,6 +111,17 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		expect(s.coalesced).toBe(2);
 	});
 
+	it("describes itself in OpenAPI and serves the dashboard", async () => {
+		await boot();
+		const doc = await j(`${q!.url}/openapi.json`);
+		expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/hives", "/v1/hives/{id}", "/v1/workers", "/v1/gpus", "/v1/claims", "/v1/claims/{id}", "/v1/events"]));
+		expect(doc.paths["/v1/claims"].post.requestBody.content["application/json"].schema.required).toEqual(["count", "ttlSeconds", "holder"]);
+		expect((await fetch(`${q!.url}/docs/`)).status).toBe(200);
+		const page = await fetch(`${q!.url}/`);
+		expect(page.headers.get("content-type")).toMatch(/text\/html/);
+		expect(await page.text()).toMatch(/<title>Apiary<\/title>/);
+	});
+
 	it("keeps the stream alive with comments", async () => {
 		await boot({ keepaliveMs: 200 });
 		let data = "";
