@@ -63,6 +63,21 @@ describe("the queen CLI against real daemons", () => {
 		}
 	});
 
+	it("backup copies the database while the queen runs, and a queen started on the copy has the registry", async () => {
+		const copy = join(dir, "copy.db");
+		const b = await queenCli(["backup", "--db", join(dir, "q.db"), copy]);
+		expect(b).toMatchObject({ code: 0, stdout: expect.stringMatching(/^backed up .* \(\d+ pages\)/) });
+		const restored = await startQueen({ db: copy });
+		try {
+			const hives = JSON.parse((await queenCli(["hives", "--json"], { APIARY_QUEEN: restored.url })).stdout);
+			expect(hives).toMatchObject([{ id: "cli-h", state: "unknown" }]);
+			expect(JSON.parse((await queenCli(["workers", "--json"], { APIARY_QUEEN: restored.url })).stdout).map((w: { id: string }) => w.id)).toContain("cw");
+		} finally {
+			await restored.stop();
+		}
+		expect((await queenCli(["backup", "--db", join(dir, "missing.db"), copy])).stderr).toMatch(/no database at/);
+	});
+
 	it("bad usage exits 2 naming the flag; an unreachable queen exits 1", async () => {
 		expect(await queenCli(["gpus", "--min-memory", "lots"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--min-memory: not a size: "lots"/) });
 		expect(await queenCli(["tail", "--types", "!!"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/querystring\.types must match pattern/) });

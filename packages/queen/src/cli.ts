@@ -1,5 +1,7 @@
 import { EVENT_TYPES, type GpuView, type HiveView, parseDuration, parseSize, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
 import { call, convertFlag, exitCodeFor, loadToken, parseFlags, UsageError, untilSignal } from "@apiary/hive";
+import { existsSync } from "node:fs";
+import { backup, DatabaseSync } from "node:sqlite";
 import { EventSource } from "eventsource";
 import { defaultDbPath, startQueenDaemon, VERSION } from "./daemon.ts";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
@@ -17,6 +19,7 @@ Commands:
   gpus       list GPUs (--free for the free pool)
   hives      list hives
   workers    list workers
+  backup     copy the queen's SQLite file safely while it runs
 
 Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwise.`,
 	start: `Usage: queen start [options]
@@ -48,6 +51,12 @@ Reconnects by itself and resumes where it left off (Last-Event-ID).`,
   --json             print JSON
   --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})`,
 	hives: `Usage: queen hives [--json] [--queen URL]`,
+	backup: `Usage: queen backup --db PATH FILE
+
+  --db PATH          the queen's SQLite file (default as for queen start)
+
+Copies the database through SQLite's online backup, consistent even while the
+queen is writing. Restore by starting a queen with --db FILE.`,
 	workers: `Usage: queen workers [options]
 
   --hive ID          only this hive
@@ -97,6 +106,20 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				if (v.name) q.set("name", v.name);
 				const gpus = await call<GpuView[]>(queenUrl(v.queen), "GET", `/v1/gpus?${q}`);
 				out(v.json ? `${JSON.stringify(gpus)}\n` : formatGpus(gpus));
+				return 0;
+			}
+			case "backup": {
+				const { values: v, positionals } = parseFlags("queen backup", rest, { db: { type: "string" } });
+				if (positionals.length !== 1) throw new UsageError("queen backup: expected one FILE to write the copy to");
+				const src = v.db ?? defaultDbPath();
+				if (!existsSync(src)) throw new Error(`no database at ${src}`);
+				const db = new DatabaseSync(src, { readOnly: true });
+				try {
+					const pages = await backup(db, positionals[0]!);
+					out(`backed up ${src} to ${positionals[0]} (${pages} pages)\n`);
+				} finally {
+					db.close();
+				}
 				return 0;
 			}
 			case "hives": {

@@ -1,5 +1,5 @@
 import { accessSync, constants, readFileSync } from "node:fs";
-import { isAbsolute, join, relative } from "node:path";
+import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import type { CgroupDriverName } from "@apiary/protocol";
 import type { CgroupDriver } from "./driver.ts";
 import { NoCgroupDriver } from "./none.ts";
@@ -92,8 +92,10 @@ export function detect(opts: DetectOptions): Detection {
 			// Under systemd with Delegate=yes the unit's own cgroup is ours to manage.
 			const own = (opts.selfCgroup ?? readFile("/proc/self/cgroup") ?? "").split("\n").find((l) => l.startsWith("0::"));
 			const ownDir = own ? join(m.mountPoint, own.slice(3)) : null;
-			if (env.INVOCATION_ID && ownDir && own!.slice(3) !== "/" && writable(join(ownDir, "cgroup.subtree_control"))) {
-				root = ownDir;
+			// With DelegateSubgroup=hive (systemd 254+) the daemon starts in <unit>/hive: the unit is the root.
+			const unitDir = ownDir && basename(ownDir) === "hive" ? dirname(ownDir) : ownDir;
+			if (env.INVOCATION_ID && unitDir && own!.slice(3) !== "/" && writable(join(unitDir, "cgroup.subtree_control"))) {
+				root = unitDir;
 				why = "systemd-delegated cgroup";
 			} else {
 				root = join(m.mountPoint, "apiary.slice");

@@ -48,6 +48,18 @@ describe("cgroup driver detection", () => {
 		expect(d.v2?.root).toBe("/sys/fs/cgroup/system.slice/apiary-hive.service");
 	});
 
+	it("with DelegateSubgroup=hive the daemon starts in <unit>/hive, and the unit is the root", () => {
+		const d = detect({
+			requested: "auto",
+			mountinfo: mi("pure-v2.txt"),
+			readFile: files({ "/sys/fs/cgroup/cgroup.controllers": "cpu io memory pids\n" }),
+			selfCgroup: "0::/system.slice/apiary-hive.service/hive\n",
+			writable: (p) => p.startsWith("/sys/fs/cgroup/system.slice/apiary-hive.service"),
+			env: { INVOCATION_ID: "abc" },
+		});
+		expect(d.v2?.root).toBe("/sys/fs/cgroup/system.slice/apiary-hive.service");
+	});
+
 	it("no cgroups, or not writable: none, and the reason says why", () => {
 		const d = detect({ requested: "auto", mountinfo: mi("no-cgroups.txt"), readFile: files({}), writable: yes });
 		expect(d.driver).toBe("none");
