@@ -493,6 +493,11 @@ export class Hive extends EventEmitter {
 		};
 	}
 
+	/** Files each running worker's reader reads per tick (for benchmarks). */
+	readerFiles(): string[][] {
+		return [...this.workers.values()].filter((e) => e.info.state === "running" && e.reader).map((e) => e.reader!.files());
+	}
+
 	/** Exit records the queen has acknowledged need not be sent again. */
 	markReported(ids: string[]): void {
 		for (const id of ids) {

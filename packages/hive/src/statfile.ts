@@ -27,6 +27,12 @@ export class StatFile {
 		}
 	}
 
+	/** Bytes read, without decoding: the floor that read() is measured against. */
+	readRaw(): number {
+		if (this.fd === null) this.fd = openSync(this.path, "r");
+		return readSync(this.fd, buf, 0, buf.length, 0);
+	}
+
 	close(): void {
 		if (this.fd !== null) {
 			try {

@@ -135,7 +135,11 @@ export class Registry {
 	/** Run a change in one transaction and publish its events after commit. */
 	private change<T>(fn: () => T): T {
 		try {
-			const out = this.store.tx(fn);
+			const out = this.store.tx(() => {
+				const r = fn();
+				this.events.persist();
+				return r;
+			});
 			this.events.flush();
 			return out;
 		} catch (err) {
@@ -267,9 +271,10 @@ export class Registry {
 			return;
 		}
 		rec.view = view;
+		// Stats are hot state: kept in memory and in the event log, not rewritten
+		// into the workers table every tick (the next heartbeat brings them back).
 		if (w.stats && w.stats.sampledAt !== rec.sampledAt) {
 			rec.sampledAt = w.stats.sampledAt;
-			this.saveWorker(view);
 			this.events.append("worker.updated", { hiveId, workerId: w.id, stats: w.stats }, hiveId, w.id);
 		}
 	}

@@ -25,6 +25,8 @@ export interface RawSample {
 export interface WorkerReader {
 	/** Reads every file once; null when the cgroup is gone. */
 	read(): RawSample | null;
+	/** The files read each tick (benchmarks read the same ones raw, as the floor). */
+	files(): string[];
 	close(): void;
 }
 

@@ -78,6 +78,7 @@ export class NoCgroupDriver implements CgroupDriver {
 	reader(_id: string, pid: number): WorkerReader {
 		return {
 			read: () => (this.hasProcfs ? this.readProcfs(pid) : this.readPidusage(pid)),
+			files: () => [],
 			close: () => {},
 		};
 	}

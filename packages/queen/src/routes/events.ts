@@ -1,6 +1,7 @@
 import type { QueenEvent } from "@apiary/protocol";
 import type {} from "@fastify/sse";
 import type { FastifyInstance } from "fastify";
+import { eventJson } from "../events.ts";
 import { matches, parseTypes } from "../filter.ts";
 import type { Registry } from "../registry.ts";
 import { Subscriber } from "../subscriber.ts";
@@ -29,7 +30,9 @@ const query = {
 export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions): Promise<void> {
 	const { registry } = o;
 	const { events } = registry;
-	app.get("/v1/events", { sse: { kind: "only" }, schema: { querystring: query } }, async (req, reply) => {
+	// Events arrive already serialized (eventJson): the text goes out as it is.
+	const serializer = (d: unknown) => (typeof d === "string" ? d : JSON.stringify(d));
+	app.get("/v1/events", { sse: { kind: "only", serializer }, schema: { querystring: query } }, async (req, reply) => {
 		const q = req.query as { types?: string; hive?: string; worker?: string; since?: string };
 		const header = req.headers["last-event-id"];
 		const resumeFrom = typeof header === "string" && /^\d{1,15}$/.test(header) ? Number(header) : q.since !== undefined ? Number(q.since) : null;
@@ -61,7 +64,7 @@ export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions):
 			sub.close();
 		});
 		const send = async (e: QueenEvent) => {
-			await sse.send({ id: String(e.id), event: e.type, data: e });
+			await sse.send({ id: String(e.id), event: e.type, data: eventJson(e) });
 			sub.lastSentId = e.id;
 		};
 		let cursor: number;

@@ -170,6 +170,10 @@ class V1Reader implements WorkerReader {
 		};
 	}
 
+	files(): string[] {
+		return Object.values(this.f).flatMap((s) => (s ? [s.path] : []));
+	}
+
 	read(): RawSample | null {
 		const f = this.f;
 		const usageText = f.usage!.read();

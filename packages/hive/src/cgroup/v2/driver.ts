@@ -112,10 +112,10 @@ export class CgroupV2Driver implements CgroupDriver {
 }
 
 class V2Reader implements WorkerReader {
-	private readonly files: Record<string, StatFile>;
+	private readonly f: Record<string, StatFile>;
 	constructor(dir: string) {
 		const f = (name: string) => new StatFile(join(dir, name));
-		this.files = {
+		this.f = {
 			cpu: f("cpu.stat"),
 			memCurrent: f("memory.current"),
 			memPeak: f("memory.peak"),
@@ -131,8 +131,12 @@ class V2Reader implements WorkerReader {
 		};
 	}
 
+	files(): string[] {
+		return Object.values(this.f).map((s) => s.path);
+	}
+
 	read(): RawSample | null {
-		const r = this.files;
+		const r = this.f;
 		const cpuText = r.cpu!.read();
 		if (cpuText === null) return null; // cgroup gone
 		const cpu = parseCpuStat(cpuText);
@@ -173,6 +177,6 @@ class V2Reader implements WorkerReader {
 	}
 
 	close(): void {
-		for (const f of Object.values(this.files)) f.close();
+		for (const f of Object.values(this.f)) f.close();
 	}
 }
