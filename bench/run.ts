@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
+import { packStats } from "@apiary/protocol";
 import { EventSource } from "eventsource";
 import pidusage from "pidusage";
 import si from "systeminformation";
@@ -14,6 +15,7 @@ import { Bench } from "tinybench";
 import { createDriver, detect } from "../packages/hive/src/cgroup/detect.ts";
 import { GpuSampler } from "../packages/hive/src/gpu/sampler.ts";
 import { Hive } from "../packages/hive/src/hive.ts";
+import { heartbeatWorkers } from "../packages/hive/src/queen-link.ts";
 import { parseProcStat } from "../packages/hive/src/proc.ts";
 import { StatFile } from "../packages/hive/src/statfile.ts";
 import { FakeHive, gpu, worker } from "../packages/queen/test/fake-hive.ts";
@@ -137,11 +139,14 @@ async function heartbeat() {
 		await hive.tick();
 		await sleep(300);
 		const snap = await hive.tick();
-		const msg = JSON.stringify({ type: "heartbeat", seq: 2, snapshot: { ...snap, workers: hive.unreported() } });
+		// What the queen link sends: every worker in full on the first heartbeat of a connection, then ticks.
+		const announced = new Set<string>();
+		const first = JSON.stringify({ type: "heartbeat", seq: 1, snapshot: { ...snap, workers: heartbeatWorkers(hive.unreported(), announced) } });
+		const msg = JSON.stringify({ type: "heartbeat", seq: 2, snapshot: { ...snap, workers: heartbeatWorkers(hive.unreported(), announced) } });
 		const bytes = Buffer.byteLength(msg);
 		const deflated = deflateRawSync(msg).length;
-		results.heartbeat = { workers: n, gpus: snap.gpu.gpus.length, bytes, bytesPerWorker: Math.round(bytes / n), deflateBytes: deflated };
-		log(`   ${n} workers + ${snap.gpu.gpus.length} GPUs: ${bytes} bytes JSON (${Math.round(bytes / n)} per worker); ${deflated} bytes deflated`);
+		results.heartbeat = { workers: n, gpus: snap.gpu.gpus.length, bytes, bytesPerWorker: Math.round(bytes / n), deflateBytes: deflated, firstOnConnectionBytes: Buffer.byteLength(first) };
+		log(`   ${n} workers + ${snap.gpu.gpus.length} GPUs: ${bytes} bytes JSON per heartbeat (${Math.round(bytes / n)} per worker; ${deflated} deflated); the first on a connection, all in full: ${Buffer.byteLength(first)} bytes`);
 	} finally {
 		gpus.stop();
 		for (const w of hive.list()) if (w.state === "running") await hive.kill(w.id).catch(() => {});
@@ -209,8 +214,22 @@ async function ingest() {
 			pressure: { cpu: null, memory: null, io: null },
 			gpuMemoryMiB: null,
 		});
+		// As a hive sends them: all workers in full first, ticks with packed stats after.
 		const message = (h: FakeHive, seq: number, t: number) =>
-			JSON.stringify({ type: "heartbeat", seq, snapshot: { hiveId: h.hiveId, instanceId: h.instanceId, seq, takenAt: new Date().toISOString(), tickMs: 0.3, driver: { name: "v1", enforced: true, root: null, reason: "" }, workers: ws.map((w) => ({ ...w, stats: statsAt(t) })), gpu: { state: "ok", message: null, ageMs: 5, gpus: h.gpus } } });
+			JSON.stringify({
+				type: "heartbeat",
+				seq,
+				snapshot: {
+					hiveId: h.hiveId,
+					instanceId: h.instanceId,
+					seq,
+					takenAt: new Date().toISOString(),
+					tickMs: 0.3,
+					driver: { name: "v1", enforced: true, root: null, reason: "" },
+					workers: ws.map((w) => (seq === 1 ? { ...w, stats: statsAt(t) } : { id: w.id, state: "running", startedAt: w.startedAt, pid: w.pid, s: packStats(statsAt(t)) })),
+					gpu: { state: "ok", message: null, ageMs: 5, gpus: h.gpus },
+				},
+			});
 		// Paced: every hive at 1 Hz, staggered, for `seconds`; latency is send → ack.
 		const sentAt = new Map<string, number>();
 		const lat: number[] = [];
@@ -228,7 +247,7 @@ async function ingest() {
 		const cpu0 = cpuSecondsOf(queen.proc.pid!);
 		const start = performance.now();
 		let sent = 0;
-		const sample = message(fakes[0]!, 1, Date.now());
+		const sample = message(fakes[0]!, 2, Date.now());
 		for (let s = 0; s < seconds; s++) {
 			for (let i = 0; i < hives; i++) {
 				const due = start + s * 1000 + (i * 1000) / hives;

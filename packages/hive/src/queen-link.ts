@@ -1,4 +1,4 @@
-import type { HelloMessage, HiveMessage, HostFacts, QueenMessage, Snapshot, WorkerInfo } from "@apiary/protocol";
+import { type HelloMessage, type HiveMessage, type HostFacts, packStats, type QueenMessage, type Snapshot, type WorkerInfo, type WorkerTick } from "@apiary/protocol";
 import WebSocket from "ws";
 import type { GpuSource, Hive } from "./hive.ts";
 
@@ -20,6 +20,24 @@ export interface QueenLinkOptions {
 export function backoffDelay(attempt: number, baseMs: number, capMs: number, random = Math.random): number {
 	const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
 	return Math.max(50, random() * ceiling);
+}
+
+/**
+ * The workers of one heartbeat: in full the first time on a connection (and
+ * exits), then as a WorkerTick with packed stats. Marks the ones it describes.
+ */
+export function heartbeatWorkers(all: WorkerInfo[], announced: Set<string>): (WorkerInfo | WorkerTick)[] {
+	return all.map((w) => {
+		const k = `${w.id}@${w.startedAt}`;
+		if (w.state === "running" && announced.has(k)) return { id: w.id, state: "running", startedAt: w.startedAt, pid: w.pid, s: w.stats ? packStats(w.stats) : null };
+		if (w.state === "running") announced.add(k);
+		return wire(w);
+	});
+}
+
+/** A worker as the queen is told of it: its environment stays on the host (it may hold secrets). */
+function wire(w: WorkerInfo): WorkerInfo {
+	return { ...w, env: {} };
 }
 
 export function socketUrl(queen: string): string {
@@ -47,6 +65,8 @@ export class QueenLink {
 	private stopped = false;
 	/** seq → ids of exited workers that message carried */
 	private readonly pending = new Map<number, string[]>();
+	/** Workers described in full on this connection (id@startedAt); later ticks send only their stats. */
+	private readonly announced = new Set<string>();
 	private readonly onTick = (s: Snapshot) => this.heartbeat(s);
 	private readonly onSpawned = (w: WorkerInfo) => this.event("worker.spawned", w);
 	private readonly onExited = (w: WorkerInfo) => this.event("worker.exited", w);
@@ -98,6 +118,7 @@ export class QueenLink {
 			this.attempt = 0;
 			this.connects++;
 			this.pending.clear();
+			this.announced.clear();
 			this.o.log?.("connected to the queen", { queen: this.o.queen });
 			const gpu = this.o.gpus?.status();
 			const hello: HelloMessage = {
@@ -159,16 +180,17 @@ export class QueenLink {
 
 	private heartbeat(s: Snapshot): void {
 		if (!this.open) return;
-		const workers = this.o.hive.unreported();
+		const all = this.o.hive.unreported();
 		const seq = ++this.seq;
-		this.pending.set(seq, workers.filter((w) => w.state === "exited").map((w) => w.id));
-		this.send({ type: "heartbeat", seq, snapshot: { ...s, workers } });
+		this.pending.set(seq, all.filter((w) => w.state === "exited").map((w) => w.id));
+		this.send({ type: "heartbeat", seq, snapshot: { ...s, workers: heartbeatWorkers(all, this.announced) } });
 	}
 
 	private event(event: "worker.spawned" | "worker.exited", w: WorkerInfo): void {
 		if (!this.open) return;
 		const seq = ++this.seq;
 		if (w.state === "exited") this.pending.set(seq, [w.id]);
-		this.send({ type: "event", seq, event, worker: w });
+		else this.announced.add(`${w.id}@${w.startedAt}`);
+		this.send({ type: "event", seq, event, worker: wire(w) });
 	}
 }

@@ -2,3 +2,4 @@ export * from "./ids.ts";
 export * from "./types.ts";
 export * from "./units.ts";
 export * from "./wire.ts";
+export * from "./stats-codec.ts";

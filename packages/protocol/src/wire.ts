@@ -1,4 +1,5 @@
 // The hive ↔ queen socket (ws://QUEEN/v1/hives/connect) and the event stream.
+import type { PackedStats } from "./stats-codec.ts";
 import type { DriverInfo, ExitRecord, GpuInfo, HostFacts, Snapshot, WorkerInfo } from "./types.ts";
 
 export interface HelloMessage {
@@ -11,11 +12,27 @@ export interface HelloMessage {
 	gpus: GpuInfo[];
 }
 
-/** One per tick: the whole snapshot (running workers and exits the queen has not acked yet). */
+/**
+ * A running worker already described in full on this connection: its id and
+ * its stats, packed (see stats-codec.ts).
+ */
+export interface WorkerTick {
+	id: string;
+	state: "running";
+	startedAt: string;
+	pid: number | null;
+	s: PackedStats | null;
+}
+
+/**
+ * One per tick: the whole snapshot. Workers are described in full the first
+ * time on a connection (and when they exit, until the queen acks the exit);
+ * after that a running worker is a WorkerTick.
+ */
 export interface HeartbeatMessage {
 	type: "heartbeat";
 	seq: number;
-	snapshot: Snapshot;
+	snapshot: Omit<Snapshot, "workers"> & { workers: (WorkerInfo | WorkerTick)[] };
 }
 
 /** Sent at once when a worker spawns or exits, between heartbeats. */

@@ -1,16 +1,18 @@
 import { randomBytes } from "node:crypto";
-import type {
-	Claim,
-	ExitRecord,
-	GpuInfo,
-	GpuView,
-	HeartbeatMessage,
-	HelloMessage,
-	HiveState,
-	HiveView,
-	QueenWorkerView,
-	WorkerEventMessage,
-	WorkerInfo,
+import {
+	type Claim,
+	type ExitRecord,
+	type GpuInfo,
+	type GpuView,
+	type HeartbeatMessage,
+	type HelloMessage,
+	type HiveState,
+	type HiveView,
+	type QueenWorkerView,
+	unpackStats,
+	type WorkerEventMessage,
+	type WorkerInfo,
+	type WorkerTick,
 } from "@apiary/protocol";
 import type { EventLog } from "./events.ts";
 import type { Store } from "./store.ts";
@@ -206,7 +208,8 @@ export class Registry {
 			const seen = new Set<string>();
 			for (const w of m.snapshot.workers) {
 				seen.add(w.id);
-				this.applyWorker(hiveId, w);
+				if ("s" in w) this.applyTick(hiveId, w);
+				else this.applyWorker(hiveId, w);
 			}
 			// The first snapshot of a (re)started hive is complete: a worker the queen
 			// thought running that is not in it is gone.
@@ -277,6 +280,20 @@ export class Registry {
 			rec.sampledAt = w.stats.sampledAt;
 			this.events.append("worker.updated", { hiveId, workerId: w.id, stats: w.stats }, hiveId, w.id);
 		}
+	}
+
+	/** Stats of a worker described earlier on this connection. */
+	private applyTick(hiveId: string, t: WorkerTick): void {
+		const rec = this.workers.get(key(hiveId, t.id));
+		// Unknown (e.g. described before a queen restart that lost it): the hive
+		// describes every worker in full again when it reconnects.
+		if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt || !t.s) return;
+		const stats = unpackStats(t.s);
+		if (stats.sampledAt === rec.sampledAt) return;
+		rec.sampledAt = stats.sampledAt;
+		rec.view.stats = stats;
+		rec.view.pid = t.pid;
+		this.events.append("worker.updated", { hiveId, workerId: t.id, stats }, hiveId, t.id);
 	}
 
 	private evict(v: QueenWorkerView, reason: string): void {

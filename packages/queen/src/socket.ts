@@ -11,6 +11,11 @@ import type { Registry } from "./registry.ts";
 // 4000 replaced by a newer connection of the same hive.
 
 const id = { type: "string", pattern: ID_PATTERN, maxLength: 63 };
+const tick = {
+	type: "object",
+	required: ["id", "state", "startedAt", "s"],
+	properties: { id, state: { const: "running" }, startedAt: { type: "string" }, pid: { type: ["integer", "null"] }, s: { type: ["array", "null"], minItems: 28 } },
+};
 const worker = {
 	type: "object",
 	required: ["id", "state", "startedAt", "command", "limits", "labels", "gpus"],
@@ -32,7 +37,7 @@ const schemas = {
 			snapshot: {
 				type: "object",
 				required: ["hiveId", "instanceId", "workers", "gpu"],
-				properties: { hiveId: id, workers: { type: "array", maxItems: 10_000, items: worker }, gpu: { type: "object", required: ["gpus"], properties: { gpus: { type: "array", items: gpu } } } },
+				properties: { hiveId: id, workers: { type: "array", maxItems: 10_000, items: { if: { required: ["s"] }, then: tick, else: worker } }, gpu: { type: "object", required: ["gpus"], properties: { gpus: { type: "array", items: gpu } } } },
 			},
 		},
 	},

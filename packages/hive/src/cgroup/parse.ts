@@ -9,15 +9,29 @@ export class CgroupParseError extends Error {
 	}
 }
 
-/** "key value\n" lines (cpu.stat, memory.stat, memory.events) → map. Malformed lines are errors. */
-export function parseKeyValue(text: string, file: string): Map<string, number> {
+/**
+ * "key value\n" lines (cpu.stat, memory.stat, memory.events) → the values of
+ * `keys` (absent keys are absent). Scanned by hand: memory.stat has dozens of
+ * lines per worker per tick. A line without a value, or a wanted key whose
+ * value is not a number, is an error naming the file.
+ */
+export function parseKeyValue(text: string, file: string, keys?: readonly string[]): Map<string, number> {
 	const out = new Map<string, number>();
-	for (const line of text.split("\n")) {
-		if (line === "") continue;
-		const sp = line.indexOf(" ");
-		const value = sp > 0 ? Number(line.slice(sp + 1)) : Number.NaN;
-		if (!Number.isFinite(value)) throw new CgroupParseError(file, `malformed line ${JSON.stringify(line)}`);
-		out.set(line.slice(0, sp), value);
+	let i = 0;
+	while (i < text.length) {
+		let end = text.indexOf("\n", i);
+		if (end < 0) end = text.length;
+		if (end > i) {
+			const sp = text.indexOf(" ", i);
+			if (sp < 0 || sp >= end - 1 || sp === i) throw new CgroupParseError(file, `malformed line ${JSON.stringify(text.slice(i, end))}`);
+			const k = text.slice(i, sp);
+			if (!keys || keys.includes(k)) {
+				const v = Number(text.slice(sp + 1, end));
+				if (!Number.isFinite(v)) throw new CgroupParseError(file, `malformed line ${JSON.stringify(text.slice(i, end))}`);
+				out.set(k, v);
+			}
+		}
+		i = end + 1;
 	}
 	return out;
 }

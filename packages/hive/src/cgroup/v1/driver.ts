@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DriverInfo, Limits } from "@apiary/protocol";
@@ -131,10 +131,12 @@ export class CgroupV1Driver implements CgroupDriver {
 	}
 }
 
+/** MAJ:MIN of the real block devices (not loop, ram, zram and other virtual ones). */
 function blockDevices(): string[] {
 	try {
 		return readdirSync("/sys/block").flatMap((d) => {
 			try {
+				if (realpathSync(`/sys/block/${d}`).includes("/devices/virtual/")) return [];
 				return [readFileSync(`/sys/block/${d}/dev`, "latin1").trim()];
 			} catch {
 				return [];

@@ -13,9 +13,11 @@ export function parseCpuStatV1(text: string) {
 	};
 }
 
+const MEMORY_STAT_KEYS = ["total_rss", "rss", "total_cache", "cache", "total_inactive_file", "inactive_file"];
+
 /** memory.stat on v1 (bytes): total_rss is anon, total_cache is file-backed. */
 export function parseMemoryStatV1(text: string) {
-	const m = parseKeyValue(text, "memory.stat");
+	const m = parseKeyValue(text, "memory.stat", MEMORY_STAT_KEYS);
 	return {
 		anonBytes: pick(m, "total_rss") ?? pick(m, "rss"),
 		fileBytes: pick(m, "total_cache") ?? pick(m, "cache"),
@@ -45,15 +47,24 @@ export function parseMemoryLimitV1(text: string): number | null {
 export function parseBlkioV1(text: string, file: string): { read: number; write: number } {
 	let read = 0;
 	let write = 0;
-	for (const line of text.split("\n")) {
-		if (line === "") continue;
-		const f = line.split(" ");
-		if (f.length === 2 && f[0] === "Total") continue;
-		if (f.length !== 3 || !/^\d+:\d+$/.test(f[0]!)) throw new CgroupParseError(file, `malformed line ${JSON.stringify(line)}`);
-		const v = Number(f[2]);
-		if (!Number.isFinite(v)) throw new CgroupParseError(file, `malformed line ${JSON.stringify(line)}`);
-		if (f[1] === "Read") read += v;
-		else if (f[1] === "Write") write += v;
+	// Scanned by hand: with many devices this file is the longest of the tick.
+	let i = 0;
+	while (i < text.length) {
+		let end = text.indexOf("\n", i);
+		if (end < 0) end = text.length;
+		const a = text.indexOf(" ", i);
+		const b = a < 0 || a > end ? -1 : text.indexOf(" ", a + 1);
+		if (b < 0 || b > end) {
+			// "Total N" (two fields) ends the file; anything else is malformed.
+			if (!text.startsWith("Total ", i) && end > i) throw new CgroupParseError(file, `malformed line ${JSON.stringify(text.slice(i, end))}`);
+		} else {
+			const v = Number(text.slice(b + 1, end));
+			if (!Number.isFinite(v) || text.charCodeAt(i) < 48 || text.charCodeAt(i) > 57) throw new CgroupParseError(file, `malformed line ${JSON.stringify(text.slice(i, end))}`);
+			const op = text.slice(a + 1, b);
+			if (op === "Read") read += v;
+			else if (op === "Write") write += v;
+		}
+		i = end + 1;
 	}
 	return { read, write };
 }

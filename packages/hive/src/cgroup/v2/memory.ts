@@ -8,7 +8,7 @@ export interface MemoryStatRaw {
 
 /** memory.stat on v2 (bytes). */
 export function parseMemoryStat(text: string): MemoryStatRaw {
-	const m = parseKeyValue(text, "memory.stat");
+	const m = parseKeyValue(text, "memory.stat", ["anon", "file", "inactive_file"]);
 	return { anonBytes: pick(m, "anon"), fileBytes: pick(m, "file"), inactiveFileBytes: pick(m, "inactive_file") };
 }
 

@@ -1,0 +1,17 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { expect, it } from "vitest";
+
+// Keeps bench/ from rotting: every benchmark once, with tiny sizes. No timing
+// is asserted here; the figures live in docs/BENCHMARKS.md.
+it("npm run bench -- --quick runs every section and writes its results", () => {
+	const root = new URL("../../", import.meta.url).pathname;
+	execFileSync(process.execPath, ["bench/run.ts", "--quick"], { cwd: root, stdio: "pipe", timeout: 170_000 });
+	const out = JSON.parse(readFileSync(`${root}bench/results/quick.json`, "utf8"));
+	expect(out.quick).toBe(true);
+	expect(Object.keys(out.results).sort()).toEqual(["fanout", "gpu", "heartbeat", "ingest", "memory", "spawnToSse", "tick_5"]);
+	expect(out.results.fanout.lost).toBe(0);
+	expect(out.results.ingest.acked).toBe(out.results.ingest.sent);
+	expect(out.results.heartbeat.gpus).toBe(8);
+	expect(out.machine.cores).toBeGreaterThan(0);
+}, 180_000);
