@@ -37,6 +37,7 @@ const schemas = {
 			snapshot: {
 				type: "object",
 				required: ["hiveId", "instanceId", "workers", "gpu"],
+				// biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then/else, not a thenable
 				properties: { hiveId: id, workers: { type: "array", maxItems: 10_000, items: { if: { required: ["s"] }, then: tick, else: worker } }, gpu: { type: "object", required: ["gpus"], properties: { gpus: { type: "array", items: gpu } } } },
 			},
 		},
