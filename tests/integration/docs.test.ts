@@ -1,5 +1,7 @@
-import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 // The commands the docs show are the commands the CLIs take: every
@@ -54,5 +56,23 @@ describe("the docs", () => {
 		for (const f of ["README.md", "docs/testing.md"]) for (const m of readFileSync(`${ROOT}${f}`, "utf8").matchAll(/npm (?:run )?(start|test(?::[a-z]+)?|bench)\b/g)) mentioned.add(m[1]!);
 		for (const s of mentioned) expect(scripts, s).toHaveProperty(s);
 		expect(mentioned.size).toBeGreaterThan(3);
+	});
+
+	// systemd-analyze ships with systemd (present on these Debian machines; no running systemd needed).
+	it.skipIf(!existsSync("/usr/bin/systemd-analyze"))("systemd units pass systemd-analyze verify", () => {
+		const dir = mkdtempSync(join(tmpdir(), "apiary-test-units-"));
+		try {
+			const files = readdirSync(`${ROOT}deploy/systemd`).map((f) => {
+				writeFileSync(join(dir, f), readFileSync(`${ROOT}deploy/systemd/${f}`, "utf8").replaceAll("/opt/apiary", ROOT.replace(/\/$/, "")));
+				return join(dir, f);
+			});
+			const r = spawnSync("systemd-analyze", ["verify", ...files], { encoding: "utf8" });
+			expect(r.status).toBe(0);
+			// DelegateSubgroup needs systemd 254; older ones ignore it and the hive moves itself (docs/operations.md).
+			const complaints = r.stderr.split("\n").filter((l) => l.trim() && !l.includes("'DelegateSubgroup'"));
+			expect(complaints).toEqual([]);
+		} finally {
+			rmSync(dir, { recursive: true, force: true });
+		}
 	});
 });

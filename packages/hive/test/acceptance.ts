@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CgroupDriverName } from "@apiary/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -96,6 +96,20 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 			const done = await hive.kill(w.id);
 			expect(done.exit!.reason).toBe("killed");
 			expect(Date.now() - t0).toBeLessThan(10_000);
+			expect(hive.driver.list()).not.toContain(w.id);
+		});
+
+		it("a timeout kills the whole tree, the record says timeout, and no zombie is left", async () => {
+			const w = hive.spawn({ command: ["sh", "-c", "sleep 60 & sleep 60 & wait"], timeoutMs: 700 });
+			await sleep(300);
+			const tree = hive.driver.pids(w.id);
+			expect(tree.length).toBe(3);
+			const done = await waitExit(hive, w.id, 10_000);
+			expect(done.exit).toMatchObject({ reason: "timeout", signal: "SIGKILL" });
+			expect(done.exit!.durationMs).toBeGreaterThanOrEqual(700);
+			expect(existsSync(`/proc/${w.pid}`)).toBe(false); // the hive reaped its own child at once
+			// Orphaned grandchildren are reaped by init (lazily, under this sandbox's init).
+			await until(() => tree.every((pid) => !existsSync(`/proc/${pid}`)), 10_000, "the tree to be reaped");
 			expect(hive.driver.list()).not.toContain(w.id);
 		});
 
