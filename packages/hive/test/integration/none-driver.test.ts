@@ -46,4 +46,22 @@ describe("the none driver (no writable cgroups)", () => {
 		expect(done.exit!.oomKilled).toBeNull();
 		await until(() => kids.every((k) => { try { process.kill(k, 0); return false; } catch { return true; } }), 5000, "the whole tree to die");
 	});
+
+	it("without procfs (macOS) it falls back to pidusage for the worker's own process", async () => {
+		const { NoCgroupDriver } = await import("../../src/cgroup/none.ts");
+		const { Hive } = await import("../../src/hive.ts");
+		const { mkdtempSync } = await import("node:fs");
+		stateDir = mkdtempSync("/tmp/apiary-test-nopro-");
+		hive = new Hive({ driver: new NoCgroupDriver("test: no procfs", "/nonexistent-procfs"), stateDir, hiveId: "np" });
+		await hive.start();
+		const w = hive.spawn({ command: ["sh", "-c", "while :; do :; done"] });
+		await hive.tick();
+		await sleep(1200);
+		const s = (await hive.tick()).workers[0]!.stats!;
+		expect(s.cpu.percent!).toBeGreaterThan(50);
+		expect(s.memory.currentBytes!).toBeGreaterThan(0);
+		expect(s.pids.current).toBeNull(); // pidusage sees one process, not the tree: not measured
+		expect(s.io.writeBytes).toBeNull();
+		await hive.kill(w.id);
+	});
 });
