@@ -70,6 +70,8 @@ export class Registry {
 	readonly o: Required<RegistryOptions>;
 	private readonly hives = new Map<string, HiveRec>();
 	private readonly workers = new Map<string, WorkerRec>();
+	/** The same records by hive, so per-hive questions do not scan the fleet. */
+	private readonly byHive = new Map<string, Map<string, WorkerRec>>();
 	private readonly gpus = new Map<string, { hiveId: string; info: GpuInfo }>();
 	private readonly claims = new Map<string, Claim & { expiresMono: number }>();
 	private readonly startedMono: number;
@@ -109,7 +111,7 @@ export class Registry {
 			});
 		}
 		for (const r of this.store.q("SELECT hive_id, id, info FROM workers").all() as { hive_id: string; id: string; info: string }[]) {
-			this.workers.set(key(r.hive_id, r.id), { view: JSON.parse(r.info), sampledAt: null });
+			this.putWorker(r.hive_id, r.id, { view: JSON.parse(r.info), sampledAt: null });
 		}
 		for (const r of this.store.q("SELECT hive_id, uuid, info FROM gpus").all() as { hive_id: string; uuid: string; info: string }[]) {
 			this.gpus.set(key(r.hive_id, r.uuid), { hiveId: r.hive_id, info: JSON.parse(r.info) });
@@ -148,6 +150,20 @@ export class Registry {
 			this.events.discard();
 			throw err;
 		}
+	}
+
+	private putWorker(hiveId: string, id: string, rec: WorkerRec): void {
+		this.workers.set(key(hiveId, id), rec);
+		let m = this.byHive.get(hiveId);
+		if (!m) {
+			m = new Map();
+			this.byHive.set(hiveId, m);
+		}
+		m.set(id, rec);
+	}
+
+	private hiveWorkers(hiveId: string): Iterable<WorkerRec> {
+		return this.byHive.get(hiveId)?.values() ?? [];
 	}
 
 	private saveHive(h: HiveRec): void {
@@ -214,9 +230,9 @@ export class Registry {
 			// The first snapshot of a (re)started hive is complete: a worker the queen
 			// thought running that is not in it is gone.
 			if (fresh) {
-				for (const rec of this.workers.values()) {
+				for (const rec of this.hiveWorkers(hiveId)) {
 					const v = rec.view;
-					if (v.hiveId === hiveId && v.state === "running" && !seen.has(v.id)) this.evict(v, "absent from the hive's snapshot after it reconnected");
+					if (v.state === "running" && !seen.has(v.id)) this.evict(v, "absent from the hive's snapshot after it reconnected");
 				}
 			}
 			this.applyGpus(hiveId, m.snapshot.gpu.gpus);
@@ -240,8 +256,8 @@ export class Registry {
 			h.connected = false;
 			this.saveHive(h);
 			this.events.append("hive.left", { hiveId }, hiveId);
-			for (const rec of this.workers.values()) {
-				if (rec.view.hiveId === hiveId && rec.view.state === "running") this.evict(rec.view, "its hive left");
+			for (const rec of this.hiveWorkers(hiveId)) {
+				if (rec.view.state === "running") this.evict(rec.view, "its hive left");
 			}
 		});
 	}
@@ -259,7 +275,7 @@ export class Registry {
 			const inserted = this.store.q("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)").run(hiveId, w.id, w.startedAt, JSON.stringify(w.exit));
 			if (rec?.view.state === "exited" && rec.view.startedAt === w.startedAt) return;
 			const view: QueenWorkerView = { ...rest, hiveId, state: "exited", exit: w.exit };
-			this.workers.set(k, { view, sampledAt: w.stats?.sampledAt ?? null });
+			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });
 			this.saveWorker(view);
 			if (inserted.changes > 0 || rec?.view.state === "running") this.events.append("worker.exited", { hiveId, workerId: w.id, exit: w.exit, worker: view }, hiveId, w.id);
 			if (rec?.view.state === "running") this.gpusChanged(hiveId, view.gpus);
@@ -267,7 +283,7 @@ export class Registry {
 		}
 		const view: QueenWorkerView = { ...rest, hiveId, state: "running", exit: null };
 		if (!rec || rec.view.state !== "running" || rec.view.startedAt !== w.startedAt) {
-			this.workers.set(k, { view, sampledAt: w.stats?.sampledAt ?? null });
+			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });
 			this.saveWorker(view);
 			this.events.append("worker.spawned", { hiveId, worker: view }, hiveId, w.id);
 			this.gpusChanged(hiveId, view.gpus);
@@ -339,8 +355,8 @@ export class Registry {
 					h.connected = false;
 					this.saveHive(h);
 					const evicted: string[] = [];
-					for (const rec of this.workers.values()) {
-						if (rec.view.hiveId === h.id && rec.view.state === "running") {
+					for (const rec of this.hiveWorkers(h.id)) {
+						if (rec.view.state === "running") {
 							this.evict(rec.view, "its hive was lost");
 							evicted.push(rec.view.id);
 						}
@@ -405,7 +421,7 @@ export class Registry {
 
 	hiveView(h: HiveRec): HiveView {
 		let workers = 0;
-		for (const r of this.workers.values()) if (r.view.hiveId === h.id && r.view.state === "running") workers++;
+		for (const r of this.hiveWorkers(h.id)) if (r.view.state === "running") workers++;
 		let gpus = 0;
 		for (const g of this.gpus.values()) if (g.hiveId === h.id) gpus++;
 		return {
@@ -433,7 +449,7 @@ export class Registry {
 	}
 
 	listWorkers(f: { hive?: string; state?: string; label?: [string, string] } = {}): QueenWorkerView[] {
-		return [...this.workers.values()]
+		return [...(f.hive ? this.hiveWorkers(f.hive) : this.workers.values())]
 			.map((r) => r.view)
 			.filter((v) => (!f.hive || v.hiveId === f.hive) && (!f.state || f.state === "all" || v.state === f.state) && (!f.label || v.labels[f.label[0]] === f.label[1]))
 			.sort((a, b) => (a.hiveId === b.hiveId ? a.id.localeCompare(b.id) : a.hiveId.localeCompare(b.hiveId)));
@@ -450,9 +466,9 @@ export class Registry {
 
 	gpuView(hiveId: string, g: GpuInfo): GpuView {
 		const heldBy = new Set<string>();
-		for (const r of this.workers.values()) {
+		for (const r of this.hiveWorkers(hiveId)) {
 			const v = r.view;
-			if (v.hiveId !== hiveId || v.state !== "running") continue;
+			if (v.state !== "running") continue;
 			if (v.gpus.includes(String(g.index)) || v.gpus.includes(g.uuid)) heldBy.add(v.id);
 		}
 		for (const p of g.processes) if (p.workerId) heldBy.add(p.workerId);
