@@ -415,6 +415,15 @@ const out = {
 	results,
 };
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-writeFileSync(new URL(quick ? "./results/quick.json" : "./results/latest.json", import.meta.url), `${JSON.stringify(out, null, 2)}\n`);
+const file = new URL(quick ? "./results/quick.json" : "./results/latest.json", import.meta.url);
+if (only) {
+	// A partial run updates its sections and keeps the others.
+	try {
+		const prev = JSON.parse(readFileSync(file, "utf8"));
+		out.results = { ...prev.results, ...results };
+		out.command = `${out.command} -- --only=${onlyArg} (merged into the previous full run)`;
+	} catch {}
+}
+writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
 log(`\ndone in ${out.totalSeconds} s → bench/results/${quick ? "quick" : "latest"}.json`);
 process.exit(0);
