@@ -36,15 +36,6 @@ export function parseKeyValue(text: string, file: string, keys?: readonly string
 	return out;
 }
 
-/** A file holding one integer, or "max" (v2) meaning no limit → null. */
-export function parseSingleValue(text: string, file: string): number | null {
-	const t = text.trim();
-	if (t === "max") return null;
-	const n = Number(t);
-	if (t === "" || !Number.isFinite(n)) throw new CgroupParseError(file, `expected a number, got ${JSON.stringify(t)}`);
-	return n;
-}
-
 /** Sum of the values of the keys present; null when none is present. */
 export function pick(map: Map<string, number>, key: string): number | null {
 	return map.get(key) ?? null;

@@ -1,7 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { CgroupParseError, parseKeyValue, parseSingleValue } from "../../src/cgroup/parse.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CgroupParseError, parseKeyValue } from "../../src/cgroup/parse.ts";
+import { StatFile } from "../../src/statfile.ts";
 import { parsePressure } from "../../src/cgroup/psi.ts";
-import { parseBlkioV1, parseCpuStatV1, parseMemoryLimitV1, parseMemoryStatV1, parseOomControl } from "../../src/cgroup/v1/stats.ts";
+import { parseBlkioV1, parseCpuStatV1, parseMemoryStatV1, parseOomControl } from "../../src/cgroup/v1/stats.ts";
 import { formatCpuMax, parseCpuStat } from "../../src/cgroup/v2/cpu.ts";
 import { parseIoStat } from "../../src/cgroup/v2/io.ts";
 import { parseMemoryEvents, parseMemoryStat } from "../../src/cgroup/v2/memory.ts";
@@ -43,12 +47,24 @@ describe("cgroup v2 files", () => {
 		expect(() => parseIoStat("garbage here\n")).toThrow(CgroupParseError);
 		expect(() => parseIoStat("garbage here\n")).toThrow(/io\.stat/);
 		expect(() => parseKeyValue("usage_usec lots\n", "cpu.stat")).toThrow(/cpu\.stat: malformed line "usage_usec lots"/);
-		expect(() => parseSingleValue("", "memory.current")).toThrow(/memory\.current/);
 	});
 
-	it("single values: max is no limit", () => {
-		expect(parseSingleValue("max\n", "memory.max")).toBeNull();
-		expect(parseSingleValue("67108864\n", "memory.max")).toBe(67108864);
+	it("single-value files are parsed from the read buffer: max is no limit, absent is undefined, garbage names the file", () => {
+		const dir = mkdtempSync(join(tmpdir(), "apiary-statfile-"));
+		const f = (name: string, text: string | null) => {
+			if (text !== null) writeFileSync(join(dir, name), text);
+			return new StatFile(join(dir, name));
+		};
+		try {
+			expect(f("memory.max", "67108864\n").readNumber()).toBe(67108864);
+			expect(f("pids.max", "max\n").readNumber()).toBeNull();
+			expect(f("memory.peak", null).readNumber()).toBeUndefined(); // before 5.19: not measured
+			expect(f("limit_in_bytes", "9223372036854771712\n").readNumber()!).toBeGreaterThan(2 ** 62);
+			expect(() => f("memory.current", "lots\n").readNumber()).toThrow(/memory\.current: expected a number, got "lots\\n"/);
+			expect(() => f("pids.current", "12abc\n").readNumber()).toThrow(/pids\.current/);
+		} finally {
+			rmSync(dir, { recursive: true, force: true });
+		}
 	});
 });
 
@@ -83,11 +99,6 @@ describe("cgroup v1 files", () => {
 	it("memory.oom_control counts OOM kills (4.13+) and absence is null", () => {
 		expect(parseOomControl("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")).toEqual({ oomKills: 2, underOom: false });
 		expect(parseOomControl("oom_kill_disable 0\nunder_oom 0\n").oomKills).toBeNull();
-	});
-
-	it("memory.limit_in_bytes: the huge default means no limit", () => {
-		expect(parseMemoryLimitV1("9223372036854771712\n")).toBeNull();
-		expect(parseMemoryLimitV1("67108864\n")).toBe(67108864);
 	});
 
 	it("blkio.throttle files sum Read and Write over devices", () => {

@@ -5,9 +5,8 @@ import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile } from "../../statfile.ts";
 import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
 import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
-import { parseSingleValue } from "../parse.ts";
 import { parsePressure } from "../psi.ts";
-import { parseBlkioV1, parseCpuStatV1, parseMemoryLimitV1, parseMemoryStatV1, parseOomControl } from "./stats.ts";
+import { parseBlkioV1, parseCpuStatV1, parseMemoryStatV1, parseOomControl } from "./stats.ts";
 
 export const V1_REQUIRED = ["cpu", "cpuacct", "memory", "pids"] as const;
 export const V1_OPTIONAL = ["blkio", "freezer"] as const;
@@ -178,16 +177,13 @@ class V1Reader implements WorkerReader {
 
 	read(): RawSample | null {
 		const f = this.f;
-		const usageText = f.usage!.read();
+		const usage = f.usage!.readNumber();
 		const memText = f.memStat!.read();
-		if (usageText === null || memText === null) return null;
+		if (usage === undefined || memText === null) return null;
 		const cpu = parseCpuStatV1(f.cpu!.read() ?? "");
 		const mem = parseMemoryStatV1(memText);
-		const num = (s: StatFile | null | undefined, name: string) => {
-			const t = s?.read();
-			return t == null ? null : parseSingleValue(t, name);
-		};
-		const limitText = f.memLimit!.read();
+		const num = (s: StatFile | null | undefined) => s?.readNumber() ?? null;
+		const limit = f.memLimit!.readNumber();
 		const oomText = f.oom!.read();
 		const ioBytesText = f.ioBytes?.read() ?? null;
 		const ioOpsText = f.ioOps?.read() ?? null;
@@ -198,23 +194,24 @@ class V1Reader implements WorkerReader {
 			return t == null ? null : parsePressure(t, name);
 		};
 		return {
-			cpuUsageNs: parseSingleValue(usageText, "cpuacct.usage"),
+			cpuUsageNs: usage,
 			periods: cpu.periods,
 			throttledPeriods: cpu.throttledPeriods,
 			throttledNs: cpu.throttledNs,
-			memoryCurrent: num(f.memUsage!, "memory.usage_in_bytes"),
-			memoryPeak: num(f.memMax!, "memory.max_usage_in_bytes"),
+			memoryCurrent: num(f.memUsage),
+			memoryPeak: num(f.memMax),
 			anonBytes: mem.anonBytes,
 			fileBytes: mem.fileBytes,
 			inactiveFileBytes: mem.inactiveFileBytes,
-			memoryLimit: limitText === null ? null : parseMemoryLimitV1(limitText),
+			// "no limit" is PAGE_COUNTER_MAX × page size, a huge number.
+			memoryLimit: limit == null || limit >= 2 ** 62 ? null : limit,
 			oomKills: oomText === null ? null : parseOomControl(oomText).oomKills,
 			readBytes: ioBytes?.read ?? null,
 			writeBytes: ioBytes?.write ?? null,
 			readOps: ioOps?.read ?? null,
 			writeOps: ioOps?.write ?? null,
-			pidsCurrent: num(f.pids, "pids.current"),
-			pidsLimit: num(f.pidsMax, "pids.max"),
+			pidsCurrent: num(f.pids),
+			pidsLimit: num(f.pidsMax),
 			pressure: { cpu: psi(f.cpuPsi, "cpu.pressure"), memory: psi(f.memPsi, "memory.pressure"), io: psi(f.ioPsi, "io.pressure") },
 		};
 	}

@@ -31,13 +31,6 @@ export function parseOomControl(text: string): { oomKills: number | null; underO
 	return { oomKills: pick(m, "oom_kill"), underOom: m.get("under_oom") === 1 };
 }
 
-/** v1 memory.limit_in_bytes: "no limit" is PAGE_COUNTER_MAX * page size, a huge number. */
-export function parseMemoryLimitV1(text: string): number | null {
-	const n = Number(text.trim());
-	if (!Number.isFinite(n) || text.trim() === "") throw new CgroupParseError("memory.limit_in_bytes", `expected a number, got ${JSON.stringify(text.trim())}`);
-	return n >= 2 ** 62 ? null : n;
-}
-
 /**
  * blkio.throttle.io_service_bytes / io_serviced:
  *   "8:0 Read 4096\n8:0 Write 0\n8:0 Sync ..\n8:0 Async ..\n8:0 Discard 0\n8:0 Total 4096\nTotal 4096"

@@ -5,7 +5,6 @@ import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile } from "../../statfile.ts";
 import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
 import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
-import { parseSingleValue } from "../parse.ts";
 import { parsePressure } from "../psi.ts";
 import { formatCpuMax, parseCpuStat } from "./cpu.ts";
 import { parseIoStat } from "./io.ts";
@@ -145,10 +144,7 @@ class V2Reader implements WorkerReader {
 		const evText = r.memEvents!.read();
 		const ioText = r.io!.read();
 		const io = ioText === null ? null : parseIoStat(ioText);
-		const num = (f: StatFile, name: string) => {
-			const t = f.read();
-			return t === null ? null : parseSingleValue(t, name);
-		};
+		const num = (f: StatFile) => f.readNumber() ?? null;
 		const psi = (f: StatFile, name: string) => {
 			const t = f.read();
 			return t === null ? null : parsePressure(t, name);
@@ -158,20 +154,20 @@ class V2Reader implements WorkerReader {
 			periods: cpu.periods,
 			throttledPeriods: cpu.throttledPeriods,
 			throttledNs: cpu.throttledNs,
-			memoryCurrent: num(r.memCurrent!, "memory.current"),
+			memoryCurrent: num(r.memCurrent!),
 			// memory.peak since kernel 5.19; absent on older kernels: not measured.
-			memoryPeak: num(r.memPeak!, "memory.peak"),
+			memoryPeak: num(r.memPeak!),
 			anonBytes: mem?.anonBytes ?? null,
 			fileBytes: mem?.fileBytes ?? null,
 			inactiveFileBytes: mem?.inactiveFileBytes ?? null,
-			memoryLimit: num(r.memMax!, "memory.max"),
+			memoryLimit: num(r.memMax!),
 			oomKills: evText === null ? null : parseMemoryEvents(evText).oomKills,
 			readBytes: io?.readBytes ?? null,
 			writeBytes: io?.writeBytes ?? null,
 			readOps: io?.readOps ?? null,
 			writeOps: io?.writeOps ?? null,
-			pidsCurrent: num(r.pids!, "pids.current"),
-			pidsLimit: num(r.pidsMax!, "pids.max"),
+			pidsCurrent: num(r.pids!),
+			pidsLimit: num(r.pidsMax!),
 			pressure: { cpu: psi(r.cpuPsi!, "cpu.pressure"), memory: psi(r.memPsi!, "memory.pressure"), io: psi(r.ioPsi!, "io.pressure") },
 		};
 	}
