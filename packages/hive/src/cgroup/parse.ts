@@ -36,6 +36,27 @@ export function parseKeyValue(text: string, file: string, keys?: readonly string
 	return out;
 }
 
+/**
+ * Only `keys` from a long "key value" file (memory.stat has dozens of lines),
+ * found by searching for each key at a line start rather than walking every
+ * line. A found key with a malformed value is an error naming the file.
+ */
+export function findKeys(text: string, file: string, keys: readonly string[]): Map<string, number> {
+	const out = new Map<string, number>();
+	for (const k of keys) {
+		let at = text.startsWith(`${k} `) ? 0 : text.indexOf(`\n${k} `);
+		if (at < 0) continue;
+		if (at > 0 || text[0] === "\n") at++;
+		const from = at + k.length + 1;
+		let end = text.indexOf("\n", from);
+		if (end < 0) end = text.length;
+		const v = Number(text.slice(from, end));
+		if (text.slice(from, end) === "" || !Number.isFinite(v)) throw new CgroupParseError(file, `malformed line ${JSON.stringify(text.slice(at, end))}`);
+		out.set(k, v);
+	}
+	return out;
+}
+
 /** Sum of the values of the keys present; null when none is present. */
 export function pick(map: Map<string, number>, key: string): number | null {
 	return map.get(key) ?? null;

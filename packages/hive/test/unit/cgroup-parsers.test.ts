@@ -96,6 +96,12 @@ describe("cgroup v1 files", () => {
 		expect(parseMemoryStatV1(text)).toEqual({ anonBytes: 52428800, fileBytes: 8192, inactiveFileBytes: 4096 });
 	});
 
+	it("memory.stat keys are found at line starts only, and a malformed wanted value is an error", () => {
+		expect(parseMemoryStatV1("rss_huge 7\ntotal_rss_huge 9\ntotal_rss 5\n").anonBytes).toBe(5);
+		expect(parseMemoryStatV1("rss_huge 7\n").anonBytes).toBeNull(); // absent, not 7
+		expect(() => parseMemoryStatV1("total_rss lots\n")).toThrow(/memory\.stat: malformed line "total_rss lots"/);
+	});
+
 	it("memory.oom_control counts OOM kills (4.13+) and absence is null", () => {
 		expect(parseOomControl("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")).toEqual({ oomKills: 2, underOom: false });
 		expect(parseOomControl("oom_kill_disable 0\nunder_oom 0\n").oomKills).toBeNull();

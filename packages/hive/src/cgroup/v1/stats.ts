@@ -1,4 +1,4 @@
-import { CgroupParseError, parseKeyValue, pick } from "../parse.ts";
+import { CgroupParseError, findKeys, parseKeyValue, pick } from "../parse.ts";
 
 // cgroup v1 files. Memory counters use the hierarchical total_* keys so a
 // worker's children are counted too.
@@ -17,7 +17,7 @@ const MEMORY_STAT_KEYS = ["total_rss", "rss", "total_cache", "cache", "total_ina
 
 /** memory.stat on v1 (bytes): total_rss is anon, total_cache is file-backed. */
 export function parseMemoryStatV1(text: string) {
-	const m = parseKeyValue(text, "memory.stat", MEMORY_STAT_KEYS);
+	const m = findKeys(text, "memory.stat", MEMORY_STAT_KEYS);
 	return {
 		anonBytes: pick(m, "total_rss") ?? pick(m, "rss"),
 		fileBytes: pick(m, "total_cache") ?? pick(m, "cache"),

@@ -1,4 +1,4 @@
-import { parseKeyValue, pick } from "../parse.ts";
+import { findKeys, parseKeyValue, pick } from "../parse.ts";
 
 export interface MemoryStatRaw {
 	anonBytes: number | null;
@@ -8,7 +8,7 @@ export interface MemoryStatRaw {
 
 /** memory.stat on v2 (bytes). */
 export function parseMemoryStat(text: string): MemoryStatRaw {
-	const m = parseKeyValue(text, "memory.stat", ["anon", "file", "inactive_file"]);
+	const m = findKeys(text, "memory.stat", ["anon", "file", "inactive_file"]);
 	return { anonBytes: pick(m, "anon"), fileBytes: pick(m, "file"), inactiveFileBytes: pick(m, "inactive_file") };
 }
 
