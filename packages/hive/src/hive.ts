@@ -1,6 +1,6 @@
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
+import { EventEmitter, once } from "node:events";
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -259,8 +259,8 @@ export class Hive extends EventEmitter {
 		}
 		await this.driver.killAll(id, e.info.pid ?? 0);
 		if (e.child) {
-			// The exit event follows the kill; wait for the record.
-			while (!e.finishing) await new Promise((r) => setTimeout(r, 5));
+			// The exit event follows the kill; the listener set at spawn runs first and starts the record.
+			if (!e.finishing) await once(e.child, "exit");
 		} else {
 			e.finishing ??= this.finish(e, null, null, "exit status unknown: the worker was re-adopted after a hive restart, so the hive was not its parent");
 		}

@@ -57,7 +57,7 @@ export function findKeys(text: string, file: string, keys: readonly string[]): M
 	return out;
 }
 
-/** Sum of the values of the keys present; null when none is present. */
+/** The value of `key`, or null when the file has no such key (not measured). */
 export function pick(map: Map<string, number>, key: string): number | null {
 	return map.get(key) ?? null;
 }
