@@ -102,6 +102,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			clearInterval(liveness);
 			hiveSockets.close();
 			await app.close();
+			events.close();
 			store.close();
 		},
 	};

@@ -3,15 +3,20 @@ import type { Store } from "./store.ts";
 
 type Listener = (e: QueenEvent) => void;
 
-// Each event is serialized once, when it is logged, and that text is what the
-// database stores and every SSE subscriber is sent.
-const serialized = new WeakMap<QueenEvent, string>();
-
-function frame(e: Omit<QueenEvent, "data">, dataJson: string): string {
-	return `{"id":${e.id},"type":"${e.type}","at":"${e.at}","hiveId":${JSON.stringify(e.hiveId)},"workerId":${JSON.stringify(e.workerId)},"data":${dataJson}}`;
+export interface EventLogOptions {
+	/** Durable events kept in SQLite before old batches are pruned. */
+	keep?: number;
+	/** Recent events (all types) kept in memory for resuming subscribers. */
+	recent?: number;
 }
 
-/** The event as JSON text (cached; built from the stored text for replayed events). */
+// Each event is serialized at most once, when first needed (persisted, or
+// sent to a subscriber), and that text is what the database stores and every
+// SSE subscriber is sent. A stats sample nobody is listening to is never
+// serialized at all.
+const serialized = new WeakMap<QueenEvent, string>();
+
+/** The event as JSON text (cached). */
 export function eventJson(e: QueenEvent): string {
 	let s = serialized.get(e);
 	if (s === undefined) {
@@ -22,43 +27,80 @@ export function eventJson(e: QueenEvent): string {
 }
 
 /**
- * The event log: every change gets a strictly increasing id and is persisted
- * in the same transaction as the change itself; listeners (SSE subscribers)
- * hear of it after the commit. The events of one transaction (a heartbeat's
- * worth) are written as one row of `event_batches`, which is what keeps
- * ingest cheap; the `events` view shows them one per row. Old batches are
- * pruned past `keep` events.
+ * Stats samples are hot state: a new one supersedes the last (subscribers
+ * coalesce them too), so they are kept in memory only. Writing them would put
+ * 50 rows' worth of JSON on disk per heartbeat and, at fleet scale, push every
+ * lifecycle event out of the retained log within seconds.
+ */
+export const isDurable = (type: EventType): boolean => type !== "worker.updated";
+
+/** Ids handed out before the reservation in the database is extended (a crash skips at most this many). */
+const ID_BLOCK = 1_000_000;
+
+/**
+ * The event log. Every change gets a strictly increasing id. Durable events
+ * are persisted in the same transaction as the change itself, the events of
+ * one transaction (a heartbeat's worth) as one row of `event_batches` (the
+ * `events` view shows them one per row); old batches are pruned past `keep`.
+ * Every event, durable or not, is also kept in a bounded in-memory window,
+ * which serves resumes that fall inside it. Listeners (SSE subscribers) hear
+ * of events after the commit.
+ *
+ * Ids outlive the process although `worker.updated` is never written: the
+ * highest id that may have been handed out is reserved in `meta` ahead of
+ * use, and a restart continues above it (after a clean stop, exactly where it
+ * left off).
  */
 export class EventLog {
 	private readonly store: Store;
 	private readonly listeners = new Set<Listener>();
 	private pending: QueenEvent[] = [];
 	private persisted = 0;
+	private at = "";
 	private readonly keep: number;
+	private readonly recentLimit: number;
+	private recent: QueenEvent[] = [];
 	private batches = 0;
+	/** Ids up to this are reserved on disk (committed). */
+	private reserved: number;
+	/** …and up to this once the running transaction commits. */
+	private reserving: number;
 	lastId: number;
 
-	constructor(store: Store, keep = 1_000_000) {
+	constructor(store: Store, o: EventLogOptions = {}) {
 		this.store = store;
-		this.keep = keep;
-		const row = store.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null };
-		this.lastId = row.id ?? 0;
+		this.keep = o.keep ?? 1_000_000;
+		this.recentLimit = o.recent ?? 50_000;
+		const logged = (store.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null }).id ?? 0;
+		const reserved = (store.q("SELECT value FROM meta WHERE key = 'event_ids_reserved'").get() as { value: number } | undefined)?.value ?? 0;
+		this.lastId = Math.max(logged, reserved);
+		this.reserved = this.lastId;
+		this.reserving = this.lastId;
 	}
 
 	/** Call inside a store transaction; persist() writes it, flush() publishes it after commit. */
-	append(type: EventType, data: unknown, hiveId: string | null = null, workerId: string | null = null, now = new Date()): QueenEvent {
-		const e: QueenEvent = { id: this.lastId + 1, type, at: now.toISOString(), hiveId, workerId, data };
-		serialized.set(e, frame(e, JSON.stringify(data)));
+	append(type: EventType, data: unknown, hiveId: string | null = null, workerId: string | null = null): QueenEvent {
+		// One timestamp per transaction: its events happen at the same instant.
+		if (this.pending.length === 0) this.at = new Date().toISOString();
+		const e: QueenEvent = { id: this.lastId + 1, type, at: this.at, hiveId, workerId, data };
 		this.lastId = e.id;
 		this.pending.push(e);
 		return e;
 	}
 
-	/** Write what was appended since the last persist(), as one row; inside the transaction. */
+	/** Write the durable events appended since the last persist(), as one row; inside the transaction. */
 	persist(): void {
-		const batch = this.pending.slice(this.persisted);
-		if (batch.length === 0) return;
+		const batch: QueenEvent[] = [];
+		for (let i = this.persisted; i < this.pending.length; i++) {
+			const e = this.pending[i]!;
+			if (isDurable(e.type)) batch.push(e);
+		}
 		this.persisted = this.pending.length;
+		if (this.lastId > this.reserving) {
+			this.reserving = this.lastId + ID_BLOCK;
+			this.saveReservation(this.reserving);
+		}
+		if (batch.length === 0) return;
 		this.store.q("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)").run(batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
 		if (++this.batches % 1000 === 0) this.store.q("DELETE FROM event_batches WHERE last_id <= ?").run(this.lastId - this.keep);
 	}
@@ -68,6 +110,11 @@ export class EventLog {
 		const batch = this.pending;
 		this.pending = [];
 		this.persisted = 0;
+		this.reserved = this.reserving;
+		if (batch.length === 0) return;
+		for (const e of batch) this.recent.push(e);
+		// Trim in chunks, so the window costs O(1) per event.
+		if (this.recent.length > this.recentLimit * 1.25) this.recent = this.recent.slice(this.recent.length - this.recentLimit);
 		for (const e of batch) for (const l of this.listeners) l(e);
 	}
 
@@ -76,6 +123,7 @@ export class EventLog {
 		if (this.pending.length > 0) this.lastId = this.pending[0]!.id - 1;
 		this.pending = [];
 		this.persisted = 0;
+		this.reserving = this.reserved;
 	}
 
 	subscribe(l: Listener): () => void {
@@ -87,19 +135,45 @@ export class EventLog {
 		return this.listeners.size;
 	}
 
-	/** Persisted events after `id`, oldest first, at most about `limit`. */
+	/**
+	 * Events after `id`, oldest first, at most about `limit`: from memory when
+	 * the window reaches back that far, else the durable ones from the
+	 * database up to where the window begins (stats samples older than the
+	 * window are gone: the next heartbeat brings fresh ones).
+	 */
 	since(id: number, limit = 10_000): QueenEvent[] {
 		const out: QueenEvent[] = [];
-		const rows = this.store.q("SELECT events FROM event_batches WHERE last_id > ? ORDER BY first_id").iterate(id) as Iterable<{ events: string }>;
-		for (const r of rows) {
-			for (const e of JSON.parse(r.events) as QueenEvent[]) if (e.id > id) out.push(e);
-			if (out.length >= limit) break;
+		const recent = this.recent;
+		const windowStart = recent[0]?.id ?? this.lastId + 1;
+		if (id + 1 < windowStart) {
+			const rows = this.store.q("SELECT events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id").iterate(id, windowStart) as Iterable<{ events: string }>;
+			for (const r of rows) {
+				for (const e of JSON.parse(r.events) as QueenEvent[]) if (e.id > id && e.id < windowStart) out.push(e);
+				if (out.length >= limit) return out;
+			}
 		}
+		for (let i = firstAfter(recent, id); i < recent.length && out.length < limit; i++) out.push(recent[i]!);
 		return out;
 	}
 
-	/** The oldest id still in the log. */
-	firstId(): number | null {
-		return (this.store.q("SELECT MIN(first_id) AS id FROM event_batches").get() as { id: number | null }).id;
+	/** On a clean stop: the next start continues right after the last id. */
+	close(): void {
+		this.saveReservation(this.lastId);
 	}
+
+	private saveReservation(upTo: number): void {
+		this.store.q("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(upTo);
+	}
+}
+
+/** Index of the first event with an id above `id` (ids are increasing). */
+function firstAfter(events: QueenEvent[], id: number): number {
+	let lo = 0;
+	let hi = events.length;
+	while (lo < hi) {
+		const mid = (lo + hi) >>> 1;
+		if (events[mid]!.id <= id) lo = mid + 1;
+		else hi = mid;
+	}
+	return lo;
 }

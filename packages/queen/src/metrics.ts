@@ -22,8 +22,15 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 	const dropped = new Counter({ name: "apiary_queen_sse_events_dropped_total", help: "Events not delivered to subscribers that lagged (they resume by id).", registers: [reg] });
 	const events = new Counter({ name: "apiary_queen_events_total", help: "Events logged, by type.", labelNames: ["type"], registers: [reg] });
 	const evictions = new Counter({ name: "apiary_queen_evictions_total", help: "Workers evicted (their hive was lost, left, or restarted without them).", registers: [reg] });
+	// One child per type, looked up once: a heartbeat logs dozens of events.
+	const byType = new Map<string, { inc(): void }>();
 	fleet.events.subscribe((e) => {
-		events.inc({ type: e.type });
+		let c = byType.get(e.type);
+		if (!c) {
+			c = events.labels({ type: e.type });
+			byType.set(e.type, c);
+		}
+		c.inc();
 		if (e.type === "worker.evicted") evictions.inc();
 	});
 	new Gauge({

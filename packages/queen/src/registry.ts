@@ -42,6 +42,8 @@ interface HiveRec {
 	lastSeen: number | null;
 	lastSeenAt: string | null;
 	connected: boolean;
+	/** When the row was last written (monotonic), to write last_seen_at only now and then. */
+	savedMono?: number;
 }
 
 interface WorkerRec {
@@ -59,6 +61,14 @@ export class RegistryError extends Error {
 }
 
 const key = (hiveId: string, id: string) => `${hiveId}/${id}`;
+
+/**
+ * A heartbeat that changes nothing but the hive's last-seen time rewrites
+ * its row at most this often: liveness runs on the in-memory clock, and after
+ * a queen restart every hive is `unknown` anyway, so the stored time only
+ * tells an operator roughly when it was last heard from.
+ */
+const LAST_SEEN_WRITE_MS = 10_000;
 
 /**
  * The fleet as the queen knows it: hot state in memory, every change written
@@ -167,6 +177,7 @@ export class Registry {
 	}
 
 	private saveHive(h: HiveRec): void {
+		h.savedMono = this.now;
 		this.store
 			.q("INSERT INTO hives (id, instance_id, state, last_seen_at, info) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, last_seen_at = excluded.last_seen_at, info = excluded.info")
 			.run(h.id, h.instanceId, h.state, h.lastSeenAt, JSON.stringify({ version: h.version, host: h.host, driver: h.driver }));
@@ -219,12 +230,13 @@ export class Registry {
 			this.touch(h);
 			h.state = "ready";
 			h.connected = true;
-			this.saveHive(h);
+			if (wasNotReady || this.now - (h.savedMono ?? Number.NEGATIVE_INFINITY) >= LAST_SEEN_WRITE_MS) this.saveHive(h);
 			if (wasNotReady) this.events.append("hive.joined", { hive: this.hiveView(h), reconnected: true }, h.id);
 			const seen = new Set<string>();
+			const known = this.byHive.get(hiveId);
 			for (const w of m.snapshot.workers) {
 				seen.add(w.id);
-				if ("s" in w) this.applyTick(hiveId, w);
+				if ("s" in w) this.applyTick(hiveId, w, known?.get(w.id));
 				else this.applyWorker(hiveId, w);
 			}
 			// The first snapshot of a (re)started hive is complete: a worker the queen
@@ -290,17 +302,17 @@ export class Registry {
 			return;
 		}
 		rec.view = view;
-		// Stats are hot state: kept in memory and in the event log, not rewritten
-		// into the workers table every tick (the next heartbeat brings them back).
+		// Stats are hot state: kept in memory (and in the event log's in-memory
+		// window), not rewritten into the workers table every tick (the next
+		// heartbeat brings them back).
 		if (w.stats && w.stats.sampledAt !== rec.sampledAt) {
 			rec.sampledAt = w.stats.sampledAt;
 			this.events.append("worker.updated", { hiveId, workerId: w.id, stats: w.stats }, hiveId, w.id);
 		}
 	}
 
-	/** Stats of a worker described earlier on this connection. */
-	private applyTick(hiveId: string, t: WorkerTick): void {
-		const rec = this.workers.get(key(hiveId, t.id));
+	/** Stats of a worker described earlier on this connection (`rec`: its record, looked up by hive). */
+	private applyTick(hiveId: string, t: WorkerTick, rec: WorkerRec | undefined): void {
 		// Unknown (e.g. described before a queen restart that lost it): the hive
 		// describes every worker in full again when it reconnects.
 		if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt || !t.s) return;

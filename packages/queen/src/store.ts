@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS workers (hive_id TEXT NOT NULL, id TEXT NOT NULL, sta
 CREATE TABLE IF NOT EXISTS exits (hive_id TEXT NOT NULL, worker_id TEXT NOT NULL, started_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (hive_id, worker_id, started_at));
 CREATE TABLE IF NOT EXISTS gpus (hive_id TEXT NOT NULL, uuid TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (hive_id, uuid));
 CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, holder TEXT NOT NULL, gpus TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_batches (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, events TEXT NOT NULL);
 CREATE VIEW IF NOT EXISTS events AS
   SELECT json_extract(e.value, '$.id') AS id, json_extract(e.value, '$.type') AS type, json_extract(e.value, '$.at') AS at,
