@@ -61,6 +61,8 @@ export class EventLog {
 	private readonly recentLimit: number;
 	private recent: QueenEvent[] = [];
 	private batches = 0;
+	/** Events published since start, by type (for /metrics). */
+	readonly counts = new Map<EventType, number>();
 	/** Ids up to this are reserved on disk (committed). */
 	private reserved: number;
 	/** …and up to this once the running transaction commits. */
@@ -101,8 +103,8 @@ export class EventLog {
 			this.saveReservation(this.reserving);
 		}
 		if (batch.length === 0) return;
-		this.store.q("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)").run(batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
-		if (++this.batches % 1000 === 0) this.store.q("DELETE FROM event_batches WHERE last_id <= ?").run(this.lastId - this.keep);
+		this.store.run("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)", batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
+		if (++this.batches % 1000 === 0) this.store.run("DELETE FROM event_batches WHERE last_id <= ?", this.lastId - this.keep);
 	}
 
 	/** Publish what the last transaction appended. */
@@ -112,7 +114,10 @@ export class EventLog {
 		this.persisted = 0;
 		this.reserved = this.reserving;
 		if (batch.length === 0) return;
-		for (const e of batch) this.recent.push(e);
+		for (const e of batch) {
+			this.recent.push(e);
+			this.counts.set(e.type, (this.counts.get(e.type) ?? 0) + 1);
+		}
 		// Trim in chunks, so the window costs O(1) per event.
 		if (this.recent.length > this.recentLimit * 1.25) this.recent = this.recent.slice(this.recent.length - this.recentLimit);
 		for (const e of batch) for (const l of this.listeners) l(e);
@@ -162,7 +167,7 @@ export class EventLog {
 	}
 
 	private saveReservation(upTo: number): void {
-		this.store.q("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(upTo);
+		this.store.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo);
 	}
 }
 

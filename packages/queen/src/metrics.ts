@@ -20,26 +20,34 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 	});
 	const laggedSubs = new Counter({ name: "apiary_queen_sse_lagged_subscribers_total", help: "SSE subscribers closed for falling behind.", registers: [reg] });
 	const dropped = new Counter({ name: "apiary_queen_sse_events_dropped_total", help: "Events not delivered to subscribers that lagged (they resume by id).", registers: [reg] });
-	const events = new Counter({ name: "apiary_queen_events_total", help: "Events logged, by type.", labelNames: ["type"], registers: [reg] });
-	const evictions = new Counter({ name: "apiary_queen_evictions_total", help: "Workers evicted (their hive was lost, left, or restarted without them).", registers: [reg] });
-	// One child per type, looked up once: a heartbeat logs dozens of events.
-	const byType = new Map<string, { inc(): void }>();
-	fleet.events.subscribe((e) => {
-		let c = byType.get(e.type);
-		if (!c) {
-			c = events.labels({ type: e.type });
-			byType.set(e.type, c);
-		}
-		c.inc();
-		if (e.type === "worker.evicted") evictions.inc();
+	// Read from the log's own tallies at scrape time: a heartbeat logs dozens
+	// of events, and a prom-client inc per event was a visible share of ingest.
+	const logged = fleet.events.counts;
+	new Counter({
+		name: "apiary_queen_events_total",
+		help: "Events logged, by type.",
+		labelNames: ["type"],
+		registers: [reg],
+		collect() {
+			this.reset();
+			for (const [type, n] of logged) this.inc({ type }, n);
+		},
+	});
+	new Counter({
+		name: "apiary_queen_evictions_total",
+		help: "Workers evicted (their hive was lost, left, or restarted without them).",
+		registers: [reg],
+		collect() {
+			this.reset();
+			this.inc(logged.get("worker.evicted") ?? 0);
+		},
 	});
 	new Gauge({
 		name: "apiary_queen_sse_subscribers",
 		help: "Open SSE subscriptions.",
 		registers: [reg],
 		collect() {
-			// One listener is the metrics' own.
-			this.set(Math.max(0, fleet.events.subscribers - 1));
+			this.set(fleet.events.subscribers);
 		},
 	});
 	new Gauge({

@@ -143,7 +143,7 @@ export class Registry {
 				expiresMono: this.now + (Date.parse(r.expires_at) - wall),
 			});
 		}
-		this.store.tx(() => this.store.q("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')").run());
+		this.store.tx(() => this.store.run("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')"));
 	}
 
 	/** Run a change in one transaction and publish its events after commit. */
@@ -178,15 +178,11 @@ export class Registry {
 
 	private saveHive(h: HiveRec): void {
 		h.savedMono = this.now;
-		this.store
-			.q("INSERT INTO hives (id, instance_id, state, last_seen_at, info) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, last_seen_at = excluded.last_seen_at, info = excluded.info")
-			.run(h.id, h.instanceId, h.state, h.lastSeenAt, JSON.stringify({ version: h.version, host: h.host, driver: h.driver }));
+		this.store.run("INSERT INTO hives (id, instance_id, state, last_seen_at, info) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, last_seen_at = excluded.last_seen_at, info = excluded.info", h.id, h.instanceId, h.state, h.lastSeenAt, JSON.stringify({ version: h.version, host: h.host, driver: h.driver }));
 	}
 
 	private saveWorker(v: QueenWorkerView): void {
-		this.store
-			.q("INSERT INTO workers (hive_id, id, state, info) VALUES (?, ?, ?, ?) ON CONFLICT(hive_id, id) DO UPDATE SET state = excluded.state, info = excluded.info")
-			.run(v.hiveId, v.id, v.state, JSON.stringify(v));
+		this.store.run("INSERT INTO workers (hive_id, id, state, info) VALUES (?, ?, ?, ?) ON CONFLICT(hive_id, id) DO UPDATE SET state = excluded.state, info = excluded.info", v.hiveId, v.id, v.state, JSON.stringify(v));
 	}
 
 	private touch(h: HiveRec): void {
@@ -232,16 +228,15 @@ export class Registry {
 			h.connected = true;
 			if (wasNotReady || this.now - (h.savedMono ?? Number.NEGATIVE_INFINITY) >= LAST_SEEN_WRITE_MS) this.saveHive(h);
 			if (wasNotReady) this.events.append("hive.joined", { hive: this.hiveView(h), reconnected: true }, h.id);
-			const seen = new Set<string>();
 			const known = this.byHive.get(hiveId);
 			for (const w of m.snapshot.workers) {
-				seen.add(w.id);
 				if ("s" in w) this.applyTick(hiveId, w, known?.get(w.id));
 				else this.applyWorker(hiveId, w);
 			}
 			// The first snapshot of a (re)started hive is complete: a worker the queen
 			// thought running that is not in it is gone.
 			if (fresh) {
+				const seen = new Set(m.snapshot.workers.map((w) => w.id));
 				for (const rec of this.hiveWorkers(hiveId)) {
 					const v = rec.view;
 					if (v.state === "running" && !seen.has(v.id)) this.evict(v, "absent from the hive's snapshot after it reconnected");
@@ -284,7 +279,7 @@ export class Registry {
 		const rec = this.workers.get(k);
 		const { env: _env, state, ...rest } = w;
 		if (state === "exited" && w.exit) {
-			const inserted = this.store.q("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)").run(hiveId, w.id, w.startedAt, JSON.stringify(w.exit));
+			const inserted = this.store.run("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)", hiveId, w.id, w.startedAt, JSON.stringify(w.exit));
 			if (rec?.view.state === "exited" && rec.view.startedAt === w.startedAt) return;
 			const view: QueenWorkerView = { ...rest, hiveId, state: "exited", exit: w.exit };
 			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });
@@ -346,7 +341,7 @@ export class Registry {
 			const prev = this.gpus.get(k)?.info;
 			this.gpus.set(k, { hiveId, info: g });
 			if (!prev || gpuChanged(prev, g)) {
-				this.store.q("INSERT INTO gpus (hive_id, uuid, info) VALUES (?, ?, ?) ON CONFLICT(hive_id, uuid) DO UPDATE SET info = excluded.info").run(hiveId, g.uuid, JSON.stringify(g));
+				this.store.run("INSERT INTO gpus (hive_id, uuid, info) VALUES (?, ?, ?) ON CONFLICT(hive_id, uuid) DO UPDATE SET info = excluded.info", hiveId, g.uuid, JSON.stringify(g));
 				this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g) }, hiveId);
 			}
 		}
@@ -410,7 +405,7 @@ export class Registry {
 				expiresMono: this.now + req.ttlSeconds * 1000,
 			};
 			this.claims.set(c.id, c);
-			this.store.q("INSERT INTO claims (id, holder, gpus, created_at, expires_at) VALUES (?, ?, ?, ?, ?)").run(c.id, c.holder, JSON.stringify(c.gpus), c.createdAt, c.expiresAt);
+			this.store.run("INSERT INTO claims (id, holder, gpus, created_at, expires_at) VALUES (?, ?, ?, ?, ?)", c.id, c.holder, JSON.stringify(c.gpus), c.createdAt, c.expiresAt);
 			this.events.append("claim.created", { claim: publicClaim(c) });
 			return publicClaim(c);
 		});
@@ -425,7 +420,7 @@ export class Registry {
 
 	private dropClaim(c: Claim & { expiresMono: number }, reason: string): void {
 		this.claims.delete(c.id);
-		this.store.q("DELETE FROM claims WHERE id = ?").run(c.id);
+		this.store.run("DELETE FROM claims WHERE id = ?", c.id);
 		this.events.append("claim.released", { claim: publicClaim(c), reason });
 	}
 

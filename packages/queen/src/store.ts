@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementResultingChanges, type StatementSync } from "node:sqlite";
 
 // Durable state in one SQLite file (WAL). node:sqlite is built into Node 22.5+
 // and needs no native build: better-sqlite3 would be compiled by npm against
@@ -27,6 +27,7 @@ export class Store {
 	readonly db: DatabaseSync;
 	private readonly stmts = new Map<string, StatementSync>();
 	private depth = 0;
+	private open = false;
 
 	constructor(path: string) {
 		if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -44,19 +45,32 @@ export class Store {
 		return s;
 	}
 
+	/**
+	 * A write. Inside tx() the transaction is opened by the first write, so a
+	 * change that writes nothing (a heartbeat of stats only) costs no BEGIN
+	 * and COMMIT.
+	 */
+	run(sql: string, ...params: SQLInputValue[]): StatementResultingChanges {
+		if (this.depth > 0 && !this.open) {
+			this.db.exec("BEGIN");
+			this.open = true;
+		}
+		return this.q(sql).run(...params);
+	}
+
 	/** Runs fn in one transaction (nested calls join the outer one). */
 	tx<T>(fn: () => T): T {
 		if (this.depth > 0) return fn();
-		this.db.exec("BEGIN");
 		this.depth++;
 		try {
 			const out = fn();
-			this.db.exec("COMMIT");
+			if (this.open) this.db.exec("COMMIT");
 			return out;
 		} catch (err) {
-			this.db.exec("ROLLBACK");
+			if (this.open) this.db.exec("ROLLBACK");
 			throw err;
 		} finally {
+			this.open = false;
 			this.depth--;
 		}
 	}

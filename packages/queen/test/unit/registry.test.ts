@@ -1,10 +1,21 @@
-import type { HelloMessage, QueenEvent } from "@apiary/protocol";
+import { type HelloMessage, packStats, type QueenEvent, type WorkerStats } from "@apiary/protocol";
 import { describe, expect, it } from "vitest";
 import { EventLog } from "../../src/events.ts";
 import { matches, parseTypes } from "../../src/filter.ts";
 import { Registry } from "../../src/registry.ts";
 import { Store } from "../../src/store.ts";
 import { gpu, worker } from "../fake-hive.ts";
+
+const sample: WorkerStats = {
+	sampledAt: 0,
+	uptimeMs: 1,
+	cpu: { usageNs: 1, percent: 1, periods: null, throttledPeriods: null, throttledNs: null },
+	memory: { currentBytes: 1, peakBytes: null, workingSetBytes: 1, anonBytes: 1, fileBytes: 0, limitBytes: null, oomKills: 0 },
+	io: { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0, readBytesPerSec: null, writeBytesPerSec: null, readOpsPerSec: null, writeOpsPerSec: null },
+	pids: { current: 1, limit: null },
+	pressure: { cpu: null, memory: null, io: null },
+	gpuMemoryMiB: null,
+};
 
 // The registry on an in-memory SQLite with a hand-driven clock.
 function setup() {
@@ -26,7 +37,8 @@ function setup() {
 	});
 	const beat = (id: string, workers = [worker("w1")], seq = 1) =>
 		reg.heartbeat(id, { type: "heartbeat", seq, snapshot: { hiveId: id, instanceId: `i-${id}`, seq, takenAt: "", tickMs: 0, driver: hello(id).driver, workers, gpu: { state: "ok", message: null, ageMs: 0, gpus: [gpu(0), gpu(1)] } } }, seq === 1);
-	return { reg, seen, hello, beat, advance: (ms: number) => (mono += ms), types: () => seen.map((e) => e.type) };
+	const changes = () => (store.db.prepare("SELECT total_changes() AS n").get() as { n: number }).n;
+	return { reg, store, changes, seen, hello, beat, advance: (ms: number) => (mono += ms), types: () => seen.map((e) => e.type) };
 }
 
 describe("liveness on the queen's clock", () => {
@@ -85,6 +97,28 @@ describe("liveness on the queen's clock", () => {
 		t.beat("h", [worker("w1", { stats: s })], 2);
 		t.beat("h", [worker("w1", { stats: s })], 3);
 		expect(t.types().filter((x) => x === "worker.updated")).toHaveLength(1);
+	});
+
+	it("a heartbeat that brings only new samples writes nothing to SQLite; last-seen is rewritten every 10 s", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("w1")]);
+		const tick = (seq: number, at: number) => ({ id: "w1", state: "running" as const, startedAt: worker("w1").startedAt, pid: 1000, s: packStats({ ...sample, sampledAt: at }) });
+		const before = t.changes();
+		const lastSeen = () => (t.store.db.prepare("SELECT last_seen_at AS at FROM hives WHERE id = 'h'").get() as { at: string }).at;
+		const stored = lastSeen();
+		t.advance(1000);
+		t.beat("h", [tick(2, 2)] as never, 2);
+		t.advance(1000);
+		t.beat("h", [tick(3, 3)] as never, 3);
+		expect(t.types().filter((x) => x === "worker.updated")).toHaveLength(2); // published
+		expect(t.reg.getWorker("w1")!.stats!.sampledAt).toBe(3); // and in the registry
+		expect(t.changes()).toBe(before); // but not one row written
+		t.advance(8000);
+		t.beat("h", [tick(4, 4)] as never, 4);
+		expect(t.changes()).toBe(before + 1);
+		expect(lastSeen()).not.toBe(stored);
+		expect(t.store.db.prepare("SELECT COUNT(*) AS n FROM events WHERE type = 'worker.updated'").get()).toEqual({ n: 0 });
 	});
 
 	it("a claim expires on the monotonic clock", () => {
