@@ -88,6 +88,25 @@ async function tick() {
 			await bench.run();
 			await siBench.run();
 			pidusage.clear();
+			// Paired: floor and tick back to back, alternating which goes first, so
+			// the noise of this shared machine (it drifts over seconds) hits both
+			// sides of each ratio alike; the median of the per-round ratios.
+			const pairs: number[] = [];
+			let floorSum = 0;
+			let tickSum = 0;
+			for (let i = 0; i < (quick ? 20 : 600); i++) {
+				const t0 = performance.now();
+				if (i % 2 === 0) for (const f of floorFiles) f.readRaw();
+				else await hive.tick();
+				const t1 = performance.now();
+				if (i % 2 === 0) await hive.tick();
+				else for (const f of floorFiles) f.readRaw();
+				const t2 = performance.now();
+				const [fl, tk] = i % 2 === 0 ? [t1 - t0, t2 - t1] : [t2 - t1, t1 - t0];
+				pairs.push(tk / fl);
+				floorSum += fl;
+				tickSum += tk;
+			}
 			const mean = (b: Bench, i: number) => stat(b, i).mean;
 			const p99 = (b: Bench, i: number) => stat(b, i).p99;
 			const floor = mean(bench, 0);
@@ -101,13 +120,16 @@ async function tick() {
 				fieldsPerWorker,
 				meanMs: { floor: r3(floor), apiary: r3(apiary), pidusage: r3(pu), systeminformation: r3(sys) },
 				p99Ms: { floor: r3(p99(bench, 0)), apiary: r3(p99(bench, 1)), pidusage: r3(p99(bench, 2)) },
-				apiaryOverFloor: r3(apiary / floor),
+				apiaryOverFloor: r3(pct(pairs, 50)),
+				apiaryOverFloorPairsP10P90: [r3(pct(pairs, 10)), r3(pct(pairs, 90))],
+				apiaryOverFloorPairedTotals: r3(tickSum / floorSum),
+				apiaryOverFloorOfMeans: r3(apiary / floor),
 				pidusageOverApiary: r3(pu / apiary),
 				systeminformationOverApiary: r3(sys / apiary),
 				perFieldUs: { apiary: r3(perField(apiary, fieldsPerWorker)), pidusage: r3(perField(pu, 2)) },
 			};
 			results[`tick_${n}`] = r;
-			log(`   ${n} workers, ${filesPerWorker} files and ${fieldsPerWorker} fields each: apiary ${r.meanMs.apiary} ms (p99 ${r.p99Ms.apiary}), floor ${r.meanMs.floor} ms → ${r.apiaryOverFloor}× floor; pidusage ${r.meanMs.pidusage} ms (2 fields), systeminformation ${r.meanMs.systeminformation} ms`);
+			log(`   ${n} workers, ${filesPerWorker} files and ${fieldsPerWorker} fields each: apiary ${r.meanMs.apiary} ms (p99 ${r.p99Ms.apiary}), floor ${r.meanMs.floor} ms → ${r.apiaryOverFloor}× floor (paired: median of ratios; ${r.apiaryOverFloorPairedTotals}× of totals; ${r.apiaryOverFloorOfMeans}× of the tinybench means); pidusage ${r.meanMs.pidusage} ms (2 fields), systeminformation ${r.meanMs.systeminformation} ms`);
 			log(`   per field: apiary ${r.perFieldUs.apiary} µs, pidusage ${r.perFieldUs.pidusage} µs; systeminformation/apiary ${r.systeminformationOverApiary}×`);
 			for (const f of floorFiles) f.close();
 		} finally {

@@ -1,10 +1,22 @@
 import { closeSync, openSync, readSync } from "node:fs";
+import { integer } from "./cgroup/parse.ts";
 
 // Files under /sys/fs/cgroup and /proc regenerate their content on every read
 // at offset 0, so one fd held open and re-read with a positional read returns
 // fresh values at about a third of the cost of open+read+close per tick.
 
-const buf = Buffer.allocUnsafe(64 * 1024);
+/**
+ * The buffer every StatFile reads into. fill() leaves a file's bytes here
+ * until the next read of any file: parse them (parse.ts scanners) before
+ * reading another.
+ */
+export const statBuf = Buffer.allocUnsafe(64 * 1024);
+const buf = statBuf;
+
+const gone = (err: unknown) => {
+	const code = (err as NodeJS.ErrnoException).code;
+	return code === "ENOENT" || code === "ENODEV" || code === "ESRCH";
+};
 
 export class StatFile {
 	readonly path: string;
@@ -13,18 +25,22 @@ export class StatFile {
 		this.path = path;
 	}
 
-	/** The file's current content, or null when it does not exist (anymore). */
-	read(): string | null {
+	/** Reads the file's current content into statBuf: its length, or -1 when the file does not exist (anymore). */
+	fill(): number {
 		try {
 			if (this.fd === null) this.fd = openSync(this.path, "r");
-			const n = readSync(this.fd, buf, 0, buf.length, 0);
-			return buf.toString("latin1", 0, n);
+			return readSync(this.fd, buf, 0, buf.length, 0);
 		} catch (err) {
 			this.close();
-			const code = (err as NodeJS.ErrnoException).code;
-			if (code === "ENOENT" || code === "ENODEV" || code === "ESRCH") return null;
+			if (gone(err)) return -1;
 			throw err;
 		}
+	}
+
+	/** The file's current content, or null when it does not exist (anymore). */
+	read(): string | null {
+		const n = this.fill();
+		return n < 0 ? null : buf.toString("latin1", 0, n);
 	}
 
 	/**
@@ -33,32 +49,14 @@ export class StatFile {
 	 * undefined, anything else is an error naming the file.
 	 */
 	readNumber(): number | null | undefined {
-		let n: number;
-		try {
-			if (this.fd === null) this.fd = openSync(this.path, "r");
-			n = readSync(this.fd, buf, 0, buf.length, 0);
-		} catch (err) {
-			this.close();
-			const code = (err as NodeJS.ErrnoException).code;
-			if (code === "ENOENT" || code === "ENODEV" || code === "ESRCH") return undefined;
-			throw err;
-		}
-		let v = 0;
-		let i = 0;
-		const neg = buf[0] === 45; // "-"
-		if (neg) i++;
-		const start = i;
-		for (; i < n; i++) {
-			const c = buf[i]!;
-			if (c < 48 || c > 57) break;
-			v = v * 10 + (c - 48);
-		}
-		if (i === start) {
-			if (n >= 3 && buf[0] === 109 && buf[1] === 97 && buf[2] === 120) return null; // "max"
-			throw new Error(`${this.path}: expected a number, got ${JSON.stringify(buf.toString("latin1", 0, Math.min(n, 40)))}`);
-		}
-		if (i < n && buf[i] !== 10) throw new Error(`${this.path}: expected a number, got ${JSON.stringify(buf.toString("latin1", 0, Math.min(n, 40)))}`);
-		return neg ? -v : v;
+		const n = this.fill();
+		if (n < 0) return undefined;
+		let end = n;
+		if (end > 0 && buf[end - 1] === 10) end--;
+		const v = integer(buf, 0, end);
+		if (!Number.isNaN(v)) return v;
+		if (end === 3 && buf[0] === 109 && buf[1] === 97 && buf[2] === 120) return null; // "max"
+		throw new Error(`${this.path}: expected a number, got ${JSON.stringify(buf.toString("latin1", 0, Math.min(n, 40)))}`);
 	}
 
 	/** Bytes read, without decoding: the floor that read() is measured against. */

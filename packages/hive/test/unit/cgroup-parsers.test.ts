@@ -2,10 +2,10 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CgroupParseError, parseKeyValue } from "../../src/cgroup/parse.ts";
+import { bytesOf, CgroupParseError, Keys, parseKeyValue, scanKeyValues } from "../../src/cgroup/parse.ts";
 import { StatFile } from "../../src/statfile.ts";
-import { parsePressure } from "../../src/cgroup/psi.ts";
-import { parseBlkioV1, parseCpuStatV1, parseMemoryStatV1, parseOomControl } from "../../src/cgroup/v1/stats.ts";
+import { parsePressure, scanPressure } from "../../src/cgroup/psi.ts";
+import { parseBlkioV1, parseCpuStatV1, parseMemoryStatV1, parseOomControl, scanBlkioV1, scanMemoryStatV1 } from "../../src/cgroup/v1/stats.ts";
 import { formatCpuMax, parseCpuStat } from "../../src/cgroup/v2/cpu.ts";
 import { parseIoStat } from "../../src/cgroup/v2/io.ts";
 import { parseMemoryEvents, parseMemoryStat } from "../../src/cgroup/v2/memory.ts";
@@ -46,7 +46,7 @@ describe("cgroup v2 files", () => {
 	it("a malformed file is an error that names the file", () => {
 		expect(() => parseIoStat("garbage here\n")).toThrow(CgroupParseError);
 		expect(() => parseIoStat("garbage here\n")).toThrow(/io\.stat/);
-		expect(() => parseKeyValue("usage_usec lots\n", "cpu.stat")).toThrow(/cpu\.stat: malformed line "usage_usec lots"/);
+		expect(() => parseKeyValue("usage_usec lots\n", "cpu.stat", ["usage_usec"])).toThrow(/cpu\.stat: malformed line "usage_usec lots"/);
 	});
 
 	it("single-value files are parsed from the read buffer: max is no limit, absent is undefined, garbage names the file", () => {
@@ -112,5 +112,45 @@ describe("cgroup v1 files", () => {
 		expect(parseBlkioV1(text, "blkio.throttle.io_service_bytes")).toEqual({ read: 4097, write: 20971522 });
 		expect(parseBlkioV1("Total 0\n", "x")).toEqual({ read: 0, write: 0 });
 		expect(() => parseBlkioV1("254:0 Read many\n", "blkio.throttle.io_serviced")).toThrow(/blkio\.throttle\.io_serviced/);
+	});
+});
+
+describe("scanning the shared read buffer", () => {
+	// The tick reads every file into one buffer; bytes past what the last read
+	// returned are stale leftovers of a longer file and must never be parsed.
+	const withTail = (text: string, tail: string) => ({ b: bytesOf(text + tail), n: text.length });
+
+	it("key-value, memory.stat, blkio and PSI scanners stop at the length read", () => {
+		const kv = withTail("nr_periods 5\n", "nr_throttled 99\nthrottled_time 7\n");
+		expect(scanKeyValues(kv.b, kv.n, "cpu.stat", new Keys(["nr_periods", "nr_throttled"]), [])).toEqual([5, null]);
+		const mem = withTail("total_cache 1\ntotal_rss 2\n", "total_inactive_file 3\n");
+		expect(scanMemoryStatV1(mem.b, mem.n, [])).toEqual([2, 1, null]);
+		const io = withTail("8:0 Read 10\nTotal 10\n", "8:0 Write 99\n");
+		expect(scanBlkioV1(io.b, io.n, "blkio")).toEqual({ read: 10, write: 0 });
+		const p = withTail("some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n", "full avg10=9.00 avg60=9.00 avg300=9.00 total=9\n");
+		expect(scanPressure(p.b, p.n)).toEqual({ some: { avg10: 0, avg60: 0, avg300: 0, totalUs: 7 }, full: null });
+	});
+
+	it("a value cut short by the length read is malformed, not a smaller number", () => {
+		const kv = withTail("nr_periods ", "5\n");
+		expect(() => scanKeyValues(kv.b, kv.n, "cpu.stat", new Keys(["nr_periods"]), [])).toThrow(/cpu\.stat/);
+	});
+
+	it("PSI decimals are exactly what Number() gives, and malformed numbers are errors", () => {
+		const p = parsePressure("some avg10=12.34 avg60=0.05 avg300=100.00 total=9007199254740991\n");
+		expect(p.some).toEqual({ avg10: Number("12.34"), avg60: Number("0.05"), avg300: 100, totalUs: 9007199254740991 });
+		for (const bad of ["1..5", "1.", "", "1x", "-1"]) expect(() => parsePressure(`some avg10=${bad} avg60=0.00 avg300=0.00 total=0\n`, "io.pressure")).toThrow(/io\.pressure/);
+	});
+
+	it("a single-number file read after a longer one is parsed from its own bytes", () => {
+		const dir = mkdtempSync(join(tmpdir(), "apiary-statfile-"));
+		try {
+			writeFileSync(join(dir, "long"), "123456789012\n");
+			writeFileSync(join(dir, "short"), "42\n");
+			expect(new StatFile(join(dir, "long")).readNumber()).toBe(123456789012);
+			expect(new StatFile(join(dir, "short")).readNumber()).toBe(42);
+		} finally {
+			rmSync(dir, { recursive: true, force: true });
+		}
 	});
 });

@@ -2,11 +2,11 @@ import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DriverInfo, Limits } from "@apiary/protocol";
-import { StatFile } from "../../statfile.ts";
+import { StatFile, statBuf } from "../../statfile.ts";
 import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
 import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
-import { parsePressure } from "../psi.ts";
-import { parseBlkioV1, parseCpuStatV1, parseMemoryStatV1, parseOomControl } from "./stats.ts";
+import { scanPressure } from "../psi.ts";
+import { scanBlkioV1, scanCpuStatV1, scanMemoryStatV1, scanOomControl } from "./stats.ts";
 
 export const V1_REQUIRED = ["cpu", "cpuacct", "memory", "pids"] as const;
 export const V1_OPTIONAL = ["blkio", "freezer"] as const;
@@ -146,6 +146,16 @@ function blockDevices(): string[] {
 	}
 }
 
+const num = (s: StatFile | null | undefined) => s?.readNumber() ?? null;
+function blkio(s: StatFile | null | undefined, name: string) {
+	const n = s ? s.fill() : -1;
+	return n < 0 ? null : scanBlkioV1(statBuf, n, name);
+}
+function psi(s: StatFile | null | undefined, name: string) {
+	const n = s ? s.fill() : -1;
+	return n < 0 ? null : scanPressure(statBuf, n, name);
+}
+
 class V1Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile | null>;
 	constructor(dir: (controller: string) => string | null) {
@@ -175,37 +185,38 @@ class V1Reader implements WorkerReader {
 		return Object.values(this.f).flatMap((s) => (s ? [s.path] : []));
 	}
 
+	// Reused per tick: the scanners fill these instead of allocating.
+	private readonly memVals: (number | null)[] = [];
+	private readonly cpuVals: (number | null)[] = [];
+	private readonly oomVals: (number | null)[] = [];
+
 	read(): RawSample | null {
 		const f = this.f;
+		// Each file is scanned from statBuf right after it is read, before the next read.
 		const usage = f.usage!.readNumber();
-		const memText = f.memStat!.read();
-		if (usage === undefined || memText === null) return null;
-		const cpu = parseCpuStatV1(f.cpu!.read() ?? "");
-		const mem = parseMemoryStatV1(memText);
-		const num = (s: StatFile | null | undefined) => s?.readNumber() ?? null;
+		const nMem = f.memStat!.fill();
+		if (usage === undefined || nMem < 0) return null;
+		const mem = scanMemoryStatV1(statBuf, nMem, this.memVals);
+		const nCpu = f.cpu!.fill();
+		const cpu = scanCpuStatV1(statBuf, Math.max(0, nCpu), this.cpuVals);
 		const limit = f.memLimit!.readNumber();
-		const oomText = f.oom!.read();
-		const ioBytesText = f.ioBytes?.read() ?? null;
-		const ioOpsText = f.ioOps?.read() ?? null;
-		const ioBytes = ioBytesText === null ? null : parseBlkioV1(ioBytesText, "blkio.throttle.io_service_bytes");
-		const ioOps = ioOpsText === null ? null : parseBlkioV1(ioOpsText, "blkio.throttle.io_serviced");
-		const psi = (s: StatFile | null | undefined, name: string) => {
-			const t = s?.read();
-			return t == null ? null : parsePressure(t, name);
-		};
+		const nOom = f.oom!.fill();
+		const oomKills = nOom < 0 ? null : scanOomControl(statBuf, nOom, this.oomVals)[0]!;
+		const ioBytes = blkio(f.ioBytes, "blkio.throttle.io_service_bytes");
+		const ioOps = blkio(f.ioOps, "blkio.throttle.io_serviced");
 		return {
 			cpuUsageNs: usage,
-			periods: cpu.periods,
-			throttledPeriods: cpu.throttledPeriods,
-			throttledNs: cpu.throttledNs,
+			periods: cpu[0]!,
+			throttledPeriods: cpu[1]!,
+			throttledNs: cpu[2]!,
 			memoryCurrent: num(f.memUsage),
 			memoryPeak: num(f.memMax),
-			anonBytes: mem.anonBytes,
-			fileBytes: mem.fileBytes,
-			inactiveFileBytes: mem.inactiveFileBytes,
+			anonBytes: mem[0]!,
+			fileBytes: mem[1]!,
+			inactiveFileBytes: mem[2]!,
 			// "no limit" is PAGE_COUNTER_MAX × page size, a huge number.
 			memoryLimit: limit == null || limit >= 2 ** 62 ? null : limit,
-			oomKills: oomText === null ? null : parseOomControl(oomText).oomKills,
+			oomKills,
 			readBytes: ioBytes?.read ?? null,
 			writeBytes: ioBytes?.write ?? null,
 			readOps: ioOps?.read ?? null,

@@ -1,4 +1,4 @@
-import { parseKeyValue, pick } from "../parse.ts";
+import { bytesOf, Keys, scanKeyValues } from "../parse.ts";
 
 export interface CpuRaw {
 	usageNs: number | null;
@@ -7,18 +7,20 @@ export interface CpuRaw {
 	throttledNs: number | null;
 }
 
-/** cpu.stat on v2: usage_usec always; nr_periods/nr_throttled/throttled_usec only with the cpu controller enabled. */
-export function parseCpuStat(text: string): CpuRaw {
-	const m = parseKeyValue(text, "cpu.stat");
-	const usage = pick(m, "usage_usec");
-	const throttled = pick(m, "throttled_usec");
+const CPU_STAT = new Keys(["usage_usec", "nr_periods", "nr_throttled", "throttled_usec"]);
+
+/** cpu.stat on v2, from the read buffer: usage_usec always; nr_periods/nr_throttled/throttled_usec only with the cpu controller enabled. */
+export function scanCpuStat(b: Uint8Array, n: number): CpuRaw {
+	const [usage, periods, throttledPeriods, throttled] = scanKeyValues(b, n, "cpu.stat", CPU_STAT, []);
 	return {
-		usageNs: usage === null ? null : usage * 1000,
-		periods: pick(m, "nr_periods"),
-		throttledPeriods: pick(m, "nr_throttled"),
-		throttledNs: throttled === null ? null : throttled * 1000,
+		usageNs: usage == null ? null : usage * 1000,
+		periods: periods ?? null,
+		throttledPeriods: throttledPeriods ?? null,
+		throttledNs: throttled == null ? null : throttled * 1000,
 	};
 }
+
+export const parseCpuStat = (text: string): CpuRaw => scanCpuStat(bytesOf(text), text.length);
 
 /** Value for cpu.max: quota and period in µs; cores=null means no limit. */
 export function formatCpuMax(cores: number | null, periodUs = 100_000): string {

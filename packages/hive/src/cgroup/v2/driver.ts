@@ -2,13 +2,13 @@ import { readFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DriverInfo, Limits } from "@apiary/protocol";
-import { StatFile } from "../../statfile.ts";
+import { StatFile, statBuf } from "../../statfile.ts";
 import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
 import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
-import { parsePressure } from "../psi.ts";
-import { formatCpuMax, parseCpuStat } from "./cpu.ts";
+import { scanPressure } from "../psi.ts";
+import { formatCpuMax, scanCpuStat } from "./cpu.ts";
 import { parseIoStat } from "./io.ts";
-import { parseMemoryEvents, parseMemoryStat } from "./memory.ts";
+import { scanMemoryEvents, scanMemoryStat } from "./memory.ts";
 
 export const V2_CONTROLLERS = ["cpu", "memory", "io", "pids"] as const;
 
@@ -136,18 +136,20 @@ class V2Reader implements WorkerReader {
 
 	read(): RawSample | null {
 		const r = this.f;
-		const cpuText = r.cpu!.read();
-		if (cpuText === null) return null; // cgroup gone
-		const cpu = parseCpuStat(cpuText);
-		const memStatText = r.memStat!.read();
-		const mem = memStatText === null ? null : parseMemoryStat(memStatText);
-		const evText = r.memEvents!.read();
+		// Each file is scanned from statBuf right after it is read, before the next read.
+		const nCpu = r.cpu!.fill();
+		if (nCpu < 0) return null; // cgroup gone
+		const cpu = scanCpuStat(statBuf, nCpu);
+		const nMem = r.memStat!.fill();
+		const mem = nMem < 0 ? null : scanMemoryStat(statBuf, nMem);
+		const nEv = r.memEvents!.fill();
+		const oomKills = nEv < 0 ? null : scanMemoryEvents(statBuf, nEv).oomKills;
 		const ioText = r.io!.read();
 		const io = ioText === null ? null : parseIoStat(ioText);
 		const num = (f: StatFile) => f.readNumber() ?? null;
 		const psi = (f: StatFile, name: string) => {
-			const t = f.read();
-			return t === null ? null : parsePressure(t, name);
+			const n = f.fill();
+			return n < 0 ? null : scanPressure(statBuf, n, name);
 		};
 		return {
 			cpuUsageNs: cpu.usageNs,
@@ -161,7 +163,7 @@ class V2Reader implements WorkerReader {
 			fileBytes: mem?.fileBytes ?? null,
 			inactiveFileBytes: mem?.inactiveFileBytes ?? null,
 			memoryLimit: num(r.memMax!),
-			oomKills: evText === null ? null : parseMemoryEvents(evText).oomKills,
+			oomKills,
 			readBytes: io?.readBytes ?? null,
 			writeBytes: io?.writeBytes ?? null,
 			readOps: io?.readOps ?? null,

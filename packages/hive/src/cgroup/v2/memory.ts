@@ -1,4 +1,4 @@
-import { findKeys, parseKeyValue, pick } from "../parse.ts";
+import { bytesOf, findKeyValues, Keys, scanKeyValues } from "../parse.ts";
 
 export interface MemoryStatRaw {
 	anonBytes: number | null;
@@ -6,14 +6,21 @@ export interface MemoryStatRaw {
 	inactiveFileBytes: number | null;
 }
 
-/** memory.stat on v2 (bytes). */
-export function parseMemoryStat(text: string): MemoryStatRaw {
-	const m = findKeys(text, "memory.stat", ["anon", "file", "inactive_file"]);
-	return { anonBytes: pick(m, "anon"), fileBytes: pick(m, "file"), inactiveFileBytes: pick(m, "inactive_file") };
+const MEMORY_STAT = new Keys(["anon", "file", "inactive_file"]);
+const MEMORY_EVENTS = new Keys(["oom_kill", "oom"]);
+
+/** memory.stat on v2 (bytes), from the read buffer. */
+export function scanMemoryStat(b: Buffer, n: number): MemoryStatRaw {
+	const [anon, file, inactive] = findKeyValues(b, n, "memory.stat", MEMORY_STAT, []);
+	return { anonBytes: anon ?? null, fileBytes: file ?? null, inactiveFileBytes: inactive ?? null };
 }
 
-/** memory.events: oom_kill counts processes the kernel OOM killer killed in this cgroup. */
-export function parseMemoryEvents(text: string): { oomKills: number | null; ooms: number | null } {
-	const m = parseKeyValue(text, "memory.events");
-	return { oomKills: pick(m, "oom_kill"), ooms: pick(m, "oom") };
+export const parseMemoryStat = (text: string): MemoryStatRaw => scanMemoryStat(bytesOf(text), text.length);
+
+/** memory.events, from the read buffer: oom_kill counts processes the kernel OOM killer killed in this cgroup. */
+export function scanMemoryEvents(b: Uint8Array, n: number): { oomKills: number | null; ooms: number | null } {
+	const [oomKills, ooms] = scanKeyValues(b, n, "memory.events", MEMORY_EVENTS, []);
+	return { oomKills: oomKills ?? null, ooms: ooms ?? null };
 }
+
+export const parseMemoryEvents = (text: string) => scanMemoryEvents(bytesOf(text), text.length);
