@@ -12,6 +12,9 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	expect(Object.keys(out.results).sort()).toEqual(["fanout", "gpu", "heartbeat", "ingest", "memory", "spawnToSse", "tick_5"]);
 	expect(out.results.fanout.lost).toBe(0);
 	expect(out.results.ingest.acked).toBe(out.results.ingest.sent);
+	expect(out.results.ingest.join.acked).toBe(out.results.ingest.hives);
+	expect(out.results.ingest.transportFloor.acked).toBe(out.results.ingest.transportFloor.sent);
+	expect(out.results.tick_5.apiaryOverFloor).toBeGreaterThan(0); // the paired ratio was computed
 	expect(out.results.heartbeat.gpus).toBe(8);
 	expect(out.machine.cores).toBeGreaterThan(0);
 }, 180_000);
