@@ -126,30 +126,46 @@ export function scanKeyValues(b: Uint8Array, n: number, file: string, keys: Keys
 
 /**
  * Only `keys` from a long "key value" file (memory.stat has dozens of lines
- * per worker per tick), found by a native search for each key at a line
- * start rather than by walking every byte; out[k] as in scanKeyValues. A
- * found key with a malformed value is an error naming the file.
+ * per worker per tick); out[k] as in scanKeyValues. A found key with a
+ * malformed value is an error naming the file.
+ *
+ * `hints` (one per key, kept by the caller between reads of the same file)
+ * remembers where each key's line began: the layout only moves when a value
+ * before it changes width, so most reads check the remembered place and
+ * search nothing. Otherwise the key is searched for at a line start.
  */
-export function findKeyValues(b: Buffer, n: number, file: string, keys: Keys, out: (number | null)[]): (number | null)[] {
+export function findKeyValues(b: Buffer, n: number, file: string, keys: Keys, out: (number | null)[], hints?: Int32Array): (number | null)[] {
 	clear(out, keys.names.length);
-	// V8's string search beats Buffer#indexOf here: that one pays a binding
-	// call per search. Latin-1 keeps positions equal to byte offsets.
-	const text = b.toString("latin1", 0, n);
+	let text: string | null = null;
 	for (let k = 0; k < keys.names.length; k++) {
-		let from: number;
-		if (text.startsWith(keys.atStart[k]!)) from = keys.atStart[k]!.length;
-		else {
-			const at = text.indexOf(keys.atLine[k]!);
-			if (at < 0) continue;
-			from = at + keys.atLine[k]!.length;
+		const key = keys.atStart[k]!;
+		let at = hints ? hints[k]! : -1;
+		if (!(at >= 0 && (at === 0 || b[at - 1] === NL) && at + key.length <= n && startsWithText(b, at, key))) {
+			// V8's string search beats Buffer#indexOf here: that one pays a binding
+			// call per search. Latin-1 keeps positions equal to byte offsets.
+			text ??= b.toString("latin1", 0, n);
+			at = text.startsWith(key) ? 0 : text.indexOf(keys.atLine[k]!);
+			if (at < 0) {
+				if (hints) hints[k] = -1;
+				continue;
+			}
+			if (at > 0 || text.charCodeAt(0) === NL) at++;
+			if (hints) hints[k] = at;
 		}
+		const from = at + key.length;
 		let end = from;
 		while (end < n && b[end] !== NL) end++;
 		const v = integer(b, from, end);
-		if (Number.isNaN(v)) throw malformed(file, b, from - keys.atStart[k]!.length, end);
+		if (Number.isNaN(v)) throw malformed(file, b, at, end);
 		out[k] = v;
 	}
 	return out;
+}
+
+/** Whether b at `at` holds the characters of `s` (ASCII). */
+function startsWithText(b: Uint8Array, at: number, s: string): boolean {
+	for (let j = 0; j < s.length; j++) if (b[at + j] !== s.charCodeAt(j)) return false;
+	return true;
 }
 
 /** The string form of scanKeyValues: the wanted keys present, as a Map. */

@@ -131,6 +131,23 @@ describe("scanning the shared read buffer", () => {
 		expect(scanPressure(p.b, p.n)).toEqual({ some: { avg10: 0, avg60: 0, avg300: 0, totalUs: 7 }, full: null });
 	});
 
+	it("memory.stat keys are read where they were last found, and searched again when the layout moved", () => {
+		const hints = new Int32Array(3).fill(-1);
+		const stat = (rss: string, total: string) => `cache 0\nrss ${rss}\ntotal_cache 8192\ntotal_rss ${total}\ntotal_inactive_file 4096\n`;
+		const a = bytesOf(stat("100", "52428800"));
+		expect(scanMemoryStatV1(a, a.length, [], hints)).toEqual([52428800, 8192, 4096]);
+		const remembered = [...hints];
+		expect(remembered.every((h) => h > 0)).toBe(true);
+		const b = bytesOf(stat("100", "52428801")); // same layout: the remembered places are used
+		expect(scanMemoryStatV1(b, b.length, [], hints)).toEqual([52428801, 8192, 4096]);
+		expect([...hints]).toEqual(remembered);
+		const c = bytesOf(stat("123456789", "9")); // a wider value before them moves every key
+		expect(scanMemoryStatV1(c, c.length, [], hints)).toEqual([9, 8192, 4096]);
+		expect(hints[0]).toBe(remembered[0]! + 6);
+		const d = bytesOf("total_cache 1\n"); // keys that vanished are absent, not stale
+		expect(scanMemoryStatV1(d, d.length, [], hints)).toEqual([null, 1, null]);
+	});
+
 	it("a value cut short by the length read is malformed, not a smaller number", () => {
 		const kv = withTail("nr_periods ", "5\n");
 		expect(() => scanKeyValues(kv.b, kv.n, "cpu.stat", new Keys(["nr_periods"]), [])).toThrow(/cpu\.stat/);

@@ -187,6 +187,7 @@ class V1Reader implements WorkerReader {
 
 	// Reused per tick: the scanners fill these instead of allocating.
 	private readonly memVals: (number | null)[] = [];
+	private readonly memHints = new Int32Array(3).fill(-1);
 	private readonly cpuVals: (number | null)[] = [];
 	private readonly oomVals: (number | null)[] = [];
 
@@ -196,7 +197,7 @@ class V1Reader implements WorkerReader {
 		const usage = f.usage!.readNumber();
 		const nMem = f.memStat!.fill();
 		if (usage === undefined || nMem < 0) return null;
-		const mem = scanMemoryStatV1(statBuf, nMem, this.memVals);
+		const mem = scanMemoryStatV1(statBuf, nMem, this.memVals, this.memHints);
 		const nCpu = f.cpu!.fill();
 		const cpu = scanCpuStatV1(statBuf, Math.max(0, nCpu), this.cpuVals);
 		const limit = f.memLimit!.readNumber();

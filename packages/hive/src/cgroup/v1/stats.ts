@@ -20,8 +20,8 @@ const MEMORY_LOCAL_V1 = new Keys(["rss", "cache", "inactive_file"]);
  * total_* keys (which count a worker's children too), or the cgroup's own
  * when a kernel prints no totals. Three searches, not a walk over its ~70 lines.
  */
-export function scanMemoryStatV1(b: Buffer, n: number, out: (number | null)[]): (number | null)[] {
-	findKeyValues(b, n, "memory.stat", MEMORY_TOTALS_V1, out);
+export function scanMemoryStatV1(b: Buffer, n: number, out: (number | null)[], hints?: Int32Array): (number | null)[] {
+	findKeyValues(b, n, "memory.stat", MEMORY_TOTALS_V1, out, hints);
 	if (out[0] === null && out[1] === null && out[2] === null) findKeyValues(b, n, "memory.stat", MEMORY_LOCAL_V1, out);
 	return out;
 }

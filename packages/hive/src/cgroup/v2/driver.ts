@@ -112,6 +112,8 @@ export class CgroupV2Driver implements CgroupDriver {
 
 class V2Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile>;
+	/** Where memory.stat's keys were last found (see findKeyValues). */
+	private readonly memHints = new Int32Array(3).fill(-1);
 	constructor(dir: string) {
 		const f = (name: string) => new StatFile(join(dir, name));
 		this.f = {
@@ -141,7 +143,7 @@ class V2Reader implements WorkerReader {
 		if (nCpu < 0) return null; // cgroup gone
 		const cpu = scanCpuStat(statBuf, nCpu);
 		const nMem = r.memStat!.fill();
-		const mem = nMem < 0 ? null : scanMemoryStat(statBuf, nMem);
+		const mem = nMem < 0 ? null : scanMemoryStat(statBuf, nMem, this.memHints);
 		const nEv = r.memEvents!.fill();
 		const oomKills = nEv < 0 ? null : scanMemoryEvents(statBuf, nEv).oomKills;
 		const ioText = r.io!.read();

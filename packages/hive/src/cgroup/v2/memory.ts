@@ -10,8 +10,8 @@ const MEMORY_STAT = new Keys(["anon", "file", "inactive_file"]);
 const MEMORY_EVENTS = new Keys(["oom_kill", "oom"]);
 
 /** memory.stat on v2 (bytes), from the read buffer. */
-export function scanMemoryStat(b: Buffer, n: number): MemoryStatRaw {
-	const [anon, file, inactive] = findKeyValues(b, n, "memory.stat", MEMORY_STAT, []);
+export function scanMemoryStat(b: Buffer, n: number, hints?: Int32Array): MemoryStatRaw {
+	const [anon, file, inactive] = findKeyValues(b, n, "memory.stat", MEMORY_STAT, [], hints);
 	return { anonBytes: anon ?? null, fileBytes: file ?? null, inactiveFileBytes: inactive ?? null };
 }
 
