@@ -10,5 +10,5 @@ export { call, ClientError } from "./client.ts";
 export { isLoopback, loadToken, parseListen } from "./listen.ts";
 export { hostFacts } from "./host.ts";
 export { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "./cli-kit.ts";
-export { registerGpuMetrics } from "./metrics.ts";
+export { cumulative, gauge, registerGpuMetrics, type Sample } from "./metrics.ts";
 export { registerOpenApi } from "./api/openapi.ts";

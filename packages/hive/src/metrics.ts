@@ -6,10 +6,10 @@ import type { Hive } from "./hive.ts";
 // A value the hive could not measure is left out, never exported as 0.
 
 type Labels = Record<string, string | number>;
-type Sample = [Labels, number | null | undefined];
+export type Sample = [Labels, number | null | undefined];
 
 /** A counter whose value is a cumulative number read elsewhere (e.g. cpu usage). */
-function cumulative(reg: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
+export function cumulative(reg: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
 	new Counter({
 		name,
 		help,
@@ -22,7 +22,8 @@ function cumulative(reg: Registry, name: string, help: string, labelNames: strin
 	});
 }
 
-function gauge(reg: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
+/** A gauge set at scrape time from `read` (null: not measured, left out). */
+export function gauge(reg: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
 	new Gauge({
 		name,
 		help,

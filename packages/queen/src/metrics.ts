@@ -1,4 +1,4 @@
-import { registerGpuMetrics } from "@apiary/hive";
+import { cumulative, gauge, registerGpuMetrics, type Sample } from "@apiary/hive";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Registry as Fleet } from "./registry.ts";
 
@@ -23,25 +23,8 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 	// Read from the log's own tallies at scrape time: a heartbeat logs dozens
 	// of events, and a prom-client inc per event was a visible share of ingest.
 	const logged = fleet.events.counts;
-	new Counter({
-		name: "apiary_queen_events_total",
-		help: "Events logged, by type.",
-		labelNames: ["type"],
-		registers: [reg],
-		collect() {
-			this.reset();
-			for (const [type, n] of logged) this.inc({ type }, n);
-		},
-	});
-	new Counter({
-		name: "apiary_queen_evictions_total",
-		help: "Workers evicted (their hive was lost, left, or restarted without them).",
-		registers: [reg],
-		collect() {
-			this.reset();
-			this.inc(logged.get("worker.evicted") ?? 0);
-		},
-	});
+	cumulative(reg, "apiary_queen_events_total", "Events logged, by type.", ["type"], () => [...logged].map(([type, n]) => [{ type }, n]));
+	cumulative(reg, "apiary_queen_evictions_total", "Workers evicted (their hive was lost, left, or restarted without them).", [], () => [[{}, logged.get("worker.evicted") ?? 0]]);
 	new Gauge({
 		name: "apiary_queen_sse_subscribers",
 		help: "Open SSE subscriptions.",
@@ -58,28 +41,9 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 			this.set(connections());
 		},
 	});
-	new Gauge({
-		name: "apiary_queen_hives",
-		help: "Hives by state.",
-		labelNames: ["state"],
-		registers: [reg],
-		collect() {
-			this.reset();
-			const hives = fleet.listHives();
-			for (const s of ["ready", "stale", "lost", "unknown", "left"]) this.set({ state: s }, hives.filter((h) => h.state === s).length);
-		},
-	});
-	new Gauge({
-		name: "apiary_queen_workers",
-		help: "Workers by state.",
-		labelNames: ["state"],
-		registers: [reg],
-		collect() {
-			this.reset();
-			const ws = fleet.listWorkers({ state: "all" });
-			for (const s of ["running", "exited", "evicted"]) this.set({ state: s }, ws.filter((w) => w.state === s).length);
-		},
-	});
+	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] => states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
+	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));
+	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.listWorkers({ state: "all" }), ["running", "exited", "evicted"]));
 	registerGpuMetrics(reg, () => fleet.listGpus());
 	return {
 		registry: reg,
