@@ -55,13 +55,15 @@ function clear(out: (number | null)[], len: number): void {
 export class Keys {
 	readonly names: readonly string[];
 	private readonly bytes: Uint8Array[];
-	/** "key " and "\nkey ", for findKeyValues. */
+	/** "key " (text and bytes) and "\nkey ", for findKeyValues. */
 	readonly atStart: string[];
+	readonly atStartBytes: Buffer[];
 	readonly atLine: string[];
 	constructor(names: readonly string[]) {
 		this.names = names;
 		this.bytes = names.map(bytesOf);
 		this.atStart = names.map((k) => `${k} `);
+		this.atStartBytes = this.atStart.map(bytesOf);
 		this.atLine = names.map((k) => `\n${k} `);
 	}
 
@@ -96,28 +98,14 @@ export function scanKeyValues(b: Uint8Array, n: number, file: string, keys: Keys
 			i = sp + 1;
 			continue;
 		}
-		const k = sp === i ? -2 : keys.find(b, i, sp);
 		let end = sp + 1;
+		while (end < n && b[end] !== NL) end++;
+		if (sp === i || end === sp + 1) throw malformed(file, b, i, end);
+		const k = keys.find(b, i, sp);
 		if (k >= 0) {
-			// The value, parsed while looking for the end of the line.
-			const neg = b[end] === 45;
-			if (neg) end++;
-			const from = end;
-			let v = 0;
-			for (; end < n; end++) {
-				const d = b[end]! - 48;
-				if (d === NL - 48) break;
-				if (d < 0 || d > 9) {
-					while (end < n && b[end] !== NL) end++;
-					throw malformed(file, b, i, end);
-				}
-				v = v * 10 + d;
-			}
-			if (end === from) throw malformed(file, b, i, end);
-			out[k] = neg ? -v : v;
-		} else {
-			while (end < n && b[end] !== NL) end++;
-			if (k === -2 || end === sp + 1) throw malformed(file, b, i, end);
+			const v = integer(b, sp + 1, end);
+			if (Number.isNaN(v)) throw malformed(file, b, i, end);
+			out[k] = v;
 		}
 		i = end + 1;
 	}
@@ -140,7 +128,7 @@ export function findKeyValues(b: Buffer, n: number, file: string, keys: Keys, ou
 	for (let k = 0; k < keys.names.length; k++) {
 		const key = keys.atStart[k]!;
 		let at = hints ? hints[k]! : -1;
-		if (!(at >= 0 && (at === 0 || b[at - 1] === NL) && at + key.length <= n && startsWithText(b, at, key))) {
+		if (!(at >= 0 && (at === 0 || b[at - 1] === NL) && at + key.length <= n && startsWith(b, at, keys.atStartBytes[k]!))) {
 			// V8's string search beats Buffer#indexOf here: that one pays a binding
 			// call per search. Latin-1 keeps positions equal to byte offsets.
 			text ??= b.toString("latin1", 0, n);
@@ -160,12 +148,6 @@ export function findKeyValues(b: Buffer, n: number, file: string, keys: Keys, ou
 		out[k] = v;
 	}
 	return out;
-}
-
-/** Whether b at `at` holds the characters of `s` (ASCII). */
-function startsWithText(b: Uint8Array, at: number, s: string): boolean {
-	for (let j = 0; j < s.length; j++) if (b[at + j] !== s.charCodeAt(j)) return false;
-	return true;
 }
 
 /** The string form of scanKeyValues: the wanted keys present, as a Map. */
