@@ -35,12 +35,12 @@ type Lat = { latency: { mean: number; p99: number } };
 const stat = (b: Bench, i: number) => (b.tasks[i]!.result as unknown as Lat).latency;
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
-const cpuSecondsOf = (pid: number) => {
+/** CPU seconds of a process: total, and user space alone (the kernel's share is receiving and sending bytes). */
+const cpuOf = (pid: number) => {
 	const s = parseProcStat(readFileSync(`/proc/${pid}/stat`, "latin1"));
-	return (s.utimeTicks + s.stimeTicks) / 100;
+	return { total: (s.utimeTicks + s.stimeTicks) / 100, user: s.utimeTicks / 100 };
 };
-/** User-space CPU seconds alone (the kernel's share is receiving and sending bytes). */
-const userSecondsOf = (pid: number) => parseProcStat(readFileSync(`/proc/${pid}/stat`, "latin1")).utimeTicks / 100;
+const cpuSecondsOf = (pid: number) => cpuOf(pid).total;
 /** CPU time of this process's waited-for children (cutime + cstime), seconds. */
 const childrenCpuSeconds = () => {
 	const rest = readFileSync("/proc/self/stat", "latin1").split(") ")[1]!.split(" ");
@@ -289,11 +289,11 @@ async function drive(url: string, pid: number, hives: number, seconds: number, w
 			warm = { seconds: warmup, acked: lat.length, sent: n, ackP99Ms: r3(pct(lat, 99)), ackMaxMs: r3(Math.max(...lat)) };
 			lat.length = 0;
 		}
-		const cpu0 = cpuSecondsOf(pid);
-		const user0 = userSecondsOf(pid);
+		const c0 = cpuOf(pid);
 		const start = performance.now();
 		const sent = await pace(seconds);
-		return { sent, lat, cpuMs: (cpuSecondsOf(pid) - cpu0) * 1000, userMs: (userSecondsOf(pid) - user0) * 1000, elapsedS: (performance.now() - start) / 1000, join: joinResult, warm };
+		const c1 = cpuOf(pid);
+		return { sent, lat, cpuMs: (c1.total - c0.total) * 1000, userMs: (c1.user - c0.user) * 1000, elapsedS: (performance.now() - start) / 1000, join: joinResult, warm };
 	} finally {
 		for (const h of fakes) h.close();
 	}
