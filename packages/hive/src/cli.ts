@@ -1,10 +1,15 @@
 import { hostname } from "node:os";
 import { checkId, formatBytes, formatDuration, parseDuration, parseSize, type WorkerInfo } from "@apiary/protocol";
-import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "./cli-kit.ts";
-import { call } from "./client.ts";
-import { defaultStateDir, startHiveDaemon, VERSION } from "./daemon.ts";
-import { loadToken } from "./listen.ts";
+import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
+import { call, unreachable } from "@apiary/kit/client";
+import { loadToken } from "@apiary/kit/listen";
+import { defaultStateDir } from "@apiary/kit/state-dir";
+import { readVersion } from "@apiary/kit/version";
 import { PROFILE_NAMES } from "./profiles.ts";
+
+// Client commands load only what they use: the daemon's modules (fastify,
+// cgroup drivers, systeminformation) are imported by `start` alone.
+const VERSION = readVersion(new URL("../package.json", import.meta.url));
 
 const DEFAULT_HIVE = "http://127.0.0.1:7071";
 
@@ -85,16 +90,7 @@ const common = {
 const parse = <T extends Parameters<typeof parseFlags>[2]>(argv: string[], options: T, cmd: string) => parseFlags(`hive ${cmd}`, argv, options);
 const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`hive ${cmd}`, name, value, conv);
 
-function kv(cmd: string, name: string, list: string[] | undefined): Record<string, string> | undefined {
-	if (!list) return undefined;
-	const out: Record<string, string> = {};
-	for (const item of list) {
-		const i = item.indexOf("=");
-		if (i <= 0) throw new UsageError(`hive ${cmd}: --${name}: expected K=V, got ${JSON.stringify(item)}`);
-		out[item.slice(0, i)] = item.slice(i + 1);
-	}
-	return out;
-}
+const kv = (cmd: string, name: string, list: string[] | undefined) => keyValues(`hive ${cmd}`, name, list);
 
 const hiveUrl = (v: string | undefined) => v ?? process.env.APIARY_HIVE ?? DEFAULT_HIVE;
 
@@ -156,13 +152,14 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const gpuIntervalMs = flag("start", "gpu-interval", v["gpu-interval"], parseDuration);
 	const token = loadToken(v["token-file"]);
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
+	const { startHiveDaemon } = await import("./daemon.ts");
 	const d = await startHiveDaemon({
 		listen: v.listen!,
 		name,
 		intervalMs,
 		cgroupDriver: driver as "auto",
 		cgroupRoot: v["cgroup-root"],
-		stateDir: v["state-dir"] ?? defaultStateDir(),
+		stateDir: v["state-dir"] ?? defaultStateDir("hive"),
 		nvidiaSmi: v["nvidia-smi"]!,
 		gpuIntervalMs,
 		token,
@@ -301,7 +298,7 @@ async function logs(argv: string[], out: (s: string) => void): Promise<number> {
 	try {
 		res = await fetch(new URL(`/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`, base));
 	} catch (e) {
-		throw new Error(`cannot reach ${base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+		throw unreachable(base, e);
 	}
 	if (!res.ok) throw new Error(((await res.json().catch(() => null)) as { message?: string } | null)?.message ?? `${res.status}`);
 	const decoder = new TextDecoder();

@@ -1,18 +1,18 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { CgroupDriverName, HostFacts } from "@apiary/protocol";
 import type { FastifyInstance } from "fastify";
 import { buildHiveApp } from "./api/app.ts";
 import { createDriver, detect } from "./cgroup/detect.ts";
 import { GpuSampler } from "./gpu/sampler.ts";
-import { type Clock, Hive } from "./hive.ts";
+import { Hive } from "./hive.ts";
 import { hostFacts } from "./host.ts";
-import { isLoopback, parseListen } from "./listen.ts";
+import type { Clock } from "@apiary/kit/clock";
+import { isLoopback, parseListen } from "@apiary/kit/listen";
+import { readVersion } from "@apiary/kit/version";
 import { parseProcCgroup } from "./proc.ts";
 import { QueenLink } from "./queen-link.ts";
 import { readOptional } from "./statfile.ts";
 
-export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+export const VERSION = readVersion(new URL("../package.json", import.meta.url));
 
 export interface HiveDaemonOptions {
 	listen: string;
@@ -110,6 +110,3 @@ function workerOfPid(pid: number, hive: Hive | null): string | null {
 	return hive.list().find((w) => w.state === "running" && w.pid === pid)?.id ?? null;
 }
 
-export function defaultStateDir(): string {
-	return process.env.APIARY_STATE_DIR ?? (process.getuid?.() === 0 ? "/var/lib/apiary/hive" : join(process.env.HOME ?? ".", ".local/state/apiary/hive"));
-}

@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
+import { type Clock, systemClock } from "@apiary/kit/clock";
 import {
 	checkId,
 	type ExitReason,
@@ -21,14 +21,6 @@ import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, spawnWorker } from "./spawner.ts";
 import { readOptional } from "./statfile.ts";
 
-/** Monotonic and wall clocks, injectable for tests. */
-export interface Clock {
-	/** Monotonic ms (rates, timeouts). */
-	now(): number;
-	/** Wall-clock ms since epoch (timestamps shown to people). */
-	wall(): number;
-}
-export const systemClock: Clock = { now: () => performance.now(), wall: () => Date.now() };
 
 export interface GpuSource {
 	status(): GpuStatus;

@@ -1,4 +1,5 @@
 import { type HelloMessage, type HiveMessage, type HostFacts, packStats, type QueenMessage, type Snapshot, type WorkerInfo, type WorkerTick } from "@apiary/protocol";
+import { backoffDelay } from "@apiary/kit/backoff";
 import WebSocket from "ws";
 import type { GpuSource, Hive } from "./hive.ts";
 
@@ -14,12 +15,6 @@ export interface QueenLinkOptions {
 	backoffBaseMs?: number;
 	backoffCapMs?: number;
 	log?: (msg: string, extra?: object) => void;
-}
-
-/** Exponential backoff with full jitter: uniform in [50 ms, min(cap, base·2^attempt)]. */
-export function backoffDelay(attempt: number, baseMs: number, capMs: number, random = Math.random): number {
-	const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
-	return Math.max(50, random() * ceiling);
 }
 
 /**

@@ -1,5 +1,7 @@
 import fastifySseModule from "@fastify/sse";
-import { registerOpenApi, requireToken, schemaError } from "@apiary/hive";
+import { requireToken } from "@apiary/kit/auth";
+import { registerOpenApi } from "@apiary/kit/openapi";
+import { schemaError } from "@apiary/kit/server";
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from "fastify";
 
 // The package is CommonJS: its module.exports is the fastify-plugin-wrapped

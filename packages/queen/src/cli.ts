@@ -1,10 +1,18 @@
 import { EVENT_TYPES, type GpuView, type HiveView, parseDuration, parseSize, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
-import { call, convertFlag, exitCodeFor, loadToken, parseFlags, UsageError, untilSignal } from "@apiary/hive";
 import { existsSync } from "node:fs";
-import { backup, DatabaseSync } from "node:sqlite";
-import { EventSource } from "eventsource";
-import { defaultDbPath, startQueenDaemon, VERSION } from "./daemon.ts";
+import { join } from "node:path";
+import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
+import { call, unreachable } from "@apiary/kit/client";
+import { loadToken } from "@apiary/kit/listen";
+import { defaultStateDir } from "@apiary/kit/state-dir";
+import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
+
+// Client commands load only what they use: the daemon (fastify, ws, the
+// socket schemas), node:sqlite and the EventSource client are imported by
+// the commands that need them.
+const VERSION = readVersion(new URL("../package.json", import.meta.url));
+const defaultDbPath = () => join(defaultStateDir("queen"), "queen.db");
 
 const DEFAULT_QUEEN = "http://127.0.0.1:7070";
 
@@ -113,6 +121,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				if (positionals.length !== 1) throw new UsageError("queen backup: expected one FILE to write the copy to");
 				const src = v.db ?? defaultDbPath();
 				if (!existsSync(src)) throw new Error(`no database at ${src}`);
+				const { backup, DatabaseSync } = await import("node:sqlite");
 				const db = new DatabaseSync(src, { readOnly: true });
 				try {
 					const pages = await backup(db, positionals[0]!);
@@ -163,6 +172,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const busy = flag("start", "busy-memory", v["busy-memory"], parseSize)!;
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
 	const db = v.db ?? defaultDbPath();
+	const { startQueenDaemon } = await import("./daemon.ts");
 	const d = await startQueenDaemon({ listen: v.listen!, db, staleAfterMs, evictAfterMs, busyMemoryMiB: Math.ceil(busy / 2 ** 20), token: loadToken(v["token-file"]), log });
 	out(`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${db}\n  hives known: ${d.registry.listHives().length}\n`);
 	await untilSignal();
@@ -181,10 +191,11 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 	const colour = !v.json && process.stdout.isTTY === true;
 	// Check the request once so bad filters fail fast with the queen's message.
 	const probe = await fetch(url, { headers: { accept: "application/json" } }).catch((e) => {
-		throw new Error(`cannot reach ${queenUrl(v.queen)}: ${(e as Error & { cause?: Error }).cause?.message ?? e.message}`);
+		throw unreachable(queenUrl(v.queen), e);
 	});
 	if (probe.status === 400) throw new UsageError(`queen tail: ${((await probe.json()) as { message: string }).message}`);
 	await probe.body?.cancel();
+	const { EventSource } = await import("eventsource");
 	const es = new EventSource(url);
 	const show = (ev: MessageEvent) => {
 		const e = JSON.parse(ev.data) as QueenEvent;

@@ -1,15 +1,15 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { isLoopback, parseListen } from "@apiary/hive";
+import type { Clock } from "@apiary/kit/clock";
+import { isLoopback, parseListen } from "@apiary/kit/listen";
+import { readVersion } from "@apiary/kit/version";
 import type { FastifyInstance } from "fastify";
 import { buildQueenApp } from "./app.ts";
 import { EventLog } from "./events.ts";
-import { type QueenClock, Registry } from "./registry.ts";
+import { Registry } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { HiveSocketServer } from "./socket.ts";
 import { Store } from "./store.ts";
 
-export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+export const VERSION = readVersion(new URL("../package.json", import.meta.url));
 
 export interface QueenDaemonOptions {
 	listen: string;
@@ -21,7 +21,7 @@ export interface QueenDaemonOptions {
 	keepaliveMs?: number;
 	queueLimit?: number;
 	maxMessageBytes?: number;
-	clock?: QueenClock;
+	clock?: Clock;
 	log?: (msg: string, extra?: object) => void;
 	/** Called when an SSE subscriber is closed for lagging. */
 	onLag?: (dropped: number) => void;
@@ -108,7 +108,3 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	};
 }
 
-export function defaultDbPath(): string {
-	const dir = process.env.APIARY_STATE_DIR ?? (process.getuid?.() === 0 ? "/var/lib/apiary/queen" : join(process.env.HOME ?? ".", ".local/state/apiary/queen"));
-	return join(dir, "queen.db");
-}

@@ -1,4 +1,4 @@
-import { cumulative, gauge, registerGpuMetrics, type Sample } from "@apiary/hive";
+import { cumulative, gauge, registerGpuMetrics, type Sample } from "@apiary/kit/metrics";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Registry as Fleet } from "./registry.ts";
 

@@ -14,22 +14,17 @@ import {
 	type WorkerInfo,
 	type WorkerTick,
 } from "@apiary/protocol";
+import { type Clock, systemClock } from "@apiary/kit/clock";
 import type { EventLog } from "./events.ts";
 import type { Store } from "./store.ts";
 
-export interface QueenClock {
-	/** Monotonic ms: liveness and expiry never follow wall-clock jumps. */
-	now(): number;
-	wall(): number;
-}
-export const systemClock: QueenClock = { now: () => performance.now(), wall: () => Date.now() };
 
 export interface RegistryOptions {
 	staleAfterMs: number;
 	evictAfterMs: number;
 	/** A GPU with this much memory in use or more is not free. */
 	busyMemoryMiB: number;
-	clock?: QueenClock;
+	clock?: Clock;
 }
 
 interface HiveRec {

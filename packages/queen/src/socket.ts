@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { ID_PATTERN, type HiveMessage, type QueenMessage } from "@apiary/protocol";
 import { Ajv } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
-import { checkBearer } from "@apiary/hive";
+import { checkBearer } from "@apiary/kit/auth";
 import type { Registry } from "./registry.ts";
 
 // Close codes: 1007 malformed JSON, 1008 a message that breaks the protocol

@@ -2,11 +2,12 @@ import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { HostFacts } from "@apiary/protocol";
-import Fastify, { type FastifyInstance, type FastifySchemaValidationError } from "fastify";
+import Fastify, { type FastifyInstance } from "fastify";
 import { type Hive, HiveError, type SpawnRequest } from "../hive.ts";
 import { hiveMetrics } from "../metrics.ts";
-import { requireToken } from "./auth.ts";
-import { registerOpenApi } from "./openapi.ts";
+import { requireToken } from "@apiary/kit/auth";
+import { registerOpenApi } from "@apiary/kit/openapi";
+import { schemaError } from "@apiary/kit/server";
 import { idParam, listQuery, logsQuery, spawnBody } from "./schemas.ts";
 
 export interface HiveAppOptions {
@@ -88,15 +89,6 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 	});
 
 	return app;
-}
-
-/** A validation message that names the field: "body.cpu must be number", "body: unknown field \"bogus\"". */
-export function schemaError(errors: FastifySchemaValidationError[], dataVar: string): Error {
-	const e = errors.find((x) => x.keyword !== "anyOf") ?? errors[0]!;
-	const path = `${dataVar}${e.instancePath.replaceAll("/", ".")}`;
-	if (e.keyword === "additionalProperties") return new Error(`${path}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`);
-	if (e.keyword === "required") return new Error(`${path}: missing field "${(e.params as { missingProperty: string }).missingProperty}"`);
-	return new Error(`${path} ${e.message}`);
 }
 
 /** Yields the file from `offset`; while `more()` says the writer is alive, waits for growth like `tail -f`. */

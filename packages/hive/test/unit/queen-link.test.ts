@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, socketUrl } from "../../src/queen-link.ts";
+import { backoffDelay } from "@apiary/kit/backoff";
+import { socketUrl } from "../../src/queen-link.ts";
 
 describe("reconnecting to the queen", () => {
 	it("backs off exponentially with full jitter, capped at 30 s", () => {

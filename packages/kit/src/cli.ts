@@ -3,13 +3,15 @@ import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 // What the hive and queen CLIs share: flag parsing whose errors name the
 // command and flag, exit codes (0 ok, 1 failure, 2 bad usage), signals.
 
-export class UsageError extends Error {}
+export class UsageError extends Error {
+	override name = "UsageError";
+}
 
 export function parseFlags<T extends ParseArgsOptionsConfig>(prefix: string, argv: string[], options: T) {
 	try {
 		return parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
 	} catch (err) {
-		throw new UsageError(`${prefix}: ${(err as Error).message}`);
+		throw new UsageError(`${prefix}: ${(err as Error).message}`, { cause: err });
 	}
 }
 
@@ -19,7 +21,7 @@ export function convertFlag<T>(prefix: string, name: string, value: string | und
 	try {
 		return conv(value);
 	} catch (err) {
-		throw new UsageError(`${prefix}: --${name}: ${(err as Error).message}`);
+		throw new UsageError(`${prefix}: --${name}: ${(err as Error).message}`, { cause: err });
 	}
 }
 
@@ -38,4 +40,16 @@ export function untilSignal(): Promise<void> {
 		process.once("SIGINT", () => resolve());
 		process.once("SIGTERM", () => resolve());
 	});
+}
+
+/** Repeated K=V flags (--label, --env) as an object; a malformed one is a usage error. */
+export function keyValues(prefix: string, name: string, list: string[] | undefined): Record<string, string> | undefined {
+	if (!list) return undefined;
+	const out: Record<string, string> = {};
+	for (const item of list) {
+		const i = item.indexOf("=");
+		if (i <= 0) throw new UsageError(`${prefix}: --${name}: expected K=V, got ${JSON.stringify(item)}`);
+		out[item.slice(0, i)] = item.slice(i + 1);
+	}
+	return out;
 }

@@ -1,0 +1,43 @@
+import Fastify, { type FastifyInstance, type FastifySchemaValidationError } from "fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { requireToken } from "./auth.ts";
+import { registerOpenApi } from "./openapi.ts";
+
+export interface ServerOptions {
+	bodyLimit: number;
+	token: string | null;
+	logger?: boolean;
+	/** SSE streams never end by themselves: close must cut them. */
+	forceCloseConnections?: boolean;
+	openapi: { title: string; version: string; description: string };
+}
+
+/**
+ * A fastify app as both daemons build it: strict validation (unknown fields
+ * are errors, nothing coerced), messages that name the field, the token rule,
+ * OpenAPI from the route schemas, and fastify's own error path, so an
+ * HttpError's statusCode picks the label (404 "Not Found", 409 "Conflict").
+ */
+export async function createServer(o: ServerOptions) {
+	const app = Fastify({
+		logger: o.logger ?? false,
+		bodyLimit: o.bodyLimit,
+		forceCloseConnections: o.forceCloseConnections ?? false,
+		ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+		schemaErrorFormatter: schemaError,
+	}).withTypeProvider<TypeBoxTypeProvider>();
+	requireToken(app as unknown as FastifyInstance, o.token);
+	await registerOpenApi(app as unknown as FastifyInstance, o.openapi);
+	return app;
+}
+
+export type Server = Awaited<ReturnType<typeof createServer>>;
+
+/** A validation message that names the field: "body.cpu must be number", "body: unknown field \"bogus\"". */
+export function schemaError(errors: FastifySchemaValidationError[], dataVar: string): Error {
+	const e = errors.find((x) => x.keyword !== "anyOf") ?? errors[0]!;
+	const path = `${dataVar}${e.instancePath.replaceAll("/", ".")}`;
+	if (e.keyword === "additionalProperties") return new Error(`${path}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`);
+	if (e.keyword === "required") return new Error(`${path}: missing field "${(e.params as { missingProperty: string }).missingProperty}"`);
+	return new Error(`${path} ${e.message}`);
+}
