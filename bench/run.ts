@@ -18,8 +18,8 @@ import { Hive } from "../packages/hive/src/hive.ts";
 import { heartbeatWorkers } from "../packages/hive/src/queen-link.ts";
 import { parseProcStat } from "../packages/hive/src/proc.ts";
 import { StatFile } from "../packages/hive/src/statfile.ts";
-import { FakeHive, gpu, worker } from "../packages/queen/test/fake-hive.ts";
-import { FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../tests/procs.ts";
+import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
+import { FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 
 const quick = process.argv.includes("--quick");
 const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice(7);

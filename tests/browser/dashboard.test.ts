@@ -2,8 +2,9 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { until } from "../util.ts";
-import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
+import { requireTools } from "@apiary/test-support/requires";
+import { until } from "@apiary/test-support/util";
+import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 
 const ARTIFACTS = new URL("../../test-results/", import.meta.url).pathname;
 
@@ -21,6 +22,7 @@ describe("the dashboard in a real browser", () => {
 	const spawnWorker = (body: object) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 	beforeAll(async () => {
+		if (!process.env.CHROMIUM) requireTools(["chromium"], "chromium");
 		queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "1s", evictAfter: "3s" });
 		hive = await startHive({ queen: queen.url, name: "dash-hive", stateDir: join(dir, "hive"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("a100x4"), interval: "300ms" });
 		browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });

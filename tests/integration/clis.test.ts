@@ -1,8 +1,8 @@
 import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep, until } from "../util.ts";
-import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
+import { sleep, until } from "@apiary/test-support/util";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 
 const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;

@@ -4,8 +4,8 @@ import { DatabaseSync } from "node:sqlite";
 import type { QueenEvent } from "@apiary/protocol";
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
-import { sleep, until } from "../util.ts";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { sleep, until } from "@apiary/test-support/util";
 
 const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
 

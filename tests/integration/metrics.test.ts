@@ -3,8 +3,9 @@ import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "../procs.ts";
-import { sleep, until } from "../util.ts";
+import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { requireTools } from "@apiary/test-support/requires";
+import { sleep, until } from "@apiary/test-support/util";
 
 const freePort = () =>
 	new Promise<number>((resolve) => {
@@ -29,6 +30,7 @@ describe("Prometheus metrics on queen and hive", () => {
 	let queen: Daemon;
 	let hive: Daemon;
 	beforeAll(async () => {
+		requireTools(["prometheus", "promtool"], "prometheus");
 		queen = await startQueen({ db: join(dir, "q.db") });
 		hive = await startHive({ queen: queen.url, name: "mh", stateDir: join(dir, "hive"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("h100-mig") });
 		const post = (body: object) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });

@@ -44,8 +44,8 @@ export function procCpuSeconds(pid: number): number {
 	return (s.utimeTicks + s.stimeTicks) / CLK_TCK;
 }
 
-export { sleep, until } from "../../../tests/util.ts";
-import { until } from "../../../tests/util.ts";
+export { sleep, until } from "@apiary/test-support/util";
+import { until } from "@apiary/test-support/util";
 
 export async function waitExit(hive: Hive, id: string, ms = 20_000) {
 	return until(() => (hive.get(id)?.state === "exited" ? hive.get(id) : null), ms, `worker ${id} to exit`);

@@ -4,9 +4,9 @@ import type { QueenEvent } from "@apiary/protocol";
 import { EventSource } from "eventsource";
 import { afterEach, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
-import { FakeHive, gpu, worker } from "../fake-hive.ts";
-import { removeDir, tempDir } from "../../../../tests/procs.ts";
-import { sleep, until } from "../../../../tests/util.ts";
+import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
+import { removeDir, tempDir } from "@apiary/test-support/procs";
+import { sleep, until } from "@apiary/test-support/util";
 
 // biome-ignore lint/suspicious/noExplicitAny: test JSON
 const j = async (url: string, init?: RequestInit): Promise<any> => (await fetch(url, init)).json();

@@ -4,7 +4,7 @@ import { EventLog } from "../../src/events.ts";
 import { matches, parseTypes } from "../../src/filter.ts";
 import { Registry } from "../../src/registry.ts";
 import { Store } from "../../src/store.ts";
-import { gpu, worker } from "../fake-hive.ts";
+import { gpu, worker } from "@apiary/test-support/fake-hive";
 
 const sample: WorkerStats = {
 	sampledAt: 0,

@@ -5,11 +5,11 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createDriver, detect } from "../packages/hive/src/cgroup/detect.ts";
+import { createDriver, detect } from "@apiary/hive";
 
-const HIVE_BIN = new URL("../packages/hive/bin/hive.js", import.meta.url).pathname;
-const QUEEN_BIN = new URL("../packages/queen/bin/queen.js", import.meta.url).pathname;
-export const FAKE_SMI = (s: string) => new URL(`../packages/hive/test/fixtures/nvidia-smi/${s}`, import.meta.url).pathname;
+const HIVE_BIN = new URL("../../hive/bin/hive.js", import.meta.url).pathname;
+const QUEEN_BIN = new URL("../../queen/bin/queen.js", import.meta.url).pathname;
+export const FAKE_SMI = (s: string) => new URL(`../../hive/test/fixtures/nvidia-smi/${s}`, import.meta.url).pathname;
 
 export interface Daemon {
 	proc: ChildProcess;

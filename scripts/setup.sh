@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The machine set-up `npm test` runs first (idempotent): the Debian packages
+# its tiers need. As root, installs what is missing; otherwise names the
+# packages to install and lets the tier that needs them fail with that name.
+#
+#   tool                          package          tier
+#   prometheus, promtool          prometheus       integration (metrics)
+#   chromium                      chromium         browser
+#   qemu-system-x86_64            qemu-system-x86  vm
+#   busybox (static, with insmod) busybox-static   vm
+set -uo pipefail
+
+need=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+{ [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod; } || need+=(busybox-static)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup: missing Debian packages: ${need[*]}" >&2
+	echo "setup: install them with: sudo apt-get install --no-install-recommends ${need[*]}" >&2
+	echo "setup: (npm test run as root installs them itself); the tiers that need them will fail until then" >&2
+	exit 0
+fi
+
+echo "setup: installing ${need[*]} (apt-get)" >&2
+apt-get update -qq || { echo "setup: apt-get update failed" >&2; exit 1; }
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || {
+	echo "setup: apt-get install ${need[*]} failed" >&2
+	exit 1
+}
