@@ -1,11 +1,11 @@
 import { hostname } from "node:os";
-import { checkId, formatBytes, formatDuration, parseDuration, parseSize, type WorkerInfo } from "@apiary/protocol";
+import { checkId, formatBytes, formatDuration, parseDuration, parseSize, type WorkerInfo, PROFILE_NAMES } from "@apiary/protocol";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { call, unreachable } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
-import { PROFILE_NAMES } from "./profiles.ts";
+
 
 // Client commands load only what they use: the daemon's modules (fastify,
 // cgroup drivers, systeminformation) are imported by `start` alone.
@@ -215,7 +215,7 @@ async function spawnCmd(argv: string[], out: (s: string) => void): Promise<numbe
 	if (v.help) return help("spawn", out);
 	if (positionals.length > 0 && command.length === 0) throw new UsageError(`hive spawn: put the command after "--": hive spawn [options] -- ${positionals.join(" ")}`);
 	if (command.length === 0) throw new UsageError("hive spawn: no command given: hive spawn [options] -- CMD [ARG...]");
-	if (v.profile !== undefined && !PROFILE_NAMES.includes(v.profile)) throw new UsageError(`hive spawn: --profile: unknown profile ${JSON.stringify(v.profile)} (known: ${PROFILE_NAMES.join(", ")})`);
+	if (v.profile !== undefined && !(PROFILE_NAMES as readonly string[]).includes(v.profile)) throw new UsageError(`hive spawn: --profile: unknown profile ${JSON.stringify(v.profile)} (known: ${PROFILE_NAMES.join(", ")})`);
 	const positive = (x: string) => {
 		const n = Number(x);
 		if (!(n > 0) || !Number.isFinite(n)) throw new Error(`expected a positive number, got ${JSON.stringify(x)}`);

@@ -4,6 +4,7 @@ import { EventEmitter, once } from "node:events";
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Clock, systemClock } from "@apiary/kit/clock";
+import { HttpError } from "@apiary/kit/errors";
 import {
 	checkId,
 	type ExitReason,
@@ -12,11 +13,10 @@ import {
 	type Limits,
 	type Snapshot,
 	type WorkerInfo,
-	type WorkerSpec,
-} from "@apiary/protocol";
+	type WorkerSpec, PROFILES, resolveLimits, type SpawnBody } from "@apiary/protocol";
 import type { CgroupDriver, RawSample, WorkerReader } from "./cgroup/driver.ts";
 import { parseProcStat } from "./proc.ts";
-import { PROFILES, resolveLimits } from "./profiles.ts";
+
 import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, spawnWorker } from "./spawner.ts";
 import { readOptional } from "./statfile.ts";
@@ -26,27 +26,12 @@ export interface GpuSource {
 	status(): GpuStatus;
 }
 
-export interface SpawnRequest {
-	id?: string;
-	command: string[];
-	profile?: string;
-	cpu?: number | null;
-	memoryBytes?: number | null;
-	pids?: number | null;
-	timeoutMs?: number | null;
-	labels?: Record<string, string>;
-	gpus?: string[];
-	env?: Record<string, string>;
-	cwd?: string;
-}
+/** What a spawn asks for: the API's spawn body (declared once in @apiary/protocol). */
+export type SpawnRequest = SpawnBody;
 
-/** An error a client caused: the API answers it with this status. */
-export class HiveError extends Error {
-	readonly status: number;
-	constructor(status: number, message: string) {
-		super(message);
-		this.status = status;
-	}
+/** An error a client caused: the API answers it with this status (fastify renders its label). */
+export class HiveError extends HttpError {
+	override name = "HiveError";
 }
 
 interface Entry {
@@ -159,7 +144,7 @@ export class Hive extends EventEmitter {
 		const id = req.id === undefined ? `w-${randomBytes(4).toString("hex")}` : checkId(req.id, "id");
 		if (this.workers.has(id)) throw new HiveError(409, `id ${id} is already in use on this hive`);
 		if (req.command.length === 0) throw new HiveError(400, "command must have at least one element");
-		if (req.profile !== undefined && !PROFILES[req.profile]) {
+		if (req.profile !== undefined && !(req.profile in PROFILES)) {
 			throw new HiveError(400, `profile ${JSON.stringify(req.profile)} is unknown (known: ${Object.keys(PROFILES).join(", ")})`);
 		}
 		const limits = resolveLimits(req.profile ?? null, { cpu: req.cpu, memoryBytes: req.memoryBytes, pids: req.pids, timeoutMs: req.timeoutMs });

@@ -1,3 +1,4 @@
+import type { PackedStats } from "./wire.ts";
 import type { Pressure, PressureStats, WorkerStats } from "./types.ts";
 
 // Heartbeats carry each running worker's stats as one positional array
@@ -15,7 +16,7 @@ const psiIn = (a: N[] | null): Pressure | null =>
 			}
 		: null;
 
-export type PackedStats = (N | N[] | Record<string, number> | null)[];
+
 
 export function packStats(s: WorkerStats): PackedStats {
 	const { cpu: c, memory: m, io, pids, pressure: p } = s;

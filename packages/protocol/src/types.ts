@@ -1,187 +1,190 @@
-// Wire types shared by hive and queen. One snapshot per hive tick flows from
-// the sampler to the hive API and over the socket to the queen unchanged.
-// Every measured field is `number | null`: null means "not measured", never 0.
+import { Type } from "@sinclair/typebox";
+import { ID_PATTERN } from "./ids.ts";
+import { Nullable, type Static, StringEnum } from "./schema.ts";
 
-export type CgroupDriverName = "v2" | "v1" | "none";
+// Wire types shared by hive and queen, each declared once as a schema whose
+// Static<> is the type. One snapshot per hive tick flows from the sampler to
+// the hive API and over the socket to the queen unchanged. Every measured
+// field is `number | null`: null means "not measured", never 0.
 
-export interface DriverInfo {
-	name: CgroupDriverName;
-	/** False when limits are only recorded, not enforced by the kernel. */
-	enforced: boolean;
-	/** The hive's cgroup root (per controller on v1), null for `none`. */
-	root: string | null;
-	/** Why this driver was chosen (or why a better one was not). */
-	reason: string;
-}
+const N = Nullable(Type.Number());
+const Str = Type.String({ maxLength: 4096 });
+const StrMap = Type.Record(Type.String(), Type.String());
+/** Ids become cgroup and file names (see ids.ts). */
+export const Id = Type.String({ pattern: ID_PATTERN, maxLength: 63 });
 
-export interface Limits {
-	/** CPU cores (0.5 = half a core). */
-	cpu: number | null;
-	memoryBytes: number | null;
-	pids: number | null;
-	timeoutMs: number | null;
-}
+export const CGROUP_DRIVERS = ["v2", "v1", "none"] as const;
+export const CgroupDriverName = StringEnum(CGROUP_DRIVERS);
+export type CgroupDriverName = Static<typeof CgroupDriverName>;
 
-export interface WorkerSpec {
-	id: string;
-	command: string[];
-	profile: string | null;
-	limits: Limits;
-	labels: Record<string, string>;
-	/** GPU indexes or UUIDs, exported as CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES. */
-	gpus: string[];
-	env: Record<string, string>;
-	cwd: string | null;
-}
+export const DriverInfo = Type.Object({
+	name: CgroupDriverName,
+	enforced: Type.Boolean({ description: "false when limits are only recorded, not enforced by the kernel" }),
+	root: Nullable(Str),
+	reason: Type.String({ maxLength: 1024, description: "why this driver was chosen (or why a better one was not)" }),
+});
+export type DriverInfo = Static<typeof DriverInfo>;
 
-export interface CpuStats {
-	usageNs: number | null;
-	/** Percent of one core over the last tick; null on the first sample. */
-	percent: number | null;
-	periods: number | null;
-	throttledPeriods: number | null;
-	throttledNs: number | null;
-}
+export const Limits = Type.Object({
+	cpu: Nullable(Type.Number({ description: "CPU cores (0.5 = half a core)" })),
+	memoryBytes: N,
+	pids: N,
+	timeoutMs: N,
+});
+export type Limits = Static<typeof Limits>;
 
-export interface MemoryStats {
-	currentBytes: number | null;
-	peakBytes: number | null;
-	/** current - inactive_file, what kubelet/cAdvisor call the working set. */
-	workingSetBytes: number | null;
-	anonBytes: number | null;
-	fileBytes: number | null;
-	limitBytes: number | null;
-	oomKills: number | null;
-}
+export const WorkerSpec = Type.Object({
+	id: Id,
+	command: Type.Array(Type.String()),
+	profile: Nullable(Type.String()),
+	limits: Limits,
+	labels: StrMap,
+	gpus: Type.Array(Type.String(), { description: "GPU indexes or UUIDs, exported as CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES" }),
+	env: StrMap,
+	cwd: Nullable(Str),
+});
+export type WorkerSpec = Static<typeof WorkerSpec>;
 
-export interface IoStats {
-	readBytes: number | null;
-	writeBytes: number | null;
-	readOps: number | null;
-	writeOps: number | null;
-	readBytesPerSec: number | null;
-	writeBytesPerSec: number | null;
-	readOpsPerSec: number | null;
-	writeOpsPerSec: number | null;
-}
+export const CpuStats = Type.Object({
+	usageNs: N,
+	percent: Nullable(Type.Number({ description: "percent of one core over the last tick; null on the first sample" })),
+	periods: N,
+	throttledPeriods: N,
+	throttledNs: N,
+});
+export type CpuStats = Static<typeof CpuStats>;
 
-export interface PidsStats {
-	current: number | null;
-	limit: number | null;
-}
+export const MemoryStats = Type.Object({
+	currentBytes: N,
+	peakBytes: N,
+	workingSetBytes: Nullable(Type.Number({ description: "current - inactive_file, what kubelet/cAdvisor call the working set" })),
+	anonBytes: N,
+	fileBytes: N,
+	limitBytes: N,
+	oomKills: N,
+});
+export type MemoryStats = Static<typeof MemoryStats>;
 
-export interface PsiLine {
-	avg10: number;
-	avg60: number;
-	avg300: number;
-	totalUs: number;
-}
+export const IoStats = Type.Object({
+	readBytes: N,
+	writeBytes: N,
+	readOps: N,
+	writeOps: N,
+	readBytesPerSec: N,
+	writeBytesPerSec: N,
+	readOpsPerSec: N,
+	writeOpsPerSec: N,
+});
+export type IoStats = Static<typeof IoStats>;
 
-export interface Pressure {
-	some: PsiLine;
-	full: PsiLine | null;
-}
+export const PidsStats = Type.Object({ current: N, limit: N });
+export type PidsStats = Static<typeof PidsStats>;
 
-export interface PressureStats {
-	cpu: Pressure | null;
-	memory: Pressure | null;
-	io: Pressure | null;
-}
+export const PsiLine = Type.Object({ avg10: Type.Number(), avg60: Type.Number(), avg300: Type.Number(), totalUs: Type.Number() });
+export type PsiLine = Static<typeof PsiLine>;
 
-export interface WorkerStats {
-	/** Wall-clock ms since epoch of the sample. */
-	sampledAt: number;
-	uptimeMs: number;
-	cpu: CpuStats;
-	memory: MemoryStats;
-	io: IoStats;
-	pids: PidsStats;
-	pressure: PressureStats;
-	/** GPU memory used by this worker's processes, MiB per GPU uuid. */
-	gpuMemoryMiB: Record<string, number> | null;
-}
+export const Pressure = Type.Object({ some: PsiLine, full: Nullable(PsiLine) });
+export type Pressure = Static<typeof Pressure>;
 
-export type ExitReason = "exited" | "signaled" | "killed" | "timeout" | "oom" | "spawn-failed" | "lost";
+export const PressureStats = Type.Object({ cpu: Nullable(Pressure), memory: Nullable(Pressure), io: Nullable(Pressure) });
+export type PressureStats = Static<typeof PressureStats>;
 
-export interface ExitRecord {
-	exitCode: number | null;
-	signal: string | null;
-	reason: ExitReason;
-	/** Human-readable detail, e.g. why exitCode is null. */
-	message: string | null;
-	startedAt: string;
-	endedAt: string;
-	durationMs: number;
-	peakMemoryBytes: number | null;
-	oomKilled: boolean | null;
-}
+export const WorkerStats = Type.Object({
+	sampledAt: Type.Number({ description: "wall-clock ms since the epoch of the sample" }),
+	uptimeMs: Type.Number(),
+	cpu: CpuStats,
+	memory: MemoryStats,
+	io: IoStats,
+	pids: PidsStats,
+	pressure: PressureStats,
+	gpuMemoryMiB: Nullable(Type.Record(Type.String(), Type.Number(), { description: "GPU memory used by this worker's processes, MiB per GPU uuid" })),
+});
+export type WorkerStats = Static<typeof WorkerStats>;
 
-export type WorkerState = "running" | "exited";
+export const EXIT_REASONS = ["exited", "signaled", "killed", "timeout", "oom", "spawn-failed", "lost"] as const;
+export const ExitReason = StringEnum(EXIT_REASONS);
+export type ExitReason = Static<typeof ExitReason>;
 
-export interface WorkerInfo extends WorkerSpec {
-	pid: number | null;
-	state: WorkerState;
-	startedAt: string;
-	cgroup: string | null;
-	/** True when this hive process did not spawn it but re-adopted it after a restart. */
-	adopted: boolean;
-	stats: WorkerStats | null;
-	exit: ExitRecord | null;
-}
+export const ExitRecord = Type.Object({
+	exitCode: N,
+	signal: Nullable(Type.String()),
+	reason: ExitReason,
+	message: Nullable(Type.String({ description: "human-readable detail, e.g. why exitCode is null" })),
+	startedAt: Type.String(),
+	endedAt: Type.String(),
+	durationMs: Type.Number(),
+	peakMemoryBytes: N,
+	oomKilled: Nullable(Type.Boolean()),
+});
+export type ExitRecord = Static<typeof ExitRecord>;
 
-export interface GpuProcess {
-	pid: number;
-	usedMemoryMiB: number | null;
-	workerId: string | null;
-}
+export const WorkerState = StringEnum(["running", "exited"] as const);
+export type WorkerState = Static<typeof WorkerState>;
 
-export interface GpuInfo {
-	index: number;
-	uuid: string;
-	name: string;
-	busId: string | null;
-	memoryTotalMiB: number | null;
-	memoryUsedMiB: number | null;
-	memoryFreeMiB: number | null;
-	utilizationGpu: number | null;
-	utilizationMemory: number | null;
-	temperatureC: number | null;
-	powerDrawW: number | null;
-	powerLimitW: number | null;
-	migMode: "Enabled" | "Disabled" | null;
-	processes: GpuProcess[];
-	/** Age of this GPU's last reading, ms. */
-	ageMs: number;
-	stale: boolean;
-}
+export const WorkerInfo = Type.Composite([
+	WorkerSpec,
+	Type.Object({
+		pid: N,
+		state: WorkerState,
+		startedAt: Type.String(),
+		cgroup: Nullable(Str),
+		adopted: Type.Boolean({ description: "true when this hive process did not spawn it but re-adopted it after a restart" }),
+		stats: Nullable(WorkerStats),
+		exit: Nullable(ExitRecord),
+	}),
+]);
+export type WorkerInfo = Static<typeof WorkerInfo>;
 
-export interface GpuStatus {
-	/** "ok", "absent" (no nvidia-smi / no driver), "stale" (hung or restarting), "error". */
-	state: "ok" | "absent" | "stale" | "error" | "starting";
-	message: string | null;
-	/** Age of the newest GPU reading, ms; null when there never was one. */
-	ageMs: number | null;
-	gpus: GpuInfo[];
-}
+export const GpuProcess = Type.Object({ pid: Type.Number(), usedMemoryMiB: N, workerId: Nullable(Type.String()) });
+export type GpuProcess = Static<typeof GpuProcess>;
 
-export interface HostFacts {
-	hostname: string;
-	os: string;
-	kernel: string;
-	arch: string;
-	cpuModel: string;
-	cores: number;
-	memoryBytes: number;
-}
+export const GpuInfo = Type.Object({
+	index: Type.Integer({ minimum: 0, maximum: 1023 }),
+	uuid: Type.String({ maxLength: 128 }),
+	name: Type.String({ maxLength: 256 }),
+	busId: Nullable(Type.String({ maxLength: 64 })),
+	memoryTotalMiB: N,
+	memoryUsedMiB: N,
+	memoryFreeMiB: N,
+	utilizationGpu: N,
+	utilizationMemory: N,
+	temperatureC: N,
+	powerDrawW: N,
+	powerLimitW: N,
+	migMode: Nullable(StringEnum(["Enabled", "Disabled"] as const)),
+	processes: Type.Array(GpuProcess, { maxItems: 4096 }),
+	ageMs: Type.Number({ description: "age of this GPU's last reading, ms" }),
+	stale: Type.Boolean(),
+});
+export type GpuInfo = Static<typeof GpuInfo>;
 
-export interface Snapshot {
-	hiveId: string;
-	instanceId: string;
-	seq: number;
-	takenAt: string;
-	/** How long the tick took to sample every worker, ms. */
-	tickMs: number;
-	driver: DriverInfo;
-	workers: WorkerInfo[];
-	gpu: GpuStatus;
-}
+export const GpuStatus = Type.Object({
+	state: StringEnum(["ok", "absent", "stale", "error", "starting"] as const, { description: "absent: no nvidia-smi or no driver; stale: hung or restarting" }),
+	message: Nullable(Type.String()),
+	ageMs: Nullable(Type.Number({ description: "age of the newest GPU reading, ms; null when there never was one" })),
+	gpus: Type.Array(GpuInfo, { maxItems: 1024 }),
+});
+export type GpuStatus = Static<typeof GpuStatus>;
+
+export const HostFacts = Type.Object({
+	hostname: Type.String({ maxLength: 256 }),
+	os: Type.String({ maxLength: 256 }),
+	kernel: Type.String({ maxLength: 256 }),
+	arch: Type.String({ maxLength: 64 }),
+	cpuModel: Type.String({ maxLength: 256 }),
+	cores: Type.Number(),
+	memoryBytes: Type.Number(),
+});
+export type HostFacts = Static<typeof HostFacts>;
+
+export const Snapshot = Type.Object({
+	hiveId: Id,
+	instanceId: Type.String(),
+	seq: Type.Integer({ minimum: 0 }),
+	takenAt: Type.String(),
+	tickMs: Type.Number({ description: "how long the tick took to sample every worker, ms" }),
+	driver: DriverInfo,
+	workers: Type.Array(WorkerInfo),
+	gpu: GpuStatus,
+});
+export type Snapshot = Static<typeof Snapshot>;

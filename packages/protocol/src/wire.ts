@@ -1,64 +1,70 @@
-// The hive ↔ queen socket (ws://QUEEN/v1/hives/connect) and the event stream.
-import type { PackedStats } from "./stats-codec.ts";
-import type { DriverInfo, ExitRecord, GpuInfo, HostFacts, Snapshot, WorkerInfo } from "./types.ts";
+// The hive ↔ queen socket (ws://QUEEN/v1/hives/connect) and the event stream,
+// each message and view declared once: the schema validates, Static<> types.
+import { Type } from "@sinclair/typebox";
+import { Nullable, type Static, StringEnum } from "./schema.ts";
+import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Snapshot, WorkerInfo } from "./types.ts";
 
-export interface HelloMessage {
-	type: "hello";
-	hiveId: string;
-	instanceId: string;
-	version: string;
-	host: HostFacts;
-	driver: DriverInfo;
-	gpus: GpuInfo[];
-}
+export const HelloMessage = Type.Object({
+	type: Type.Literal("hello"),
+	hiveId: Id,
+	instanceId: Type.String({ maxLength: 64 }),
+	version: Type.String({ maxLength: 64 }),
+	host: HostFacts,
+	driver: DriverInfo,
+	gpus: Type.Array(GpuInfo, { maxItems: 1024 }),
+});
+export type HelloMessage = Static<typeof HelloMessage>;
 
-/**
- * A running worker already described in full on this connection: its id and
- * its stats, packed (see stats-codec.ts).
- */
-export interface WorkerTick {
-	id: string;
-	state: "running";
-	startedAt: string;
-	pid: number | null;
-	s: PackedStats | null;
-}
+/** Stats packed as one positional array (stats-codec.ts). */
+export const PackedStats = Type.Array(Type.Union([Type.Number(), Type.Null(), Type.Array(Nullable(Type.Number())), Type.Record(Type.String(), Type.Number())]), { minItems: 28, maxItems: 64 });
+export type PackedStats = Static<typeof PackedStats>;
+
+/** A running worker already described in full on this connection: its id and its stats, packed. */
+export const WorkerTick = Type.Object({
+	id: Id,
+	state: Type.Literal("running"),
+	startedAt: Type.String({ maxLength: 64 }),
+	pid: Nullable(Type.Integer()),
+	s: Nullable(PackedStats),
+});
+export type WorkerTick = Static<typeof WorkerTick>;
 
 /**
  * One per tick: the whole snapshot. Workers are described in full the first
  * time on a connection (and when they exit, until the queen acks the exit);
  * after that a running worker is a WorkerTick.
  */
-export interface HeartbeatMessage {
-	type: "heartbeat";
-	seq: number;
-	snapshot: Omit<Snapshot, "workers"> & { workers: (WorkerInfo | WorkerTick)[] };
-}
+export const HeartbeatMessage = Type.Object({
+	type: Type.Literal("heartbeat"),
+	seq: Type.Integer({ minimum: 0 }),
+	snapshot: Type.Composite([Type.Omit(Snapshot, ["workers"]), Type.Object({ workers: Type.Array(Type.Union([WorkerTick, WorkerInfo]), { maxItems: 10_000 }) })]),
+});
+export type HeartbeatMessage = Static<typeof HeartbeatMessage>;
 
 /** Sent at once when a worker spawns or exits, between heartbeats. */
-export interface WorkerEventMessage {
-	type: "event";
-	seq: number;
-	event: "worker.spawned" | "worker.exited";
-	worker: WorkerInfo;
-}
+export const WorkerEventMessage = Type.Object({
+	type: Type.Literal("event"),
+	seq: Type.Integer({ minimum: 0 }),
+	event: StringEnum(["worker.spawned", "worker.exited"] as const),
+	worker: WorkerInfo,
+});
+export type WorkerEventMessage = Static<typeof WorkerEventMessage>;
 
 /** A hive stopping on purpose says so, so the queen reports hive.left, not hive.lost. */
-export interface ByeMessage {
-	type: "bye";
-}
+export const ByeMessage = Type.Object({ type: Type.Literal("bye") });
+export type ByeMessage = Static<typeof ByeMessage>;
 
+/** Every message a hive may send, by its `type`. */
+export const HIVE_MESSAGES = { hello: HelloMessage, heartbeat: HeartbeatMessage, event: WorkerEventMessage, bye: ByeMessage } as const;
 export type HiveMessage = HelloMessage | HeartbeatMessage | WorkerEventMessage | ByeMessage;
 
-export interface AckMessage {
-	type: "ack";
-	seq: number;
-}
-export interface WelcomeMessage {
-	type: "welcome";
-	/** Heartbeat interval the queen expects, for the hive's information. */
-	staleAfterMs: number;
-}
+export const AckMessage = Type.Object({ type: Type.Literal("ack"), seq: Type.Integer() });
+export type AckMessage = Static<typeof AckMessage>;
+export const WelcomeMessage = Type.Object({
+	type: Type.Literal("welcome"),
+	staleAfterMs: Type.Number({ description: "heartbeat interval the queen expects, for the hive's information" }),
+});
+export type WelcomeMessage = Static<typeof WelcomeMessage>;
 export type QueenMessage = AckMessage | WelcomeMessage;
 
 export const EVENT_TYPES = [
@@ -77,55 +83,63 @@ export const EVENT_TYPES = [
 	"snapshot",
 	"stream.lagged",
 ] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
+export const EventType = StringEnum(EVENT_TYPES);
+export type EventType = Static<typeof EventType>;
 
-export interface QueenEvent {
-	id: number;
-	type: EventType;
-	/** ISO time on the queen's clock. */
-	at: string;
-	hiveId: string | null;
-	workerId: string | null;
-	data: unknown;
-}
+export const QueenEvent = Type.Object({
+	id: Type.Integer(),
+	type: EventType,
+	at: Type.String({ description: "ISO time on the queen's clock" }),
+	hiveId: Nullable(Type.String()),
+	workerId: Nullable(Type.String()),
+	data: Type.Unknown(),
+});
+export type QueenEvent = Static<typeof QueenEvent>;
 
-export type HiveState = "ready" | "stale" | "lost" | "unknown" | "left";
+export const HIVE_STATES = ["ready", "stale", "lost", "unknown", "left"] as const;
+export const HiveState = StringEnum(HIVE_STATES);
+export type HiveState = Static<typeof HiveState>;
 
-export interface HiveView {
-	id: string;
-	instanceId: string;
-	state: HiveState;
-	version: string;
-	host: HostFacts;
-	driver: DriverInfo;
-	lastSeenAt: string | null;
-	/** ms since the last message, on the queen's clock; null when never seen since the queen started. */
-	lastSeenAgoMs: number | null;
-	connected: boolean;
-	workers: number;
-	gpus: number;
-}
+export const HiveView = Type.Object({
+	id: Type.String(),
+	instanceId: Type.String(),
+	state: HiveState,
+	version: Type.String(),
+	host: HostFacts,
+	driver: DriverInfo,
+	lastSeenAt: Nullable(Type.String()),
+	lastSeenAgoMs: Nullable(Type.Number({ description: "ms since the last message, on the queen's clock; null when never seen since the queen started" })),
+	connected: Type.Boolean(),
+	workers: Type.Integer(),
+	gpus: Type.Integer(),
+});
+export type HiveView = Static<typeof HiveView>;
 
-export type QueenWorkerState = "running" | "exited" | "evicted";
+export const QueenWorkerState = StringEnum(["running", "exited", "evicted"] as const);
+export type QueenWorkerState = Static<typeof QueenWorkerState>;
 
-export interface QueenWorkerView extends Omit<WorkerInfo, "state" | "env"> {
-	hiveId: string;
-	state: QueenWorkerState;
-	exit: ExitRecord | null;
-}
+export const QueenWorkerView = Type.Composite([
+	Type.Omit(WorkerInfo, ["state", "env", "exit"]),
+	Type.Object({ hiveId: Type.String(), state: QueenWorkerState, exit: Nullable(ExitRecord) }),
+]);
+export type QueenWorkerView = Static<typeof QueenWorkerView>;
 
-export interface GpuView extends GpuInfo {
-	hiveId: string;
-	free: boolean;
-	/** Worker ids holding it (assigned via --gpus, or using memory on it). */
-	heldBy: string[];
-	claimId: string | null;
-}
+export const GpuView = Type.Composite([
+	GpuInfo,
+	Type.Object({
+		hiveId: Type.String(),
+		free: Type.Boolean(),
+		heldBy: Type.Array(Type.String(), { description: "worker ids holding it (assigned via --gpus, or using memory on it)" }),
+		claimId: Nullable(Type.String()),
+	}),
+]);
+export type GpuView = Static<typeof GpuView>;
 
-export interface Claim {
-	id: string;
-	holder: string;
-	gpus: { hiveId: string; uuid: string; index: number }[];
-	createdAt: string;
-	expiresAt: string;
-}
+export const Claim = Type.Object({
+	id: Type.String(),
+	holder: Type.String(),
+	gpus: Type.Array(Type.Object({ hiveId: Type.String(), uuid: Type.String(), index: Type.Integer() })),
+	createdAt: Type.String(),
+	expiresAt: Type.String(),
+});
+export type Claim = Static<typeof Claim>;

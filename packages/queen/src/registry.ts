@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import {
 	type Claim,
+	type ClaimBody,
 	type ExitRecord,
 	type GpuInfo,
 	type GpuView,
@@ -15,6 +16,7 @@ import {
 	type WorkerTick,
 } from "@apiary/protocol";
 import { type Clock, systemClock } from "@apiary/kit/clock";
+import { HttpError } from "@apiary/kit/errors";
 import type { EventLog } from "./events.ts";
 import type { Store } from "./store.ts";
 
@@ -47,12 +49,9 @@ interface WorkerRec {
 	sampledAt: number | null;
 }
 
-export class RegistryError extends Error {
-	readonly status: number;
-	constructor(status: number, message: string) {
-		super(message);
-		this.status = status;
-	}
+/** A request the registry refuses: 404 no such thing, 409 it does not fit (fastify renders the label). */
+export class RegistryError extends HttpError {
+	override name = "RegistryError";
 }
 
 const key = (hiveId: string, id: string) => `${hiveId}/${id}`;
@@ -376,7 +375,7 @@ export class Registry {
 
 	// ---- claims -------------------------------------------------------------------------------
 
-	claim(req: { count: number; minMemoryMiB?: number; sameHive?: boolean; ttlSeconds: number; holder: string }): Claim {
+	claim(req: ClaimBody): Claim {
 		return this.change(() => {
 			const free = this.listGpus({ free: true, minMemoryMiB: req.minMemoryMiB });
 			let pick: GpuView[] = [];

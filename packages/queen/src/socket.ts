@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { ID_PATTERN, type HiveMessage, type QueenMessage } from "@apiary/protocol";
-import { Ajv } from "ajv";
+import { HIVE_MESSAGES, type HiveMessage, type QueenMessage } from "@apiary/protocol";
+import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
 import { checkBearer } from "@apiary/kit/auth";
 import type { Registry } from "./registry.ts";
@@ -10,47 +10,10 @@ import type { Registry } from "./registry.ts";
 // (with the field named in the reason), 1009 too big (ws enforces maxPayload),
 // 4000 replaced by a newer connection of the same hive.
 
-const id = { type: "string", pattern: ID_PATTERN, maxLength: 63 };
-const tick = {
-	type: "object",
-	required: ["id", "state", "startedAt", "s"],
-	properties: { id, state: { const: "running" }, startedAt: { type: "string" }, pid: { type: ["integer", "null"] }, s: { type: ["array", "null"], minItems: 28 } },
-};
-const worker = {
-	type: "object",
-	required: ["id", "state", "startedAt", "command", "limits", "labels", "gpus"],
-	properties: { id, state: { enum: ["running", "exited"] }, startedAt: { type: "string" }, command: { type: "array", items: { type: "string" } }, labels: { type: "object" }, gpus: { type: "array", items: { type: "string" } } },
-};
-const gpu = { type: "object", required: ["index", "uuid", "name", "processes"], properties: { index: { type: "integer" }, uuid: { type: "string", maxLength: 128 }, processes: { type: "array" } } };
-const schemas = {
-	hello: {
-		type: "object",
-		required: ["type", "hiveId", "instanceId", "version", "host", "driver", "gpus"],
-		properties: { type: { const: "hello" }, hiveId: id, instanceId: { type: "string", maxLength: 64 }, version: { type: "string" }, host: { type: "object" }, driver: { type: "object" }, gpus: { type: "array", items: gpu } },
-	},
-	heartbeat: {
-		type: "object",
-		required: ["type", "seq", "snapshot"],
-		properties: {
-			type: { const: "heartbeat" },
-			seq: { type: "integer", minimum: 0 },
-			snapshot: {
-				type: "object",
-				required: ["hiveId", "instanceId", "workers", "gpu"],
-				// biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then/else, not a thenable
-				properties: { hiveId: id, workers: { type: "array", maxItems: 10_000, items: { if: { required: ["s"] }, then: tick, else: worker } }, gpu: { type: "object", required: ["gpus"], properties: { gpus: { type: "array", items: gpu } } } },
-			},
-		},
-	},
-	event: {
-		type: "object",
-		required: ["type", "seq", "event", "worker"],
-		properties: { type: { const: "event" }, seq: { type: "integer", minimum: 0 }, event: { enum: ["worker.spawned", "worker.exited"] }, worker },
-	},
-	bye: { type: "object", required: ["type"], properties: { type: { const: "bye" } } },
-};
+// Each message's validator is compiled from its one declaration in
+// @apiary/protocol (wire.ts); ajv's messages name the field.
 const ajv = new Ajv({ allErrors: false });
-const validators = Object.fromEntries(Object.entries(schemas).map(([k, s]) => [k, ajv.compile(s)]));
+const validators: Record<string, ValidateFunction> = Object.fromEntries(Object.entries(HIVE_MESSAGES).map(([k, s]) => [k, ajv.compile(s)]));
 
 export interface HiveSocketOptions {
 	registry: Registry;
@@ -105,6 +68,7 @@ export class HiveSocketServer {
 			const type = (m as { type?: unknown })?.type;
 			const validate = typeof type === "string" ? validators[type] : undefined;
 			if (!validate) return reject(1008, `unknown message type ${JSON.stringify(type)}`);
+			if (!hiveId && type !== "hello") return reject(1008, "the first message must be hello");
 			if (!validate(m)) {
 				const e = validate.errors![0]!;
 				return reject(1008, `${type}${e.instancePath.replaceAll("/", ".")} ${e.message}`);
@@ -120,7 +84,7 @@ export class HiveSocketServer {
 					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs });
 					return;
 				}
-				if (!hiveId) return reject(1008, "the first message must be hello");
+				if (!hiveId) return reject(1008, "the first message must be hello"); // unreachable: checked before validation
 				if (m.type === "heartbeat") {
 					if (m.snapshot.hiveId !== hiveId) return reject(1008, "heartbeat.snapshot.hiveId does not match hello");
 					const t0 = performance.now();

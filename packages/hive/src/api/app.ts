@@ -1,14 +1,11 @@
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { HostFacts } from "@apiary/protocol";
-import Fastify, { type FastifyInstance } from "fastify";
-import { type Hive, HiveError, type SpawnRequest } from "../hive.ts";
+import { createServer } from "@apiary/kit/server";
+import { ErrorBody, HiveHealth, HiveWorkersQuery, type HostFacts, IdParams, LogsQuery, Snapshot, SpawnBody, Type, WorkerInfo } from "@apiary/protocol";
+import type { FastifyInstance } from "fastify";
+import { type Hive, HiveError } from "../hive.ts";
 import { hiveMetrics } from "../metrics.ts";
-import { requireToken } from "@apiary/kit/auth";
-import { registerOpenApi } from "@apiary/kit/openapi";
-import { schemaError } from "@apiary/kit/server";
-import { idParam, listQuery, logsQuery, spawnBody } from "./schemas.ts";
 
 export interface HiveAppOptions {
 	hive: Hive;
@@ -18,25 +15,21 @@ export interface HiveAppOptions {
 	version: string;
 }
 
-/** The hive's local HTTP API. Every route has a schema; unknown fields are errors, not silently dropped. */
+/**
+ * The hive's local HTTP API. Every route's request and answer are declared
+ * once in @apiary/protocol (api.ts): validation, types and OpenAPI come from
+ * there; unknown fields are errors, not silently dropped.
+ */
 export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> {
-	const app = Fastify({
-		logger: o.logger ?? false,
+	const app = await createServer({
 		bodyLimit: 1 << 20,
-		ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-		schemaErrorFormatter: schemaError,
+		token: o.token,
+		logger: o.logger,
+		openapi: { title: "Apiary hive", version: o.version, description: "The hive's local API: spawn, list, kill and read workers; the current snapshot." },
 	});
 	const { hive } = o;
-	requireToken(app, o.token);
-	await registerOpenApi(app, { title: "Apiary hive", version: o.version, description: "The hive's local API: spawn, list, kill and read workers; the current snapshot." });
-	app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
-		if (err instanceof HiveError) return reply.code(err.status).send({ statusCode: err.status, error: "Bad Request", message: err.message });
-		const status = err.statusCode ?? 500;
-		if (status >= 500) app.log.error(err);
-		return reply.code(status).send({ statusCode: status, error: status >= 500 ? "Internal Server Error" : "Bad Request", message: err.message });
-	});
 
-	app.get("/healthz", async () => ({
+	app.get("/healthz", { schema: { response: { 200: HiveHealth } } }, async () => ({
 		ok: true,
 		hiveId: hive.hiveId,
 		instanceId: hive.instanceId,
@@ -48,39 +41,30 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 	const metrics = hiveMetrics(hive);
 	app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
-	app.get("/v1/snapshot", async (_req, reply) => {
-		const snap = hive.snapshot() ?? (await hive.tick());
-		return reply.send(snap);
-	});
+	app.get("/v1/snapshot", { schema: { response: { 200: Snapshot } } }, async () => hive.snapshot() ?? (await hive.tick()));
 
-	app.post("/v1/workers", { schema: { body: spawnBody } }, async (req, reply) => {
-		const info = hive.spawn(req.body as SpawnRequest);
-		return reply.code(201).send(info);
-	});
+	app.post("/v1/workers", { schema: { body: SpawnBody, response: { 201: WorkerInfo } } }, async (req, reply) => reply.code(201).send(hive.spawn(req.body)));
 
-	app.get("/v1/workers", { schema: { querystring: listQuery } }, async (req) => {
-		const q = req.query as { state?: string; label?: string };
-		const state = q.state ?? "all";
-		const [lk, lv] = q.label ? [q.label.slice(0, q.label.indexOf("=")), q.label.slice(q.label.indexOf("=") + 1)] : [null, null];
+	app.get("/v1/workers", { schema: { querystring: HiveWorkersQuery, response: { 200: Type.Array(WorkerInfo) } } }, async (req) => {
+		const state = req.query.state ?? "all";
+		const label = req.query.label;
+		const i = label?.indexOf("=") ?? -1;
+		const [lk, lv] = label ? [label.slice(0, i), label.slice(i + 1)] : [null, null];
 		return hive.list().filter((w) => (state === "all" || w.state === state) && (lk === null || w.labels[lk] === lv));
 	});
 
-	app.get("/v1/workers/:id", { schema: { params: idParam } }, async (req, reply) => {
-		const { id } = req.params as { id: string };
-		const w = hive.get(id);
-		if (!w) return reply.code(404).send({ statusCode: 404, error: "Not Found", message: `no worker ${id}` });
+	app.get("/v1/workers/:id", { schema: { params: IdParams, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) => {
+		const w = hive.get(req.params.id);
+		if (!w) throw new HiveError(404, `no worker ${req.params.id}`);
 		return w;
 	});
 
-	app.delete("/v1/workers/:id", { schema: { params: idParam } }, async (req) => {
-		const { id } = req.params as { id: string };
-		return hive.kill(id);
-	});
+	app.delete("/v1/workers/:id", { schema: { params: IdParams, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) => hive.kill(req.params.id));
 
-	app.get("/v1/workers/:id/logs", { schema: { params: idParam, querystring: logsQuery } }, async (req, reply) => {
-		const { id } = req.params as { id: string };
-		const q = req.query as { follow?: string; offset?: string };
-		if (!hive.get(id)) return reply.code(404).send({ statusCode: 404, error: "Not Found", message: `no worker ${id}` });
+	app.get("/v1/workers/:id/logs", { schema: { params: IdParams, querystring: LogsQuery } }, async (req, reply) => {
+		const { id } = req.params;
+		const q = req.query;
+		if (!hive.get(id)) throw new HiveError(404, `no worker ${id}`);
 		const follow = q.follow === "true" || q.follow === "1";
 		const ac = new AbortController();
 		req.raw.on("close", () => ac.abort());
@@ -88,7 +72,7 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 		return reply.send(Readable.from(tailFile(hive.logPath(id), Number(q.offset ?? 0), follow ? () => hive.get(id)?.state === "running" : null, ac.signal)));
 	});
 
-	return app;
+	return app as unknown as FastifyInstance;
 }
 
 /** Yields the file from `offset`; while `more()` says the writer is alive, waits for growth like `tail -f`. */

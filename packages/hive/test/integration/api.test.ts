@@ -121,7 +121,7 @@ describe("the hive's local HTTP API", () => {
 		expect(big.status).toBe(413);
 		expect((await req("GET", "/v1/workers/..%2Fx")).status).toBe(400);
 		expect((await req("GET", "/v1/workers?state=zombie")).json.message).toMatch(/querystring\.state/);
-		expect((await req("GET", "/v1/workers/nobody")).status).toBe(404);
+		expect((await req("GET", "/v1/workers/nobody")).json).toMatchObject({ statusCode: 404, error: "Not Found", message: "no worker nobody" });
 		expect((await req("DELETE", "/v1/workers/nobody")).status).toBe(404);
 		// nothing was created: no worker, no cgroup, no log file
 		expect(d!.hive.list()).toEqual([]);
@@ -129,7 +129,7 @@ describe("the hive's local HTTP API", () => {
 		expect(existsSync(`${stateDir}/logs/..`)).toBe(true);
 		const dup = await req("POST", "/v1/workers", { id: "dup", command: ["sleep", "30"] });
 		expect(dup.status).toBe(201);
-		expect((await req("POST", "/v1/workers", { id: "dup", command: ["sleep", "30"] })).status).toBe(409);
+		expect((await req("POST", "/v1/workers", { id: "dup", command: ["sleep", "30"] })).json).toMatchObject({ statusCode: 409, error: "Conflict" });
 	});
 
 	it("with a token, mutating routes need it and reads do not", async () => {
@@ -151,6 +151,12 @@ describe("the hive's local HTTP API", () => {
 		const body = doc.paths["/v1/workers"].post.requestBody.content["application/json"].schema;
 		expect(body.required).toEqual(["command"]);
 		expect(body.properties.id.pattern).toBe("^[a-z0-9][a-z0-9._-]{0,62}$");
+		// Answers are documented from the same declarations.
+		const one = doc.paths["/v1/workers/{id}"].get.responses["200"].content["application/json"].schema;
+		expect(one.required).toEqual(expect.arrayContaining(["id", "command", "limits", "pid", "state", "stats", "exit"]));
+		expect(doc.paths["/v1/workers/{id}"].get.responses["404"]).toBeDefined();
+		expect(doc.paths["/v1/workers"].post.responses["201"].content["application/json"].schema.properties.exit).toBeDefined();
+		expect(doc.paths["/v1/snapshot"].get.responses["200"].content["application/json"].schema.properties.gpu).toBeDefined();
 		const ui = await fetch(`${d!.url}/docs/`);
 		expect(ui.status).toBe(200);
 		expect(await ui.text()).toMatch(/swagger-ui/i);

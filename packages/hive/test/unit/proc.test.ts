@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseProcCgroup, parseProcIo, parseProcStat } from "../../src/proc.ts";
-import { resolveLimits } from "../../src/profiles.ts";
+import { resolveLimits } from "@apiary/protocol";
 
 describe("procfs parsers", () => {
 	it("/proc/<pid>/stat survives a comm with spaces and parentheses", () => {

@@ -1,6 +1,6 @@
-import type { QueenEvent } from "@apiary/protocol";
+import { EventsQuery, type QueenEvent } from "@apiary/protocol";
 import type {} from "@fastify/sse";
-import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { eventJson } from "../events.ts";
 import { matches, parseTypes } from "../filter.ts";
 import type { Registry } from "../registry.ts";
@@ -15,25 +15,14 @@ export interface EventsRouteOptions {
 
 const LAG_GRACE_MS = 10_000;
 
-const query = {
-	type: "object",
-	additionalProperties: false,
-	properties: {
-		types: { type: "string", maxLength: 1024, pattern: "^[a-z*.]+(,[a-z*.]+)*$" },
-		hive: { type: "string", pattern: "^[a-z0-9][a-z0-9._-]{0,62}$" },
-		worker: { type: "string", pattern: "^[a-z0-9][a-z0-9._-]{0,62}$" },
-		since: { type: "string", pattern: "^[0-9]{1,15}$" },
-	},
-} as const;
-
 /** GET /v1/events: the SSE stream (snapshot or replay first, then live; bounded, coalescing, lag-closing). */
-export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions): Promise<void> {
+export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async (app, o) => {
 	const { registry } = o;
 	const { events } = registry;
 	// Events arrive already serialized (eventJson): the text goes out as it is.
 	const serializer = (d: unknown) => (typeof d === "string" ? d : JSON.stringify(d));
-	app.get("/v1/events", { sse: { kind: "only", serializer }, schema: { querystring: query } }, async (req, reply) => {
-		const q = req.query as { types?: string; hive?: string; worker?: string; since?: string };
+	app.get("/v1/events", { sse: { kind: "only", serializer }, schema: { querystring: EventsQuery } }, async (req, reply) => {
+		const q = req.query;
 		const header = req.headers["last-event-id"];
 		const resumeFrom = typeof header === "string" && /^\d{1,15}$/.test(header) ? Number(header) : q.since !== undefined ? Number(q.since) : null;
 		const filter = { types: parseTypes(q.types), hive: q.hive ?? null, worker: q.worker ?? null };
@@ -102,4 +91,4 @@ export async function eventsRoutes(app: FastifyInstance, o: EventsRouteOptions):
 			unsubscribe();
 		}
 	});
-}
+};

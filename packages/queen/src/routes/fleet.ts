@@ -1,53 +1,31 @@
-import { ID_PATTERN } from "@apiary/protocol";
-import type { FastifyInstance } from "fastify";
-import type { Registry } from "../registry.ts";
+import { ErrorBody, GpusQuery, GpuView, HiveIdQuery, HiveView, IdParams, QueenWorkersQuery, QueenWorkerView, ExitRecord, Type } from "@apiary/protocol";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { type Registry, RegistryError } from "../registry.ts";
 
-const idParam = { type: "object", required: ["id"], properties: { id: { type: "string", pattern: ID_PATTERN, maxLength: 63 } } } as const;
-
-const workersQuery = {
-	type: "object",
-	additionalProperties: false,
-	properties: {
-		hive: { type: "string", pattern: ID_PATTERN },
-		state: { type: "string", enum: ["running", "exited", "evicted", "all"] },
-		label: { type: "string", pattern: "^[^=]+=.*$", maxLength: 512 },
-	},
-} as const;
-
-const gpusQuery = {
-	type: "object",
-	additionalProperties: false,
-	properties: {
-		free: { type: "string", enum: ["true", "false"] },
-		minMemoryMiB: { type: "string", pattern: "^[0-9]{1,9}$" },
-		name: { type: "string", maxLength: 128 },
-		hive: { type: "string", pattern: ID_PATTERN },
-	},
-} as const;
-
-const notFound = (what: string) => ({ statusCode: 404, error: "Not Found", message: `no ${what}` });
+/** A worker with every exit record the queen has for it (a re-used id has several). */
+const WorkerDetail = Type.Composite([QueenWorkerView, Type.Object({ exits: Type.Array(ExitRecord) })]);
 
 /** Hives, workers and GPUs: the read side of the registry. */
-export async function fleetRoutes(app: FastifyInstance, o: { registry: Registry }): Promise<void> {
+export const fleetRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = async (app, o) => {
 	const { registry } = o;
-	app.get("/v1/hives", async () => registry.listHives());
-	app.get("/v1/hives/:id", { schema: { params: idParam } }, async (req, reply) => {
-		const { id } = req.params as { id: string };
-		return registry.getHive(id) ?? reply.code(404).send(notFound(`hive ${id}`));
+	app.get("/v1/hives", { schema: { response: { 200: Type.Array(HiveView) } } }, async () => registry.listHives());
+	app.get("/v1/hives/:id", { schema: { params: IdParams, response: { 200: HiveView, 404: ErrorBody } } }, async (req) => {
+		const h = registry.getHive(req.params.id);
+		if (!h) throw new RegistryError(404, `no hive ${req.params.id}`);
+		return h;
 	});
-	app.get("/v1/workers", { schema: { querystring: workersQuery } }, async (req) => {
-		const q = req.query as { hive?: string; state?: string; label?: string };
+	app.get("/v1/workers", { schema: { querystring: QueenWorkersQuery, response: { 200: Type.Array(QueenWorkerView) } } }, async (req) => {
+		const q = req.query;
 		const i = q.label?.indexOf("=") ?? -1;
 		return registry.listWorkers({ hive: q.hive, state: q.state ?? "all", label: q.label ? [q.label.slice(0, i), q.label.slice(i + 1)] : undefined });
 	});
-	app.get("/v1/workers/:id", { schema: { params: idParam, querystring: { type: "object", additionalProperties: false, properties: { hive: { type: "string", pattern: ID_PATTERN } } } } }, async (req, reply) => {
-		const { id } = req.params as { id: string };
-		const w = registry.getWorker(id, (req.query as { hive?: string }).hive);
-		if (!w) return reply.code(404).send(notFound(`worker ${id}`));
+	app.get("/v1/workers/:id", { schema: { params: IdParams, querystring: HiveIdQuery, response: { 200: WorkerDetail, 404: ErrorBody } } }, async (req) => {
+		const w = registry.getWorker(req.params.id, req.query.hive);
+		if (!w) throw new RegistryError(404, `no worker ${req.params.id}`);
 		return { ...w, exits: registry.exitsOf(w.hiveId, w.id) };
 	});
-	app.get("/v1/gpus", { schema: { querystring: gpusQuery } }, async (req) => {
-		const q = req.query as { free?: string; minMemoryMiB?: string; name?: string; hive?: string };
+	app.get("/v1/gpus", { schema: { querystring: GpusQuery, response: { 200: Type.Array(GpuView) } } }, async (req) => {
+		const q = req.query;
 		return registry.listGpus({
 			free: q.free === undefined ? undefined : q.free === "true",
 			minMemoryMiB: q.minMemoryMiB === undefined ? undefined : Number(q.minMemoryMiB),
@@ -55,4 +33,4 @@ export async function fleetRoutes(app: FastifyInstance, o: { registry: Registry 
 			hive: q.hive,
 		});
 	});
-}
+};

@@ -116,6 +116,12 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		const doc = await j(`${q!.url}/openapi.json`);
 		expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/hives", "/v1/hives/{id}", "/v1/workers", "/v1/gpus", "/v1/claims", "/v1/claims/{id}", "/v1/events"]));
 		expect(doc.paths["/v1/claims"].post.requestBody.content["application/json"].schema.required).toEqual(["count", "ttlSeconds", "holder"]);
+		// Answers are documented from the same declarations as the requests.
+		expect(doc.paths["/v1/claims"].post.responses["201"].content["application/json"].schema.required).toEqual(expect.arrayContaining(["id", "holder", "gpus", "expiresAt"]));
+		expect(doc.paths["/v1/gpus"].get.responses["200"].content["application/json"].schema.items.properties.free).toBeDefined();
+		expect(doc.paths["/v1/hives/{id}"].get.responses["404"]).toBeDefined();
+		// Errors are rendered by fastify's own path with their status's label.
+		expect(await (await fetch(`${q!.url}/v1/hives/nope`)).json()).toMatchObject({ statusCode: 404, error: "Not Found", message: "no hive nope" });
 		expect((await fetch(`${q!.url}/docs/`)).status).toBe(200);
 		const page = await fetch(`${q!.url}/`);
 		expect(page.headers.get("content-type")).toMatch(/text\/html/);
@@ -150,6 +156,7 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		expect(ok).toHaveLength(4);
 		expect(results.filter((r) => r.status === 409)).toHaveLength(16);
 		expect(results.find((r) => r.status === 409)!.body.message).toMatch(/not enough free GPUs/);
+		expect(results.find((r) => r.status === 409)!.body.error).toBe("Conflict");
 		const claimed = ok.map((r) => r.body.gpus[0].index).sort();
 		expect(claimed).toEqual([0, 1, 2, 3]);
 		expect(await j(`${q!.url}/v1/gpus?free=true`)).toEqual([]);
@@ -221,12 +228,14 @@ describe("the queen's event stream under load, claims and bad input", () => {
 			for (const m of msgs) h.send(m);
 			return until(() => h.closed, 5000, "close");
 		};
+		// Complete but for what a case is about, so the error named is that one.
+		const completeSnapshot = { hiveId: "bad", instanceId: "x", seq: 1, takenAt: "2026-11-21T00:00:00Z", tickMs: 0, driver: { name: "v2", enforced: true, root: null, reason: "t" }, workers: [], gpu: { state: "absent", message: null, ageMs: null, gpus: [] } };
 		expect(await closeOf(["{not json"])).toEqual({ code: 1007, reason: "malformed JSON" });
 		expect(await closeOf([{ type: "launch-missiles" }])).toEqual({ code: 1008, reason: 'unknown message type "launch-missiles"' });
 		expect(await closeOf([{ type: "heartbeat", seq: 1, snapshot: { hiveId: "bad", instanceId: "x", workers: [], gpu: { gpus: [] } } }])).toEqual({ code: 1008, reason: "the first message must be hello" });
 		expect((await closeOf([{ type: "hello", hiveId: "../x", instanceId: "i", version: "v", host: {}, driver: {}, gpus: [] }])).reason).toMatch(/^hello\.hiveId must match pattern/);
 		expect((await closeOf([{ type: "heartbeat", seq: "one", snapshot: {} }], { hello: true })).reason).toMatch(/^heartbeat\.seq must be integer/);
-		expect((await closeOf([{ type: "heartbeat", seq: 1, snapshot: { hiveId: "bad", instanceId: "x", workers: [{ id: "a/b" }], gpu: { gpus: [] } } }], { hello: true })).reason).toMatch(/heartbeat\.snapshot\.workers\.0/);
+		expect((await closeOf([{ type: "heartbeat", seq: 1, snapshot: { ...completeSnapshot, workers: [{ id: "a/b" }] } }], { hello: true })).reason).toMatch(/heartbeat\.snapshot\.workers\.0/);
 		expect((await closeOf([`{"type":"heartbeat","seq":1,"pad":"${"x".repeat(70 * 1024)}"}`], { hello: true })).code).toBe(1009);
 		const noToken = new FakeHive(q!.url, "sneaky");
 		hives.push(noToken);

@@ -1,0 +1,116 @@
+// HTTP bodies, queries and answers, each declared once: the route's schema
+// (validation and OpenAPI, responses included) and, through Static<>, its type.
+import { Type } from "@sinclair/typebox";
+import { ID_PATTERN } from "./ids.ts";
+import { PROFILE_NAMES } from "./profiles.ts";
+import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
+import { DriverInfo, HostFacts, Id } from "./types.ts";
+
+export const IdParams = Type.Object({ id: Id });
+export type IdParams = Static<typeof IdParams>;
+
+/** A label filter, `k=v`. */
+export const LabelFilter = Type.String({ pattern: "^[^=]+=.*$", maxLength: 512, description: "k=v" });
+
+/** The spawn body of the hive's API (and of a placement through the queen). */
+export const SpawnBody = Type.Object(
+	{
+		id: Type.Optional(Type.String({ pattern: ID_PATTERN, maxLength: 63, description: "worker id; generated when absent" })),
+		command: Type.Array(Type.String({ minLength: 1, maxLength: 65536 }), { minItems: 1, maxItems: 4096, description: "argv, never a shell string" }),
+		profile: Type.Optional(StringEnum(PROFILE_NAMES)),
+		cpu: Type.Optional(Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 4096, description: "CPU cores" }))),
+		memoryBytes: Type.Optional(Nullable(Type.Integer({ minimum: 4 * 1024 * 1024, description: "memory limit, bytes (≥ 4 MiB)" }))),
+		pids: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 4194304 }))),
+		timeoutMs: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+		labels: Type.Optional(StringMap("^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", { maxValueLength: 256, maxProperties: 64 })),
+		gpus: Type.Optional(Type.Array(Type.String({ pattern: "^([0-9]{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64})$" }), { maxItems: 64 })),
+		env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$", { maxValueLength: 65536, maxProperties: 256 })),
+		cwd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^/" })),
+	},
+	{ additionalProperties: false },
+);
+export type SpawnBody = Static<typeof SpawnBody>;
+
+export const HiveWorkersQuery = Type.Object(
+	{ state: Type.Optional(StringEnum(["running", "exited", "all"] as const)), label: Type.Optional(LabelFilter) },
+	{ additionalProperties: false },
+);
+export type HiveWorkersQuery = Static<typeof HiveWorkersQuery>;
+
+export const LogsQuery = Type.Object(
+	{
+		follow: Type.Optional(StringEnum(["true", "false", "1", "0"] as const)),
+		offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })),
+	},
+	{ additionalProperties: false },
+);
+export type LogsQuery = Static<typeof LogsQuery>;
+
+export const HiveHealth = Type.Object({
+	ok: Type.Boolean(),
+	hiveId: Type.String(),
+	instanceId: Type.String(),
+	version: Type.String(),
+	driver: DriverInfo,
+	host: Nullable(HostFacts),
+});
+export type HiveHealth = Static<typeof HiveHealth>;
+
+/** fastify's error body: `{statusCode, error: "Not Found", message}`. */
+export const ErrorBody = Type.Object({ statusCode: Type.Integer(), code: Type.Optional(Type.String()), error: Type.String(), message: Type.String() });
+export type ErrorBody = Static<typeof ErrorBody>;
+
+// ---- the queen ----------------------------------------------------------------------
+
+export const HiveIdQuery = Type.Object({ hive: Type.Optional(Id) }, { additionalProperties: false });
+export type HiveIdQuery = Static<typeof HiveIdQuery>;
+
+export const QueenWorkersQuery = Type.Object(
+	{
+		hive: Type.Optional(Id),
+		state: Type.Optional(StringEnum(["running", "exited", "evicted", "all"] as const)),
+		label: Type.Optional(LabelFilter),
+	},
+	{ additionalProperties: false },
+);
+export type QueenWorkersQuery = Static<typeof QueenWorkersQuery>;
+
+export const GpusQuery = Type.Object(
+	{
+		free: Type.Optional(StringEnum(["true", "false"] as const)),
+		minMemoryMiB: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+		name: Type.Optional(Type.String({ maxLength: 128 })),
+		hive: Type.Optional(Id),
+	},
+	{ additionalProperties: false },
+);
+export type GpusQuery = Static<typeof GpusQuery>;
+
+export const ClaimBody = Type.Object(
+	{
+		count: Type.Integer({ minimum: 1, maximum: 1024 }),
+		minMemoryMiB: Type.Optional(Type.Integer({ minimum: 0, maximum: 16_777_216 })),
+		sameHive: Type.Optional(Type.Boolean()),
+		ttlSeconds: Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 }),
+		holder: Type.String({ minLength: 1, maxLength: 128 }),
+	},
+	{ additionalProperties: false },
+);
+export type ClaimBody = Static<typeof ClaimBody>;
+
+export const ClaimParams = Type.Object({ id: Type.String({ pattern: "^c-[0-9a-f]{12}$" }) });
+export type ClaimParams = Static<typeof ClaimParams>;
+
+export const EventsQuery = Type.Object(
+	{
+		types: Type.Optional(Type.String({ maxLength: 1024, pattern: "^[a-z*.]+(,[a-z*.]+)*$", description: "event types, * wildcards: worker.*,hive.lost" })),
+		hive: Type.Optional(Id),
+		worker: Type.Optional(Id),
+		since: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$", description: "resume after this event id (or the Last-Event-ID header)" })),
+	},
+	{ additionalProperties: false },
+);
+export type EventsQuery = Static<typeof EventsQuery>;
+
+export const QueenHealth = Type.Object({ ok: Type.Boolean(), version: Type.String(), lastEventId: Type.Integer(), hives: Type.Integer() });
+export type QueenHealth = Static<typeof QueenHealth>;
