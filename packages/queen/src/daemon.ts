@@ -7,7 +7,7 @@ import { EventLog } from "./events.ts";
 import { Registry } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { HiveSocketServer } from "./socket.ts";
-import { Store } from "./store.ts";
+import { SqliteStore } from "./store/sqlite.ts";
 
 export const VERSION = readVersion(new URL("../package.json", import.meta.url));
 
@@ -42,7 +42,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
 	const log = o.log ?? (() => {});
-	const store = new Store(o.db);
+	const store = new SqliteStore(o.db);
 	const events = new EventLog(store);
 	const registry = new Registry(store, events, {
 		staleAfterMs: o.staleAfterMs,

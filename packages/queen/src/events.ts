@@ -1,5 +1,5 @@
 import type { EventType, QueenEvent } from "@apiary/protocol";
-import type { Store } from "./store.ts";
+import type { EventTable } from "./store/events.ts";
 
 type Listener = (e: QueenEvent) => void;
 
@@ -52,7 +52,7 @@ const ID_BLOCK = 1_000_000;
  * left off).
  */
 export class EventLog {
-	private readonly store: Store;
+	private readonly table: EventTable;
 	private readonly listeners = new Set<Listener>();
 	private pending: QueenEvent[] = [];
 	private persisted = 0;
@@ -69,13 +69,11 @@ export class EventLog {
 	private reserving: number;
 	lastId: number;
 
-	constructor(store: Store, o: EventLogOptions = {}) {
-		this.store = store;
+	constructor(store: { events: EventTable }, o: EventLogOptions = {}) {
+		this.table = store.events;
 		this.keep = o.keep ?? 1_000_000;
 		this.recentLimit = o.recent ?? 50_000;
-		const logged = (store.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null }).id ?? 0;
-		const reserved = (store.q("SELECT value FROM meta WHERE key = 'event_ids_reserved'").get() as { value: number } | undefined)?.value ?? 0;
-		this.lastId = Math.max(logged, reserved);
+		this.lastId = Math.max(this.table.lastLoggedId(), this.table.reservedUpTo());
 		this.reserved = this.lastId;
 		this.reserving = this.lastId;
 	}
@@ -103,8 +101,8 @@ export class EventLog {
 			this.saveReservation(this.reserving);
 		}
 		if (batch.length === 0) return;
-		this.store.run("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)", batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
-		if (++this.batches % 1000 === 0) this.store.run("DELETE FROM event_batches WHERE last_id <= ?", this.lastId - this.keep);
+		this.table.insertBatch(batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
+		if (++this.batches % 1000 === 0) this.table.pruneUpTo(this.lastId - this.keep);
 	}
 
 	/** Publish what the last transaction appended. */
@@ -151,9 +149,8 @@ export class EventLog {
 		const recent = this.recent;
 		const windowStart = recent[0]?.id ?? this.lastId + 1;
 		if (id + 1 < windowStart) {
-			const rows = this.store.q("SELECT events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id").iterate(id, windowStart) as Iterable<{ events: string }>;
-			for (const r of rows) {
-				for (const e of JSON.parse(r.events) as QueenEvent[]) if (e.id > id && e.id < windowStart) out.push(e);
+			for (const json of this.table.batchesBetween(id, windowStart)) {
+				for (const e of JSON.parse(json) as QueenEvent[]) if (e.id > id && e.id < windowStart) out.push(e);
 				if (out.length >= limit) return out;
 			}
 		}
@@ -167,7 +164,7 @@ export class EventLog {
 	}
 
 	private saveReservation(upTo: number): void {
-		this.store.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo);
+		this.table.saveReservation(upTo);
 	}
 }
 

@@ -2,59 +2,27 @@ import { randomBytes } from "node:crypto";
 import {
 	type Claim,
 	type ClaimBody,
-	type ExitRecord,
 	type GpuInfo,
-	type GpuView,
 	type HeartbeatMessage,
 	type HelloMessage,
-	type HiveState,
-	type HiveView,
 	type QueenWorkerView,
 	unpackStats,
 	type WorkerEventMessage,
 	type WorkerInfo,
 	type WorkerTick,
 } from "@apiary/protocol";
-import { type Clock, systemClock } from "@apiary/kit/clock";
 import { HttpError } from "@apiary/kit/errors";
-import type { EventLog } from "./events.ts";
-import type { Store } from "./store.ts";
+import { type ClaimRec, FleetState, key, type WorkerRec } from "./fleet-state.ts";
+import { gpuChanged, pickGpus } from "./gpu-pick.ts";
+import { livenessTransition } from "./liveness.ts";
+import { claimView, type HiveRec } from "./views.ts";
 
-
-export interface RegistryOptions {
-	staleAfterMs: number;
-	evictAfterMs: number;
-	/** A GPU with this much memory in use or more is not free. */
-	busyMemoryMiB: number;
-	clock?: Clock;
-}
-
-interface HiveRec {
-	id: string;
-	instanceId: string;
-	state: HiveState;
-	version: string;
-	host: HelloMessage["host"];
-	driver: HelloMessage["driver"];
-	lastSeen: number | null;
-	lastSeenAt: string | null;
-	connected: boolean;
-	/** When the row was last written (monotonic), to write last_seen_at only now and then. */
-	savedMono?: number;
-}
-
-interface WorkerRec {
-	view: QueenWorkerView;
-	/** sampledAt of the last stats published, to publish each sample once. */
-	sampledAt: number | null;
-}
+export type { RegistryOptions } from "./fleet-state.ts";
 
 /** A request the registry refuses: 404 no such thing, 409 it does not fit (fastify renders the label). */
 export class RegistryError extends HttpError {
 	override name = "RegistryError";
 }
-
-const key = (hiveId: string, id: string) => `${hiveId}/${id}`;
 
 /**
  * A heartbeat that changes nothing but the hive's last-seen time rewrites
@@ -66,80 +34,10 @@ const LAST_SEEN_WRITE_MS = 10_000;
 
 /**
  * The fleet as the queen knows it: hot state in memory, every change written
- * through to SQLite and logged as an event in the same transaction.
+ * through to the store and logged as an event in the same transaction.
+ * FleetState holds the records and answers the questions; this makes changes.
  */
-export class Registry {
-	readonly store: Store;
-	readonly events: EventLog;
-	readonly o: Required<RegistryOptions>;
-	private readonly hives = new Map<string, HiveRec>();
-	private readonly workers = new Map<string, WorkerRec>();
-	/** The same records by hive, so per-hive questions do not scan the fleet. */
-	private readonly byHive = new Map<string, Map<string, WorkerRec>>();
-	private readonly gpus = new Map<string, { hiveId: string; info: GpuInfo }>();
-	private readonly claims = new Map<string, Claim & { expiresMono: number }>();
-	private readonly startedMono: number;
-
-	constructor(store: Store, events: EventLog, o: RegistryOptions) {
-		this.store = store;
-		this.events = events;
-		this.o = { ...o, clock: o.clock ?? systemClock };
-		this.startedMono = this.o.clock.now();
-		this.load();
-	}
-
-	private get now() {
-		return this.o.clock.now();
-	}
-
-	/** After a restart: everything back from disk, every hive `unknown` until it reconnects. */
-	private load(): void {
-		for (const r of this.store.q("SELECT id, instance_id, state, last_seen_at, info FROM hives").all() as {
-			id: string;
-			instance_id: string;
-			state: HiveState;
-			last_seen_at: string | null;
-			info: string;
-		}[]) {
-			const info = JSON.parse(r.info);
-			this.hives.set(r.id, {
-				id: r.id,
-				instanceId: r.instance_id,
-				state: r.state === "lost" || r.state === "left" ? r.state : "unknown",
-				version: info.version,
-				host: info.host,
-				driver: info.driver,
-				lastSeen: null,
-				lastSeenAt: r.last_seen_at,
-				connected: false,
-			});
-		}
-		for (const r of this.store.q("SELECT hive_id, id, info FROM workers").all() as { hive_id: string; id: string; info: string }[]) {
-			this.putWorker(r.hive_id, r.id, { view: JSON.parse(r.info), sampledAt: null });
-		}
-		for (const r of this.store.q("SELECT hive_id, uuid, info FROM gpus").all() as { hive_id: string; uuid: string; info: string }[]) {
-			this.gpus.set(key(r.hive_id, r.uuid), { hiveId: r.hive_id, info: JSON.parse(r.info) });
-		}
-		const wall = this.o.clock.wall();
-		for (const r of this.store.q("SELECT id, holder, gpus, created_at, expires_at FROM claims").all() as {
-			id: string;
-			holder: string;
-			gpus: string;
-			created_at: string;
-			expires_at: string;
-		}[]) {
-			this.claims.set(r.id, {
-				id: r.id,
-				holder: r.holder,
-				gpus: JSON.parse(r.gpus),
-				createdAt: r.created_at,
-				expiresAt: r.expires_at,
-				expiresMono: this.now + (Date.parse(r.expires_at) - wall),
-			});
-		}
-		this.store.tx(() => this.store.run("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')"));
-	}
-
+export class Registry extends FleetState {
 	/** Run a change in one transaction and publish its events after commit. */
 	private change<T>(fn: () => T): T {
 		try {
@@ -156,27 +54,13 @@ export class Registry {
 		}
 	}
 
-	private putWorker(hiveId: string, id: string, rec: WorkerRec): void {
-		this.workers.set(key(hiveId, id), rec);
-		let m = this.byHive.get(hiveId);
-		if (!m) {
-			m = new Map();
-			this.byHive.set(hiveId, m);
-		}
-		m.set(id, rec);
-	}
-
-	private hiveWorkers(hiveId: string): Iterable<WorkerRec> {
-		return this.byHive.get(hiveId)?.values() ?? [];
-	}
-
 	private saveHive(h: HiveRec): void {
 		h.savedMono = this.now;
-		this.store.run("INSERT INTO hives (id, instance_id, state, last_seen_at, info) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, last_seen_at = excluded.last_seen_at, info = excluded.info", h.id, h.instanceId, h.state, h.lastSeenAt, JSON.stringify({ version: h.version, host: h.host, driver: h.driver }));
+		this.store.hives.save(h);
 	}
 
 	private saveWorker(v: QueenWorkerView): void {
-		this.store.run("INSERT INTO workers (hive_id, id, state, info) VALUES (?, ?, ?, ?) ON CONFLICT(hive_id, id) DO UPDATE SET state = excluded.state, info = excluded.info", v.hiveId, v.id, v.state, JSON.stringify(v));
+		this.store.workers.save(v);
 	}
 
 	private touch(h: HiveRec): void {
@@ -273,12 +157,12 @@ export class Registry {
 		const rec = this.workers.get(k);
 		const { env: _env, state, ...rest } = w;
 		if (state === "exited" && w.exit) {
-			const inserted = this.store.run("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)", hiveId, w.id, w.startedAt, JSON.stringify(w.exit));
+			const inserted = this.store.exits.insert(hiveId, w.id, w.startedAt, w.exit);
 			if (rec?.view.state === "exited" && rec.view.startedAt === w.startedAt) return;
 			const view: QueenWorkerView = { ...rest, hiveId, state: "exited", exit: w.exit };
 			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });
 			this.saveWorker(view);
-			if (inserted.changes > 0 || rec?.view.state === "running") this.events.append("worker.exited", { hiveId, workerId: w.id, exit: w.exit, worker: view }, hiveId, w.id);
+			if (inserted || rec?.view.state === "running") this.events.append("worker.exited", { hiveId, workerId: w.id, exit: w.exit, worker: view }, hiveId, w.id);
 			if (rec?.view.state === "running") this.gpusChanged(hiveId, view.gpus);
 			return;
 		}
@@ -335,7 +219,7 @@ export class Registry {
 			const prev = this.gpus.get(k)?.info;
 			this.gpus.set(k, { hiveId, info: g });
 			if (!prev || gpuChanged(prev, g)) {
-				this.store.run("INSERT INTO gpus (hive_id, uuid, info) VALUES (?, ?, ?) ON CONFLICT(hive_id, uuid) DO UPDATE SET info = excluded.info", hiveId, g.uuid, JSON.stringify(g));
+				this.store.gpus.save(hiveId, g);
 				this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g) }, hiveId);
 			}
 		}
@@ -348,10 +232,9 @@ export class Registry {
 		const now = this.now;
 		this.change(() => {
 			for (const h of this.hives.values()) {
-				if (h.state === "lost" || h.state === "left") continue;
-				const since = h.lastSeen ?? this.startedMono;
-				const age = now - since;
-				if (age > this.o.evictAfterMs) {
+				const age = now - (h.lastSeen ?? this.startedMono);
+				const next = livenessTransition(h.state, age, this.o);
+				if (next === "lost") {
 					h.state = "lost";
 					h.connected = false;
 					this.saveHive(h);
@@ -363,7 +246,7 @@ export class Registry {
 						}
 					}
 					this.events.append("hive.lost", { hiveId: h.id, lastSeenAt: h.lastSeenAt, evictedWorkers: evicted }, h.id);
-				} else if (h.state === "ready" && age > this.o.staleAfterMs) {
+				} else if (next === "stale") {
 					h.state = "stale";
 					this.saveHive(h);
 					this.events.append("hive.stale", { hiveId: h.id, lastSeenAt: h.lastSeenAt, lastSeenAgoMs: Math.round(age) }, h.id);
@@ -377,18 +260,9 @@ export class Registry {
 
 	claim(req: ClaimBody): Claim {
 		return this.change(() => {
-			const free = this.listGpus({ free: true, minMemoryMiB: req.minMemoryMiB });
-			let pick: GpuView[] = [];
-			if (req.sameHive) {
-				const byHive = new Map<string, GpuView[]>();
-				for (const g of free) byHive.set(g.hiveId, [...(byHive.get(g.hiveId) ?? []), g]);
-				// Best fit: the hive with the fewest free GPUs that still has enough.
-				const fits = [...byHive.values()].filter((l) => l.length >= req.count).sort((a, b) => a.length - b.length);
-				pick = fits[0]?.slice(0, req.count) ?? [];
-			} else pick = free.slice(0, req.count);
-			if (pick.length < req.count) {
-				throw new RegistryError(409, `not enough free GPUs: wanted ${req.count}${req.minMemoryMiB ? ` with ≥ ${req.minMemoryMiB} MiB free` : ""}${req.sameHive ? " on one hive" : ""}, ${req.sameHive ? "no hive has that many" : `${free.length} free`}`);
-			}
+			const picked = pickGpus(this.listGpus({ free: true, minMemoryMiB: req.minMemoryMiB }), req);
+			if ("error" in picked) throw new RegistryError(409, picked.error);
+			const pick = picked.gpus;
 			const wall = this.o.clock.wall();
 			const c = {
 				id: `c-${randomBytes(6).toString("hex")}`,
@@ -399,9 +273,9 @@ export class Registry {
 				expiresMono: this.now + req.ttlSeconds * 1000,
 			};
 			this.claims.set(c.id, c);
-			this.store.run("INSERT INTO claims (id, holder, gpus, created_at, expires_at) VALUES (?, ?, ?, ?, ?)", c.id, c.holder, JSON.stringify(c.gpus), c.createdAt, c.expiresAt);
-			this.events.append("claim.created", { claim: publicClaim(c) });
-			return publicClaim(c);
+			this.store.claims.insert(claimView(c));
+			this.events.append("claim.created", { claim: claimView(c) });
+			return claimView(c);
 		});
 	}
 
@@ -409,118 +283,12 @@ export class Registry {
 		const c = this.claims.get(id);
 		if (!c) throw new RegistryError(404, `no claim ${id}`);
 		this.change(() => this.dropClaim(c, "released"));
-		return publicClaim(c);
+		return claimView(c);
 	}
 
-	private dropClaim(c: Claim & { expiresMono: number }, reason: string): void {
+	private dropClaim(c: ClaimRec, reason: string): void {
 		this.claims.delete(c.id);
-		this.store.run("DELETE FROM claims WHERE id = ?", c.id);
-		this.events.append("claim.released", { claim: publicClaim(c), reason });
+		this.store.claims.delete(c.id);
+		this.events.append("claim.released", { claim: claimView(c), reason });
 	}
-
-	// ---- queries ------------------------------------------------------------------------------
-
-	hiveView(h: HiveRec): HiveView {
-		let workers = 0;
-		for (const r of this.hiveWorkers(h.id)) if (r.view.state === "running") workers++;
-		let gpus = 0;
-		for (const g of this.gpus.values()) if (g.hiveId === h.id) gpus++;
-		return {
-			id: h.id,
-			instanceId: h.instanceId,
-			state: h.state,
-			version: h.version,
-			host: h.host,
-			driver: h.driver,
-			lastSeenAt: h.lastSeenAt,
-			lastSeenAgoMs: h.lastSeen === null ? null : Math.round(this.now - h.lastSeen),
-			connected: h.connected,
-			workers,
-			gpus,
-		};
-	}
-
-	listHives(): HiveView[] {
-		return [...this.hives.values()].sort((a, b) => a.id.localeCompare(b.id)).map((h) => this.hiveView(h));
-	}
-
-	getHive(id: string): HiveView | null {
-		const h = this.hives.get(id);
-		return h ? this.hiveView(h) : null;
-	}
-
-	listWorkers(f: { hive?: string; state?: string; label?: [string, string] } = {}): QueenWorkerView[] {
-		return [...(f.hive ? this.hiveWorkers(f.hive) : this.workers.values())]
-			.map((r) => r.view)
-			.filter((v) => (!f.hive || v.hiveId === f.hive) && (!f.state || f.state === "all" || v.state === f.state) && (!f.label || v.labels[f.label[0]] === f.label[1]))
-			.sort((a, b) => (a.hiveId === b.hiveId ? a.id.localeCompare(b.id) : a.hiveId.localeCompare(b.hiveId)));
-	}
-
-	getWorker(id: string, hive?: string): QueenWorkerView | null {
-		const all = this.listWorkers({ hive }).filter((v) => v.id === id);
-		return all.find((v) => v.state === "running") ?? all[0] ?? null;
-	}
-
-	exitsOf(hiveId: string, workerId: string): ExitRecord[] {
-		return (this.store.q("SELECT record FROM exits WHERE hive_id = ? AND worker_id = ? ORDER BY started_at").all(hiveId, workerId) as { record: string }[]).map((r) => JSON.parse(r.record));
-	}
-
-	gpuView(hiveId: string, g: GpuInfo): GpuView {
-		const heldBy = new Set<string>();
-		for (const r of this.hiveWorkers(hiveId)) {
-			const v = r.view;
-			if (v.state !== "running") continue;
-			if (v.gpus.includes(String(g.index)) || v.gpus.includes(g.uuid)) heldBy.add(v.id);
-		}
-		for (const p of g.processes) if (p.workerId) heldBy.add(p.workerId);
-		const claim = [...this.claims.values()].find((c) => c.gpus.some((x) => x.hiveId === hiveId && x.uuid === g.uuid));
-		const hive = this.hives.get(hiveId);
-		const free =
-			hive?.state === "ready" && !g.stale && heldBy.size === 0 && !claim && (g.memoryUsedMiB === null || g.memoryUsedMiB < this.o.busyMemoryMiB);
-		return { ...g, hiveId, free, heldBy: [...heldBy], claimId: claim?.id ?? null };
-	}
-
-	/** Best fit first: the smallest free memory that still fits, then hive and index. */
-	listGpus(f: { free?: boolean; minMemoryMiB?: number; name?: string; hive?: string } = {}): GpuView[] {
-		const freeMem = (g: GpuView) => g.memoryFreeMiB ?? (g.memoryTotalMiB ?? 0) - (g.memoryUsedMiB ?? 0);
-		return [...this.gpus.values()]
-			.map(({ hiveId, info }) => this.gpuView(hiveId, info))
-			.filter(
-				(g) =>
-					(f.free === undefined || g.free === f.free) &&
-					(f.minMemoryMiB === undefined || freeMem(g) >= f.minMemoryMiB) &&
-					(!f.name || g.name.toLowerCase().includes(f.name.toLowerCase())) &&
-					(!f.hive || g.hiveId === f.hive),
-			)
-			.sort((a, b) => freeMem(a) - freeMem(b) || a.hiveId.localeCompare(b.hiveId) || a.index - b.index);
-	}
-
-	listClaims(): Claim[] {
-		return [...this.claims.values()].map(publicClaim);
-	}
-
-	/** The whole current state, for a fresh SSE subscriber. */
-	snapshot() {
-		return {
-			hives: this.listHives(),
-			workers: this.listWorkers({ state: "running" }),
-			gpus: this.listGpus(),
-			claims: this.listClaims(),
-			lastEventId: this.events.lastId,
-		};
-	}
-}
-
-function publicClaim(c: Claim): Claim {
-	return { id: c.id, holder: c.holder, gpus: c.gpus, createdAt: c.createdAt, expiresAt: c.expiresAt };
-}
-
-function gpuChanged(a: GpuInfo, b: GpuInfo): boolean {
-	return (
-		a.memoryUsedMiB !== b.memoryUsedMiB ||
-		a.utilizationGpu !== b.utilizationGpu ||
-		a.stale !== b.stale ||
-		a.processes.length !== b.processes.length ||
-		a.processes.some((p, i) => p.pid !== b.processes[i]?.pid || p.workerId !== b.processes[i]?.workerId)
-	);
 }

@@ -5,7 +5,7 @@ import { DatabaseSync } from "node:sqlite";
 import type { EventType } from "@apiary/protocol";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventLog, eventJson } from "../../src/events.ts";
-import { Store } from "../../src/store.ts";
+import { SqliteStore as Store } from "../../src/store/sqlite.ts";
 
 // The event log on a real SQLite file: what is durable, what lives in the
 // in-memory window, and ids across restarts (clean and not).

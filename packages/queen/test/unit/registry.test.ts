@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { EventLog } from "../../src/events.ts";
 import { matches, parseTypes } from "../../src/filter.ts";
 import { Registry } from "../../src/registry.ts";
-import { Store } from "../../src/store.ts";
+import { SqliteStore as Store } from "../../src/store/sqlite.ts";
 import { gpu, worker } from "@apiary/test-support/fake-hive";
 
 const sample: WorkerStats = {

@@ -1,6 +1,13 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementResultingChanges, type StatementSync } from "node:sqlite";
+import { sqliteClaims } from "./claims.ts";
+import { sqliteEvents } from "./events.ts";
+import { sqliteExits } from "./exits.ts";
+import { sqliteGpus } from "./gpus.ts";
+import { sqliteHives } from "./hives.ts";
+import type { QueenStore } from "./store.ts";
+import { sqliteWorkers } from "./workers.ts";
 
 // Durable state in one SQLite file (WAL). node:sqlite is built into Node 22.5+
 // and needs no native build: better-sqlite3 would be compiled by npm against
@@ -23,7 +30,8 @@ CREATE VIEW IF NOT EXISTS events AS
   FROM event_batches AS b, json_each(b.events) AS e;
 `;
 
-export class Store {
+/** The SQLite connection the table modules share: cached statements and lazily opened transactions. */
+export class SqliteDb {
 	readonly db: DatabaseSync;
 	private readonly stmts = new Map<string, StatementSync>();
 	private depth = 0;
@@ -74,8 +82,38 @@ export class Store {
 			this.depth--;
 		}
 	}
+}
+
+/** The queen's store on one SQLite file (":memory:" for tests). */
+export class SqliteStore implements QueenStore {
+	readonly sql: SqliteDb;
+	readonly hives;
+	readonly workers;
+	readonly exits;
+	readonly gpus;
+	readonly claims;
+	readonly events;
+
+	constructor(path: string) {
+		this.sql = new SqliteDb(path);
+		this.hives = sqliteHives(this.sql);
+		this.workers = sqliteWorkers(this.sql);
+		this.exits = sqliteExits(this.sql);
+		this.gpus = sqliteGpus(this.sql);
+		this.claims = sqliteClaims(this.sql);
+		this.events = sqliteEvents(this.sql);
+	}
+
+	/** The raw connection, for tests and `queen backup`. */
+	get db(): DatabaseSync {
+		return this.sql.db;
+	}
+
+	tx<T>(fn: () => T): T {
+		return this.sql.tx(fn);
+	}
 
 	close(): void {
-		this.db.close();
+		this.sql.db.close();
 	}
 }

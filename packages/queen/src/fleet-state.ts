@@ -1,0 +1,159 @@
+import type { Claim, ExitRecord, GpuInfo, GpuView, HiveView, QueenWorkerView } from "@apiary/protocol";
+import { type Clock, systemClock } from "@apiary/kit/clock";
+import type { EventLog } from "./events.ts";
+import { byBestFit, freeMemoryMiB, isGpuFree } from "./gpu-pick.ts";
+import type { QueenStore } from "./store/store.ts";
+import { claimView, gpuView, type HiveRec, hiveView } from "./views.ts";
+
+export interface RegistryOptions {
+	staleAfterMs: number;
+	evictAfterMs: number;
+	/** A GPU with this much memory in use or more is not free. */
+	busyMemoryMiB: number;
+	clock?: Clock;
+}
+
+export interface WorkerRec {
+	view: QueenWorkerView;
+	/** sampledAt of the last stats published, to publish each sample once. */
+	sampledAt: number | null;
+}
+
+export type ClaimRec = Claim & { expiresMono: number };
+
+export const key = (hiveId: string, id: string) => `${hiveId}/${id}`;
+
+/**
+ * The fleet as the queen holds it in memory, loaded from the store at start,
+ * and every read-side question about it. Registry (registry.ts) makes the
+ * changes.
+ */
+export class FleetState {
+	readonly store: QueenStore;
+	readonly events: EventLog;
+	readonly o: Required<RegistryOptions>;
+	protected readonly hives = new Map<string, HiveRec>();
+	protected readonly workers = new Map<string, WorkerRec>();
+	/** The same records by hive, so per-hive questions do not scan the fleet. */
+	protected readonly byHive = new Map<string, Map<string, WorkerRec>>();
+	protected readonly gpus = new Map<string, { hiveId: string; info: GpuInfo }>();
+	protected readonly claims = new Map<string, Claim & { expiresMono: number }>();
+	protected readonly startedMono: number;
+
+	constructor(store: QueenStore, events: EventLog, o: RegistryOptions) {
+		this.store = store;
+		this.events = events;
+		this.o = { ...o, clock: o.clock ?? systemClock };
+		this.startedMono = this.o.clock.now();
+		this.load();
+	}
+
+	protected get now() {
+		return this.o.clock.now();
+	}
+
+	/** After a restart: everything back from disk, every hive `unknown` until it reconnects. */
+	private load(): void {
+		for (const r of this.store.hives.all()) {
+			// Nobody is connected after a restart: unknown until the hive says hello.
+			const state = r.state === "lost" || r.state === "left" ? r.state : "unknown";
+			this.hives.set(r.id, { ...r, state, lastSeen: null, connected: false });
+		}
+		for (const v of this.store.workers.all()) this.putWorker(v.hiveId, v.id, { view: v, sampledAt: null });
+		for (const { hiveId, info } of this.store.gpus.all()) this.gpus.set(key(hiveId, info.uuid), { hiveId, info });
+		const wall = this.o.clock.wall();
+		for (const c of this.store.claims.all()) this.claims.set(c.id, { ...c, expiresMono: this.now + (Date.parse(c.expiresAt) - wall) });
+		this.store.tx(() => this.store.hives.markAllUnknown());
+	}
+
+	protected putWorker(hiveId: string, id: string, rec: WorkerRec): void {
+		this.workers.set(key(hiveId, id), rec);
+		let m = this.byHive.get(hiveId);
+		if (!m) {
+			m = new Map();
+			this.byHive.set(hiveId, m);
+		}
+		m.set(id, rec);
+	}
+
+	protected hiveWorkers(hiveId: string): Iterable<WorkerRec> {
+		return this.byHive.get(hiveId)?.values() ?? [];
+	}
+
+	// ---- queries ------------------------------------------------------------------------------
+
+	hiveView(h: HiveRec): HiveView {
+		let workers = 0;
+		for (const r of this.hiveWorkers(h.id)) if (r.view.state === "running") workers++;
+		let gpus = 0;
+		for (const g of this.gpus.values()) if (g.hiveId === h.id) gpus++;
+		return hiveView(h, { workers, gpus }, this.now);
+	}
+
+	listHives(): HiveView[] {
+		return [...this.hives.values()].sort((a, b) => a.id.localeCompare(b.id)).map((h) => this.hiveView(h));
+	}
+
+	getHive(id: string): HiveView | null {
+		const h = this.hives.get(id);
+		return h ? this.hiveView(h) : null;
+	}
+
+	listWorkers(f: { hive?: string; state?: string; label?: [string, string] } = {}): QueenWorkerView[] {
+		return [...(f.hive ? this.hiveWorkers(f.hive) : this.workers.values())]
+			.map((r) => r.view)
+			.filter((v) => (!f.hive || v.hiveId === f.hive) && (!f.state || f.state === "all" || v.state === f.state) && (!f.label || v.labels[f.label[0]] === f.label[1]))
+			.sort((a, b) => (a.hiveId === b.hiveId ? a.id.localeCompare(b.id) : a.hiveId.localeCompare(b.hiveId)));
+	}
+
+	getWorker(id: string, hive?: string): QueenWorkerView | null {
+		const all = this.listWorkers({ hive }).filter((v) => v.id === id);
+		return all.find((v) => v.state === "running") ?? all[0] ?? null;
+	}
+
+	exitsOf(hiveId: string, workerId: string): ExitRecord[] {
+		return this.store.exits.of(hiveId, workerId);
+	}
+
+	gpuView(hiveId: string, g: GpuInfo): GpuView {
+		const heldBy = new Set<string>();
+		for (const r of this.hiveWorkers(hiveId)) {
+			const v = r.view;
+			if (v.state !== "running") continue;
+			if (v.gpus.includes(String(g.index)) || v.gpus.includes(g.uuid)) heldBy.add(v.id);
+		}
+		for (const p of g.processes) if (p.workerId) heldBy.add(p.workerId);
+		const claim = [...this.claims.values()].find((c) => c.gpus.some((x) => x.hiveId === hiveId && x.uuid === g.uuid));
+		const free = isGpuFree(g, { hiveState: this.hives.get(hiveId)?.state, heldBy: heldBy.size, claimed: !!claim, busyMemoryMiB: this.o.busyMemoryMiB });
+		return gpuView(hiveId, g, { heldBy, claimId: claim?.id ?? null, free });
+	}
+
+	/** Best fit first: the smallest free memory that still fits, then hive and index. */
+	listGpus(f: { free?: boolean; minMemoryMiB?: number; name?: string; hive?: string } = {}): GpuView[] {
+		return [...this.gpus.values()]
+			.map(({ hiveId, info }) => this.gpuView(hiveId, info))
+			.filter(
+				(g) =>
+					(f.free === undefined || g.free === f.free) &&
+					(f.minMemoryMiB === undefined || freeMemoryMiB(g) >= f.minMemoryMiB) &&
+					(!f.name || g.name.toLowerCase().includes(f.name.toLowerCase())) &&
+					(!f.hive || g.hiveId === f.hive),
+			)
+			.sort(byBestFit);
+	}
+
+	listClaims(): Claim[] {
+		return [...this.claims.values()].map(claimView);
+	}
+
+	/** The whole current state, for a fresh SSE subscriber. */
+	snapshot() {
+		return {
+			hives: this.listHives(),
+			workers: this.listWorkers({ state: "running" }),
+			gpus: this.listGpus(),
+			claims: this.listClaims(),
+			lastEventId: this.events.lastId,
+		};
+	}
+}

@@ -1,0 +1,29 @@
+import type { SqliteDb } from "./sqlite.ts";
+
+/** The durable event log: one row per transaction's events (already serialized), plus the id reservation. */
+export interface EventTable {
+	/** The highest id logged, or 0. */
+	lastLoggedId(): number;
+	/** Ids reserved ahead of use (see EventLog), or 0. */
+	reservedUpTo(): number;
+	saveReservation(upTo: number): void;
+	/** A batch of events as a JSON array text, ids first..last. */
+	insertBatch(firstId: number, lastId: number, json: string): void;
+	/** Drops batches wholly at or below `lastId`. */
+	pruneUpTo(lastId: number): void;
+	/** Batches holding ids in (after, before), oldest first, as JSON array texts. */
+	batchesBetween(after: number, before: number): Iterable<string>;
+}
+
+export function sqliteEvents(db: SqliteDb): EventTable {
+	return {
+		lastLoggedId: () => (db.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null }).id ?? 0,
+		reservedUpTo: () => (db.q("SELECT value FROM meta WHERE key = 'event_ids_reserved'").get() as { value: number } | undefined)?.value ?? 0,
+		saveReservation: (upTo) => void db.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo),
+		insertBatch: (first, last, json) => void db.run("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)", first, last, json),
+		pruneUpTo: (lastId) => void db.run("DELETE FROM event_batches WHERE last_id <= ?", lastId),
+		*batchesBetween(after, before) {
+			for (const r of db.q("SELECT events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id").iterate(after, before) as Iterable<{ events: string }>) yield r.events;
+		},
+	};
+}

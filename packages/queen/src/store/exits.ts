@@ -1,0 +1,17 @@
+import type { ExitRecord } from "@apiary/protocol";
+import type { SqliteDb } from "./sqlite.ts";
+
+export interface ExitTable {
+	/** Records an exit once per (hive, worker, start); false when it was already there (a resend). */
+	insert(hiveId: string, workerId: string, startedAt: string, exit: ExitRecord): boolean;
+	of(hiveId: string, workerId: string): ExitRecord[];
+}
+
+export function sqliteExits(db: SqliteDb): ExitTable {
+	return {
+		insert: (hiveId, workerId, startedAt, exit) =>
+			db.run("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)", hiveId, workerId, startedAt, JSON.stringify(exit)).changes > 0,
+		of: (hiveId, workerId) =>
+			(db.q("SELECT record FROM exits WHERE hive_id = ? AND worker_id = ? ORDER BY started_at").all(hiveId, workerId) as { record: string }[]).map((r) => JSON.parse(r.record) as ExitRecord),
+	};
+}

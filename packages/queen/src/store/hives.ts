@@ -1,0 +1,39 @@
+import type { DriverInfo, HiveState, HostFacts } from "@apiary/protocol";
+import type { SqliteDb } from "./sqlite.ts";
+
+export interface HiveRow {
+	id: string;
+	instanceId: string;
+	state: HiveState;
+	lastSeenAt: string | null;
+	version: string;
+	host: HostFacts;
+	driver: DriverInfo;
+}
+
+export interface HiveTable {
+	all(): HiveRow[];
+	save(h: HiveRow): void;
+	/** After a queen restart nobody is connected: every hive not lost or left is `unknown`. */
+	markAllUnknown(): void;
+}
+
+export function sqliteHives(db: SqliteDb): HiveTable {
+	return {
+		all: () =>
+			(db.q("SELECT id, instance_id, state, last_seen_at, info FROM hives").all() as { id: string; instance_id: string; state: HiveState; last_seen_at: string | null; info: string }[]).map((r) => {
+				const info = JSON.parse(r.info) as Pick<HiveRow, "version" | "host" | "driver">;
+				return { id: r.id, instanceId: r.instance_id, state: r.state, lastSeenAt: r.last_seen_at, version: info.version, host: info.host, driver: info.driver };
+			}),
+		save: (h) =>
+			void db.run(
+				"INSERT INTO hives (id, instance_id, state, last_seen_at, info) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, last_seen_at = excluded.last_seen_at, info = excluded.info",
+				h.id,
+				h.instanceId,
+				h.state,
+				h.lastSeenAt,
+				JSON.stringify({ version: h.version, host: h.host, driver: h.driver }),
+			),
+		markAllUnknown: () => void db.run("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')"),
+	};
+}

@@ -1,0 +1,23 @@
+import type { ClaimTable } from "./claims.ts";
+import type { EventTable } from "./events.ts";
+import type { ExitTable } from "./exits.ts";
+import type { GpuTable } from "./gpus.ts";
+import type { HiveTable } from "./hives.ts";
+import type { WorkerTable } from "./workers.ts";
+
+/**
+ * The queen's durable state, one table interface per module with typed rows.
+ * SQLite (sqlite.ts) is the embedded implementation; a server database
+ * implements the same interface.
+ */
+export interface QueenStore {
+	readonly hives: HiveTable;
+	readonly workers: WorkerTable;
+	readonly exits: ExitTable;
+	readonly gpus: GpuTable;
+	readonly claims: ClaimTable;
+	readonly events: EventTable;
+	/** Runs fn in one transaction (nested calls join the outer one); rolls back if it throws. */
+	tx<T>(fn: () => T): T;
+	close(): void;
+}

@@ -1,0 +1,45 @@
+import type { Claim, DriverInfo, GpuInfo, GpuView, HiveState, HiveView, HostFacts } from "@apiary/protocol";
+
+// What the API shows, built from the registry's records: pure, so a view's
+// fields are tested without a fleet.
+
+/** A hive as the registry holds it in memory. */
+export interface HiveRec {
+	id: string;
+	instanceId: string;
+	state: HiveState;
+	version: string;
+	host: HostFacts;
+	driver: DriverInfo;
+	/** Monotonic ms of the last message; null when not heard from since the queen started. */
+	lastSeen: number | null;
+	lastSeenAt: string | null;
+	connected: boolean;
+	/** When the row was last written (monotonic), to write last_seen_at only now and then. */
+	savedMono?: number;
+}
+
+export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, nowMono: number): HiveView {
+	return {
+		id: h.id,
+		instanceId: h.instanceId,
+		state: h.state,
+		version: h.version,
+		host: h.host,
+		driver: h.driver,
+		lastSeenAt: h.lastSeenAt,
+		lastSeenAgoMs: h.lastSeen === null ? null : Math.round(nowMono - h.lastSeen),
+		connected: h.connected,
+		workers: counts.workers,
+		gpus: counts.gpus,
+	};
+}
+
+export function gpuView(hiveId: string, g: GpuInfo, o: { heldBy: Iterable<string>; claimId: string | null; free: boolean }): GpuView {
+	return { ...g, hiveId, free: o.free, heldBy: [...o.heldBy], claimId: o.claimId };
+}
+
+/** A claim as the API shows it (without the registry's monotonic expiry). */
+export function claimView(c: Claim): Claim {
+	return { id: c.id, holder: c.holder, gpus: c.gpus, createdAt: c.createdAt, expiresAt: c.expiresAt };
+}
