@@ -300,6 +300,7 @@ async function logs(argv: string[], out: (s: string) => void): Promise<number> {
 	} catch (e) {
 		throw unreachable(base, e);
 	}
+	// A non-JSON error body still gives the status.
 	if (!res.ok) throw new Error(((await res.json().catch(() => null)) as { message?: string } | null)?.message ?? `${res.status}`);
 	const decoder = new TextDecoder();
 	for await (const chunk of res.body!) out(decoder.decode(chunk as Uint8Array, { stream: true }));

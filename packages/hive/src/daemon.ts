@@ -8,9 +8,9 @@ import { hostFacts } from "./host.ts";
 import type { Clock } from "@apiary/kit/clock";
 import { isLoopback, parseListen } from "@apiary/kit/listen";
 import { readVersion } from "@apiary/kit/version";
-import { parseProcCgroup } from "./proc.ts";
+import { workerOfPid } from "./gpu-attribution.ts";
+import { hostRoot } from "./host-root.ts";
 import { QueenLink } from "./queen-link.ts";
-import { readOptional } from "./statfile.ts";
 
 export const VERSION = readVersion(new URL("../package.json", import.meta.url));
 
@@ -30,6 +30,8 @@ export interface HiveDaemonOptions {
 	queenToken?: string | null;
 	logger?: boolean;
 	clock?: Clock;
+	/** The host's root, under which /proc and /sys are read (default /). */
+	hostRoot?: string;
 	log?: (msg: string, extra?: object) => void;
 }
 
@@ -49,16 +51,24 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	if (!isLoopback(host) && !o.token) {
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
-	const detection = detect({ requested: o.cgroupDriver, cgroupRoot: o.cgroupRoot });
-	const driver = createDriver(detection);
+	const root = hostRoot(o.hostRoot);
+	const detection = detect({ requested: o.cgroupDriver, cgroupRoot: o.cgroupRoot, host: root });
+	const driver = createDriver(detection, root);
 	let hive: Hive | null = null;
 	const gpu = new GpuSampler({
 		binary: o.nvidiaSmi,
 		intervalMs: o.gpuIntervalMs ?? Math.max(1000, o.intervalMs),
-		attribute: (pid) => workerOfPid(pid, hive),
+		attribute: (pid) =>
+			hive &&
+			workerOfPid(
+				root.proc,
+				pid,
+				(id) => hive?.get(id) !== undefined,
+				(p) => hive?.list().find((w) => w.state === "running" && w.pid === p)?.id ?? null,
+			),
 		log: o.log,
 	});
-	hive = new Hive({ driver, stateDir: o.stateDir, hiveId: o.name, clock: o.clock, gpus: gpu, log: o.log });
+	hive = new Hive({ driver, stateDir: o.stateDir, hiveId: o.name, clock: o.clock, gpus: gpu, host: root, log: o.log });
 	const facts = await hostFacts();
 	await hive.start();
 	gpu.start();
@@ -95,18 +105,3 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		},
 	};
 }
-
-/** A GPU process belongs to the worker whose cgroup (or process tree root) holds it. */
-function workerOfPid(pid: number, hive: Hive | null): string | null {
-	if (!hive) return null;
-	const text = readOptional(`/proc/${pid}/cgroup`);
-	if (text) {
-		for (const { path } of parseProcCgroup(text)) {
-			const m = /\/workers\/([^/]+)/.exec(path);
-			if (m && hive.get(m[1]!)) return m[1]!;
-		}
-	}
-	// none driver: the worker's main pid itself.
-	return hive.list().find((w) => w.state === "running" && w.pid === pid)?.id ?? null;
-}
-

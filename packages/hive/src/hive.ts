@@ -1,26 +1,27 @@
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, openSync } from "node:fs";
 import { type Clock, systemClock } from "@apiary/kit/clock";
-import { HttpError } from "@apiary/kit/errors";
-import {
-	checkId,
-	type ExitReason,
-	type ExitRecord,
-	type GpuStatus,
-	type Limits,
-	type Snapshot,
-	type WorkerInfo,
-	type WorkerSpec, PROFILES, resolveLimits, type SpawnBody } from "@apiary/protocol";
+import { HttpError, messageOf } from "@apiary/kit/errors";
+import { checkId, type ExitReason, type GpuStatus, PROFILES, resolveLimits, type Snapshot, type SpawnBody, type WorkerInfo, type WorkerSpec } from "@apiary/protocol";
 import type { CgroupDriver, RawSample, WorkerReader } from "./cgroup/driver.ts";
-import { parseProcStat } from "./proc.ts";
-
+import { buildExitRecord } from "./exit-record.ts";
+import { gpuMemoryOf, gpuUseByPid } from "./gpu-attribution.ts";
+import { HOST, type HostRoot } from "./host-root.ts";
+import { procCmdline, procStartTicks } from "./procfs.ts";
+import { planReadoption, unrecordedWorker } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, spawnWorker } from "./spawner.ts";
-import { readOptional } from "./statfile.ts";
+import { infoOf, WorkerRecords } from "./worker-records.ts";
 
+// The hive's supervisor: spawns workers into their cgroups, waits on them,
+// samples them every tick. Records on disk (worker-records.ts), what to do
+// with a previous hive's workers (readopt-plan.ts), exit records
+// (exit-record.ts) and GPU attribution (gpu-attribution.ts) live apart.
+// Why this file is longer than the others: one worker's lifecycle (spawn →
+// timeout or kill → finish → record → re-adoption) runs on one private entry
+// per worker; splitting the steps would only export that state.
 
 export interface GpuSource {
 	status(): GpuStatus;
@@ -56,22 +57,24 @@ export interface HiveOptions {
 	hiveId: string;
 	clock?: Clock;
 	gpus?: GpuSource;
+	/** Where /proc and /sys are (tests point them at fixtures). */
+	host?: HostRoot;
 	/** How many exited workers' records are kept. */
 	keepExited?: number;
 	log?: (msg: string, extra?: object) => void;
 }
 
-/**
- * The hive's core: spawns workers into their cgroups, waits on them, samples
- * them every tick and keeps their records on disk so a restarted hive
- * re-adopts the ones still running.
- */
+const UNKNOWN_STATUS_ADOPTED = "exit status unknown: the worker was re-adopted after a hive restart, so the hive was not its parent";
+
+/** The hive's core: spawn, kill, sample, re-adopt. Events: spawned, exited, tick. */
 export class Hive extends EventEmitter {
 	readonly driver: CgroupDriver;
 	readonly hiveId: string;
 	readonly instanceId = randomUUID();
 	readonly stateDir: string;
 	readonly clock: Clock;
+	private readonly host: HostRoot;
+	private readonly records: WorkerRecords;
 	private readonly gpus: GpuSource | null;
 	private readonly workers = new Map<string, Entry>();
 	private readonly keepExited: number;
@@ -81,17 +84,20 @@ export class Hive extends EventEmitter {
 	private ticking: Promise<Snapshot> | null = null;
 	private loop: NodeJS.Timeout | null = null;
 
+	/** A cgroup file that could not be read: its fields are null; said once per worker and file. */
+	private readonly badFile = (path: string, err: Error) => this.log("cgroup file unreadable; its fields are null", { file: path, err: err.message });
+
 	constructor(o: HiveOptions) {
 		super();
 		this.driver = o.driver;
 		this.hiveId = o.hiveId;
 		this.stateDir = o.stateDir;
 		this.clock = o.clock ?? systemClock;
+		this.host = o.host ?? HOST;
 		this.gpus = o.gpus ?? null;
 		this.keepExited = o.keepExited ?? 1000;
 		this.log = o.log ?? (() => {});
-		mkdirSync(join(this.stateDir, "workers"), { recursive: true });
-		mkdirSync(join(this.stateDir, "logs"), { recursive: true });
+		this.records = new WorkerRecords(o.stateDir);
 	}
 
 	/** Prepare the cgroup root and re-adopt what a previous hive left running. */
@@ -103,7 +109,7 @@ export class Hive extends EventEmitter {
 	startLoop(intervalMs: number): void {
 		const run = () => {
 			this.tick()
-				.catch((err) => this.log("tick failed", { err: String(err) }))
+				.catch((err) => this.log("tick failed", { err: messageOf(err) }))
 				.finally(() => {
 					if (this.loop) this.loop = setTimeout(run, intervalMs);
 				});
@@ -125,7 +131,7 @@ export class Hive extends EventEmitter {
 	}
 
 	logPath(id: string): string {
-		return join(this.stateDir, "logs", `${id}.log`);
+		return this.records.logPath(id);
 	}
 
 	list(): WorkerInfo[] {
@@ -170,39 +176,25 @@ export class Hive extends EventEmitter {
 			closeSync(logFd);
 		}
 		const pid = child.pid ?? null;
-		const now = this.clock.wall();
 		const info: WorkerInfo = {
 			...spec,
 			pid,
 			state: "running",
-			startedAt: new Date(now).toISOString(),
+			startedAt: new Date(this.clock.wall()).toISOString(),
 			cgroup: this.driver.pathOf(id),
 			adopted: false,
 			stats: null,
 			exit: null,
 		};
-		const entry: Entry = {
-			info,
-			child,
-			reader: pid === null ? null : this.driver.reader(id, pid),
-			prev: null,
-			lastRaw: null,
-			startedMono: this.clock.now(),
-			startTicks: pid === null ? null : procStartTicks(pid),
-			timer: null,
-			killReason: null,
-			finishing: null,
-			reported: false,
-		};
+		const entry = this.entry(info, pid === null ? null : this.driver.reader(id, pid, this.badFile), this.clock.now());
+		entry.child = child;
+		entry.startTicks = pid === null ? null : procStartTicks(this.host.proc, pid);
 		this.workers.set(id, entry);
-		child.on("error", (err) => this.log("worker spawn error", { id, err: String(err) }));
+		child.on("error", (err) => this.log("worker spawn error", { id, err: messageOf(err) }));
 		child.on("exit", (code, signal) => {
 			entry.finishing = this.finish(entry, code, signal);
 		});
-		if (limits.timeoutMs !== null) {
-			entry.timer = setTimeout(() => void this.kill(id, "timeout").catch(() => {}), limits.timeoutMs);
-			entry.timer.unref();
-		}
+		if (limits.timeoutMs !== null) this.armTimeout(entry, limits.timeoutMs);
 		this.persist(entry);
 		this.log("worker spawned", { id, pid, command: req.command });
 		this.emit("spawned", info);
@@ -221,6 +213,13 @@ export class Hive extends EventEmitter {
 		return gpus;
 	}
 
+	private armTimeout(e: Entry, ms: number): void {
+		e.timer = setTimeout(() => {
+			this.kill(e.info.id, "timeout").catch((err) => this.log("timeout kill failed", { id: e.info.id, err: messageOf(err) }));
+		}, ms);
+		e.timer.unref();
+	}
+
 	/** Kill the worker's whole process tree. Resolves once its exit record is written. */
 	async kill(id: string, reason: ExitReason = "killed"): Promise<WorkerInfo> {
 		const e = this.workers.get(id);
@@ -232,14 +231,16 @@ export class Hive extends EventEmitter {
 		if (e.child && e.info.pid) {
 			try {
 				process.kill(-e.info.pid, "SIGKILL");
-			} catch {}
+			} catch {
+				// ESRCH: the group is already gone; the cgroup kill below covers the rest.
+			}
 		}
 		await this.driver.killAll(id, e.info.pid ?? 0);
 		if (e.child) {
 			// The exit event follows the kill; the listener set at spawn runs first and starts the record.
 			if (!e.finishing) await once(e.child, "exit");
 		} else {
-			e.finishing ??= this.finish(e, null, null, "exit status unknown: the worker was re-adopted after a hive restart, so the hive was not its parent");
+			e.finishing ??= this.finish(e, null, null, UNKNOWN_STATUS_ADOPTED);
 		}
 		await e.finishing;
 		return e.info;
@@ -249,41 +250,14 @@ export class Hive extends EventEmitter {
 	private async finish(e: Entry, code: number | null, signal: NodeJS.Signals | null, message: string | null = null): Promise<void> {
 		if (e.timer) clearTimeout(e.timer);
 		const id = e.info.id;
-		let final: RawSample | null = null;
-		try {
-			final = e.reader?.read() ?? null;
-		} catch {}
-		final ??= e.lastRaw;
+		let final = this.readQuietly(e) ?? e.lastRaw;
 		// Like systemd's KillMode=control-group: nothing outlives the worker.
-		await this.driver.killAll(id, e.info.pid ?? 0).catch(() => {});
-		try {
-			const again = e.reader?.read();
-			if (again) final = again;
-		} catch {}
+		await this.driver.killAll(id, e.info.pid ?? 0).catch((err) => this.log("killing leftovers failed", { id, err: messageOf(err) }));
+		final = this.readQuietly(e) ?? final;
 		e.reader?.close();
 		e.reader = null;
-		await this.driver.remove(id).catch((err) => this.log("cgroup removal failed", { id, err: String(err) }));
-
-		const oomKills = final?.oomKills ?? null;
-		const oomKilled = oomKills === null ? null : oomKills > 0;
-		let reason: ExitReason;
-		if (e.killReason) reason = e.killReason;
-		else if (oomKilled) reason = "oom";
-		else if (signal) reason = "signaled";
-		else reason = "exited";
-		const end = this.clock.wall();
-		const started = Date.parse(e.info.startedAt);
-		const exit: ExitRecord = {
-			exitCode: code,
-			signal: signal ?? null,
-			reason,
-			message,
-			startedAt: e.info.startedAt,
-			endedAt: new Date(end).toISOString(),
-			durationMs: Math.max(0, end - started),
-			peakMemoryBytes: final?.memoryPeak ?? null,
-			oomKilled,
-		};
+		await this.driver.remove(id).catch((err) => this.log("cgroup removal failed", { id, err: messageOf(err) }));
+		const exit = buildExitRecord({ code, signal: signal ?? null, killReason: e.killReason, final, message, startedAt: e.info.startedAt, endedWall: this.clock.wall() });
 		e.info.state = "exited";
 		e.info.exit = exit;
 		e.child = null;
@@ -291,6 +265,16 @@ export class Hive extends EventEmitter {
 		this.prune();
 		this.log("worker exited", { id, ...exit });
 		this.emit("exited", e.info);
+	}
+
+	/** A last reading of a worker that is ending; null when its cgroup is already gone or unreadable (logged). */
+	private readQuietly(e: Entry): RawSample | null {
+		try {
+			return e.reader?.read() ?? null;
+		} catch (err) {
+			this.log("final read failed", { id: e.info.id, err: messageOf(err) });
+			return null;
+		}
 	}
 
 	/** Sample every running worker once. One failing worker never fails the tick. */
@@ -306,18 +290,10 @@ export class Hive extends EventEmitter {
 		const running = [...this.workers.values()].filter((e) => e.info.state === "running");
 		await this.driver.beginTick?.(running.map((e) => e.info.pid ?? 0));
 		const gpu = this.gpus?.status() ?? { state: "absent", message: "GPU sampling disabled", ageMs: null, gpus: [] };
-		const gpuByPid = new Map<number, { uuid: string; mib: number | null }[]>();
-		for (const g of gpu.gpus) {
-			for (const p of g.processes) {
-				if (p.workerId === null) continue;
-				const list = gpuByPid.get(p.pid) ?? [];
-				list.push({ uuid: g.uuid, mib: p.usedMemoryMiB });
-				gpuByPid.set(p.pid, list);
-			}
-		}
+		const byPid = gpuUseByPid(gpu);
 		for (const e of running) {
 			if (e.info.adopted && !this.adoptedAlive(e)) {
-				e.finishing ??= this.finish(e, null, null, "exit status unknown: the worker was re-adopted after a hive restart, so the hive was not its parent");
+				e.finishing ??= this.finish(e, null, null, UNKNOWN_STATUS_ADOPTED);
 				continue;
 			}
 			try {
@@ -326,12 +302,13 @@ export class Hive extends EventEmitter {
 				const at = this.clock.now();
 				const cur = { raw, at };
 				const stats = computeStats(cur, e.prev, this.clock.wall(), at - e.startedMono);
-				stats.gpuMemoryMiB = this.gpuMemoryOf(e, gpuByPid, gpu.gpus.length > 0);
+				const pids = e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [];
+				stats.gpuMemoryMiB = gpuMemoryOf(pids, byPid, gpu.gpus.length > 0);
 				e.info.stats = stats;
 				e.prev = cur;
 				e.lastRaw = raw;
 			} catch (err) {
-				this.log("sampling a worker failed", { id: e.info.id, err: String(err) });
+				this.log("sampling a worker failed", { id: e.info.id, err: messageOf(err) });
 			}
 		}
 		const snap: Snapshot = {
@@ -349,104 +326,54 @@ export class Hive extends EventEmitter {
 		return snap;
 	}
 
-	private gpuMemoryOf(e: Entry, byPid: Map<number, { uuid: string; mib: number | null }[]>, haveGpus: boolean): Record<string, number> | null {
-		if (!haveGpus) return null;
-		const out: Record<string, number> = {};
-		const pids = e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [];
-		for (const pid of pids) for (const u of byPid.get(pid) ?? []) if (u.mib !== null) out[u.uuid] = (out[u.uuid] ?? 0) + u.mib;
-		return out;
-	}
-
 	private adoptedAlive(e: Entry): boolean {
 		const pid = e.info.pid;
 		if (pid === null) return false;
-		const ticks = procStartTicks(pid);
+		const ticks = procStartTicks(this.host.proc, pid);
 		return ticks !== null && (e.startTicks === null || ticks === e.startTicks);
 	}
 
-	// ---- persistence and re-adoption ------------------------------------------------
-
-	private recordPath(id: string): string {
-		return join(this.stateDir, "workers", `${id}.json`);
-	}
+	// ---- records and re-adoption ----------------------------------------------------
 
 	private persist(e: Entry): void {
-		const path = this.recordPath(e.info.id);
-		const { stats: _stats, ...rest } = e.info;
-		writeFileSync(`${path}.tmp`, JSON.stringify({ ...rest, startTicks: e.startTicks, reported: e.reported }));
-		renameSync(`${path}.tmp`, path);
+		this.records.save(e.info, e.startTicks, e.reported);
 	}
 
 	private prune(): void {
 		const exited = [...this.workers.values()].filter((e) => e.info.state === "exited");
 		for (const e of exited.slice(0, Math.max(0, exited.length - this.keepExited))) {
 			this.workers.delete(e.info.id);
-			rmSync(this.recordPath(e.info.id), { force: true });
+			this.records.remove(e.info.id);
 		}
 	}
 
 	private async readopt(): Promise<void> {
-		const saved = new Map<string, WorkerInfo & { startTicks: number | null; reported?: boolean }>();
-		for (const f of readdirSync(join(this.stateDir, "workers"))) {
-			if (!f.endsWith(".json")) continue;
-			try {
-				const rec = JSON.parse(readFileSync(join(this.stateDir, "workers", f), "utf8"));
-				saved.set(rec.id, rec);
-			} catch (err) {
-				this.log("unreadable worker record", { file: f, err: String(err) });
-			}
-		}
-		const ids = new Set([...this.driver.list(), ...saved.keys()]);
-		for (const id of ids) {
-			const rec = saved.get(id);
-			if (rec?.state === "exited") {
-				const e = this.entryFrom(rec, null);
-				e.reported = rec.reported === true;
-				this.workers.set(id, e);
+		const saved = this.records.loadAll((file, err) => this.log("unreadable worker record", { file, err: messageOf(err) }));
+		const plan = planReadoption({
+			saved,
+			cgroups: this.driver.list(),
+			driver: this.driver.info.name,
+			pidsOf: (id) => this.driver.pids(id),
+			startTicksOf: (pid) => procStartTicks(this.host.proc, pid),
+		});
+		for (const a of plan) {
+			if (a.kind === "exited") {
+				const e = this.entry(infoOf(a.rec), null);
+				e.reported = a.rec.reported === true;
+				this.workers.set(a.id, e);
 				continue;
 			}
-			const cgPids = this.driver.info.name === "none" ? [] : this.driver.pids(id);
-			let pid = rec?.pid ?? null;
-			let alive = pid !== null && procStartTicks(pid) !== null && (rec?.startTicks == null || procStartTicks(pid) === rec.startTicks);
-			if (this.driver.info.name !== "none") {
-				if (pid !== null && !cgPids.includes(pid)) alive = false;
-				// A cgroup without a record (state dir lost): adopt it by its first process.
-				if (!rec && cgPids.length > 0) {
-					pid = cgPids[0]!;
-					alive = true;
-				}
-			}
-			const info: WorkerInfo = rec ?? {
-				id,
-				command: cmdlineOf(pid),
-				profile: null,
-				limits: { cpu: null, memoryBytes: null, pids: null, timeoutMs: null } satisfies Limits,
-				labels: {},
-				gpus: [],
-				env: {},
-				cwd: null,
-				pid,
-				state: "running",
-				startedAt: new Date(this.clock.wall()).toISOString(),
-				cgroup: this.driver.pathOf(id),
-				adopted: true,
-				stats: null,
-				exit: null,
-			};
+			const info = a.rec ? infoOf(a.rec) : unrecordedWorker(a.id, a.pid, procCmdline(this.host.proc, a.pid), this.driver.pathOf(a.id), this.clock.wall());
 			info.adopted = true;
-			const e = this.entryFrom(info, pid === null ? null : this.driver.reader(id, pid));
-			e.startTicks = rec?.startTicks ?? (pid === null ? null : procStartTicks(pid));
-			this.workers.set(id, e);
-			if (alive) {
-				this.log("worker re-adopted", { id, pid });
+			const e = this.entry(info, a.pid === null ? null : this.driver.reader(a.id, a.pid, this.badFile));
+			e.startTicks = a.rec?.startTicks ?? (a.pid === null ? null : procStartTicks(this.host.proc, a.pid));
+			this.workers.set(a.id, e);
+			if (a.kind === "adopt") {
+				this.log("worker re-adopted", { id: a.id, pid: a.pid });
 				const timeout = info.limits.timeoutMs;
-				if (timeout !== null) {
-					const left = Math.max(0, Date.parse(info.startedAt) + timeout - this.clock.wall());
-					e.timer = setTimeout(() => void this.kill(id, "timeout").catch(() => {}), left);
-					e.timer.unref();
-				}
+				if (timeout !== null) this.armTimeout(e, Math.max(0, Date.parse(info.startedAt) + timeout - this.clock.wall()));
 			} else {
-				if (cgPids.length > 0) await this.driver.killAll(id, pid ?? 0);
+				if (a.leftovers) await this.driver.killAll(a.id, a.pid ?? 0);
 				e.killReason = "lost";
 				e.finishing = this.finish(e, null, null, "exit status unknown: the worker ended while the hive was not running");
 				await e.finishing;
@@ -454,14 +381,15 @@ export class Hive extends EventEmitter {
 		}
 	}
 
-	private entryFrom(info: WorkerInfo, reader: WorkerReader | null): Entry {
+	/** A fresh entry; `startedMono` defaults to the monotonic time matching its wall-clock start. */
+	private entry(info: WorkerInfo, reader: WorkerReader | null, startedMono?: number): Entry {
 		return {
 			info: { ...info, stats: null },
 			child: null,
 			reader,
 			prev: null,
 			lastRaw: null,
-			startedMono: this.clock.now() - Math.max(0, this.clock.wall() - Date.parse(info.startedAt)),
+			startedMono: startedMono ?? this.clock.now() - Math.max(0, this.clock.wall() - Date.parse(info.startedAt)),
 			startTicks: null,
 			timer: null,
 			killReason: null,
@@ -490,17 +418,4 @@ export class Hive extends EventEmitter {
 	unreported(): WorkerInfo[] {
 		return [...this.workers.values()].filter((e) => e.info.state === "running" || !e.reported).map((e) => e.info);
 	}
-}
-
-function procStartTicks(pid: number): number | null {
-	const text = readOptional(`/proc/${pid}/stat`);
-	if (text === null) return null;
-	const s = parseProcStat(text);
-	return s.state === "Z" ? null : s.startTicks;
-}
-
-function cmdlineOf(pid: number | null): string[] {
-	if (pid === null) return [];
-	const text = readOptional(`/proc/${pid}/cmdline`);
-	return text ? text.split("\0").filter(Boolean) : [];
 }

@@ -134,6 +134,7 @@ export class QueenLink {
 			try {
 				m = JSON.parse(data.toString());
 			} catch {
+				// The queen speaks JSON; a frame that is not is ignored (acks resend nothing by themselves).
 				return;
 			}
 			if (m.type === "ack") {

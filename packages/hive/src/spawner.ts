@@ -30,6 +30,7 @@ export function resolveCommand(cmd: string, path: string | undefined, cwd: strin
 			accessSync(p, constants.X_OK);
 			return statSync(p).isFile();
 		} catch {
+			// Missing or not executable: not a candidate, as execvp would skip it.
 			return false;
 		}
 	};

@@ -69,7 +69,9 @@ export class StatFile {
 		if (this.fd !== null) {
 			try {
 				closeSync(this.fd);
-			} catch {}
+			} catch {
+				// EBADF/EIO on close of a read-only fd loses nothing: no data was pending.
+			}
 			this.fd = null;
 		}
 	}

@@ -63,6 +63,7 @@ export class HiveSocketServer {
 			try {
 				m = JSON.parse(data.toString());
 			} catch {
+				// The error is the close code and reason the hive gets.
 				return reject(1007, "malformed JSON");
 			}
 			const type = (m as { type?: unknown })?.type;

@@ -77,6 +77,7 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 
 /** Yields the file from `offset`; while `more()` says the writer is alive, waits for growth like `tail -f`. */
 async function* tailFile(path: string, offset: number, more: (() => boolean) | null, signal: AbortSignal): AsyncGenerator<Buffer> {
+	// No log file yet (the worker wrote nothing, or it was pruned): an empty body.
 	const fh = await open(path, "r").catch(() => null);
 	if (!fh) return;
 	try {

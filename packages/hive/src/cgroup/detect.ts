@@ -1,6 +1,7 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import type { CgroupDriverName } from "@apiary/protocol";
+import { HOST, type HostRoot } from "../host-root.ts";
 import type { CgroupDriver } from "./driver.ts";
 import { NoCgroupDriver } from "./none.ts";
 import { CgroupV1Driver, V1_OPTIONAL, V1_REQUIRED, type V1Mounts } from "./v1/driver.ts";
@@ -41,6 +42,8 @@ export interface DetectOptions {
 	/** This process's /proc/self/cgroup, to find a systemd-delegated cgroup. */
 	selfCgroup?: string;
 	env?: NodeJS.ProcessEnv;
+	/** Where /proc is read from when mountinfo or selfCgroup are not given. */
+	host?: HostRoot;
 }
 
 export interface Detection {
@@ -54,6 +57,7 @@ const read = (p: string) => {
 	try {
 		return readFileSync(p, "latin1");
 	} catch {
+		// Absent (an older kernel, no such mount): detection treats it as "not there".
 		return null;
 	}
 };
@@ -62,6 +66,7 @@ const canWrite = (p: string) => {
 		accessSync(p, constants.W_OK);
 		return true;
 	} catch {
+		// EACCES/EROFS/ENOENT all mean the same here: not ours to write.
 		return false;
 	}
 };
@@ -70,7 +75,8 @@ const canWrite = (p: string) => {
 export function detect(opts: DetectOptions): Detection {
 	const readFile = opts.readFile ?? read;
 	const writable = opts.writable ?? canWrite;
-	const mounts = parseCgroupMounts(opts.mountinfo ?? readFile("/proc/self/mountinfo") ?? "");
+	const proc = (opts.host ?? HOST).proc;
+	const mounts = parseCgroupMounts(opts.mountinfo ?? readFile(`${proc}/self/mountinfo`) ?? "");
 	const env = opts.env ?? process.env;
 	const problems: string[] = [];
 
@@ -90,7 +96,7 @@ export function detect(opts: DetectOptions): Detection {
 		let why = "--cgroup-root";
 		if (!root) {
 			// Under systemd with Delegate=yes the unit's own cgroup is ours to manage.
-			const own = (opts.selfCgroup ?? readFile("/proc/self/cgroup") ?? "").split("\n").find((l) => l.startsWith("0::"));
+			const own = (opts.selfCgroup ?? readFile(`${proc}/self/cgroup`) ?? "").split("\n").find((l) => l.startsWith("0::"));
 			const ownDir = own ? join(m.mountPoint, own.slice(3)) : null;
 			// With DelegateSubgroup=hive (systemd 254+) the daemon starts in <unit>/hive: the unit is the root.
 			const unitDir = ownDir && basename(ownDir) === "hive" ? dirname(ownDir) : ownDir;
@@ -152,8 +158,8 @@ export function detect(opts: DetectOptions): Detection {
 	}
 }
 
-export function createDriver(d: Detection, procRoot = "/proc"): CgroupDriver {
+export function createDriver(d: Detection, host: HostRoot = HOST): CgroupDriver {
 	if (d.driver === "v2") return new CgroupV2Driver(d.v2!.mount, d.v2!.root, d.reason);
-	if (d.driver === "v1") return new CgroupV1Driver(d.v1!.mounts, d.v1!.rootName, d.reason);
-	return new NoCgroupDriver(d.reason, procRoot);
+	if (d.driver === "v1") return new CgroupV1Driver(d.v1!.mounts, d.v1!.rootName, d.reason, host.sys);
+	return new NoCgroupDriver(d.reason, host.proc);
 }

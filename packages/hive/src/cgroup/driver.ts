@@ -23,7 +23,11 @@ export interface RawSample {
 }
 
 export interface WorkerReader {
-	/** Reads every file once; null when the cgroup is gone. */
+	/**
+	 * Reads every file once; null when the cgroup is gone. A file that is
+	 * malformed or unreadable nulls only its own fields (partial stats, as
+	 * cAdvisor pushes them) and is reported through the driver's BadFile.
+	 */
 	read(): RawSample | null;
 	/** The files read each tick (benchmarks read the same ones raw, as the floor). */
 	files(): string[];
@@ -45,8 +49,8 @@ export interface CgroupDriver {
 	create(id: string, limits: Limits): CreatedCgroup;
 	/** The worker's cgroup path, or null for drivers without cgroups. */
 	pathOf(id: string): string | null;
-	/** Reader for a worker; `pid` is used by drivers that sample the process tree. */
-	reader(id: string, pid: number): WorkerReader;
+	/** Reader for a worker; `pid` is used by drivers that sample the process tree; `bad` hears of each file that could not be read. */
+	reader(id: string, pid: number, bad?: BadFile): WorkerReader;
 	/** Ids of the worker cgroups that exist under the root (for re-adoption). */
 	list(): string[];
 	/** Pids in the worker's cgroup (empty when gone). */
@@ -62,3 +66,24 @@ export interface CgroupDriver {
 }
 
 export const noPressure: PressureStats = { cpu: null, memory: null, io: null };
+
+/** Told of a cgroup file whose fields were nulled this read, with why. */
+export type BadFile = (path: string, err: Error) => void;
+
+/**
+ * Runs one file's read-and-parse; on failure reports the file once per
+ * reader (not every tick) and yields null, so the other files' fields flow.
+ */
+export function guarded(bad: BadFile | undefined, reported: Set<string>) {
+	return <T>(path: string, fn: () => T): T | null => {
+		try {
+			return fn();
+		} catch (err) {
+			if (!reported.has(path)) {
+				reported.add(path);
+				bad?.(path, err instanceof Error ? err : new Error(String(err)));
+			}
+			return null;
+		}
+	};
+}

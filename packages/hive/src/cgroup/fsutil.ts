@@ -5,7 +5,18 @@ export function writeCg(path: string, value: string): void {
 	try {
 		writeFileSync(path, value);
 	} catch (err) {
-		throw new Error(`cannot write ${JSON.stringify(value)} to ${path}: ${(err as Error).message}`);
+		throw new Error(`cannot write ${JSON.stringify(value)} to ${path}: ${(err as Error).message}`, { cause: err });
+	}
+}
+
+/** A best-effort write (freeze, thaw, optional knobs): false when the kernel refused it. */
+export function tryWrite(path: string, value: string): boolean {
+	try {
+		writeFileSync(path, value);
+		return true;
+	} catch {
+		// The caller has a fallback for a file this kernel lacks or refuses.
+		return false;
 	}
 }
 
@@ -20,6 +31,7 @@ export function readPids(procsFile: string): number[] {
 			.filter((l) => l !== "")
 			.map(Number);
 	} catch {
+		// No cgroup.procs: the cgroup is gone, so it holds no process.
 		return [];
 	}
 }
@@ -31,13 +43,14 @@ export function childCgroups(dir: string): string[] {
 			.filter((d) => d.isDirectory())
 			.map((d) => d.name);
 	} catch {
+		// No such dir (not created yet, or removed): no children.
 		return [];
 	}
 }
 
 /** rmdir a cgroup, retrying while the kernel still tears down its last tasks (EBUSY). */
 export async function removeCg(path: string, timeoutMs = 5000): Promise<void> {
-	const deadline = Date.now() + timeoutMs;
+	const deadline = performance.now() + timeoutMs; // monotonic: a clock step cannot cut the retries short
 	for (;;) {
 		try {
 			// Nested cgroups a worker made itself go first (deepest first).
@@ -47,17 +60,24 @@ export async function removeCg(path: string, timeoutMs = 5000): Promise<void> {
 		} catch (err) {
 			const code = (err as NodeJS.ErrnoException).code;
 			if (code === "ENOENT") return;
-			if (code !== "EBUSY" || Date.now() > deadline) throw new Error(`cannot remove cgroup ${path}: ${(err as Error).message}`);
+			if (code !== "EBUSY" || performance.now() > deadline) throw new Error(`cannot remove cgroup ${path}: ${(err as Error).message}`, { cause: err });
 			await sleep(10);
 		}
 	}
 }
 
+/** SIGKILL a process (a negative pid: its group); false when it was already gone. */
+export function kill9(pid: number): boolean {
+	try {
+		process.kill(pid, "SIGKILL");
+		return true;
+	} catch {
+		// ESRCH: it already exited, which is what was wanted.
+		return false;
+	}
+}
+
 /** SIGKILL every pid listed, ignoring ones already gone. */
 export function killPids(pids: number[]): void {
-	for (const pid of pids) {
-		try {
-			process.kill(pid, "SIGKILL");
-		} catch {}
-	}
+	for (const pid of pids) kill9(pid);
 }

@@ -4,6 +4,7 @@ import type { DriverInfo } from "@apiary/protocol";
 import pidusage from "pidusage";
 import { CLK_TCK, PAGE_SIZE, parseProcIo, parseProcStat } from "../proc.ts";
 import { readOptional } from "../statfile.ts";
+import { kill9, killPids } from "./fsutil.ts";
 import { type CgroupDriver, type CreatedCgroup, noPressure, type RawSample, type WorkerReader } from "./driver.ts";
 
 /**
@@ -130,14 +131,8 @@ export class NoCgroupDriver implements CgroupDriver {
 		// that started a group of their own.
 		await this.beginTick([pid]);
 		const tree = this.tree(pid);
-		try {
-			process.kill(-pid, "SIGKILL");
-		} catch {}
-		for (const p of tree) {
-			try {
-				process.kill(p, "SIGKILL");
-			} catch {}
-		}
+		kill9(-pid);
+		killPids(tree);
 		await sleep(0);
 	}
 

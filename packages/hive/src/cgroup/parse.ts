@@ -7,6 +7,7 @@
 
 /** Error that names the cgroup file whose content was malformed. */
 export class CgroupParseError extends Error {
+	override name = "CgroupParseError";
 	readonly file: string;
 	constructor(file: string, detail: string) {
 		super(`${file}: ${detail}`);

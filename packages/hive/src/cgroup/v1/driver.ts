@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { waitUntil } from "@apiary/kit/wait";
 import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
-import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
-import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
+import { type BadFile, type CgroupDriver, type CreatedCgroup, guarded, type RawSample, type WorkerReader } from "../driver.ts";
+import { childCgroups, killPids, mkdirCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { scanBlkioV1, scanCpuStatV1, scanMemoryStatV1, scanOomControl } from "./stats.ts";
 
@@ -31,8 +31,11 @@ export class CgroupV1Driver implements CgroupDriver {
 	readonly mounts: V1Mounts;
 	readonly rootName: string;
 	private readonly hierarchies: string[];
+	/** The host's /sys (for /sys/block). */
+	private readonly sys: string;
 
-	constructor(mounts: V1Mounts, rootName: string, reason: string) {
+	constructor(mounts: V1Mounts, rootName: string, reason: string, sys = "/sys") {
+		this.sys = sys;
 		this.mounts = mounts;
 		this.rootName = rootName.replace(/^\/+|\/+$/g, "");
 		// Only the hierarchies we use: joining e.g. cpuset would need cpus/mems set first.
@@ -73,19 +76,18 @@ export class CgroupV1Driver implements CgroupDriver {
 		writeCg(join(this.dir("pids", id)!, "pids.max"), limits.pids === null ? "max" : String(limits.pids));
 		const blkio = this.dir("blkio", id);
 		if (blkio) {
-			for (const dev of blockDevices()) {
+			for (const dev of blockDevices(this.sys)) {
 				for (const f of ["blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"]) {
-					try {
-						writeCg(join(blkio, f), `${dev} ${NO_OP_BPS}`);
-					} catch {}
+					// A device that refuses a rule (e.g. it vanished) is only left unaccounted.
+					tryWrite(join(blkio, f), `${dev} ${NO_OP_BPS}`);
 				}
 			}
 		}
 		return { path: mem, procsFiles: dirs.map((d) => join(d, "cgroup.procs")) };
 	}
 
-	reader(id: string): WorkerReader {
-		return new V1Reader((c) => this.dir(c, id));
+	reader(id: string, _pid?: number, bad?: BadFile): WorkerReader {
+		return new V1Reader((c) => this.dir(c, id), bad);
 	}
 
 	list(): string[] {
@@ -98,27 +100,17 @@ export class CgroupV1Driver implements CgroupDriver {
 
 	async killAll(id: string): Promise<void> {
 		const freezer = this.dir("freezer", id);
+		const state = freezer ? join(freezer, "freezer.state") : null;
 		// Freeze first so no process can fork a new one between listing and killing.
 		let frozen = false;
-		if (freezer) {
-			try {
-				writeCg(join(freezer, "freezer.state"), "FROZEN");
-				frozen = true;
-				const deadline = Date.now() + 1000;
-				while (readFileSync(join(freezer, "freezer.state"), "latin1").trim() !== "FROZEN" && Date.now() < deadline) await sleep(2);
-			} catch {}
+		if (state && tryWrite(state, "FROZEN")) {
+			frozen = true;
+			// The cgroup vanishing mid-wait (the worker ended) is fine: the kill below finds nothing.
+			await waitUntil(() => readFileSync(state, "latin1").trim() === "FROZEN", { timeoutMs: 1000, intervalMs: 2 }).catch(() => false);
 		}
 		killPids(this.pids(id));
-		if (frozen) {
-			try {
-				writeCg(join(freezer!, "freezer.state"), "THAWED");
-			} catch {}
-		}
-		const deadline = Date.now() + 5000;
-		while (this.pids(id).length > 0 && Date.now() < deadline) {
-			killPids(this.pids(id));
-			await sleep(5);
-		}
+		if (frozen) tryWrite(state!, "THAWED");
+		await waitUntil(() => this.pids(id).length === 0, { timeoutMs: 5000 }, () => killPids(this.pids(id)));
 	}
 
 	async remove(id: string): Promise<void> {
@@ -130,35 +122,35 @@ export class CgroupV1Driver implements CgroupDriver {
 	}
 }
 
-/** MAJ:MIN of the real block devices (not loop, ram, zram and other virtual ones). */
-function blockDevices(): string[] {
+/** MAJ:MIN of the real block devices (not loop, ram, zram and other virtual ones) under `sys`/block. */
+export function blockDevices(sys: string): string[] {
+	let names: string[];
 	try {
-		return readdirSync("/sys/block").flatMap((d) => {
-			try {
-				if (realpathSync(`/sys/block/${d}`).includes("/devices/virtual/")) return [];
-				return [readFileSync(`/sys/block/${d}/dev`, "latin1").trim()];
-			} catch {
-				return [];
-			}
-		});
+		names = readdirSync(`${sys}/block`);
 	} catch {
+		// No sysfs (a container without it): no device gets a no-op rule, so IO counters stay 0 on v1.
 		return [];
 	}
+	return names.flatMap((d) => {
+		try {
+			if (realpathSync(`${sys}/block/${d}`).includes("/devices/virtual/")) return [];
+			return [readFileSync(`${sys}/block/${d}/dev`, "latin1").trim()];
+		} catch {
+			// The device went away between the listing and the read.
+			return [];
+		}
+	});
 }
 
-const num = (s: StatFile | null | undefined) => s?.readNumber() ?? null;
-function blkio(s: StatFile | null | undefined, name: string) {
-	const n = s ? s.fill() : -1;
-	return n < 0 ? null : scanBlkioV1(statBuf, n, name);
-}
-function psi(s: StatFile | null | undefined, name: string) {
-	const n = s ? s.fill() : -1;
-	return n < 0 ? null : scanPressure(statBuf, n, name);
-}
-
-class V1Reader implements WorkerReader {
+/**
+ * One worker's files across the v1 hierarchies (and the hybrid v2 mount for
+ * PSI). A malformed or unreadable file nulls only its own fields.
+ */
+export class V1Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile | null>;
-	constructor(dir: (controller: string) => string | null) {
+	private readonly guard: ReturnType<typeof guarded>;
+	constructor(dir: (controller: string) => string | null, bad?: BadFile) {
+		this.guard = guarded(bad, new Set());
 		const file = (c: string, name: string) => {
 			const d = dir(c);
 			return d ? new StatFile(join(d, name)) : null;
@@ -193,30 +185,49 @@ class V1Reader implements WorkerReader {
 
 	read(): RawSample | null {
 		const f = this.f;
-		// Each file is scanned from statBuf right after it is read, before the next read.
-		const usage = f.usage!.readNumber();
-		const nMem = f.memStat!.fill();
-		if (usage === undefined || nMem < 0) return null;
-		const mem = scanMemoryStatV1(statBuf, nMem, this.memVals, this.memHints);
-		const nCpu = f.cpu!.fill();
-		const cpu = scanCpuStatV1(statBuf, Math.max(0, nCpu), this.cpuVals);
-		const limit = f.memLimit!.readNumber();
-		const nOom = f.oom!.fill();
-		const oomKills = nOom < 0 ? null : scanOomControl(statBuf, nOom, this.oomVals)[0]!;
-		const ioBytes = blkio(f.ioBytes, "blkio.throttle.io_service_bytes");
-		const ioOps = blkio(f.ioOps, "blkio.throttle.io_serviced");
+		const g = this.guard;
+		// cpuacct.usage and memory.stat exist in every v1 worker cgroup: either
+		// missing means the cgroup is gone. Each file is scanned from statBuf
+		// right after it is read, before the next read.
+		const scan = <T>(s: StatFile | null | undefined, fn: (n: number) => T): T | null =>
+			s
+				? g(s.path, () => {
+						const n = s.fill();
+						return n < 0 ? null : fn(n);
+					})
+				: null;
+		const num = (s: StatFile | null | undefined) => (s ? g(s.path, () => s.readNumber() ?? null) : null);
+		let gone = false;
+		const usage = g(f.usage!.path, () => {
+			const v = f.usage!.readNumber();
+			if (v === undefined) gone = true;
+			return v ?? null;
+		});
+		if (gone) return null;
+		const mem = g(f.memStat!.path, () => {
+			const n = f.memStat!.fill();
+			if (n < 0) gone = true;
+			return n < 0 ? null : scanMemoryStatV1(statBuf, n, this.memVals, this.memHints);
+		});
+		if (gone) return null;
+		const cpu = scan(f.cpu, (n) => scanCpuStatV1(statBuf, n, this.cpuVals));
+		const limit = num(f.memLimit);
+		const oomKills = scan(f.oom, (n) => scanOomControl(statBuf, n, this.oomVals)[0]!);
+		const ioBytes = scan(f.ioBytes, (n) => scanBlkioV1(statBuf, n, "blkio.throttle.io_service_bytes"));
+		const ioOps = scan(f.ioOps, (n) => scanBlkioV1(statBuf, n, "blkio.throttle.io_serviced"));
+		const psi = (s: StatFile | null | undefined, name: string) => scan(s, (n) => scanPressure(statBuf, n, name));
 		return {
 			cpuUsageNs: usage,
-			periods: cpu[0]!,
-			throttledPeriods: cpu[1]!,
-			throttledNs: cpu[2]!,
+			periods: cpu?.[0] ?? null,
+			throttledPeriods: cpu?.[1] ?? null,
+			throttledNs: cpu?.[2] ?? null,
 			memoryCurrent: num(f.memUsage),
 			memoryPeak: num(f.memMax),
-			anonBytes: mem[0]!,
-			fileBytes: mem[1]!,
-			inactiveFileBytes: mem[2]!,
+			anonBytes: mem?.[0] ?? null,
+			fileBytes: mem?.[1] ?? null,
+			inactiveFileBytes: mem?.[2] ?? null,
 			// "no limit" is PAGE_COUNTER_MAX × page size, a huge number.
-			memoryLimit: limit == null || limit >= 2 ** 62 ? null : limit,
+			memoryLimit: limit === null || limit >= 2 ** 62 ? null : limit,
 			oomKills,
 			readBytes: ioBytes?.read ?? null,
 			writeBytes: ioBytes?.write ?? null,

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { waitUntil } from "@apiary/kit/wait";
 import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
-import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "../driver.ts";
-import { childCgroups, killPids, mkdirCg, readPids, removeCg, writeCg } from "../fsutil.ts";
+import { type BadFile, type CgroupDriver, type CreatedCgroup, guarded, type RawSample, type WorkerReader } from "../driver.ts";
+import { childCgroups, killPids, mkdirCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { formatCpuMax, scanCpuStat } from "./cpu.ts";
 import { parseIoStat } from "./io.ts";
@@ -63,14 +63,16 @@ export class CgroupV2Driver implements CgroupDriver {
 		if (limits.memoryBytes !== null) {
 			try {
 				writeCg(join(dir, "memory.swap.max"), "0");
-			} catch {}
+			} catch {
+				// No swap accounting on this kernel: there is no swap to push into either.
+			}
 		}
 		writeCg(join(dir, "pids.max"), limits.pids === null ? "max" : String(limits.pids));
 		return { path: dir, procsFiles: [join(dir, "cgroup.procs")] };
 	}
 
-	reader(id: string): WorkerReader {
-		return new V2Reader(this.pathOf(id));
+	reader(id: string, _pid?: number, bad?: BadFile): WorkerReader {
+		return new V2Reader(this.pathOf(id), bad);
 	}
 
 	list(): string[] {
@@ -87,17 +89,12 @@ export class CgroupV2Driver implements CgroupDriver {
 			// cgroup.kill (5.14+) kills every process atomically, forks included.
 			writeCg(join(dir, "cgroup.kill"), "1");
 		} catch {
-			// Older kernels: freeze so nothing can fork, kill, thaw.
-			try {
-				writeCg(join(dir, "cgroup.freeze"), "1");
-			} catch {}
+			// Older kernels have no cgroup.kill: freeze so nothing can fork, kill, thaw.
+			const frozen = tryWrite(join(dir, "cgroup.freeze"), "1");
 			killPids(this.pids(id));
-			try {
-				writeCg(join(dir, "cgroup.freeze"), "0");
-			} catch {}
+			if (frozen) tryWrite(join(dir, "cgroup.freeze"), "0");
 		}
-		const deadline = Date.now() + 5000;
-		while (this.pids(id).length > 0 && Date.now() < deadline) await sleep(5);
+		await waitUntil(() => this.pids(id).length === 0, { timeoutMs: 5000 });
 	}
 
 	async remove(id: string): Promise<void> {
@@ -110,11 +107,13 @@ export class CgroupV2Driver implements CgroupDriver {
 	}
 }
 
-class V2Reader implements WorkerReader {
+export class V2Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile>;
 	/** Where memory.stat's keys were last found (see findKeyValues). */
 	private readonly memHints = new Int32Array(3).fill(-1);
-	constructor(dir: string) {
+	private readonly guard: ReturnType<typeof guarded>;
+	constructor(dir: string, bad?: BadFile) {
+		this.guard = guarded(bad, new Set());
 		const f = (name: string) => new StatFile(join(dir, name));
 		this.f = {
 			cpu: f("cpu.stat"),
@@ -138,26 +137,34 @@ class V2Reader implements WorkerReader {
 
 	read(): RawSample | null {
 		const r = this.f;
+		const g = this.guard;
+		// cpu.stat exists in every v2 cgroup: its absence means the cgroup is gone.
 		// Each file is scanned from statBuf right after it is read, before the next read.
-		const nCpu = r.cpu!.fill();
-		if (nCpu < 0) return null; // cgroup gone
-		const cpu = scanCpuStat(statBuf, nCpu);
-		const nMem = r.memStat!.fill();
-		const mem = nMem < 0 ? null : scanMemoryStat(statBuf, nMem, this.memHints);
-		const nEv = r.memEvents!.fill();
-		const oomKills = nEv < 0 ? null : scanMemoryEvents(statBuf, nEv).oomKills;
-		const ioText = r.io!.read();
-		const io = ioText === null ? null : parseIoStat(ioText);
-		const num = (f: StatFile) => f.readNumber() ?? null;
-		const psi = (f: StatFile, name: string) => {
-			const n = f.fill();
-			return n < 0 ? null : scanPressure(statBuf, n, name);
-		};
+		let gone = false;
+		const cpu = g(r.cpu!.path, () => {
+			const n = r.cpu!.fill();
+			if (n < 0) gone = true;
+			return n < 0 ? null : scanCpuStat(statBuf, n);
+		});
+		if (gone) return null;
+		const scan = <T>(f: StatFile, fn: (n: number) => T): T | null =>
+			g(f.path, () => {
+				const n = f.fill();
+				return n < 0 ? null : fn(n);
+			});
+		const num = (f: StatFile) => g(f.path, () => f.readNumber() ?? null);
+		const mem = scan(r.memStat!, (n) => scanMemoryStat(statBuf, n, this.memHints));
+		const events = scan(r.memEvents!, (n) => scanMemoryEvents(statBuf, n));
+		const io = g(r.io!.path, () => {
+			const text = r.io!.read();
+			return text === null ? null : parseIoStat(text);
+		});
+		const psi = (f: StatFile, name: string) => scan(f, (n) => scanPressure(statBuf, n, name));
 		return {
-			cpuUsageNs: cpu.usageNs,
-			periods: cpu.periods,
-			throttledPeriods: cpu.throttledPeriods,
-			throttledNs: cpu.throttledNs,
+			cpuUsageNs: cpu?.usageNs ?? null,
+			periods: cpu?.periods ?? null,
+			throttledPeriods: cpu?.throttledPeriods ?? null,
+			throttledNs: cpu?.throttledNs ?? null,
 			memoryCurrent: num(r.memCurrent!),
 			// memory.peak since kernel 5.19; absent on older kernels: not measured.
 			memoryPeak: num(r.memPeak!),
@@ -165,7 +172,7 @@ class V2Reader implements WorkerReader {
 			fileBytes: mem?.fileBytes ?? null,
 			inactiveFileBytes: mem?.inactiveFileBytes ?? null,
 			memoryLimit: num(r.memMax!),
-			oomKills,
+			oomKills: events?.oomKills ?? null,
 			readBytes: io?.readBytes ?? null,
 			writeBytes: io?.writeBytes ?? null,
 			readOps: io?.readOps ?? null,

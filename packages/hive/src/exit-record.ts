@@ -1,0 +1,41 @@
+import type { ExitReason, ExitRecord } from "@apiary/protocol";
+import type { RawSample } from "./cgroup/driver.ts";
+
+export interface ExitFacts {
+	code: number | null;
+	signal: string | null;
+	/** Set when the hive ended it (killed, timeout) or found it gone (lost). */
+	killReason: ExitReason | null;
+	/** The cgroup's last reading (OOM kills, peak memory), null when none was had. */
+	final: RawSample | null;
+	message: string | null;
+	startedAt: string;
+	/** Wall-clock ms when the end was seen. */
+	endedWall: number;
+}
+
+/**
+ * What ended a worker, from what was seen of it: the hive's own reason
+ * first, then an OOM kill the kernel counted, then a signal, else a plain
+ * exit. OOM is null (not false) when the kernel gave no count.
+ */
+export function buildExitRecord(f: ExitFacts): ExitRecord {
+	const oomKills = f.final?.oomKills ?? null;
+	const oomKilled = oomKills === null ? null : oomKills > 0;
+	let reason: ExitReason;
+	if (f.killReason) reason = f.killReason;
+	else if (oomKilled) reason = "oom";
+	else if (f.signal) reason = "signaled";
+	else reason = "exited";
+	return {
+		exitCode: f.code,
+		signal: f.signal,
+		reason,
+		message: f.message,
+		startedAt: f.startedAt,
+		endedAt: new Date(f.endedWall).toISOString(),
+		durationMs: Math.max(0, f.endedWall - Date.parse(f.startedAt)),
+		peakMemoryBytes: f.final?.memoryPeak ?? null,
+		oomKilled,
+	};
+}

@@ -1,0 +1,17 @@
+import { join } from "node:path";
+
+/**
+ * Where the host's /proc and /sys are: one injectable root (as cAdvisor's
+ * rootFs), so tests point every procfs and sysfs read at fixtures and a hive
+ * in a container can read the host's through a bind mount.
+ */
+export interface HostRoot {
+	proc: string;
+	sys: string;
+}
+
+export function hostRoot(root = "/"): HostRoot {
+	return { proc: join(root, "proc"), sys: join(root, "sys") };
+}
+
+export const HOST: HostRoot = hostRoot("/");

@@ -1,0 +1,100 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ManualClock } from "@apiary/kit/clock";
+import { FakeDriver, rawSample } from "@apiary/test-support/fake-driver";
+import { afterEach, describe, expect, it } from "vitest";
+import { Hive } from "../../src/hive.ts";
+
+// The supervisor with a fake cgroup driver and a hand-driven clock: no root,
+// no kernel cgroups; the workers are real (tiny) processes.
+const dirs: string[] = [];
+const hives: Hive[] = [];
+afterEach(async () => {
+	for (const h of hives.splice(0)) {
+		for (const w of h.list()) if (w.state === "running") await h.kill(w.id);
+		await h.stop();
+	}
+	for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function setup() {
+	const driver = new FakeDriver();
+	const clock = new ManualClock(Date.parse("2026-11-22T10:00:00Z"));
+	const stateDir = mkdtempSync(join(tmpdir(), "apiary-unit-"));
+	dirs.push(stateDir);
+	const hive = new Hive({ driver, stateDir, hiveId: "unit", clock });
+	hives.push(hive);
+	return { driver, clock, hive, stateDir };
+}
+
+const exited = (hive: Hive, id: string) => new Promise<void>((resolve) => hive.on("exited", (w) => w.id === id && resolve()));
+
+describe("the supervisor (fake driver, hand-driven clock)", () => {
+	it("rates come from two ticks on the monotonic clock: CPU percent and IO rates exact, the first tick null", async () => {
+		const { driver, clock, hive } = setup();
+		await hive.start();
+		hive.spawn({ id: "w1", command: ["sleep", "30"], cpu: 0.5 });
+		expect(driver.created.get("w1")).toEqual({ cpu: 0.5, memoryBytes: null, pids: null, timeoutMs: null });
+		driver.samples.set("w1", rawSample({ cpuUsageNs: 1e9, readBytes: 0, memoryCurrent: 100, inactiveFileBytes: 40 }));
+		let snap = await hive.tick();
+		expect(snap.workers[0]!.stats!.cpu.percent).toBeNull();
+		expect(snap.workers[0]!.stats!.io.readBytesPerSec).toBeNull();
+		expect(snap.workers[0]!.stats!.memory.workingSetBytes).toBe(60);
+		clock.advance(2000);
+		driver.samples.set("w1", rawSample({ cpuUsageNs: 1.5e9, readBytes: 4096 }));
+		snap = await hive.tick();
+		expect(snap.workers[0]!.stats!.cpu.percent).toBe(25); // 0.5 s of CPU over 2 s
+		expect(snap.workers[0]!.stats!.io.readBytesPerSec).toBe(2048);
+		expect(snap.workers[0]!.stats!.uptimeMs).toBe(2000);
+	});
+
+	it("an exit record's times come from the clock: started and ended where the clock said", async () => {
+		const { driver, clock, hive } = setup();
+		await hive.start();
+		const done = exited(hive, "w2");
+		hive.spawn({ id: "w2", command: ["sh", "-c", "sleep 0.2; exit 3"] });
+		clock.advance(1500);
+		await done;
+		const w = hive.get("w2")!;
+		expect(w.exit).toMatchObject({ exitCode: 3, reason: "exited", startedAt: "2026-11-22T10:00:00.000Z", endedAt: "2026-11-22T10:00:01.500Z", durationMs: 1500 });
+		// The kernel gave no OOM count: null, not false.
+		expect(w.exit!.oomKilled).toBeNull();
+		expect(driver.removed).toContain("w2");
+	});
+
+	it("an OOM kill the cgroup counted makes the reason oom; peak memory comes from the last reading", async () => {
+		const { driver, hive } = setup();
+		await hive.start();
+		const done = exited(hive, "w3");
+		hive.spawn({ id: "w3", command: ["sh", "-c", "sleep 0.2; kill -9 $$"] });
+		driver.samples.set("w3", rawSample({ oomKills: 1, memoryPeak: 64 << 20 }));
+		await done;
+		expect(hive.get("w3")!.exit).toMatchObject({ reason: "oom", signal: "SIGKILL", oomKilled: true, peakMemoryBytes: 64 << 20 });
+	});
+
+	it("one worker whose reader throws does not drop the others' samples", async () => {
+		const { driver, hive } = setup();
+		await hive.start();
+		hive.spawn({ id: "ok", command: ["sleep", "30"] });
+		hive.spawn({ id: "bad", command: ["sleep", "30"] });
+		driver.samples.set("ok", rawSample({ memoryCurrent: 7 }));
+		driver.failing.add("bad");
+		const snap = await hive.tick();
+		expect(snap.workers.find((w) => w.id === "ok")!.stats!.memory.currentBytes).toBe(7);
+		expect(snap.workers.find((w) => w.id === "bad")!.stats).toBeNull();
+	});
+
+	it("kill records killed, removes the cgroup and keeps the record across a new supervisor on the same state", async () => {
+		const { driver, hive, stateDir } = setup();
+		await hive.start();
+		hive.spawn({ id: "w4", command: ["sleep", "30"] });
+		const w = await hive.kill("w4");
+		expect(w.exit!.reason).toBe("killed");
+		expect(driver.killed).toContain("w4");
+		const again = new Hive({ driver, stateDir, hiveId: "unit", clock: new ManualClock() });
+		hives.push(again);
+		await again.start();
+		expect(again.get("w4")!.exit!.reason).toBe("killed");
+	});
+});
