@@ -1,5 +1,8 @@
 import { hostname } from "node:os";
-import { checkId, formatBytes, formatDuration, parseDuration, parseSize, type WorkerInfo, PROFILE_NAMES } from "@apiary/protocol";
+import type { WorkerInfo } from "@apiary/protocol";
+import { checkId } from "@apiary/protocol/ids";
+import { PROFILE_NAMES } from "@apiary/protocol/profiles";
+import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { call, unreachable } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";

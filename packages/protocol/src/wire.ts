@@ -2,6 +2,7 @@
 // each message and view declared once: the schema validates, Static<> types.
 import { Type } from "@sinclair/typebox";
 import { Nullable, type Static, StringEnum } from "./schema.ts";
+import { EVENT_TYPES } from "./event-types.ts";
 import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Snapshot, WorkerInfo } from "./types.ts";
 
 export const HelloMessage = Type.Object({
@@ -67,22 +68,7 @@ export const WelcomeMessage = Type.Object({
 export type WelcomeMessage = Static<typeof WelcomeMessage>;
 export type QueenMessage = AckMessage | WelcomeMessage;
 
-export const EVENT_TYPES = [
-	"hive.joined",
-	"hive.stale",
-	"hive.lost",
-	"hive.restarted",
-	"hive.left",
-	"worker.spawned",
-	"worker.updated",
-	"worker.exited",
-	"worker.evicted",
-	"gpu.updated",
-	"claim.created",
-	"claim.released",
-	"snapshot",
-	"stream.lagged",
-] as const;
+export { EVENT_TYPES };
 export const EventType = StringEnum(EVENT_TYPES);
 export type EventType = Static<typeof EventType>;
 

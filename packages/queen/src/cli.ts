@@ -1,4 +1,6 @@
-import { EVENT_TYPES, type GpuView, type HiveView, parseDuration, parseSize, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
+import type { GpuView, HiveView, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import { EVENT_TYPES } from "@apiary/protocol/event-types";
+import { parseDuration, parseSize } from "@apiary/protocol/units";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";

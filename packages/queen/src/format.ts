@@ -1,4 +1,5 @@
-import { formatBytes, type GpuView, type HiveView, type QueenEvent, type QueenWorkerView } from "@apiary/protocol";
+import type { GpuView, HiveView, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import { formatBytes } from "@apiary/protocol/units";
 
 /** Columns padded to their widest cell; the last column is not padded. */
 export function table(rows: string[][]): string {
