@@ -17,7 +17,7 @@ export default defineConfig({
 	test: {
 		sequence: { sequencer: LeftoversLast },
 		projects: [
-			{ test: { name: "unit", include: ["packages/*/test/unit/**/*.test.ts"] } },
+			{ test: { name: "unit", include: ["packages/*/test/unit/**/*.test.ts", "bench/test/**/*.test.ts"] } },
 			{
 				test: {
 					name: "integration",

@@ -4,7 +4,7 @@ import { checkId } from "@apiary/protocol/ids";
 import { PROFILE_NAMES } from "@apiary/protocol/profiles";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
-import { call, unreachable } from "@apiary/kit/client";
+import { call, failure, open } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
@@ -296,16 +296,9 @@ async function logs(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("logs", out);
 	if (positionals.length !== 1) throw new UsageError("hive logs: expected exactly one worker ID");
 	const id = flag("logs", "id", positionals[0], (x) => checkId(x, "ID"))!;
-	const base = hiveUrl(v.hive);
-	let res: Response;
-	try {
-		res = await fetch(new URL(`/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`, base));
-	} catch (e) {
-		throw unreachable(base, e);
-	}
-	// A non-JSON error body still gives the status.
-	if (!res.ok) throw new Error(((await res.json().catch(() => null)) as { message?: string } | null)?.message ?? `${res.status}`);
+	const res = await open(hiveUrl(v.hive), "GET", `/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`);
+	if ((res.statusCode ?? 0) >= 300) throw await failure(res);
 	const decoder = new TextDecoder();
-	for await (const chunk of res.body!) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+	for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
 	return 0;
 }

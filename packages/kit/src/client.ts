@@ -1,4 +1,12 @@
+import type { IncomingMessage, request as Request } from "node:http";
+import { createRequire } from "node:module";
+
 // A small HTTP client for the CLIs: JSON in and out, errors as messages.
+// Built on node:http rather than fetch: fetch loads undici, which alone
+// costs a client command more than its whole run (docs/BENCHMARKS.md, CLI).
+// And through require: an ESM import of node:http builds a facade of all its
+// exports, whose lazy ones load undici all the same.
+const require = createRequire(import.meta.url);
 
 export class ClientError extends Error {
 	override name = "ClientError";
@@ -10,24 +18,52 @@ export class ClientError extends Error {
 	}
 }
 
-/** "cannot reach URL: ECONNREFUSED …" from a failed fetch, keeping the cause. */
+/** "cannot reach URL: ECONNREFUSED …" from a failed request, keeping the cause. */
 export function unreachable(base: string, err: unknown): ClientError {
 	const e = err as Error & { cause?: Error };
 	return new ClientError(0, `cannot reach ${base}: ${e.cause?.message ?? e.message}`, { cause: err });
 }
 
-export async function call<T>(base: string, method: string, path: string, body?: unknown, token?: string | null): Promise<T> {
+/** Sends one request and resolves with the response (its body not yet read). */
+export async function open(base: string, method: string, path: string, body?: unknown, token?: string | null): Promise<IncomingMessage> {
+	const url = new URL(path, base);
+	const { request } = require(url.protocol === "https:" ? "node:https" : "node:http") as { request: typeof Request };
+	const payload = body === undefined ? undefined : JSON.stringify(body);
 	const headers: Record<string, string> = {};
-	if (body !== undefined) headers["content-type"] = "application/json";
-	if (token) headers.authorization = `Bearer ${token}`;
-	let res: Response;
-	try {
-		res = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-	} catch (err) {
-		throw unreachable(base, err);
+	if (payload !== undefined) {
+		headers["content-type"] = "application/json";
+		headers["content-length"] = String(Buffer.byteLength(payload));
 	}
-	const text = await res.text();
-	const data = text ? JSON.parse(text) : null;
-	if (!res.ok) throw new ClientError(res.status, data?.message ?? `${res.status} ${res.statusText}`);
-	return data as T;
+	if (token) headers.authorization = `Bearer ${token}`;
+	return new Promise((resolve, reject) => {
+		const req = request(url, { method, headers }, resolve);
+		req.on("error", (err) => reject(unreachable(base, err)));
+		req.end(payload);
+	});
+}
+
+async function text(res: IncomingMessage): Promise<string> {
+	const chunks: Buffer[] = [];
+	for await (const c of res) chunks.push(c as Buffer);
+	return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The error a non-2xx answer stands for: the daemon's own message when it sent one. */
+export async function failure(res: IncomingMessage): Promise<ClientError> {
+	const t = await text(res);
+	let message = `${res.statusCode} ${res.statusMessage ?? ""}`.trim();
+	try {
+		message = (JSON.parse(t) as { message?: string }).message ?? message;
+	} catch {
+		// Not JSON (a proxy's page, say): the status line is the message.
+	}
+	return new ClientError(res.statusCode ?? 0, message);
+}
+
+export async function call<T>(base: string, method: string, path: string, body?: unknown, token?: string | null): Promise<T> {
+	const res = await open(base, method, path, body, token);
+	const status = res.statusCode ?? 0;
+	if (status < 200 || status >= 300) throw await failure(res);
+	const t = await text(res);
+	return (t ? JSON.parse(t) : null) as T;
 }

@@ -1,4 +1,4 @@
-import type { GpuInfo, HeartbeatMessage, HelloMessage, QueenMessage, WorkerInfo } from "@apiary/protocol";
+import type { GpuInfo, HeartbeatMessage, HelloMessage, QueenMessage, WorkerInfo, WorkerStats } from "@apiary/protocol";
 import WebSocket from "ws";
 
 // A simulated hive over a real WebSocket, for queen tests that need many
@@ -22,6 +22,18 @@ export const gpu = (index: number, over: Partial<GpuInfo> = {}): GpuInfo => ({
 	ageMs: 10,
 	stale: false,
 	...over,
+});
+
+/** A complete stats sample taken at wall time `t` (ms), with plausible numbers. */
+export const stats = (t: number): WorkerStats => ({
+	sampledAt: t,
+	uptimeMs: 1000,
+	cpu: { usageNs: t * 1000, percent: 12.5, periods: 100, throttledPeriods: 3, throttledNs: 1000 },
+	memory: { currentBytes: 1 << 26, peakBytes: 1 << 27, workingSetBytes: 1 << 25, anonBytes: 1 << 25, fileBytes: 1 << 20, limitBytes: 1 << 29, oomKills: 0 },
+	io: { readBytes: 0, writeBytes: t, readOps: 0, writeOps: 1, readBytesPerSec: 0, writeBytesPerSec: 10, readOpsPerSec: 0, writeOpsPerSec: 1 },
+	pids: { current: 3, limit: null },
+	pressure: { cpu: null, memory: null, io: null },
+	gpuMemoryMiB: null,
 });
 
 export const worker = (id: string, over: Partial<WorkerInfo> = {}): WorkerInfo => ({

@@ -1,0 +1,30 @@
+// Helpers shared by the bench sections: the run's context (flags, results),
+// percentiles, tinybench readings and per-process CPU and memory from /proc.
+import { readFileSync } from "node:fs";
+import type { Bench } from "tinybench";
+import { parseProcStat } from "../packages/hive/src/proc.ts";
+
+/** The run's flags and the figures each section records under its name. */
+export const ctx = { quick: false, results: {} as Record<string, unknown> };
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const pct = (xs: number[], p: number) => {
+	const s = [...xs].sort((a, b) => a - b);
+	return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : Number.NaN;
+};
+export const r3 = (n: number) => Math.round(n * 1000) / 1000;
+type Lat = { latency: { mean: number; p99: number } };
+export const stat = (b: Bench, i: number) => (b.tasks[i]!.result as unknown as Lat).latency;
+export const log = (s: string) => process.stdout.write(`${s}\n`);
+export const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+/** CPU seconds of a process: total, and user space alone (the kernel's share is receiving and sending bytes). */
+export const cpuOf = (pid: number) => {
+	const s = parseProcStat(readFileSync(`/proc/${pid}/stat`, "latin1"));
+	return { total: (s.utimeTicks + s.stimeTicks) / 100, user: s.utimeTicks / 100 };
+};
+export const cpuSecondsOf = (pid: number) => cpuOf(pid).total;
+/** CPU time of this process's waited-for children (cutime + cstime), seconds. */
+export const childrenCpuSeconds = () => {
+	const rest = readFileSync("/proc/self/stat", "latin1").split(") ")[1]!.split(" ");
+	return (Number(rest[13]) + Number(rest[14])) / 100;
+};

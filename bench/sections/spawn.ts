@@ -1,0 +1,36 @@
+import { join } from "node:path";
+import { EventSource } from "eventsource";
+import { json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { ctx, sleep, pct, r3, log } from "../lib.ts";
+
+// 3. Spawn → worker.spawned at an SSE subscriber, real daemons.
+export async function spawnToSse() {
+	const n = ctx.quick ? 5 : 200;
+	const dir = tempDir("bench");
+	const root = newCgroupRoot();
+	const queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "3s", evictAfter: "90s" });
+	const hive = await startHive({ queen: queen.url, name: "b", stateDir: join(dir, "hive"), cgroupRoot: root, interval: "1s" });
+	const es = new EventSource(`${queen.url}/v1/events?types=worker.spawned`);
+	const arrived = new Map<string, number>();
+	es.addEventListener("worker.spawned", (ev) => arrived.set(JSON.parse(ev.data).workerId, performance.now()));
+	try {
+		await new Promise((r) => es.addEventListener("snapshot", r));
+		for (let i = 0; i < 50; i++) if ((await json(`${queen.url}/v1/hives/b`)).body?.state === "ready") break; else await sleep(100);
+		const lat: number[] = [];
+		for (let i = 0; i < n; i++) {
+			const id = `s${i}`;
+			const t0 = performance.now();
+			await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id, command: ["true"] }) });
+			while (!arrived.has(id)) await sleep(0.2);
+			lat.push(arrived.get(id)! - t0);
+		}
+		ctx.results.spawnToSse = { spawns: n, p50Ms: r3(pct(lat, 50)), p99Ms: r3(pct(lat, 99)), maxMs: r3(Math.max(...lat)) };
+		log(`   ${n} spawns: p50 ${r3(pct(lat, 50))} ms, p99 ${r3(pct(lat, 99))} ms (POST to the hive → event at a subscriber of the queen)`);
+	} finally {
+		es.close();
+		await hive.stop();
+		await queen.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	}
+}

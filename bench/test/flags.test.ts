@@ -1,0 +1,21 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { selectSections } from "../run.ts";
+
+describe("npm run bench flags", () => {
+	it("--only takes a list with or without =", () => {
+		expect(selectSections(["--only", "tick"]).only).toEqual(["tick"]);
+		expect(selectSections(["--only=tick,cli"]).only).toEqual(["tick", "cli"]);
+		expect(selectSections(["--quick"])).toEqual({ quick: true, only: null, help: false });
+	});
+	it("an unknown section or flag is an error naming it, exit 2, nothing run", () => {
+		expect(() => selectSections(["--only", "tik"])).toThrow(/--only: unknown section "tik" \(known: tick, heartbeat, spawn, ingest, fanout, gpu, memory, cli\)/);
+		expect(() => selectSections(["--bogus"])).toThrow(/bench: Unknown option '--bogus'/);
+		const root = new URL("../../", import.meta.url).pathname;
+		const r = spawnSync(process.execPath, ["bench/run.ts", "--only", "tik"], { cwd: root, encoding: "utf8" });
+		expect(r.status).toBe(2);
+		expect(r.stderr).toMatch(/unknown section "tik"/);
+		expect(r.stdout).toBe("");
+		expect(execFileSync(process.execPath, ["bench/run.ts", "--help"], { cwd: root, encoding: "utf8" })).toMatch(/--only LIST/);
+	});
+});
