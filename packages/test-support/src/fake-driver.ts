@@ -1,29 +1,9 @@
 import type { DriverInfo, Limits } from "@apiary/protocol";
-import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "@apiary/hive/driver";
+import { type CgroupDriver, type CreatedCgroup, emptyRawSample, type RawSample, type WorkerReader } from "@apiary/hive/driver";
 
-/** A RawSample with every field unmeasured, for tests to fill in. */
+/** A RawSample with every field unmeasured but those given. */
 export function rawSample(over: Partial<RawSample> = {}): RawSample {
-	return {
-		cpuUsageNs: null,
-		periods: null,
-		throttledPeriods: null,
-		throttledNs: null,
-		memoryCurrent: null,
-		memoryPeak: null,
-		anonBytes: null,
-		fileBytes: null,
-		inactiveFileBytes: null,
-		memoryLimit: null,
-		oomKills: null,
-		readBytes: null,
-		writeBytes: null,
-		readOps: null,
-		writeOps: null,
-		pidsCurrent: null,
-		pidsLimit: null,
-		pressure: { cpu: null, memory: null, io: null },
-		...over,
-	};
+	return { ...emptyRawSample(), ...over };
 }
 
 /**

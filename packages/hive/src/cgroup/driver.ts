@@ -65,7 +65,29 @@ export interface CgroupDriver {
 	destroyRoot(): Promise<void>;
 }
 
-export const noPressure: PressureStats = { cpu: null, memory: null, io: null };
+/** A sample with every field unmeasured (null), for readers that fill in what they can. */
+export function emptyRawSample(): RawSample {
+	return {
+		cpuUsageNs: null,
+		periods: null,
+		throttledPeriods: null,
+		throttledNs: null,
+		memoryCurrent: null,
+		memoryPeak: null,
+		anonBytes: null,
+		fileBytes: null,
+		inactiveFileBytes: null,
+		memoryLimit: null,
+		oomKills: null,
+		readBytes: null,
+		writeBytes: null,
+		readOps: null,
+		writeOps: null,
+		pidsCurrent: null,
+		pidsLimit: null,
+		pressure: { cpu: null, memory: null, io: null },
+	};
+}
 
 /** Told of a cgroup file whose fields were nulled this read, with why. */
 export type BadFile = (path: string, err: Error) => void;

@@ -5,7 +5,7 @@ import pidusage from "pidusage";
 import { CLK_TCK, PAGE_SIZE, parseProcIo, parseProcStat } from "../proc.ts";
 import { readOptional } from "../statfile.ts";
 import { kill9, killPids } from "./fsutil.ts";
-import { type CgroupDriver, type CreatedCgroup, noPressure, type RawSample, type WorkerReader } from "./driver.ts";
+import { type CgroupDriver, type CreatedCgroup, emptyRawSample, type RawSample, type WorkerReader } from "./driver.ts";
 
 /**
  * No writable cgroups (not root, macOS, read-only /sys/fs/cgroup): plain spawn
@@ -103,7 +103,7 @@ export class NoCgroupDriver implements CgroupDriver {
 			}
 		}
 		return {
-			...emptyRaw(),
+			...emptyRawSample(),
 			cpuUsageNs: (ticks * 1e9) / CLK_TCK,
 			memoryCurrent: rss,
 			readBytes,
@@ -115,7 +115,7 @@ export class NoCgroupDriver implements CgroupDriver {
 	private readPidusage(pid: number): RawSample | null {
 		const u = this.usage.get(pid);
 		if (!u) return null;
-		return { ...emptyRaw(), cpuUsageNs: u.ctime * 1e6, memoryCurrent: u.memory };
+		return { ...emptyRawSample(), cpuUsageNs: u.ctime * 1e6, memoryCurrent: u.memory };
 	}
 
 	list(): string[] {
@@ -139,27 +139,4 @@ export class NoCgroupDriver implements CgroupDriver {
 	async remove(): Promise<void> {}
 
 	async destroyRoot(): Promise<void> {}
-}
-
-function emptyRaw(): RawSample {
-	return {
-		cpuUsageNs: null,
-		periods: null,
-		throttledPeriods: null,
-		throttledNs: null,
-		memoryCurrent: null,
-		memoryPeak: null,
-		anonBytes: null,
-		fileBytes: null,
-		inactiveFileBytes: null,
-		memoryLimit: null,
-		oomKills: null,
-		readBytes: null,
-		writeBytes: null,
-		readOps: null,
-		writeOps: null,
-		pidsCurrent: null,
-		pidsLimit: null,
-		pressure: noPressure,
-	};
 }
