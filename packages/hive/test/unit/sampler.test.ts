@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { noPressure, type RawSample } from "../../src/cgroup/driver.ts";
+import type { RawSample } from "../../src/cgroup/driver.ts";
 import { computeStats } from "../../src/sampler.ts";
 
 const raw = (o: Partial<RawSample>): RawSample => ({
@@ -20,7 +20,7 @@ const raw = (o: Partial<RawSample>): RawSample => ({
 	writeOps: 0,
 	pidsCurrent: 1,
 	pidsLimit: null,
-	pressure: noPressure,
+	pressure: { cpu: null, memory: null, io: null },
 	...o,
 });
 
