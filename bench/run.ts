@@ -37,7 +37,8 @@ export function selectSections(argv: string[]): { quick: boolean; only: string[]
 	const { values: v, positionals } = parseFlags("bench", argv, { quick: { type: "boolean" }, only: { type: "string" }, help: { type: "boolean", short: "h" } });
 	if (positionals.length > 0) throw new UsageError(`bench: unexpected argument ${JSON.stringify(positionals[0])}`);
 	const only = v.only === undefined ? null : v.only.split(",").filter(Boolean);
-	for (const s of only ?? []) if (!SECTIONS[s]) throw new UsageError(`bench: --only: unknown section ${JSON.stringify(s)} (known: ${Object.keys(SECTIONS).join(", ")})`);
+	for (const s of only ?? [])
+		if (!SECTIONS[s]) throw new UsageError(`bench: --only: unknown section ${JSON.stringify(s)} (known: ${Object.keys(SECTIONS).join(", ")})`);
 	return { quick: v.quick === true, only, help: v.help === true };
 }
 
@@ -59,7 +60,13 @@ async function main(argv: string[]): Promise<number> {
 	const out = {
 		date: new Date().toISOString(),
 		command: `npm run bench${quick ? " -- --quick" : ""}`,
-		machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryBytes: totalmem(), node: process.version, kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim() },
+		machine: {
+			cpu: cpus()[0]?.model,
+			cores: cpus().length,
+			memoryBytes: totalmem(),
+			node: process.version,
+			kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
+		},
 		quick,
 		totalSeconds: r3((performance.now() - t0) / 1000),
 		results: ctx.results,

@@ -23,7 +23,11 @@ export async function cliStart() {
 	const queen = await startQueen({ db: join(dir, "q.db") });
 	const hive = await startHive({ queen: queen.url, name: "bench-cli", stateDir: join(dir, "hive"), cgroupRoot: root });
 	try {
-		await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "c0", command: ["sleep", "600"] }) });
+		await json(`${hive.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "c0", command: ["sleep", "600"] }),
+		});
 		const cmds = {
 			bare: ["-e", "0"],
 			queenWorkers: ["packages/queen/bin/queen.js", "workers", "--queen", queen.url],
@@ -43,7 +47,9 @@ export async function cliStart() {
 			hivePsOverBare: r3(med("hivePs") / med("bare")),
 		};
 		ctx.results.cli = r;
-		log(`   node -e 0 ${r.bareNodeMedianMs.toFixed(0)} ms; queen workers ${r.queenWorkersMedianMs.toFixed(0)} ms (${r.queenWorkersOverBare}×); hive ps ${r.hivePsMedianMs.toFixed(0)} ms (${r.hivePsOverBare}×)  [goal < 300 ms, ≤ 3×]`);
+		log(
+			`   node -e 0 ${r.bareNodeMedianMs.toFixed(0)} ms; queen workers ${r.queenWorkersMedianMs.toFixed(0)} ms (${r.queenWorkersOverBare}×); hive ps ${r.hivePsMedianMs.toFixed(0)} ms (${r.hivePsOverBare}×)  [goal < 300 ms, ≤ 3×]`,
+		);
 	} finally {
 		await hive.stop("SIGKILL");
 		await queen.stop();

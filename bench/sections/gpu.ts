@@ -24,12 +24,21 @@ export async function gpuSampling() {
 	const w0 = performance.now();
 	for (let i = 0; i < n; i++) {
 		await new Promise<void>((resolve, reject) =>
-			execFile(FAKE_SMI("a100x8"), ["--query-gpu=index,uuid,name,memory.used,utilization.gpu,power.draw", "--format=csv,noheader,nounits"], (err) => (err ? reject(err) : resolve())),
+			execFile(FAKE_SMI("a100x8"), ["--query-gpu=index,uuid,name,memory.used,utilization.gpu,power.draw", "--format=csv,noheader,nounits"], (err) =>
+				err ? reject(err) : resolve(),
+			),
 		);
 	}
 	const execWallMs = (performance.now() - w0) / n;
 	const execCpu = (childrenCpuSeconds() - e0) / n;
 	const loopPer = loopCpu / loopSamples;
-	ctx.results.gpu = { loopCpuMsPerSample: r3(loopPer * 1000), execCpuMsPerSample: r3(execCpu * 1000), execWallMsPerSample: r3(execWallMs), execOverLoop: r3(execCpu / loopPer) };
-	log(`   loop mode ${r3(loopPer * 1000)} ms CPU per sample (upper bound: half this process's CPU counted); exec per tick ${r3(execCpu * 1000)} ms CPU, ${r3(execWallMs)} ms wall → ${r3(execCpu / loopPer)}× cheaper in loop mode`);
+	ctx.results.gpu = {
+		loopCpuMsPerSample: r3(loopPer * 1000),
+		execCpuMsPerSample: r3(execCpu * 1000),
+		execWallMsPerSample: r3(execWallMs),
+		execOverLoop: r3(execCpu / loopPer),
+	};
+	log(
+		`   loop mode ${r3(loopPer * 1000)} ms CPU per sample (upper bound: half this process's CPU counted); exec per tick ${r3(execCpu * 1000)} ms CPU, ${r3(execWallMs)} ms wall → ${r3(execCpu / loopPer)}× cheaper in loop mode`,
+	);
 }

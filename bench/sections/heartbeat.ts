@@ -1,4 +1,3 @@
-
 import { randomBytes } from "node:crypto";
 import { deflateRawSync } from "node:zlib";
 import { createDriver, detect } from "../../packages/hive/src/cgroup/detect.ts";
@@ -18,7 +17,8 @@ export async function heartbeat() {
 	await hive.start();
 	gpus.start();
 	try {
-		for (let i = 0; i < n; i++) hive.spawn({ id: `shard-${i}`, command: ["sleep", "600"], cpu: 0.5, memoryBytes: 512 << 20, labels: { suite: "e2e", shard: String(i) } });
+		for (let i = 0; i < n; i++)
+			hive.spawn({ id: `shard-${i}`, command: ["sleep", "600"], cpu: 0.5, memoryBytes: 512 << 20, labels: { suite: "e2e", shard: String(i) } });
 		for (let i = 0; i < 50 && gpus.status().gpus.length < 8; i++) await sleep(100);
 		await hive.tick();
 		await sleep(300);
@@ -29,8 +29,17 @@ export async function heartbeat() {
 		const msg = JSON.stringify({ type: "heartbeat", seq: 2, snapshot: { ...snap, workers: heartbeatWorkers(hive.unreported(), announced) } });
 		const bytes = Buffer.byteLength(msg);
 		const deflated = deflateRawSync(msg).length;
-		ctx.results.heartbeat = { workers: n, gpus: snap.gpu.gpus.length, bytes, bytesPerWorker: Math.round(bytes / n), deflateBytes: deflated, firstOnConnectionBytes: Buffer.byteLength(first) };
-		log(`   ${n} workers + ${snap.gpu.gpus.length} GPUs: ${bytes} bytes JSON per heartbeat (${Math.round(bytes / n)} per worker; ${deflated} deflated); the first on a connection, all in full: ${Buffer.byteLength(first)} bytes`);
+		ctx.results.heartbeat = {
+			workers: n,
+			gpus: snap.gpu.gpus.length,
+			bytes,
+			bytesPerWorker: Math.round(bytes / n),
+			deflateBytes: deflated,
+			firstOnConnectionBytes: Buffer.byteLength(first),
+		};
+		log(
+			`   ${n} workers + ${snap.gpu.gpus.length} GPUs: ${bytes} bytes JSON per heartbeat (${Math.round(bytes / n)} per worker; ${deflated} deflated); the first on a connection, all in full: ${Buffer.byteLength(first)} bytes`,
+		);
 	} finally {
 		gpus.stop();
 		for (const w of hive.list()) if (w.state === "running") await hive.kill(w.id).catch(() => {});

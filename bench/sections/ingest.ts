@@ -46,7 +46,13 @@ async function drive(url: string, pid: number, hives: number, seconds: number, w
 			const cpu0 = cpuSecondsOf(pid);
 			for (const h of fakes) {
 				sentAt.set(`${h.hiveId}/1`, performance.now());
-				h.ws.send(heartbeatMessage(h, 1, benchWorkers.map((w) => ({ ...w, stats: benchStats(Date.now()) }))));
+				h.ws.send(
+					heartbeatMessage(
+						h,
+						1,
+						benchWorkers.map((w) => ({ ...w, stats: benchStats(Date.now()) })),
+					),
+				);
 			}
 			for (let i = 0; i < 600 && lat.length < hives; i++) await sleep(50);
 			joinResult = { acked: lat.length, ms: Math.round(performance.now() - join0), cpuMs: Math.round((cpuSecondsOf(pid) - cpu0) * 1000) };
@@ -87,7 +93,15 @@ async function drive(url: string, pid: number, hives: number, seconds: number, w
 		const start = performance.now();
 		const sent = await pace(seconds);
 		const c1 = cpuOf(pid);
-		return { sent, lat, cpuMs: (c1.total - c0.total) * 1000, userMs: (c1.user - c0.user) * 1000, elapsedS: (performance.now() - start) / 1000, join: joinResult, warm };
+		return {
+			sent,
+			lat,
+			cpuMs: (c1.total - c0.total) * 1000,
+			userMs: (c1.user - c0.user) * 1000,
+			elapsedS: (performance.now() - start) / 1000,
+			join: joinResult,
+			warm,
+		};
 	} finally {
 		for (const h of fakes) h.close();
 	}
@@ -178,9 +192,15 @@ export async function ingest() {
 	ctx.results.memory = { ...(ctx.results.memory as object), queenRssBytes: rss, queenHives: hives, queenWorkers: hives * workers };
 	if (q.join) log(`   join: ${q.join.acked}/${hives} first heartbeats (every worker in full) acked in ${q.join.ms} ms, ${q.join.cpuMs} ms queen CPU`);
 	if (q.warm) log(`   the ${q.warm.seconds} s after it: ${q.warm.acked}/${q.warm.sent} acked, ack p99 ${q.warm.ackP99Ms} ms, max ${q.warm.ackMaxMs} ms`);
-	log(`   ${hives} hives × ${workers} workers at 1 Hz (${Buffer.byteLength(sample)} B each): ${q.lat.length}/${q.sent} acked, ack p50 ${r3(pct(q.lat, 50))} ms p99 ${r3(pct(q.lat, 99))} ms max ${r3(Math.max(...q.lat))} ms`);
-	log(`   queen CPU ${r3(qp.cpu)} ms per heartbeat (user ${r3(qp.user)}) → ${Math.round(1000 / qp.cpu)} heartbeats/s per core; queen RSS ${(rss / 2 ** 20).toFixed(0)} MiB`);
-	log(`   floors: JSON.parse ${r3(parseMs)} ms → ${r3(qp.cpu / parseMs)}× (user ${r3(qp.user / parseMs)}×); parse + ack on the same ws ${r3(fp.cpu)} ms (user ${r3(fp.user)}; ${f.lat.length}/${f.sent} acked, ack p99 ${r3(pct(f.lat, 99))} ms) → ${r3(qp.cpu / fp.cpu)}×`);
+	log(
+		`   ${hives} hives × ${workers} workers at 1 Hz (${Buffer.byteLength(sample)} B each): ${q.lat.length}/${q.sent} acked, ack p50 ${r3(pct(q.lat, 50))} ms p99 ${r3(pct(q.lat, 99))} ms max ${r3(Math.max(...q.lat))} ms`,
+	);
+	log(
+		`   queen CPU ${r3(qp.cpu)} ms per heartbeat (user ${r3(qp.user)}) → ${Math.round(1000 / qp.cpu)} heartbeats/s per core; queen RSS ${(rss / 2 ** 20).toFixed(0)} MiB`,
+	);
+	log(
+		`   floors: JSON.parse ${r3(parseMs)} ms → ${r3(qp.cpu / parseMs)}× (user ${r3(qp.user / parseMs)}×); parse + ack on the same ws ${r3(fp.cpu)} ms (user ${r3(fp.user)}; ${f.lat.length}/${f.sent} acked, ack p99 ${r3(pct(f.lat, 99))} ms) → ${r3(qp.cpu / fp.cpu)}×`,
+	);
 }
 
 /** The transport floor server (bench/ws-floor.ts) as a child process. */

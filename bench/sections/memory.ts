@@ -11,7 +11,12 @@ export async function hiveMemory() {
 	const hive = await startHive({ queen: queen.url, name: "m", stateDir: join(dir, "hive"), cgroupRoot: root, interval: "1s", nvidiaSmi: FAKE_SMI("a100x8") });
 	try {
 		const idle = rssOf(hive.proc.pid!);
-		for (let i = 0; i < n; i++) await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: `m${i}`, command: ["sleep", "600"], memoryBytes: 64 << 20 }) });
+		for (let i = 0; i < n; i++)
+			await json(`${hive.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ id: `m${i}`, command: ["sleep", "600"], memoryBytes: 64 << 20 }),
+			});
 		await sleep(ctx.quick ? 1500 : 5000);
 		const rss = rssOf(hive.proc.pid!);
 		ctx.results.memory = { ...(ctx.results.memory as object), hiveRssBytes: rss, hiveIdleRssBytes: idle, hiveWorkers: n };

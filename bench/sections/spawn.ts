@@ -15,12 +15,18 @@ export async function spawnToSse() {
 	es.addEventListener("worker.spawned", (ev) => arrived.set(JSON.parse(ev.data).workerId, performance.now()));
 	try {
 		await new Promise((r) => es.addEventListener("snapshot", r));
-		for (let i = 0; i < 50; i++) if ((await json(`${queen.url}/v1/hives/b`)).body?.state === "ready") break; else await sleep(100);
+		for (let i = 0; i < 50; i++)
+			if ((await json(`${queen.url}/v1/hives/b`)).body?.state === "ready") break;
+			else await sleep(100);
 		const lat: number[] = [];
 		for (let i = 0; i < n; i++) {
 			const id = `s${i}`;
 			const t0 = performance.now();
-			await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id, command: ["true"] }) });
+			await json(`${hive.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ id, command: ["true"] }),
+			});
 			while (!arrived.has(id)) await sleep(0.2);
 			lat.push(arrived.get(id)! - t0);
 		}

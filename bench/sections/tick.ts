@@ -1,4 +1,3 @@
-
 import { randomBytes } from "node:crypto";
 import pidusage from "pidusage";
 import si from "systeminformation";
@@ -22,7 +21,10 @@ export async function tick() {
 			await hive.tick();
 			const snap = await hive.tick();
 			const pids = snap.workers.map((w) => w.pid!);
-			const floorFiles = hive.readerFiles().flat().map((p) => new StatFile(p));
+			const floorFiles = hive
+				.readerFiles()
+				.flat()
+				.map((p) => new StatFile(p));
 			const filesPerWorker = floorFiles.length / n;
 			const fieldsPerWorker = countMeasured(snap.workers[0]!.stats);
 			const bench = new Bench({ time: ctx.quick ? 100 : 1500, warmupTime: ctx.quick ? 20 : 300 });
@@ -83,7 +85,9 @@ export async function tick() {
 				perFieldUs: { apiary: r3(perField(apiary, fieldsPerWorker)), pidusage: r3(perField(pu, 2)) },
 			};
 			ctx.results[`tick_${n}`] = r;
-			log(`   ${n} workers, ${filesPerWorker} files and ${fieldsPerWorker} fields each: apiary ${r.meanMs.apiary} ms (p99 ${r.p99Ms.apiary}), floor ${r.meanMs.floor} ms → ${r.apiaryOverFloor}× floor (paired: median of ratios; ${r.apiaryOverFloorPairedTotals}× of totals; ${r.apiaryOverFloorOfMeans}× of the tinybench means); pidusage ${r.meanMs.pidusage} ms (2 fields), systeminformation ${r.meanMs.systeminformation} ms`);
+			log(
+				`   ${n} workers, ${filesPerWorker} files and ${fieldsPerWorker} fields each: apiary ${r.meanMs.apiary} ms (p99 ${r.p99Ms.apiary}), floor ${r.meanMs.floor} ms → ${r.apiaryOverFloor}× floor (paired: median of ratios; ${r.apiaryOverFloorPairedTotals}× of totals; ${r.apiaryOverFloorOfMeans}× of the tinybench means); pidusage ${r.meanMs.pidusage} ms (2 fields), systeminformation ${r.meanMs.systeminformation} ms`,
+			);
 			log(`   per field: apiary ${r.perFieldUs.apiary} µs, pidusage ${r.perFieldUs.pidusage} µs; systeminformation/apiary ${r.systeminformationOverApiary}×`);
 			for (const f of floorFiles) f.close();
 		} finally {

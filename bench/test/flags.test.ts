@@ -9,7 +9,9 @@ describe("npm run bench flags", () => {
 		expect(selectSections(["--quick"])).toEqual({ quick: true, only: null, help: false });
 	});
 	it("an unknown section or flag is an error naming it, exit 2, nothing run", () => {
-		expect(() => selectSections(["--only", "tik"])).toThrow(/--only: unknown section "tik" \(known: tick, heartbeat, spawn, ingest, fanout, gpu, memory, cli\)/);
+		expect(() => selectSections(["--only", "tik"])).toThrow(
+			/--only: unknown section "tik" \(known: tick, heartbeat, spawn, ingest, fanout, gpu, memory, cli\)/,
+		);
 		expect(() => selectSections(["--bogus"])).toThrow(/bench: Unknown option '--bogus'/);
 		const root = new URL("../../", import.meta.url).pathname;
 		const r = spawnSync(process.execPath, ["bench/run.ts", "--only", "tik"], { cwd: root, encoding: "utf8" });

@@ -10,7 +10,16 @@ const ARTIFACTS = new URL("../../test-results/", import.meta.url).pathname;
 
 // Debian's Chromium, headless, with the background networking this closed
 // network would refuse turned off.
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const CHROMIUM_ARGS = [
+	"--headless",
+	"--no-sandbox",
+	"--disable-gpu",
+	"--disable-quic",
+	"--no-first-run",
+	"--disable-background-networking",
+	"--disable-component-update",
+	"--disable-sync",
+];
 
 describe("the dashboard in a real browser", () => {
 	const dir = tempDir("dash");
@@ -19,18 +28,26 @@ describe("the dashboard in a real browser", () => {
 	let hive: Daemon;
 	let browser: Browser;
 	let page: Page;
-	const spawnWorker = (body: object) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+	const spawnWorker = (body: object) =>
+		json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 	beforeAll(async () => {
 		if (!process.env.CHROMIUM) requireTools(["chromium"], "chromium");
 		queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "1s", evictAfter: "3s" });
-		hive = await startHive({ queen: queen.url, name: "dash-hive", stateDir: join(dir, "hive"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("a100x4"), interval: "300ms" });
+		hive = await startHive({
+			queen: queen.url,
+			name: "dash-hive",
+			stateDir: join(dir, "hive"),
+			cgroupRoot: root,
+			nvidiaSmi: FAKE_SMI("a100x4"),
+			interval: "300ms",
+		});
 		browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
 		page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 		const errors: string[] = [];
 		page.on("pageerror", (e) => errors.push(String(e)));
 		await page.goto(queen.url);
-		await page.waitForSelector('#conn.ok');
+		await page.waitForSelector("#conn.ok");
 		expect(errors).toEqual([]);
 	}, 60_000);
 	afterAll(async () => {
@@ -52,7 +69,11 @@ describe("the dashboard in a real browser", () => {
 		await spawnWorker({ id: "spinner", command: ["sh", "-c", "while :; do :; done"], cpu: 0.5, memoryBytes: 128 << 20, gpus: ["3"] });
 		await page.waitForSelector('tr[data-worker="spinner"]', { timeout: 10_000 });
 		// sparklines fill as worker.updated events arrive
-		await until(async () => Number((await page.locator('tr[data-worker="spinner"] svg.cpu').getAttribute("data-points")) ?? 0) >= 3, 15_000, "a CPU sparkline of 3 points");
+		await until(
+			async () => Number((await page.locator('tr[data-worker="spinner"] svg.cpu').getAttribute("data-points")) ?? 0) >= 3,
+			15_000,
+			"a CPU sparkline of 3 points",
+		);
 		const cpuText = await page.locator('tr[data-worker="spinner"] td.num').first().textContent();
 		expect(Number.parseFloat(cpuText!)).toBeGreaterThan(20);
 		const gpu3 = page.locator("[data-gpu]", { hasText: "GPU 3" }).locator("[data-state]");

@@ -11,15 +11,20 @@ const PROBE = join(ROOT, "packages/test-support/src/module-probe.mjs");
 /** Runs a CLI with the module probe; its exit code, output and every module it loaded. */
 function probed(bin: string, args: string[], out: string): Promise<{ code: number; stdout: string; stderr: string; modules: string[] }> {
 	return new Promise((resolve) => {
-		execFile(process.execPath, ["--import", PROBE, join(ROOT, bin), ...args], { env: { ...process.env, APIARY_PROBE_OUT: out }, timeout: 30_000 }, (err, stdout, stderr) =>
-			resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr, modules: readFileSync(out, "utf8").split("\n") }),
+		execFile(
+			process.execPath,
+			["--import", PROBE, join(ROOT, bin), ...args],
+			{ env: { ...process.env, APIARY_PROBE_OUT: out }, timeout: 30_000 },
+			(err, stdout, stderr) =>
+				resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr, modules: readFileSync(out, "utf8").split("\n") }),
 		);
 	});
 }
 
 // What only a daemon needs: a client command that loads any of it is paying
 // for the server (and printing its warnings) on every run.
-const SERVER_ONLY = /\/node_modules\/(fastify|@fastify|ws|ajv|systeminformation|pidusage|prom-client|@sinclair\/typebox|eventsource)\/|\/src\/(daemon|socket|registry|app|hive|events|sampler)\.ts$|\/store\/|\/cgroup\/|^node:sqlite$/;
+const SERVER_ONLY =
+	/\/node_modules\/(fastify|@fastify|ws|ajv|systeminformation|pidusage|prom-client|@sinclair\/typebox|eventsource)\/|\/src\/(daemon|socket|registry|app|hive|events|sampler)\.ts$|\/store\/|\/cgroup\/|^node:sqlite$/;
 
 describe("client commands stay light", () => {
 	const dir = tempDir("light");
@@ -29,7 +34,11 @@ describe("client commands stay light", () => {
 	beforeAll(async () => {
 		queen = await startQueen({ db: join(dir, "q.db") });
 		hive = await startHive({ queen: queen.url, name: "light-h", stateDir: join(dir, "hive"), cgroupRoot: root });
-		await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "lw", command: ["sleep", "60"] }) });
+		await json(`${hive.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "lw", command: ["sleep", "60"] }),
+		});
 		for (let i = 0; i < 100 && (await json(`${queen.url}/v1/workers/lw`)).status !== 200; i++) await sleep(50);
 	});
 	afterAll(async () => {

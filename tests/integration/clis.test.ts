@@ -9,7 +9,9 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 
 function queenCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
 	return new Promise((resolve) => {
-		execFile(process.execPath, [QUEEN_BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+		execFile(process.execPath, [QUEEN_BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) =>
+			resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+		);
 	});
 }
 
@@ -23,7 +25,11 @@ describe("the queen CLI against real daemons", () => {
 		queen = await startQueen({ db: join(dir, "q.db") });
 		hive = await startHive({ queen: queen.url, name: "cli-h", stateDir: join(dir, "hive"), cgroupRoot: root });
 		env = { APIARY_QUEEN: queen.url };
-		await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "cw", command: ["sleep", "60"], gpus: ["3"] }) });
+		await json(`${hive.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "cw", command: ["sleep", "60"], gpus: ["3"] }),
+		});
 		for (let i = 0; i < 100 && (await json(`${queen.url}/v1/workers/cw`)).status !== 200; i++) await sleep(50);
 	});
 	afterAll(async () => {
@@ -46,16 +52,26 @@ describe("the queen CLI against real daemons", () => {
 	});
 
 	it("tail --json prints one event per line and follows live events", async () => {
-		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--json", "--hive", "cli-h"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--json", "--hive", "cli-h"], {
+			env: { ...process.env, ...env },
+			stdio: ["ignore", "pipe", "pipe"],
+		});
 		let out = "";
 		tail.stdout.on("data", (d) => {
 			out += d;
 		});
 		try {
 			for (let i = 0; i < 100 && !out.includes("snapshot"); i++) await sleep(50);
-			await json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "tailed", command: ["true"] }) });
+			await json(`${hive.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ id: "tailed", command: ["true"] }),
+			});
 			for (let i = 0; i < 200 && !out.includes('"worker.exited"'); i++) await sleep(50);
-			const lines = out.trim().split("\n").map((l) => JSON.parse(l));
+			const lines = out
+				.trim()
+				.split("\n")
+				.map((l) => JSON.parse(l));
 			expect(lines[0].type).toBe("snapshot");
 			expect(lines.filter((e) => e.workerId === "tailed").map((e) => e.type)).toEqual(expect.arrayContaining(["worker.spawned", "worker.exited"]));
 		} finally {
@@ -81,8 +97,14 @@ describe("the queen CLI against real daemons", () => {
 	it("bad usage exits 2 naming the flag; an unreachable queen exits 1", async () => {
 		expect(await queenCli(["gpus", "--min-memory", "lots"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--min-memory: not a size: "lots"/) });
 		expect(await queenCli(["tail", "--types", "!!"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/querystring\.types must match pattern/) });
-		expect(await queenCli(["start", "--stale-after", "5s", "--evict-after", "2s"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--evict-after must be longer/) });
-		expect(await queenCli(["start", "--listen", "0.0.0.0:0", "--db", join(dir, "x.db")], { APIARY_TOKEN: "" })).toMatchObject({ code: 1, stderr: expect.stringMatching(/refusing to listen on 0\.0\.0\.0 without a token/) });
+		expect(await queenCli(["start", "--stale-after", "5s", "--evict-after", "2s"], env)).toMatchObject({
+			code: 2,
+			stderr: expect.stringMatching(/--evict-after must be longer/),
+		});
+		expect(await queenCli(["start", "--listen", "0.0.0.0:0", "--db", join(dir, "x.db")], { APIARY_TOKEN: "" })).toMatchObject({
+			code: 1,
+			stderr: expect.stringMatching(/refusing to listen on 0\.0\.0\.0 without a token/),
+		});
 		expect((await queenCli(["frob"], env)).code).toBe(2);
 		expect(await queenCli(["hives"], { APIARY_QUEEN: "http://127.0.0.1:1" })).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot reach/) });
 		const flags: Record<string, string[]> = {
@@ -105,7 +127,10 @@ describe("queen tail across a queen restart", () => {
 		const db = join(dir, "q.db");
 		let queen = await startQueen({ db });
 		const hive = await startHive({ queen: queen.url, name: "th", stateDir: join(dir, "hive"), cgroupRoot: root });
-		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--json", "--types", "worker.*,hive.*"], { env: { ...process.env, APIARY_QUEEN: queen.url }, stdio: ["ignore", "pipe", "pipe"] });
+		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--json", "--types", "worker.*,hive.*"], {
+			env: { ...process.env, APIARY_QUEEN: queen.url },
+			stdio: ["ignore", "pipe", "pipe"],
+		});
 		let out = "";
 		let err = "";
 		tail.stdout.on("data", (d) => {
@@ -114,7 +139,12 @@ describe("queen tail across a queen restart", () => {
 		tail.stderr.on("data", (d) => {
 			err += d;
 		});
-		const post = (id: string) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id, command: ["sh", "-c", "sleep 0.2"] }) });
+		const post = (id: string) =>
+			json(`${hive.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ id, command: ["sh", "-c", "sleep 0.2"] }),
+			});
 		try {
 			await until(() => out.includes('"snapshot"'), 10_000, "snapshot");
 			await post("before");
@@ -126,16 +156,26 @@ describe("queen tail across a queen restart", () => {
 			await until(async () => (await json(`${queen.url}/v1/hives/th`)).body?.state === "ready", 30_000, "hive back");
 			await post("after");
 			await until(() => out.split("\n").some((l) => l.includes('"worker.exited"') && l.includes('"after"')), 30_000, "after's exit in tail");
-			const lines = out.trim().split("\n").map((l) => JSON.parse(l));
+			const lines = out
+				.trim()
+				.split("\n")
+				.map((l) => JSON.parse(l));
 			const snapshotId = lines[0].id;
 			const got = lines.slice(1).map((e: { id: number }) => e.id);
 			// Every id once, in order; stats samples (worker.updated) are not
 			// durable, so the database is compared with the rest.
 			expect(got).toEqual([...new Set(got)].sort((a, b) => a - b));
-			const durable = lines.slice(1).filter((e: { type: string }) => e.type !== "worker.updated").map((e: { id: number }) => e.id);
+			const durable = lines
+				.slice(1)
+				.filter((e: { type: string }) => e.type !== "worker.updated")
+				.map((e: { id: number }) => e.id);
 			const { DatabaseSync } = await import("node:sqlite");
 			const d = new DatabaseSync(db, { readOnly: true });
-			const want = (d.prepare("SELECT id FROM events WHERE id > ? AND id <= ? AND (type LIKE 'worker.%' OR type LIKE 'hive.%') ORDER BY id").all(snapshotId, got.at(-1)!) as { id: number }[]).map((r) => r.id);
+			const want = (
+				d
+					.prepare("SELECT id FROM events WHERE id > ? AND id <= ? AND (type LIKE 'worker.%' OR type LIKE 'hive.%') ORDER BY id")
+					.all(snapshotId, got.at(-1)!) as { id: number }[]
+			).map((r) => r.id);
 			d.close();
 			expect(durable).toEqual(want);
 			expect(lines.filter((e: { type: string }) => e.type === "snapshot")).toHaveLength(1); // resumed, not restarted
@@ -155,7 +195,14 @@ describe("npm start", () => {
 		const root = newCgroupRoot();
 		const proc = spawn("npm", ["start"], {
 			cwd: ROOT,
-			env: { ...process.env, APIARY_STATE_DIR: dir, APIARY_QUEEN_LISTEN: "127.0.0.1:0", APIARY_HIVE_LISTEN: "127.0.0.1:0", APIARY_CGROUP_ROOT: root, APIARY_NVIDIA_SMI: "/nonexistent" },
+			env: {
+				...process.env,
+				APIARY_STATE_DIR: dir,
+				APIARY_QUEEN_LISTEN: "127.0.0.1:0",
+				APIARY_HIVE_LISTEN: "127.0.0.1:0",
+				APIARY_CGROUP_ROOT: root,
+				APIARY_NVIDIA_SMI: "/nonexistent",
+			},
 			stdio: ["ignore", "pipe", "pipe"],
 			detached: true,
 		});

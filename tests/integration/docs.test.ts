@@ -12,7 +12,13 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN: Record<string, string> = { hive: `${ROOT}packages/hive/bin/hive.js`, queen: `${ROOT}packages/queen/bin/queen.js` };
 
 function docCommands(): { file: string; tool: string; sub: string; flags: string[]; line: string }[] {
-	const files = ["README.md", ...readdirSync(`${ROOT}docs`).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`), ...readdirSync(`${ROOT}deploy/systemd`).map((f) => `deploy/systemd/${f}`)];
+	const files = [
+		"README.md",
+		...readdirSync(`${ROOT}docs`)
+			.filter((f) => f.endsWith(".md"))
+			.map((f) => `docs/${f}`),
+		...readdirSync(`${ROOT}deploy/systemd`).map((f) => `deploy/systemd/${f}`),
+	];
 	const out: { file: string; tool: string; sub: string; flags: string[]; line: string }[] = [];
 	for (const file of files) {
 		const text = readFileSync(`${ROOT}${file}`, "utf8").replace(/\\\n\s*/g, " ");
@@ -40,7 +46,21 @@ describe("the docs", () => {
 
 	it("show many commands (the check is not vacuous)", () => {
 		expect(cmds.length).toBeGreaterThan(20);
-		expect(new Set(cmds.map((c) => `${c.tool} ${c.sub}`))).toEqual(new Set(["hive start", "hive spawn", "hive ps", "hive kill", "hive logs", "queen start", "queen tail", "queen gpus", "queen hives", "queen workers", "queen backup"]));
+		expect(new Set(cmds.map((c) => `${c.tool} ${c.sub}`))).toEqual(
+			new Set([
+				"hive start",
+				"hive spawn",
+				"hive ps",
+				"hive kill",
+				"hive logs",
+				"queen start",
+				"queen tail",
+				"queen gpus",
+				"queen hives",
+				"queen workers",
+				"queen backup",
+			]),
+		);
 	});
 
 	it("use only real subcommands and flags", () => {
@@ -53,7 +73,8 @@ describe("the docs", () => {
 	it("name npm scripts that exist", () => {
 		const scripts = JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")).scripts;
 		const mentioned = new Set<string>();
-		for (const f of ["README.md", "docs/testing.md"]) for (const m of readFileSync(`${ROOT}${f}`, "utf8").matchAll(/npm (?:run )?(start|test(?::[a-z]+)?|bench)\b/g)) mentioned.add(m[1]!);
+		for (const f of ["README.md", "docs/testing.md"])
+			for (const m of readFileSync(`${ROOT}${f}`, "utf8").matchAll(/npm (?:run )?(start|test(?::[a-z]+)?|bench)\b/g)) mentioned.add(m[1]!);
 		for (const s of mentioned) expect(scripts, s).toHaveProperty(s);
 		expect(mentioned.size).toBeGreaterThan(3);
 	});

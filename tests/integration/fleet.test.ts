@@ -13,9 +13,28 @@ const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).
 function subscribe(url: string, lastEventId?: number) {
 	const events: QueenEvent[] = [];
 	const es = new EventSource(url, {
-		fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...(lastEventId !== undefined ? { "last-event-id": String(lastEventId) } : {}) } }),
+		fetch: (input, init) =>
+			fetch(input, {
+				...init,
+				headers: { ...(init?.headers as Record<string, string>), ...(lastEventId !== undefined ? { "last-event-id": String(lastEventId) } : {}) },
+			}),
 	});
-	const types = ["snapshot", "hive.joined", "hive.stale", "hive.lost", "hive.restarted", "hive.left", "worker.spawned", "worker.updated", "worker.exited", "worker.evicted", "gpu.updated", "claim.created", "claim.released", "stream.lagged"];
+	const types = [
+		"snapshot",
+		"hive.joined",
+		"hive.stale",
+		"hive.lost",
+		"hive.restarted",
+		"hive.left",
+		"worker.spawned",
+		"worker.updated",
+		"worker.exited",
+		"worker.evicted",
+		"gpu.updated",
+		"claim.created",
+		"claim.released",
+		"stream.lagged",
+	];
 	for (const t of types) es.addEventListener(t, (ev) => events.push(JSON.parse(ev.data)));
 	return { es, events, find: (type: string, pred: (e: QueenEvent) => boolean = () => true) => events.find((e) => e.type === type && pred(e)) };
 }
@@ -98,7 +117,12 @@ describe("queen and hive end to end", () => {
 		expect(Date.parse(lost.at) - killedAt).toBeLessThan(3000 + 250 + 500);
 		expect(stale.id).toBeLessThan(lost.id);
 		expect((lost.data as { evictedWorkers: string[] }).evictedWorkers.sort()).toEqual(["first", "gpu-user"]);
-		expect(sub.events.filter((e) => e.type === "worker.evicted").map((e) => e.workerId).sort()).toEqual(["first", "gpu-user"]);
+		expect(
+			sub.events
+				.filter((e) => e.type === "worker.evicted")
+				.map((e) => e.workerId)
+				.sort(),
+		).toEqual(["first", "gpu-user"]);
 		expect((await queenApi("/v1/gpus?free=true")).body).toEqual([]);
 		expect((await queenApi("/v1/hives/h1")).body.state).toBe("lost");
 		expect((await queenApi("/v1/workers?state=running")).body).toEqual([]);
@@ -109,7 +133,11 @@ describe("queen and hive end to end", () => {
 		subs.push(sub.es);
 		await until(() => sub.find("snapshot"), 10_000, "snapshot");
 		// gpu-user ends while no hive watches it.
-		const pid = Number(execFileSync("cat", [`/sys/fs/cgroup/memory/${cgroupRoot}/workers/gpu-user/cgroup.procs`]).toString().trim());
+		const pid = Number(
+			execFileSync("cat", [`/sys/fs/cgroup/memory/${cgroupRoot}/workers/gpu-user/cgroup.procs`])
+				.toString()
+				.trim(),
+		);
 		process.kill(pid, "SIGKILL");
 		await sleep(200);
 		await bootHive();
@@ -118,10 +146,14 @@ describe("queen and hive end to end", () => {
 		await until(async () => (await queenApi("/v1/workers/first")).body.state === "running", 10_000, "first running again");
 		const first = (await queenApi("/v1/workers/first")).body;
 		expect(first).toMatchObject({ state: "running", adopted: true });
-		const ended = await until(async () => {
-			const w = (await queenApi("/v1/workers/gpu-user")).body;
-			return w.state === "exited" ? w : null;
-		}, 10_000, "gpu-user's exit record");
+		const ended = await until(
+			async () => {
+				const w = (await queenApi("/v1/workers/gpu-user")).body;
+				return w.state === "exited" ? w : null;
+			},
+			10_000,
+			"gpu-user's exit record",
+		);
 		expect(ended.exit).toMatchObject({ exitCode: null, reason: "lost" });
 		expect(ended.exits).toHaveLength(1);
 		expect((await queenApi("/v1/gpus?free=true&hive=h1")).body.map((g: { index: number }) => g.index)).toEqual([2, 3]);
@@ -136,10 +168,14 @@ describe("queen and hive end to end", () => {
 		await until(async () => (await hiveApi("/v1/workers/while-away")).body.state === "exited", 10_000, "exit on the hive");
 		await sleep(Math.max(0, 10_000 - (Date.now() - downAt)));
 		queen = await startQueen({ db, port, staleAfter: "1s", evictAfter: "3s" });
-		const w = await until(async () => {
-			const r = (await queenApi("/v1/workers/while-away")).body;
-			return r?.state === "exited" ? r : null;
-		}, 40_000, "the exit record after reconnect");
+		const w = await until(
+			async () => {
+				const r = (await queenApi("/v1/workers/while-away")).body;
+				return r?.state === "exited" ? r : null;
+			},
+			40_000,
+			"the exit record after reconnect",
+		);
 		expect(w.exit).toMatchObject({ exitCode: 7, reason: "exited" });
 		expect(w.exits).toHaveLength(1);
 		await sleep(1000); // more heartbeats must not duplicate it
@@ -187,6 +223,8 @@ describe("queen and hive end to end", () => {
 		expect(resumed.events.filter((e) => e.type !== "worker.updated").map((e) => e.id)).toEqual(want);
 		expect(got).toEqual([...new Set(got)].sort((a, b) => a - b));
 		expect(want[0]).toBeGreaterThan(lastSeen);
-		expect(resumed.events.map((e) => `${e.type}:${e.workerId}`)).toEqual(expect.arrayContaining(["worker.spawned:missed-1", "worker.exited:missed-1", "worker.spawned:missed-2"]));
+		expect(resumed.events.map((e) => `${e.type}:${e.workerId}`)).toEqual(
+			expect.arrayContaining(["worker.spawned:missed-1", "worker.exited:missed-1", "worker.spawned:missed-2"]),
+		);
 	}, 60_000);
 });

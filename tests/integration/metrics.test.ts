@@ -33,7 +33,8 @@ describe("Prometheus metrics on queen and hive", () => {
 		requireTools(["prometheus", "promtool"], "prometheus");
 		queen = await startQueen({ db: join(dir, "q.db") });
 		hive = await startHive({ queen: queen.url, name: "mh", stateDir: join(dir, "hive"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("h100-mig") });
-		const post = (body: object) => json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+		const post = (body: object) =>
+			json(`${hive.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 		await post({ id: "busy", command: ["sh", "-c", "while :; do :; done"], cpu: 0.2, memoryBytes: 64 << 20 });
 		await post({ id: "idle", command: ["sleep", "60"] });
 		await sleep(1500);
@@ -92,13 +93,22 @@ describe("Prometheus metrics on queen and hive", () => {
 			join(pdir, "prometheus.yml"),
 			`global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: queen\n    static_configs: [{ targets: ["${target(queen.url)}"] }]\n  - job_name: hive\n    static_configs: [{ targets: ["${target(hive.url)}"] }]\n`,
 		);
-		const prom = spawn("prometheus", [`--config.file=${join(pdir, "prometheus.yml")}`, `--storage.tsdb.path=${join(pdir, "data")}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: "ignore" });
+		const prom = spawn(
+			"prometheus",
+			[`--config.file=${join(pdir, "prometheus.yml")}`, `--storage.tsdb.path=${join(pdir, "data")}`, `--web.listen-address=127.0.0.1:${port}`],
+			{ stdio: "ignore" },
+		);
 		try {
-			const q = async (query: string) => (await json(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(query)}`).catch(() => ({ body: null }))).body?.data?.result ?? [];
-			const up = await until(async () => {
-				const r = await q("up == 1");
-				return r.length === 2 ? r : null;
-			}, 30_000, "both targets up");
+			const q = async (query: string) =>
+				(await json(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(query)}`).catch(() => ({ body: null }))).body?.data?.result ?? [];
+			const up = await until(
+				async () => {
+					const r = await q("up == 1");
+					return r.length === 2 ? r : null;
+				},
+				30_000,
+				"both targets up",
+			);
 			expect(up.map((s: { metric: { job: string } }) => s.metric.job).sort()).toEqual(["hive", "queen"]);
 			const cpu = await until(async () => (await q('rate(apiary_worker_cpu_usage_seconds_total{worker="busy"}[5s])'))[0], 30_000, "a CPU rate");
 			expect(Number(cpu.value[1])).toBeGreaterThan(0.05);

@@ -9,7 +9,6 @@ import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
 
-
 // Client commands load only what they use: the daemon's modules (fastify,
 // cgroup drivers, systeminformation) are imported by `start` alone.
 const VERSION = readVersion(new URL("../package.json", import.meta.url));
@@ -148,7 +147,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	);
 	if (v.help) return help("start", out);
 	const driver = v["cgroup-driver"]!;
-	if (!["auto", "v2", "v1", "none"].includes(driver)) throw new UsageError(`hive start: --cgroup-driver: expected auto, v2, v1 or none, got ${JSON.stringify(driver)}`);
+	if (!["auto", "v2", "v1", "none"].includes(driver))
+		throw new UsageError(`hive start: --cgroup-driver: expected auto, v2, v1 or none, got ${JSON.stringify(driver)}`);
 	const name = flag("start", "name", v.name ?? defaultName(), (x) => checkId(x, "name"))!;
 	const intervalMs = flag("start", "interval", v.interval, parseDuration)!;
 	if (intervalMs < 50) throw new UsageError("hive start: --interval: must be at least 50ms");
@@ -185,7 +185,10 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 }
 
 function defaultName(): string {
-	const h = hostname().toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "");
+	const h = hostname()
+		.toLowerCase()
+		.replace(/[^a-z0-9._-]/g, "-")
+		.replace(/^[^a-z0-9]+/, "");
 	return h.slice(0, 63) || "hive";
 }
 
@@ -216,9 +219,11 @@ async function spawnCmd(argv: string[], out: (s: string) => void): Promise<numbe
 		"spawn",
 	);
 	if (v.help) return help("spawn", out);
-	if (positionals.length > 0 && command.length === 0) throw new UsageError(`hive spawn: put the command after "--": hive spawn [options] -- ${positionals.join(" ")}`);
+	if (positionals.length > 0 && command.length === 0)
+		throw new UsageError(`hive spawn: put the command after "--": hive spawn [options] -- ${positionals.join(" ")}`);
 	if (command.length === 0) throw new UsageError("hive spawn: no command given: hive spawn [options] -- CMD [ARG...]");
-	if (v.profile !== undefined && !(PROFILE_NAMES as readonly string[]).includes(v.profile)) throw new UsageError(`hive spawn: --profile: unknown profile ${JSON.stringify(v.profile)} (known: ${PROFILE_NAMES.join(", ")})`);
+	if (v.profile !== undefined && !(PROFILE_NAMES as readonly string[]).includes(v.profile))
+		throw new UsageError(`hive spawn: --profile: unknown profile ${JSON.stringify(v.profile)} (known: ${PROFILE_NAMES.join(", ")})`);
 	const positive = (x: string) => {
 		const n = Number(x);
 		if (!(n > 0) || !Number.isFinite(n)) throw new Error(`expected a positive number, got ${JSON.stringify(x)}`);
@@ -264,7 +269,12 @@ export function formatWorkers(workers: WorkerInfo[]): string {
 	const rows = [["ID", "STATE", "PID", "CPU%", "MEM", "LIMIT", "PIDS", "UPTIME", "COMMAND"]];
 	for (const w of workers) {
 		const s = w.stats;
-		const state = w.state === "exited" ? `${w.exit?.reason ?? "exited"}${w.exit?.exitCode != null ? `(${w.exit.exitCode})` : w.exit?.signal ? `(${w.exit.signal})` : ""}` : w.adopted ? "running*" : "running";
+		const state =
+			w.state === "exited"
+				? `${w.exit?.reason ?? "exited"}${w.exit?.exitCode != null ? `(${w.exit.exitCode})` : w.exit?.signal ? `(${w.exit.signal})` : ""}`
+				: w.adopted
+					? "running*"
+					: "running";
 		rows.push([
 			w.id,
 			state,
@@ -287,7 +297,11 @@ async function kill(argv: string[], out: (s: string) => void): Promise<number> {
 	if (positionals.length !== 1) throw new UsageError("hive kill: expected exactly one worker ID");
 	const id = flag("kill", "id", positionals[0], (x) => checkId(x, "ID"))!;
 	const w = await call<WorkerInfo>(hiveUrl(v.hive), "DELETE", `/v1/workers/${id}`, undefined, loadToken(v["token-file"]));
-	out(v.json ? `${JSON.stringify(w)}\n` : `${w.id} ${w.exit?.reason ?? w.state}${w.exit?.signal ? ` by ${w.exit.signal}` : ""} after ${formatDuration(w.exit?.durationMs)}\n`);
+	out(
+		v.json
+			? `${JSON.stringify(w)}\n`
+			: `${w.id} ${w.exit?.reason ?? w.state}${w.exit?.signal ? ` by ${w.exit.signal}` : ""} after ${formatDuration(w.exit?.durationMs)}\n`,
+	);
 	return 0;
 }
 

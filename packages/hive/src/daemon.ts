@@ -87,7 +87,15 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	const boundPort = typeof addr === "object" && addr ? addr.port : port;
 	const h = hive;
 	const link = o.queen
-		? new QueenLink({ queen: o.queen, token: o.queenToken === undefined ? o.token : o.queenToken, hive: h, host: facts, gpus: gpu, version: VERSION, log: o.log })
+		? new QueenLink({
+				queen: o.queen,
+				token: o.queenToken === undefined ? o.token : o.queenToken,
+				hive: h,
+				host: facts,
+				gpus: gpu,
+				version: VERSION,
+				log: o.log,
+			})
 		: null;
 	link?.start();
 	return {

@@ -4,7 +4,17 @@ import { EventEmitter, once } from "node:events";
 import { closeSync, openSync } from "node:fs";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import { HttpError, messageOf } from "@apiary/kit/errors";
-import { checkId, type ExitReason, type GpuStatus, PROFILES, resolveLimits, type Snapshot, type SpawnBody, type WorkerInfo, type WorkerSpec } from "@apiary/protocol";
+import {
+	checkId,
+	type ExitReason,
+	type GpuStatus,
+	PROFILES,
+	resolveLimits,
+	type Snapshot,
+	type SpawnBody,
+	type WorkerInfo,
+	type WorkerSpec,
+} from "@apiary/protocol";
 import type { CgroupDriver, RawSample, WorkerReader } from "./cgroup/driver.ts";
 import { buildExitRecord } from "./exit-record.ts";
 import { gpuMemoryOf, gpuUseByPid } from "./gpu-attribution.ts";
@@ -161,7 +171,8 @@ export class Hive extends EventEmitter {
 			env.NVIDIA_VISIBLE_DEVICES = gpus.join(",");
 		}
 		const cwd = req.cwd ?? process.cwd();
-		if (!resolveCommand(req.command[0]!, env.PATH, cwd)) throw new HiveError(400, `command: ${JSON.stringify(req.command[0])} is not an executable file or on PATH`);
+		if (!resolveCommand(req.command[0]!, env.PATH, cwd))
+			throw new HiveError(400, `command: ${JSON.stringify(req.command[0])} is not an executable file or on PATH`);
 
 		const spec: WorkerSpec = { id, command: req.command, profile: req.profile ?? null, limits, labels: req.labels ?? {}, gpus, env: req.env ?? {}, cwd };
 		const created = this.driver.create(id, limits);
@@ -257,7 +268,15 @@ export class Hive extends EventEmitter {
 		e.reader?.close();
 		e.reader = null;
 		await this.driver.remove(id).catch((err) => this.log("cgroup removal failed", { id, err: messageOf(err) }));
-		const exit = buildExitRecord({ code, signal: signal ?? null, killReason: e.killReason, final, message, startedAt: e.info.startedAt, endedWall: this.clock.wall() });
+		const exit = buildExitRecord({
+			code,
+			signal: signal ?? null,
+			killReason: e.killReason,
+			final,
+			message,
+			startedAt: e.info.startedAt,
+			endedWall: this.clock.wall(),
+		});
 		e.info.state = "exited";
 		e.info.exit = exit;
 		e.child = null;

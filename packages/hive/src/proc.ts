@@ -19,7 +19,10 @@ export function parseProcStat(text: string): ProcStat {
 	const open = text.indexOf("(");
 	const close = text.lastIndexOf(")");
 	if (open < 0 || close < open) throw new Error(`malformed /proc/<pid>/stat: ${JSON.stringify(text.slice(0, 80))}`);
-	const rest = text.slice(close + 2).trim().split(" ");
+	const rest = text
+		.slice(close + 2)
+		.trim()
+		.split(" ");
 	// rest[0] is field 3 (state); field n is rest[n - 3].
 	const f = (n: number) => Number(rest[n - 3]);
 	return {
@@ -53,7 +56,14 @@ export function parseProcCgroup(text: string): { id: string; controllers: string
 		.map((l) => {
 			const a = l.indexOf(":");
 			const b = l.indexOf(":", a + 1);
-			return { id: l.slice(0, a), controllers: l.slice(a + 1, b).split(",").filter(Boolean), path: l.slice(b + 1) };
+			return {
+				id: l.slice(0, a),
+				controllers: l
+					.slice(a + 1, b)
+					.split(",")
+					.filter(Boolean),
+				path: l.slice(b + 1),
+			};
 		});
 }
 

@@ -1,4 +1,13 @@
-import { type HelloMessage, type HiveMessage, type HostFacts, packStats, type QueenMessage, type Snapshot, type WorkerInfo, type WorkerTick } from "@apiary/protocol";
+import {
+	type HelloMessage,
+	type HiveMessage,
+	type HostFacts,
+	packStats,
+	type QueenMessage,
+	type Snapshot,
+	type WorkerInfo,
+	type WorkerTick,
+} from "@apiary/protocol";
 import { backoffDelay } from "@apiary/kit/backoff";
 import WebSocket from "ws";
 import type { GpuSource, Hive } from "./hive.ts";
@@ -24,7 +33,8 @@ export interface QueenLinkOptions {
 export function heartbeatWorkers(all: WorkerInfo[], announced: Set<string>): (WorkerInfo | WorkerTick)[] {
 	return all.map((w) => {
 		const k = `${w.id}@${w.startedAt}`;
-		if (w.state === "running" && announced.has(k)) return { id: w.id, state: "running", startedAt: w.startedAt, pid: w.pid, s: w.stats ? packStats(w.stats) : null };
+		if (w.state === "running" && announced.has(k))
+			return { id: w.id, state: "running", startedAt: w.startedAt, pid: w.pid, s: w.stats ? packStats(w.stats) : null };
 		if (w.state === "running") announced.add(k);
 		return wire(w);
 	});
@@ -178,7 +188,10 @@ export class QueenLink {
 		if (!this.open) return;
 		const all = this.o.hive.unreported();
 		const seq = ++this.seq;
-		this.pending.set(seq, all.filter((w) => w.state === "exited").map((w) => w.id));
+		this.pending.set(
+			seq,
+			all.filter((w) => w.state === "exited").map((w) => w.id),
+		);
 		this.send({ type: "heartbeat", seq, snapshot: { ...s, workers: heartbeatWorkers(all, this.announced) } });
 	}
 

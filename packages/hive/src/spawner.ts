@@ -5,7 +5,8 @@ import { delimiter, isAbsolute, join, resolve } from "node:path";
 // The worker enters its cgroup before its command runs: a tiny POSIX sh
 // wrapper writes its own pid to every cgroup.procs file, then execs the argv
 // it was given. argv is passed as positional parameters, never as shell text.
-const ENTER = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "apiary: cannot enter cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; exec "$@"';
+const ENTER =
+	'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "apiary: cannot enter cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; exec "$@"';
 
 export interface SpawnOptions {
 	command: string[];

@@ -42,11 +42,53 @@ export function registerGpuMetrics(reg: Registry, gpus: () => (GpuInfo & { hiveI
 	const labels = ["hive", "gpu", "uuid", "name"];
 	const l = (g: GpuInfo & { hiveId: string }) => ({ hive: g.hiveId, gpu: g.index, uuid: g.uuid, name: g.name });
 	const each = (f: (g: GpuInfo & { hiveId: string; free?: boolean }) => number | null) => () => gpus().map((g): Sample => [l(g), f(g)]);
-	gauge(reg, "apiary_gpu_memory_used_bytes", "GPU memory in use.", labels, each((g) => (g.memoryUsedMiB === null ? null : g.memoryUsedMiB * MiB)));
-	gauge(reg, "apiary_gpu_memory_total_bytes", "GPU memory in all.", labels, each((g) => (g.memoryTotalMiB === null ? null : g.memoryTotalMiB * MiB)));
-	gauge(reg, "apiary_gpu_utilization_ratio", "GPU utilization, 0 to 1 (absent under MIG).", labels, each((g) => (g.utilizationGpu === null ? null : g.utilizationGpu / 100)));
-	gauge(reg, "apiary_gpu_power_watts", "GPU power draw.", labels, each((g) => g.powerDrawW));
-	gauge(reg, "apiary_gpu_temperature_celsius", "GPU temperature.", labels, each((g) => g.temperatureC));
-	gauge(reg, "apiary_gpu_sample_age_seconds", "Age of the GPU's last reading.", labels, each((g) => g.ageMs / 1000));
-	gauge(reg, "apiary_gpu_free", "1 when the GPU is in the free pool.", labels, each((g) => (g.free === undefined ? null : g.free ? 1 : 0)));
+	gauge(
+		reg,
+		"apiary_gpu_memory_used_bytes",
+		"GPU memory in use.",
+		labels,
+		each((g) => (g.memoryUsedMiB === null ? null : g.memoryUsedMiB * MiB)),
+	);
+	gauge(
+		reg,
+		"apiary_gpu_memory_total_bytes",
+		"GPU memory in all.",
+		labels,
+		each((g) => (g.memoryTotalMiB === null ? null : g.memoryTotalMiB * MiB)),
+	);
+	gauge(
+		reg,
+		"apiary_gpu_utilization_ratio",
+		"GPU utilization, 0 to 1 (absent under MIG).",
+		labels,
+		each((g) => (g.utilizationGpu === null ? null : g.utilizationGpu / 100)),
+	);
+	gauge(
+		reg,
+		"apiary_gpu_power_watts",
+		"GPU power draw.",
+		labels,
+		each((g) => g.powerDrawW),
+	);
+	gauge(
+		reg,
+		"apiary_gpu_temperature_celsius",
+		"GPU temperature.",
+		labels,
+		each((g) => g.temperatureC),
+	);
+	gauge(
+		reg,
+		"apiary_gpu_sample_age_seconds",
+		"Age of the GPU's last reading.",
+		labels,
+		each((g) => g.ageMs / 1000),
+	);
+	gauge(
+		reg,
+		"apiary_gpu_free",
+		"1 when the GPU is in the free pool.",
+		labels,
+		each((g) => (g.free === undefined ? null : g.free ? 1 : 0)),
+	);
 }

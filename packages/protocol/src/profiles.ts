@@ -12,7 +12,6 @@ export const PROFILES: Record<ProfileName, Limits> = {
 	e2e_background: { memoryBytes: 4 * 2 ** 30, cpu: 0.9, pids: null, timeoutMs: 60 * 60_000 },
 };
 
-
 /** Profile values, overridden field by field by explicit limits (undefined = not given). */
 export function resolveLimits(profile: string | null, given: Partial<Limits>): Limits {
 	const base: Limits = profile ? { ...PROFILES[profile as ProfileName] } : { cpu: null, memoryBytes: null, pids: null, timeoutMs: null };

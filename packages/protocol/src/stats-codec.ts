@@ -7,7 +7,9 @@ import type { Pressure, PressureStats, WorkerStats } from "./types.ts";
 
 type N = number | null;
 const psiOut = (p: Pressure | null): N[] | null =>
-	p ? [p.some.avg10, p.some.avg60, p.some.avg300, p.some.totalUs, p.full?.avg10 ?? null, p.full?.avg60 ?? null, p.full?.avg300 ?? null, p.full?.totalUs ?? null] : null;
+	p
+		? [p.some.avg10, p.some.avg60, p.some.avg300, p.some.totalUs, p.full?.avg10 ?? null, p.full?.avg60 ?? null, p.full?.avg300 ?? null, p.full?.totalUs ?? null]
+		: null;
 const psiIn = (a: N[] | null): Pressure | null =>
 	a
 		? {
@@ -15,8 +17,6 @@ const psiIn = (a: N[] | null): Pressure | null =>
 				full: a[4] === null ? null : { avg10: a[4]!, avg60: a[5]!, avg300: a[6]!, totalUs: a[7]! },
 			}
 		: null;
-
-
 
 export function packStats(s: WorkerStats): PackedStats {
 	const { cpu: c, memory: m, io, pids, pressure: p } = s;
@@ -63,7 +63,16 @@ export function unpackStats(a: PackedStats): WorkerStats {
 		uptimeMs: n(1)!,
 		cpu: { usageNs: n(2), percent: n(3), periods: n(4), throttledPeriods: n(5), throttledNs: n(6) },
 		memory: { currentBytes: n(7), peakBytes: n(8), workingSetBytes: n(9), anonBytes: n(10), fileBytes: n(11), limitBytes: n(12), oomKills: n(13) },
-		io: { readBytes: n(14), writeBytes: n(15), readOps: n(16), writeOps: n(17), readBytesPerSec: n(18), writeBytesPerSec: n(19), readOpsPerSec: n(20), writeOpsPerSec: n(21) },
+		io: {
+			readBytes: n(14),
+			writeBytes: n(15),
+			readOps: n(16),
+			writeOps: n(17),
+			readBytesPerSec: n(18),
+			writeBytesPerSec: n(19),
+			readOpsPerSec: n(20),
+			writeOpsPerSec: n(21),
+		},
 		pids: { current: n(22), limit: n(23) },
 		pressure,
 		gpuMemoryMiB: (a[27] as Record<string, number> | null) ?? null,

@@ -17,7 +17,10 @@ export const HelloMessage = Type.Object({
 export type HelloMessage = Static<typeof HelloMessage>;
 
 /** Stats packed as one positional array (stats-codec.ts). */
-export const PackedStats = Type.Array(Type.Union([Type.Number(), Type.Null(), Type.Array(Nullable(Type.Number())), Type.Record(Type.String(), Type.Number())]), { minItems: 28, maxItems: 64 });
+export const PackedStats = Type.Array(
+	Type.Union([Type.Number(), Type.Null(), Type.Array(Nullable(Type.Number())), Type.Record(Type.String(), Type.Number())]),
+	{ minItems: 28, maxItems: 64 },
+);
 export type PackedStats = Static<typeof PackedStats>;
 
 /** A running worker already described in full on this connection: its id and its stats, packed. */
@@ -38,7 +41,10 @@ export type WorkerTick = Static<typeof WorkerTick>;
 export const HeartbeatMessage = Type.Object({
 	type: Type.Literal("heartbeat"),
 	seq: Type.Integer({ minimum: 0 }),
-	snapshot: Type.Composite([Type.Omit(Snapshot, ["workers"]), Type.Object({ workers: Type.Array(Type.Union([WorkerTick, WorkerInfo]), { maxItems: 10_000 }) })]),
+	snapshot: Type.Composite([
+		Type.Omit(Snapshot, ["workers"]),
+		Type.Object({ workers: Type.Array(Type.Union([WorkerTick, WorkerInfo]), { maxItems: 10_000 }) }),
+	]),
 });
 export type HeartbeatMessage = Static<typeof HeartbeatMessage>;
 

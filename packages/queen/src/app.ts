@@ -32,12 +32,22 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		token: o.token,
 		logger: o.logger,
 		forceCloseConnections: true,
-		openapi: { title: "Apiary queen", version: o.version, description: "The fleet registry: hives, workers, GPUs, claims, and the event stream (GET /v1/events, Server-Sent Events). Hives connect over a WebSocket at /v1/hives/connect." },
+		openapi: {
+			title: "Apiary queen",
+			version: o.version,
+			description:
+				"The fleet registry: hives, workers, GPUs, claims, and the event stream (GET /v1/events, Server-Sent Events). Hives connect over a WebSocket at /v1/hives/connect.",
+		},
 	});
 	await app.register(fastifySse, { heartbeatInterval: o.keepaliveMs });
 	const metrics = o.metrics;
 	if (metrics) app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
-	app.get("/healthz", { schema: { response: { 200: QueenHealth } } }, async () => ({ ok: true, version: o.version, lastEventId: o.registry.events.lastId, hives: o.registry.listHives().length }));
+	app.get("/healthz", { schema: { response: { 200: QueenHealth } } }, async () => ({
+		ok: true,
+		version: o.version,
+		lastEventId: o.registry.events.lastId,
+		hives: o.registry.listHives().length,
+	}));
 	await app.register(dashboardRoutes);
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });

@@ -107,7 +107,11 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 			case "tail":
 				return await tail(rest, out, err);
 			case "gpus": {
-				const { values: v } = parse(rest, { ...common, free: { type: "boolean" }, "min-memory": { type: "string" }, hive: { type: "string" }, name: { type: "string" } }, "gpus");
+				const { values: v } = parse(
+					rest,
+					{ ...common, free: { type: "boolean" }, "min-memory": { type: "string" }, hive: { type: "string" }, name: { type: "string" } },
+					"gpus",
+				);
 				const q = new URLSearchParams();
 				if (v.free) q.set("free", "true");
 				const min = flag("gpus", "min-memory", v["min-memory"], parseSize);
@@ -175,15 +179,29 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
 	const db = v.db ?? defaultDbPath();
 	const { startQueenDaemon } = await import("./daemon.ts");
-	const d = await startQueenDaemon({ listen: v.listen!, db, staleAfterMs, evictAfterMs, busyMemoryMiB: Math.ceil(busy / 2 ** 20), token: loadToken(v["token-file"]), log });
-	out(`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${db}\n  hives known: ${d.registry.listHives().length}\n`);
+	const d = await startQueenDaemon({
+		listen: v.listen!,
+		db,
+		staleAfterMs,
+		evictAfterMs,
+		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
+		token: loadToken(v["token-file"]),
+		log,
+	});
+	out(
+		`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${db}\n  hives known: ${d.registry.listHives().length}\n`,
+	);
 	await untilSignal();
 	await d.close();
 	return 0;
 }
 
 async function tail(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
-	const { values: v } = parse(argv, { ...common, types: { type: "string" }, hive: { type: "string" }, worker: { type: "string" }, since: { type: "string" } }, "tail");
+	const { values: v } = parse(
+		argv,
+		{ ...common, types: { type: "string" }, hive: { type: "string" }, worker: { type: "string" }, since: { type: "string" } },
+		"tail",
+	);
 	const q = new URLSearchParams();
 	if (v.types) q.set("types", v.types);
 	if (v.hive) q.set("hive", v.hive);

@@ -74,13 +74,16 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	});
 	const hiveSockets = sockets;
 	app.server.on("upgrade", (req, socket, head) => hiveSockets.handleUpgrade(req, socket, head));
-	const liveness = setInterval(() => {
-		try {
-			registry.checkLiveness();
-		} catch (err) {
-			log("liveness check failed", { err: String(err) });
-		}
-	}, Math.max(50, Math.min(1000, Math.floor(o.staleAfterMs / 4))));
+	const liveness = setInterval(
+		() => {
+			try {
+				registry.checkLiveness();
+			} catch (err) {
+				log("liveness check failed", { err: String(err) });
+			}
+		},
+		Math.max(50, Math.min(1000, Math.floor(o.staleAfterMs / 4))),
+	);
 	liveness.unref();
 	try {
 		await app.listen({ host, port });
@@ -107,4 +110,3 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		},
 	};
 }
-

@@ -10,7 +10,15 @@ export function table(rows: string[][]): string {
 export function formatHives(hives: HiveView[]): string {
 	return table([
 		["HIVE", "STATE", "LAST SEEN", "DRIVER", "WORKERS", "GPUS", "HOST"],
-		...hives.map((h) => [h.id, h.state, h.lastSeenAgoMs === null ? "-" : `${(h.lastSeenAgoMs / 1000).toFixed(1)}s ago`, `${h.driver.name}${h.driver.enforced ? "" : "!"}`, String(h.workers), String(h.gpus), h.host.hostname]),
+		...hives.map((h) => [
+			h.id,
+			h.state,
+			h.lastSeenAgoMs === null ? "-" : `${(h.lastSeenAgoMs / 1000).toFixed(1)}s ago`,
+			`${h.driver.name}${h.driver.enforced ? "" : "!"}`,
+			String(h.workers),
+			String(h.gpus),
+			h.host.hostname,
+		]),
 	]);
 }
 
@@ -43,7 +51,15 @@ export function formatGpus(gs: GpuView[]): string {
 	]);
 }
 
-const colours: Record<string, string> = { "hive.lost": "31", "hive.stale": "33", "worker.exited": "36", "worker.evicted": "31", "stream.lagged": "35", "hive.joined": "32", "worker.spawned": "32" };
+const colours: Record<string, string> = {
+	"hive.lost": "31",
+	"hive.stale": "33",
+	"worker.exited": "36",
+	"worker.evicted": "31",
+	"stream.lagged": "35",
+	"hive.joined": "32",
+	"worker.spawned": "32",
+};
 
 /** One line per event for a person: time, type, hive, worker, detail. */
 export function formatEvent(e: QueenEvent, colour: boolean): string {

@@ -19,12 +19,18 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 		buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
 	});
 	const laggedSubs = new Counter({ name: "apiary_queen_sse_lagged_subscribers_total", help: "SSE subscribers closed for falling behind.", registers: [reg] });
-	const dropped = new Counter({ name: "apiary_queen_sse_events_dropped_total", help: "Events not delivered to subscribers that lagged (they resume by id).", registers: [reg] });
+	const dropped = new Counter({
+		name: "apiary_queen_sse_events_dropped_total",
+		help: "Events not delivered to subscribers that lagged (they resume by id).",
+		registers: [reg],
+	});
 	// Read from the log's own tallies at scrape time: a heartbeat logs dozens
 	// of events, and a prom-client inc per event was a visible share of ingest.
 	const logged = fleet.events.counts;
 	cumulative(reg, "apiary_queen_events_total", "Events logged, by type.", ["type"], () => [...logged].map(([type, n]) => [{ type }, n]));
-	cumulative(reg, "apiary_queen_evictions_total", "Workers evicted (their hive was lost, left, or restarted without them).", [], () => [[{}, logged.get("worker.evicted") ?? 0]]);
+	cumulative(reg, "apiary_queen_evictions_total", "Workers evicted (their hive was lost, left, or restarted without them).", [], () => [
+		[{}, logged.get("worker.evicted") ?? 0],
+	]);
 	new Gauge({
 		name: "apiary_queen_sse_subscribers",
 		help: "Open SSE subscriptions.",
@@ -41,7 +47,8 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 			this.set(connections());
 		},
 	});
-	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] => states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
+	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] =>
+		states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));
 	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.listWorkers({ state: "all" }), ["running", "exited", "evicted"]));
 	registerGpuMetrics(reg, () => fleet.listGpus());

@@ -91,7 +91,23 @@ export interface HiveArgs {
 }
 
 export function startHive(a: HiveArgs): Promise<Daemon> {
-	const args = ["start", "--listen", `127.0.0.1:${a.port ?? 0}`, "--queen", a.queen, "--name", a.name, "--state-dir", a.stateDir, "--cgroup-root", a.cgroupRoot, "--interval", a.interval ?? "250ms", "--nvidia-smi", a.nvidiaSmi ?? FAKE_SMI("a100x4")];
+	const args = [
+		"start",
+		"--listen",
+		`127.0.0.1:${a.port ?? 0}`,
+		"--queen",
+		a.queen,
+		"--name",
+		a.name,
+		"--state-dir",
+		a.stateDir,
+		"--cgroup-root",
+		a.cgroupRoot,
+		"--interval",
+		a.interval ?? "250ms",
+		"--nvidia-smi",
+		a.nvidiaSmi ?? FAKE_SMI("a100x4"),
+	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
 	return launch(HIVE_BIN, args);
 }

@@ -7,6 +7,8 @@ import { spawnSync } from "node:child_process";
 export function requireTools(tools: string[], debianPackage: string): void {
 	const missing = tools.filter((t) => spawnSync("sh", ["-c", `command -v ${t}`], { stdio: "ignore" }).status !== 0);
 	if (missing.length > 0) {
-		throw new Error(`${missing.join(" and ")} not found: install the Debian package ${debianPackage} (sudo apt-get install --no-install-recommends ${debianPackage}); npm test run as root installs it (scripts/setup.sh)`);
+		throw new Error(
+			`${missing.join(" and ")} not found: install the Debian package ${debianPackage} (sudo apt-get install --no-install-recommends ${debianPackage}); npm test run as root installs it (scripts/setup.sh)`,
+		);
 	}
 }

@@ -60,10 +60,14 @@ describe("the hive's local HTTP API", () => {
 		expect(created.json).toMatchObject({ id: "api-1", state: "running", limits: { memoryBytes: 256 << 20, cpu: 0.5, timeoutMs: 120_000 } });
 		expect((await req("GET", "/v1/workers?label=suite=api")).json.map((w: { id: string }) => w.id)).toEqual(["api-1"]);
 		expect((await req("GET", "/v1/workers?label=suite=other")).json).toEqual([]);
-		const one = await until(async () => {
-			const r = await req("GET", "/v1/workers/api-1");
-			return r.json.stats?.cpu.percent != null ? r : null;
-		}, 5000, "sampled stats");
+		const one = await until(
+			async () => {
+				const r = await req("GET", "/v1/workers/api-1");
+				return r.json.stats?.cpu.percent != null ? r : null;
+			},
+			5000,
+			"sampled stats",
+		);
 		expect(one.json.stats.memory.limitBytes).toBe(256 << 20);
 		const snap = await req("GET", "/v1/snapshot");
 		expect(snap.json).toMatchObject({ hiveId: "api-hive", driver: { name: "v1" } });
@@ -88,10 +92,14 @@ describe("the hive's local HTTP API", () => {
 
 	it("serves the GPU inventory in the snapshot and passes GPUs to workers", async () => {
 		await boot();
-		const snap = await until(async () => {
-			const s = await req("GET", "/v1/snapshot");
-			return s.json.gpu.gpus.length === 4 ? s : null;
-		}, 10_000, "GPUs");
+		const snap = await until(
+			async () => {
+				const s = await req("GET", "/v1/snapshot");
+				return s.json.gpu.gpus.length === 4 ? s : null;
+			},
+			10_000,
+			"GPUs",
+		);
 		expect(snap.json.gpu.state).toBe("ok");
 		expect((await req("POST", "/v1/workers", { command: ["true"], gpus: ["9"] })).json.message).toMatch(/gpus: "9"/);
 	});
@@ -147,7 +155,9 @@ describe("the hive's local HTTP API", () => {
 		await boot();
 		const doc = (await req("GET", "/openapi.json")).json;
 		expect(doc.openapi).toBe("3.0.3");
-		expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/workers", "/v1/workers/{id}", "/v1/workers/{id}/logs", "/v1/snapshot", "/healthz", "/metrics"]));
+		expect(Object.keys(doc.paths)).toEqual(
+			expect.arrayContaining(["/v1/workers", "/v1/workers/{id}", "/v1/workers/{id}/logs", "/v1/snapshot", "/healthz", "/metrics"]),
+		);
 		const body = doc.paths["/v1/workers"].post.requestBody.content["application/json"].schema;
 		expect(body.required).toEqual(["command"]);
 		expect(body.properties.id.pattern).toBe("^[a-z0-9][a-z0-9._-]{0,62}$");

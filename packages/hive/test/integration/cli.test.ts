@@ -24,7 +24,26 @@ let daemon: ChildProcess;
 let daemonOut = "";
 async function startDaemon() {
 	daemonOut = "";
-	daemon = spawn(process.execPath, [BIN, "start", "--listen", `127.0.0.1:${port}`, "--name", "cli-hive", "--interval", "250ms", "--cgroup-root", rootName, "--state-dir", stateDir, "--nvidia-smi", "/nonexistent/nvidia-smi"], { env, stdio: ["ignore", "pipe", "pipe"] });
+	daemon = spawn(
+		process.execPath,
+		[
+			BIN,
+			"start",
+			"--listen",
+			`127.0.0.1:${port}`,
+			"--name",
+			"cli-hive",
+			"--interval",
+			"250ms",
+			"--cgroup-root",
+			rootName,
+			"--state-dir",
+			stateDir,
+			"--nvidia-smi",
+			"/nonexistent/nvidia-smi",
+		],
+		{ env, stdio: ["ignore", "pipe", "pipe"] },
+	);
 	daemon.stdout!.on("data", (d) => {
 		daemonOut += d;
 	});
@@ -54,17 +73,35 @@ describe("the hive CLI", () => {
 	});
 
 	it("spawn prints the id; ps lists it; logs prints its output; kill ends it", async () => {
-		const s = await hive(["spawn", "--id", "cli-1", "--cpu", "0.5", "--memory", "128M", "--label", "suite=cli", "--", "sh", "-c", "echo hello from cli; sleep 60"]);
+		const s = await hive([
+			"spawn",
+			"--id",
+			"cli-1",
+			"--cpu",
+			"0.5",
+			"--memory",
+			"128M",
+			"--label",
+			"suite=cli",
+			"--",
+			"sh",
+			"-c",
+			"echo hello from cli; sleep 60",
+		]);
 		expect(s).toMatchObject({ code: 0, stdout: "cli-1\n" });
 		await sleep(600);
 		const ps = await hive(["ps"]);
 		expect(ps.code).toBe(0);
 		expect(ps.stdout).toMatch(/^ID\s+STATE\s+PID\s+CPU%\s+MEM\s+LIMIT/);
 		expect(ps.stdout).toMatch(/cli-1\s+running\s+\d+\s+[\d.]+\s+\S+\s+128M/);
-		const logs = await until(async () => {
-			const l = await hive(["logs", "cli-1"]);
-			return l.stdout.includes("hello") ? l : null;
-		}, 5000, "logs");
+		const logs = await until(
+			async () => {
+				const l = await hive(["logs", "cli-1"]);
+				return l.stdout.includes("hello") ? l : null;
+			},
+			5000,
+			"logs",
+		);
 		expect(logs.stdout).toBe("hello from cli\n");
 		const json = JSON.parse((await hive(["ps", "--json", "--label", "suite=cli"])).stdout);
 		expect(json[0]).toMatchObject({ id: "cli-1", limits: { cpu: 0.5, memoryBytes: 128 << 20 } });
@@ -114,7 +151,9 @@ describe("the hive CLI", () => {
 		expect(ids).not.toContain("x");
 		expect(readFileSync(`/sys/fs/cgroup/memory/${rootName}/workers/cgroup.procs`, "utf8")).toBe(before);
 		const unreachable = await new Promise<{ code: number; stderr: string }>((resolve) =>
-			execFile(process.execPath, [BIN, "ps"], { env: { ...env, APIARY_HIVE: "http://127.0.0.1:1" } }, (err, _o, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr })),
+			execFile(process.execPath, [BIN, "ps"], { env: { ...env, APIARY_HIVE: "http://127.0.0.1:1" } }, (err, _o, stderr) =>
+				resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr }),
+			),
 		);
 		expect(unreachable.code).toBe(1);
 		expect(unreachable.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:1/);

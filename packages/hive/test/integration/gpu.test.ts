@@ -24,7 +24,14 @@ describe("GPU sampling through a long-lived nvidia-smi", () => {
 		const st = await until(() => (s.status().gpus.length === 8 ? s.status() : null), 10_000, "8 GPUs");
 		expect(st.state).toBe("ok");
 		expect(st.gpus.map((g) => g.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-		expect(st.gpus[0]).toMatchObject({ name: "NVIDIA A100-SXM4-80GB", memoryTotalMiB: 81920, memoryUsedMiB: 40512, utilizationGpu: 97, powerDrawW: 312.48, stale: false });
+		expect(st.gpus[0]).toMatchObject({
+			name: "NVIDIA A100-SXM4-80GB",
+			memoryTotalMiB: 81920,
+			memoryUsedMiB: 40512,
+			utilizationGpu: 97,
+			powerDrawW: 312.48,
+			stale: false,
+		});
 		expect(new Set(st.gpus.map((g) => g.uuid)).size).toBe(8);
 	});
 
@@ -134,10 +141,14 @@ describe("GPUs on a hive", () => {
 				{ pid: "999999", gpu_uuid: g1!.uuid, used_memory: "100" },
 			]),
 		);
-		const snap = await until(async () => {
-			const s = await h.tick();
-			return s.workers.find((w) => w.id === "gpu-b")?.stats?.gpuMemoryMiB?.[g1!.uuid] ? s : null;
-		}, 10_000, "attributed GPU memory");
+		const snap = await until(
+			async () => {
+				const s = await h.tick();
+				return s.workers.find((w) => w.id === "gpu-b")?.stats?.gpuMemoryMiB?.[g1!.uuid] ? s : null;
+			},
+			10_000,
+			"attributed GPU memory",
+		);
 		expect(snap.workers.find((w) => w.id === "gpu-a")!.stats!.gpuMemoryMiB).toEqual({ [g0!.uuid]: 40000 });
 		expect(snap.workers.find((w) => w.id === "gpu-b")!.stats!.gpuMemoryMiB).toEqual({ [g1!.uuid]: 1536 });
 		const procs1 = snap.gpu.gpus[1]!.processes;

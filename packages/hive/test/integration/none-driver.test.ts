@@ -44,7 +44,19 @@ describe("the none driver (no writable cgroups)", () => {
 		expect(kids).toHaveLength(1);
 		const done = await hive.kill(w.id);
 		expect(done.exit!.oomKilled).toBeNull();
-		await until(() => kids.every((k) => { try { process.kill(k, 0); return false; } catch { return true; } }), 5000, "the whole tree to die");
+		await until(
+			() =>
+				kids.every((k) => {
+					try {
+						process.kill(k, 0);
+						return false;
+					} catch {
+						return true;
+					}
+				}),
+			5000,
+			"the whole tree to die",
+		);
 	});
 
 	it("without procfs (macOS) it falls back to pidusage for the worker's own process", async () => {

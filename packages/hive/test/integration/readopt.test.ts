@@ -56,10 +56,14 @@ describe("a restarted hive re-adopts its workers", () => {
 		// An adopted worker that ends later is noticed on a tick; its exit code is unknown, and says why.
 		expect(second.get("soon")!.state).toBe("running");
 		expect(second.get("soon")!.pid).toBe(soon.pid);
-		const s = await until(async () => {
-			await second.tick();
-			return second.get("soon")!.state === "exited" ? second.get("soon") : null;
-		}, 10_000, "soon to end");
+		const s = await until(
+			async () => {
+				await second.tick();
+				return second.get("soon")!.state === "exited" ? second.get("soon") : null;
+			},
+			10_000,
+			"soon to end",
+		);
 		expect(s.exit).toMatchObject({ exitCode: null, reason: "exited" });
 		expect(s.exit!.message).toMatch(/re-adopted/);
 

@@ -14,7 +14,9 @@ import { parseMemoryEvents, parseMemoryStat } from "../../src/cgroup/v2/memory.t
 
 describe("cgroup v2 files", () => {
 	it("cpu.stat gives usage and throttling in ns", () => {
-		const r = parseCpuStat("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 40\nnr_throttled 18\nthrottled_usec 900000\nnr_bursts 0\nburst_usec 0\n");
+		const r = parseCpuStat(
+			"usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 40\nnr_throttled 18\nthrottled_usec 900000\nnr_bursts 0\nburst_usec 0\n",
+		);
 		expect(r).toEqual({ usageNs: 2_500_000_000, periods: 40, throttledPeriods: 18, throttledNs: 900_000_000 });
 	});
 
@@ -38,7 +40,9 @@ describe("cgroup v2 files", () => {
 	});
 
 	it("io.stat sums devices and ignores unknown keys", () => {
-		const r = parseIoStat("254:0 rbytes=4096 wbytes=20971520 rios=1 wios=20 dbytes=0 dios=0\n8:0 rbytes=100 wbytes=0 rios=2 wios=0 dbytes=0 dios=0 cost.vrate=100.00\n");
+		const r = parseIoStat(
+			"254:0 rbytes=4096 wbytes=20971520 rios=1 wios=20 dbytes=0 dios=0\n8:0 rbytes=100 wbytes=0 rios=2 wios=0 dbytes=0 dios=0 cost.vrate=100.00\n",
+		);
 		expect(r).toEqual({ readBytes: 4196, writeBytes: 20971520, readOps: 3, writeOps: 20 });
 		expect(parseIoStat("")).toEqual({ readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 });
 	});
@@ -108,7 +112,8 @@ describe("cgroup v1 files", () => {
 	});
 
 	it("blkio.throttle files sum Read and Write over devices", () => {
-		const text = "254:0 Read 4096\n254:0 Write 20971520\n254:0 Sync 20975616\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 20975616\n8:0 Read 1\n8:0 Write 2\nTotal 20975619\n";
+		const text =
+			"254:0 Read 4096\n254:0 Write 20971520\n254:0 Sync 20975616\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 20975616\n8:0 Read 1\n8:0 Write 2\nTotal 20975619\n";
 		expect(parseBlkioV1(text, "blkio.throttle.io_service_bytes")).toEqual({ read: 4097, write: 20971522 });
 		expect(parseBlkioV1("Total 0\n", "x")).toEqual({ read: 0, write: 0 });
 		expect(() => parseBlkioV1("254:0 Read many\n", "blkio.throttle.io_serviced")).toThrow(/blkio\.throttle\.io_serviced/);
@@ -156,7 +161,8 @@ describe("scanning the shared read buffer", () => {
 	it("PSI decimals are exactly what Number() gives, and malformed numbers are errors", () => {
 		const p = parsePressure("some avg10=12.34 avg60=0.05 avg300=100.00 total=9007199254740991\n");
 		expect(p.some).toEqual({ avg10: Number("12.34"), avg60: Number("0.05"), avg300: 100, totalUs: 9007199254740991 });
-		for (const bad of ["1..5", "1.", "", "1x", "-1"]) expect(() => parsePressure(`some avg10=${bad} avg60=0.00 avg300=0.00 total=0\n`, "io.pressure")).toThrow(/io\.pressure/);
+		for (const bad of ["1..5", "1.", "", "1x", "-1"])
+			expect(() => parsePressure(`some avg10=${bad} avg60=0.00 avg300=0.00 total=0\n`, "io.pressure")).toThrow(/io\.pressure/);
 	});
 
 	it("a single-number file read after a longer one is parsed from its own bytes", () => {

@@ -16,7 +16,12 @@ describe("cgroup driver detection", () => {
 	});
 
 	it("a hybrid host (v2 mount without controllers) gets v1, with PSI from the v2 mount", () => {
-		const d = detect({ requested: "auto", mountinfo: mi("hybrid-v1.txt"), readFile: files({ "/sys/fs/cgroup/unified/cgroup.controllers": "\n" }), writable: yes });
+		const d = detect({
+			requested: "auto",
+			mountinfo: mi("hybrid-v1.txt"),
+			readFile: files({ "/sys/fs/cgroup/unified/cgroup.controllers": "\n" }),
+			writable: yes,
+		});
 		expect(d.driver).toBe("v1");
 		expect(d.v1?.mounts.controllers.cpuacct).toBe("/sys/fs/cgroup/cpuacct");
 		expect(d.v1?.mounts.unified).toBe("/sys/fs/cgroup/unified");
@@ -70,9 +75,9 @@ describe("cgroup driver detection", () => {
 	});
 
 	it("asking for v2 on a hybrid host is an error that says why", () => {
-		expect(() => detect({ requested: "v2", mountinfo: mi("hybrid-v1.txt"), readFile: files({ "/sys/fs/cgroup/unified/cgroup.controllers": "" }), writable: yes })).toThrow(
-			/cgroup driver v2 is not usable here: .*lacks controllers cpu memory io pids/,
-		);
+		expect(() =>
+			detect({ requested: "v2", mountinfo: mi("hybrid-v1.txt"), readFile: files({ "/sys/fs/cgroup/unified/cgroup.controllers": "" }), writable: yes }),
+		).toThrow(/cgroup driver v2 is not usable here: .*lacks controllers cpu memory io pids/);
 	});
 
 	it("v1 accepts --cgroup-root as a name or as a path under a controller mount", () => {

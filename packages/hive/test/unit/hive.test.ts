@@ -57,7 +57,13 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 		clock.advance(1500);
 		await done;
 		const w = hive.get("w2")!;
-		expect(w.exit).toMatchObject({ exitCode: 3, reason: "exited", startedAt: "2026-11-22T10:00:00.000Z", endedAt: "2026-11-22T10:00:01.500Z", durationMs: 1500 });
+		expect(w.exit).toMatchObject({
+			exitCode: 3,
+			reason: "exited",
+			startedAt: "2026-11-22T10:00:00.000Z",
+			endedAt: "2026-11-22T10:00:01.500Z",
+			durationMs: 1500,
+		});
 		// The kernel gave no OOM count: null, not false.
 		expect(w.exit!.oomKilled).toBeNull();
 		expect(driver.removed).toContain("w2");

@@ -5,8 +5,10 @@ import { fakeSmi } from "../helpers.ts";
 
 // Lines in nvidia-smi's recorded format (csv,noheader,nounits, fields in GPU_FIELDS order).
 const A100 = "0, GPU-0d3c6e1a-5b2f-4e7c-9a1d-0c8b7f6e0000, NVIDIA A100-SXM4-80GB, 00000000:07:00.0, 81920, 40512, 40917, 97, 61, 33, 312.48, 400.00, Disabled";
-const H100_MIG = "0, GPU-8a5c2e7f-1b3d-4f6a-9c0e-2d4b6f8a0c1e, NVIDIA H100 80GB HBM3, 00000000:19:00.0, 81559, 12288, 68657, [N/A], [N/A], 41, 143.27, 700.00, Enabled";
-const RTX = "0, GPU-5e0b9c7a-3d1f-4a2e-8b6c-9f0d1e2a3b4c, NVIDIA GeForce RTX 4090, 00000000:01:00.0, 24564, 1083, 23084, 7, 2, 46, [Not Supported], [Not Supported], [N/A]";
+const H100_MIG =
+	"0, GPU-8a5c2e7f-1b3d-4f6a-9c0e-2d4b6f8a0c1e, NVIDIA H100 80GB HBM3, 00000000:19:00.0, 81559, 12288, 68657, [N/A], [N/A], 41, 143.27, 700.00, Enabled";
+const RTX =
+	"0, GPU-5e0b9c7a-3d1f-4a2e-8b6c-9f0d1e2a3b4c, NVIDIA GeForce RTX 4090, 00000000:01:00.0, 24564, 1083, 23084, 7, 2, 46, [Not Supported], [Not Supported], [N/A]";
 
 describe("nvidia-smi --query-gpu parsing", () => {
 	it("reads an A100 line field by field", () => {

@@ -39,7 +39,16 @@ describe("partial stats", () => {
 		const r = new V2Reader(dir, (path, err) => bad.push(`${path}: ${err.message}`));
 		const s = r.read()!;
 		expect(s).toMatchObject({ anonBytes: null, fileBytes: null, inactiveFileBytes: null });
-		expect(s).toMatchObject({ cpuUsageNs: 2_000_000, memoryCurrent: 1048576, memoryPeak: 2097152, oomKills: 0, readBytes: 4096, pidsCurrent: 3, pidsLimit: 64, throttledPeriods: 2 });
+		expect(s).toMatchObject({
+			cpuUsageNs: 2_000_000,
+			memoryCurrent: 1048576,
+			memoryPeak: 2097152,
+			oomKills: 0,
+			readBytes: 4096,
+			pidsCurrent: 3,
+			pidsLimit: 64,
+			throttledPeriods: 2,
+		});
 		expect(s.pressure.cpu?.some.totalUs).toBe(10);
 		r.read();
 		expect(bad).toHaveLength(1); // once, not every tick
@@ -74,10 +83,23 @@ describe("partial stats", () => {
 		writeFileSync(join(dirs.pids!, "pids.current"), "2\n");
 		writeFileSync(join(dirs.pids!, "pids.max"), "max\n");
 		const bad: string[] = [];
-		const r = new V1Reader((c) => dirs[c] ?? null, (path) => bad.push(path));
+		const r = new V1Reader(
+			(c) => dirs[c] ?? null,
+			(path) => bad.push(path),
+		);
 		const s = r.read()!;
 		expect(s.oomKills).toBeNull();
-		expect(s).toMatchObject({ cpuUsageNs: 5_000_000, periods: 4, throttledNs: 900, memoryCurrent: 4096, memoryPeak: 8192, anonBytes: 1000, memoryLimit: null, pidsCurrent: 2, pidsLimit: null });
+		expect(s).toMatchObject({
+			cpuUsageNs: 5_000_000,
+			periods: 4,
+			throttledNs: 900,
+			memoryCurrent: 4096,
+			memoryPeak: 8192,
+			anonBytes: 1000,
+			memoryLimit: null,
+			pidsCurrent: 2,
+			pidsLimit: null,
+		});
 		expect(bad).toEqual([join(dirs.memory!, "memory.oom_control")]);
 		r.close();
 	});

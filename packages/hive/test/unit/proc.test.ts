@@ -4,9 +4,20 @@ import { resolveLimits } from "@apiary/protocol";
 
 describe("procfs parsers", () => {
 	it("/proc/<pid>/stat survives a comm with spaces and parentheses", () => {
-		const text = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 120 0 0 0 250 75 0 0 20 0 1 0 98765 12345678 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+		const text =
+			"4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 120 0 0 0 250 75 0 0 20 0 1 0 98765 12345678 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 		const s = parseProcStat(text);
-		expect(s).toMatchObject({ pid: 4242, comm: "my (odd) prog", state: "S", ppid: 1, pgrp: 4242, utimeTicks: 250, stimeTicks: 75, startTicks: 98765, rssPages: 2048 });
+		expect(s).toMatchObject({
+			pid: 4242,
+			comm: "my (odd) prog",
+			state: "S",
+			ppid: 1,
+			pgrp: 4242,
+			utimeTicks: 250,
+			stimeTicks: 75,
+			startTicks: 98765,
+			rssPages: 2048,
+		});
 	});
 
 	it("/proc/<pid>/io", () => {

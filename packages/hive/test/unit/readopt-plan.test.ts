@@ -13,19 +13,45 @@ const saved = (w: WorkerInfo, startTicks: number | null): SavedWorker => {
 describe("re-adoption plan (pure)", () => {
 	const base = { driver: "v1" as const, cgroups: [] as string[], pidsOf: (_: string) => [] as number[], startTicksOf: (_: number) => null as number | null };
 	it("adopts a recorded worker whose pid is alive with the same start time and still in its cgroup", () => {
-		const plan = planReadoption({ ...base, saved: new Map([["a", saved(worker("a", { pid: 10 }), 555)]]), cgroups: ["a"], pidsOf: () => [10, 11], startTicksOf: () => 555 });
+		const plan = planReadoption({
+			...base,
+			saved: new Map([["a", saved(worker("a", { pid: 10 }), 555)]]),
+			cgroups: ["a"],
+			pidsOf: () => [10, 11],
+			startTicksOf: () => 555,
+		});
 		expect(plan).toEqual([expect.objectContaining({ kind: "adopt", id: "a", pid: 10 })]);
 	});
 	it("a reused pid (other start time) or a pid outside the cgroup is lost, and leftovers in the cgroup are flagged", () => {
-		const reused = planReadoption({ ...base, saved: new Map([["a", saved(worker("a", { pid: 10 }), 555)]]), cgroups: ["a"], pidsOf: () => [10], startTicksOf: () => 999 });
+		const reused = planReadoption({
+			...base,
+			saved: new Map([["a", saved(worker("a", { pid: 10 }), 555)]]),
+			cgroups: ["a"],
+			pidsOf: () => [10],
+			startTicksOf: () => 999,
+		});
 		expect(reused[0]).toMatchObject({ kind: "lost", id: "a", leftovers: true });
-		const moved = planReadoption({ ...base, saved: new Map([["a", saved(worker("a", { pid: 10 }), 555)]]), cgroups: ["a"], pidsOf: () => [12], startTicksOf: () => 555 });
+		const moved = planReadoption({
+			...base,
+			saved: new Map([["a", saved(worker("a", { pid: 10 }), 555)]]),
+			cgroups: ["a"],
+			pidsOf: () => [12],
+			startTicksOf: () => 555,
+		});
 		expect(moved[0]).toMatchObject({ kind: "lost", leftovers: true });
 	});
 	it("a cgroup without a record is adopted by its first process; a record without cgroup or process is lost", () => {
-		const plan = planReadoption({ ...base, saved: new Map([["gone", saved(worker("gone", { pid: 20 }), 1)]]), cgroups: ["orphan"], pidsOf: (id) => (id === "orphan" ? [30, 31] : []) });
+		const plan = planReadoption({
+			...base,
+			saved: new Map([["gone", saved(worker("gone", { pid: 20 }), 1)]]),
+			cgroups: ["orphan"],
+			pidsOf: (id) => (id === "orphan" ? [30, 31] : []),
+		});
 		expect(plan).toEqual(
-			expect.arrayContaining([expect.objectContaining({ kind: "adopt", id: "orphan", rec: null, pid: 30 }), expect.objectContaining({ kind: "lost", id: "gone", leftovers: false })]),
+			expect.arrayContaining([
+				expect.objectContaining({ kind: "adopt", id: "orphan", rec: null, pid: 30 }),
+				expect.objectContaining({ kind: "lost", id: "gone", leftovers: false }),
+			]),
 		);
 	});
 	it("exited records are kept as they are; the none driver trusts the pid and its start time alone", () => {
@@ -43,10 +69,22 @@ describe("re-adoption plan (pure)", () => {
 });
 
 describe("exit records (pure)", () => {
-	const facts = { code: null, signal: null, killReason: null, final: null, message: null, startedAt: "2026-11-22T10:00:00.000Z", endedWall: Date.parse("2026-11-22T10:00:02.000Z") };
+	const facts = {
+		code: null,
+		signal: null,
+		killReason: null,
+		final: null,
+		message: null,
+		startedAt: "2026-11-22T10:00:00.000Z",
+		endedWall: Date.parse("2026-11-22T10:00:02.000Z"),
+	};
 	it("the hive's own reason wins, then an OOM the kernel counted, then a signal, else exited", () => {
 		expect(buildExitRecord({ ...facts, killReason: "timeout", signal: "SIGKILL" }).reason).toBe("timeout");
-		expect(buildExitRecord({ ...facts, signal: "SIGKILL", final: { oomKills: 2, memoryPeak: 5 } as never })).toMatchObject({ reason: "oom", oomKilled: true, peakMemoryBytes: 5 });
+		expect(buildExitRecord({ ...facts, signal: "SIGKILL", final: { oomKills: 2, memoryPeak: 5 } as never })).toMatchObject({
+			reason: "oom",
+			oomKilled: true,
+			peakMemoryBytes: 5,
+		});
 		expect(buildExitRecord({ ...facts, signal: "SIGTERM" }).reason).toBe("signaled");
 		expect(buildExitRecord({ ...facts, code: 0 })).toMatchObject({ reason: "exited", exitCode: 0, durationMs: 2000, endedAt: "2026-11-22T10:00:02.000Z" });
 	});

@@ -15,9 +15,27 @@ it("a hive started inside its cgroup root moves to <root>/hive and enables cpu m
 	const root = `/sys/fs/cgroup/apiary-test-daemon-${process.pid}`;
 	const stateDir = mkdtempSync(join(tmpdir(), "apiary-test-vmd-"));
 	mkdirSync(root);
-	const proc = spawn("/bin/sh", ["-c", `echo $$ > ${root}/cgroup.procs && exec "$0" "$@"`, process.execPath, BIN, "start", "--listen", "127.0.0.1:0", "--cgroup-root", root, "--state-dir", stateDir, "--nvidia-smi", "/nonexistent"], {
-		stdio: ["ignore", "pipe", "pipe"],
-	});
+	const proc = spawn(
+		"/bin/sh",
+		[
+			"-c",
+			`echo $$ > ${root}/cgroup.procs && exec "$0" "$@"`,
+			process.execPath,
+			BIN,
+			"start",
+			"--listen",
+			"127.0.0.1:0",
+			"--cgroup-root",
+			root,
+			"--state-dir",
+			stateDir,
+			"--nvidia-smi",
+			"/nonexistent",
+		],
+		{
+			stdio: ["ignore", "pipe", "pipe"],
+		},
+	);
 	let out = "";
 	proc.stdout.on("data", (d) => {
 		out += d;
@@ -35,7 +53,11 @@ it("a hive started inside its cgroup root moves to <root>/hive and enables cpu m
 		for (const dir of [root, `${root}/workers`]) {
 			expect(readFileSync(`${dir}/cgroup.subtree_control`, "utf8").trim().split(" ").sort()).toEqual(expect.arrayContaining(["cpu", "io", "memory", "pids"]));
 		}
-		const res = await fetch(`${url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "inside", command: ["sleep", "30"], cpu: 0.25 }) });
+		const res = await fetch(`${url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "inside", command: ["sleep", "30"], cpu: 0.25 }),
+		});
 		expect(res.status).toBe(201);
 		const w = (await res.json()) as { pid: number };
 		await until(() => readFileSync(`/proc/${w.pid}/cgroup`, "utf8").includes("/workers/inside"), 10_000, "the worker in its cgroup");

@@ -28,7 +28,11 @@ describe("kit", () => {
 
 	it("names the field in a validation error", async () => {
 		const app = await createServer({ bodyLimit: 1024, token: null, openapi: { title: "t", version: "0", description: "d" } });
-		app.post("/x", { schema: { body: { type: "object", additionalProperties: false, required: ["n"], properties: { n: { type: "integer" } } } } }, async () => ({}));
+		app.post(
+			"/x",
+			{ schema: { body: { type: "object", additionalProperties: false, required: ["n"], properties: { n: { type: "integer" } } } } },
+			async () => ({}),
+		);
 		const post = async (payload: object) => (await app.inject({ method: "POST", url: "/x", payload })).json();
 		expect(await post({ n: "a" })).toMatchObject({ statusCode: 400, error: "Bad Request", message: "body.n must be integer" });
 		expect(await post({ n: 1, bogus: 2 })).toMatchObject({ message: 'body: unknown field "bogus"' });
@@ -39,10 +43,14 @@ describe("kit", () => {
 	it("waits on the monotonic clock and gives up at the deadline", async () => {
 		const clock = new ManualClock();
 		let polls = 0;
-		const ok = await waitUntil(() => false, { timeoutMs: 50, intervalMs: 0, clock }, () => {
-			polls++;
-			clock.advance(10);
-		});
+		const ok = await waitUntil(
+			() => false,
+			{ timeoutMs: 50, intervalMs: 0, clock },
+			() => {
+				polls++;
+				clock.advance(10);
+			},
+		);
 		expect(ok).toBe(false);
 		expect(polls).toBe(5);
 		expect(await waitUntil(() => true, { timeoutMs: 0, clock })).toBe(true);

@@ -109,7 +109,8 @@ function renderAll() {
 	renderWorkers();
 	renderExits();
 	const free = [...state.gpus.values()].filter((g) => g.free).length;
-	$("#summary").textContent = `${state.hives.size} hives · ${[...state.workers.values()].filter((w) => w.state === "running").length} workers · ${free}/${state.gpus.size} GPUs free`;
+	$("#summary").textContent =
+		`${state.hives.size} hives · ${[...state.workers.values()].filter((w) => w.state === "running").length} workers · ${free}/${state.gpus.size} GPUs free`;
 }
 
 let pending = false;
@@ -142,7 +143,10 @@ const handlers = {
 		fetch("/v1/workers?state=exited")
 			.then((r) => r.json())
 			.then((ws) => {
-				state.exits = ws.filter((w) => w.exit).map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit })).sort((a, b) => b.exit.endedAt.localeCompare(a.exit.endedAt));
+				state.exits = ws
+					.filter((w) => w.exit)
+					.map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit }))
+					.sort((a, b) => b.exit.endedAt.localeCompare(a.exit.endedAt));
 				schedule();
 			});
 	},
@@ -185,7 +189,11 @@ const handlers = {
 	},
 	"worker.evicted"(d, e) {
 		state.workers.delete(key(d.hiveId, d.workerId));
-		state.exits.unshift({ hiveId: d.hiveId, workerId: d.workerId, exit: { reason: `evicted: ${d.reason}`, exitCode: null, signal: null, oomKilled: null, durationMs: null, peakMemoryBytes: null, endedAt: e.at } });
+		state.exits.unshift({
+			hiveId: d.hiveId,
+			workerId: d.workerId,
+			exit: { reason: `evicted: ${d.reason}`, exitCode: null, signal: null, oomKilled: null, durationMs: null, peakMemoryBytes: null, endedAt: e.at },
+		});
 	},
 	"gpu.updated"(d) {
 		state.gpus.set(key(d.hiveId, d.gpu.uuid), d.gpu);

@@ -35,7 +35,13 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 			lagHandled = true;
 			o.onLag?.(sub.depth);
 			// The socket may be full; the notice is small and goes after what is buffered.
-			const notice = { type: "stream.lagged", at: new Date().toISOString(), hiveId: null, workerId: null, data: { lastEventId: sub.lastSentId, reason: "this subscriber fell behind; resume with Last-Event-ID" } };
+			const notice = {
+				type: "stream.lagged",
+				at: new Date().toISOString(),
+				hiveId: null,
+				workerId: null,
+				data: { lastEventId: sub.lastSentId, reason: "this subscriber fell behind; resume with Last-Event-ID" },
+			};
 			raw.write(`event: stream.lagged\ndata: ${JSON.stringify(notice)}\n\n`);
 			raw.end();
 			// A reader that is slow but alive gets the notice; a dead one is cut off.

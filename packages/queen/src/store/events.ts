@@ -19,11 +19,15 @@ export function sqliteEvents(db: SqliteDb): EventTable {
 	return {
 		lastLoggedId: () => (db.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null }).id ?? 0,
 		reservedUpTo: () => (db.q("SELECT value FROM meta WHERE key = 'event_ids_reserved'").get() as { value: number } | undefined)?.value ?? 0,
-		saveReservation: (upTo) => void db.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo),
+		saveReservation: (upTo) =>
+			void db.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo),
 		insertBatch: (first, last, json) => void db.run("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)", first, last, json),
 		pruneUpTo: (lastId) => void db.run("DELETE FROM event_batches WHERE last_id <= ?", lastId),
 		*batchesBetween(after, before) {
-			for (const r of db.q("SELECT events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id").iterate(after, before) as Iterable<{ events: string }>) yield r.events;
+			for (const r of db.q("SELECT events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id").iterate(after, before) as Iterable<{
+				events: string;
+			}>)
+				yield r.events;
 		},
 	};
 }

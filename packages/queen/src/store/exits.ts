@@ -10,8 +10,11 @@ export interface ExitTable {
 export function sqliteExits(db: SqliteDb): ExitTable {
 	return {
 		insert: (hiveId, workerId, startedAt, exit) =>
-			db.run("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)", hiveId, workerId, startedAt, JSON.stringify(exit)).changes > 0,
+			db.run("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)", hiveId, workerId, startedAt, JSON.stringify(exit))
+				.changes > 0,
 		of: (hiveId, workerId) =>
-			(db.q("SELECT record FROM exits WHERE hive_id = ? AND worker_id = ? ORDER BY started_at").all(hiveId, workerId) as { record: string }[]).map((r) => JSON.parse(r.record) as ExitRecord),
+			(db.q("SELECT record FROM exits WHERE hive_id = ? AND worker_id = ? ORDER BY started_at").all(hiveId, workerId) as { record: string }[]).map(
+				(r) => JSON.parse(r.record) as ExitRecord,
+			),
 	};
 }

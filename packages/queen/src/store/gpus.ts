@@ -13,7 +13,17 @@ export interface GpuTable {
 
 export function sqliteGpus(db: SqliteDb): GpuTable {
 	return {
-		all: () => (db.q("SELECT hive_id, info FROM gpus").all() as { hive_id: string; info: string }[]).map((r) => ({ hiveId: r.hive_id, info: JSON.parse(r.info) as GpuInfo })),
-		save: (hiveId, g) => void db.run("INSERT INTO gpus (hive_id, uuid, info) VALUES (?, ?, ?) ON CONFLICT(hive_id, uuid) DO UPDATE SET info = excluded.info", hiveId, g.uuid, JSON.stringify(g)),
+		all: () =>
+			(db.q("SELECT hive_id, info FROM gpus").all() as { hive_id: string; info: string }[]).map((r) => ({
+				hiveId: r.hive_id,
+				info: JSON.parse(r.info) as GpuInfo,
+			})),
+		save: (hiveId, g) =>
+			void db.run(
+				"INSERT INTO gpus (hive_id, uuid, info) VALUES (?, ?, ?) ON CONFLICT(hive_id, uuid) DO UPDATE SET info = excluded.info",
+				hiveId,
+				g.uuid,
+				JSON.stringify(g),
+			),
 	};
 }

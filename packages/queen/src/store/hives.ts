@@ -21,7 +21,15 @@ export interface HiveTable {
 export function sqliteHives(db: SqliteDb): HiveTable {
 	return {
 		all: () =>
-			(db.q("SELECT id, instance_id, state, last_seen_at, info FROM hives").all() as { id: string; instance_id: string; state: HiveState; last_seen_at: string | null; info: string }[]).map((r) => {
+			(
+				db.q("SELECT id, instance_id, state, last_seen_at, info FROM hives").all() as {
+					id: string;
+					instance_id: string;
+					state: HiveState;
+					last_seen_at: string | null;
+					info: string;
+				}[]
+			).map((r) => {
 				const info = JSON.parse(r.info) as Pick<HiveRow, "version" | "host" | "driver">;
 				return { id: r.id, instanceId: r.instance_id, state: r.state, lastSeenAt: r.last_seen_at, version: info.version, host: info.host, driver: info.driver };
 			}),

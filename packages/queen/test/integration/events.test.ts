@@ -55,7 +55,13 @@ describe("event log", () => {
 			["worker.exited", "a"],
 		]);
 		expect(storedIds(path)).toEqual(["1:worker.spawned", "5:worker.exited"]);
-		expect(log.since(0).map((e) => `${e.id}:${e.type}`)).toEqual(["1:worker.spawned", "2:worker.updated", "3:worker.updated", "4:worker.updated", "5:worker.exited"]);
+		expect(log.since(0).map((e) => `${e.id}:${e.type}`)).toEqual([
+			"1:worker.spawned",
+			"2:worker.updated",
+			"3:worker.updated",
+			"4:worker.updated",
+			"5:worker.exited",
+		]);
 		expect(log.since(3).map((e) => e.id)).toEqual([4, 5]);
 		expect(log.since(5)).toEqual([]);
 		// What is stored is the same text subscribers are sent.

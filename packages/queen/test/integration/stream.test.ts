@@ -93,7 +93,12 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		await until(() => slowClosed, 10_000, "slow subscriber closed");
 		const lastEvent = slowData.trim().split("\n\n").at(-1)!;
 		expect(lastEvent).toMatch(/^event: stream\.lagged/);
-		const notice = JSON.parse(lastEvent.split("\n").find((l) => l.startsWith("data: "))!.slice(6));
+		const notice = JSON.parse(
+			lastEvent
+				.split("\n")
+				.find((l) => l.startsWith("data: "))!
+				.slice(6),
+		);
 		expect(notice.data.lastEventId).toBeGreaterThan(0);
 	}, 60_000);
 
@@ -114,10 +119,14 @@ describe("the queen's event stream under load, claims and bad input", () => {
 	it("describes itself in OpenAPI and serves the dashboard", async () => {
 		await boot();
 		const doc = await j(`${q!.url}/openapi.json`);
-		expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/hives", "/v1/hives/{id}", "/v1/workers", "/v1/gpus", "/v1/claims", "/v1/claims/{id}", "/v1/events"]));
+		expect(Object.keys(doc.paths)).toEqual(
+			expect.arrayContaining(["/v1/hives", "/v1/hives/{id}", "/v1/workers", "/v1/gpus", "/v1/claims", "/v1/claims/{id}", "/v1/events"]),
+		);
 		expect(doc.paths["/v1/claims"].post.requestBody.content["application/json"].schema.required).toEqual(["count", "ttlSeconds", "holder"]);
 		// Answers are documented from the same declarations as the requests.
-		expect(doc.paths["/v1/claims"].post.responses["201"].content["application/json"].schema.required).toEqual(expect.arrayContaining(["id", "holder", "gpus", "expiresAt"]));
+		expect(doc.paths["/v1/claims"].post.responses["201"].content["application/json"].schema.required).toEqual(
+			expect.arrayContaining(["id", "holder", "gpus", "expiresAt"]),
+		);
 		expect(doc.paths["/v1/gpus"].get.responses["200"].content["application/json"].schema.items.properties.free).toBeDefined();
 		expect(doc.paths["/v1/hives/{id}"].get.responses["404"]).toBeDefined();
 		// Errors are rendered by fastify's own path with their status's label.
@@ -149,7 +158,11 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		await new Promise((r) => es.addEventListener("snapshot", r));
 		const results = await Promise.all(
 			Array.from({ length: 20 }, (_, i) =>
-				fetch(`${q!.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ count: 1, ttlSeconds: 1, holder: `sched-${i}` }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any })),
+				fetch(`${q!.url}/v1/claims`, {
+					method: "POST",
+					headers: { "content-type": "application/json" },
+					body: JSON.stringify({ count: 1, ttlSeconds: 1, holder: `sched-${i}` }),
+				}).then(async (r) => ({ status: r.status, body: (await r.json()) as any })),
 			),
 		);
 		const ok = results.filter((r) => r.status === 201);
@@ -173,10 +186,18 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		await boot();
 		const a = await connect("a", { gpus: [0, 1, 2].map((i) => gpu(i)) });
 		a.heartbeat([]);
-		const b = await connect("b", { gpus: [0, 1].map((i) => gpu(i, { uuid: `GPU-bbbbbbbb-0000-4000-8000-00000000000${i}`, memoryTotalMiB: 24564, memoryFreeMiB: 24000, name: "NVIDIA GeForce RTX 4090" })) });
+		const b = await connect("b", {
+			gpus: [0, 1].map((i) =>
+				gpu(i, { uuid: `GPU-bbbbbbbb-0000-4000-8000-00000000000${i}`, memoryTotalMiB: 24564, memoryFreeMiB: 24000, name: "NVIDIA GeForce RTX 4090" }),
+			),
+		});
 		b.heartbeat([]);
 		await until(async () => (await j(`${q!.url}/v1/gpus?free=true`)).length === 5, 5000, "5 free");
-		const post = (body: object) => fetch(`${q!.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+		const post = (body: object) =>
+			fetch(`${q!.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (r) => ({
+				status: r.status,
+				body: (await r.json()) as any,
+			}));
 		// Two on one hive: b has exactly two, the best fit.
 		const two = await post({ count: 2, sameHive: true, ttlSeconds: 60, holder: "ci" });
 		expect(two.status).toBe(201);
@@ -197,7 +218,11 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		const good = await connect("good", { token: "tok", gpus: [gpu(0)] });
 		good.heartbeat([worker("w1")]);
 		await until(() => good.acks.length === 1, 5000, "ack");
-		const state = async () => JSON.stringify([await j(`${q!.url}/v1/hives`), await j(`${q!.url}/v1/workers`), await j(`${q!.url}/v1/claims`)]).replace(/"lastSeenAgoMs":\d+/g, '"lastSeenAgoMs":0');
+		const state = async () =>
+			JSON.stringify([await j(`${q!.url}/v1/hives`), await j(`${q!.url}/v1/workers`), await j(`${q!.url}/v1/claims`)]).replace(
+				/"lastSeenAgoMs":\d+/g,
+				'"lastSeenAgoMs":0',
+			);
 		const before = await state();
 		const lastId = q!.registry.events.lastId;
 		const auth = { authorization: "Bearer tok", "content-type": "application/json" };
@@ -206,10 +231,21 @@ describe("the queen's event stream under load, claims and bad input", () => {
 			return { status: r.status, message: ((await r.json().catch(() => ({}))) as { message?: string }).message ?? "" };
 		};
 		expect(await http("POST", "/v1/claims", "{nope")).toMatchObject({ status: 400 });
-		expect(await http("POST", "/v1/claims", JSON.stringify({ count: "two", ttlSeconds: 5, holder: "x" }))).toMatchObject({ status: 400, message: "body.count must be integer" });
-		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5 }))).toMatchObject({ status: 400, message: 'body: missing field "holder"' });
-		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x", extra: 1 }))).toMatchObject({ status: 400, message: 'body: unknown field "extra"' });
-		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x" }), { "content-type": "application/json" })).toMatchObject({ status: 401 });
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: "two", ttlSeconds: 5, holder: "x" }))).toMatchObject({
+			status: 400,
+			message: "body.count must be integer",
+		});
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5 }))).toMatchObject({
+			status: 400,
+			message: 'body: missing field "holder"',
+		});
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x", extra: 1 }))).toMatchObject({
+			status: 400,
+			message: 'body: unknown field "extra"',
+		});
+		expect(await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x" }), { "content-type": "application/json" })).toMatchObject({
+			status: 401,
+		});
 		expect(await http("DELETE", "/v1/claims/c-000000000000", undefined, {})).toMatchObject({ status: 401 });
 		expect((await http("POST", "/v1/claims", JSON.stringify({ count: 1, ttlSeconds: 5, holder: "x".repeat(70 * 1024) }))).status).toBe(413);
 		expect((await http("GET", "/v1/gpus?minMemoryMiB=lots")).message).toMatch(/querystring\.minMemoryMiB must match pattern/);
@@ -229,13 +265,29 @@ describe("the queen's event stream under load, claims and bad input", () => {
 			return until(() => h.closed, 5000, "close");
 		};
 		// Complete but for what a case is about, so the error named is that one.
-		const completeSnapshot = { hiveId: "bad", instanceId: "x", seq: 1, takenAt: "2026-11-21T00:00:00Z", tickMs: 0, driver: { name: "v2", enforced: true, root: null, reason: "t" }, workers: [], gpu: { state: "absent", message: null, ageMs: null, gpus: [] } };
+		const completeSnapshot = {
+			hiveId: "bad",
+			instanceId: "x",
+			seq: 1,
+			takenAt: "2026-11-21T00:00:00Z",
+			tickMs: 0,
+			driver: { name: "v2", enforced: true, root: null, reason: "t" },
+			workers: [],
+			gpu: { state: "absent", message: null, ageMs: null, gpus: [] },
+		};
 		expect(await closeOf(["{not json"])).toEqual({ code: 1007, reason: "malformed JSON" });
 		expect(await closeOf([{ type: "launch-missiles" }])).toEqual({ code: 1008, reason: 'unknown message type "launch-missiles"' });
-		expect(await closeOf([{ type: "heartbeat", seq: 1, snapshot: { hiveId: "bad", instanceId: "x", workers: [], gpu: { gpus: [] } } }])).toEqual({ code: 1008, reason: "the first message must be hello" });
-		expect((await closeOf([{ type: "hello", hiveId: "../x", instanceId: "i", version: "v", host: {}, driver: {}, gpus: [] }])).reason).toMatch(/^hello\.hiveId must match pattern/);
+		expect(await closeOf([{ type: "heartbeat", seq: 1, snapshot: { hiveId: "bad", instanceId: "x", workers: [], gpu: { gpus: [] } } }])).toEqual({
+			code: 1008,
+			reason: "the first message must be hello",
+		});
+		expect((await closeOf([{ type: "hello", hiveId: "../x", instanceId: "i", version: "v", host: {}, driver: {}, gpus: [] }])).reason).toMatch(
+			/^hello\.hiveId must match pattern/,
+		);
 		expect((await closeOf([{ type: "heartbeat", seq: "one", snapshot: {} }], { hello: true })).reason).toMatch(/^heartbeat\.seq must be integer/);
-		expect((await closeOf([{ type: "heartbeat", seq: 1, snapshot: { ...completeSnapshot, workers: [{ id: "a/b" }] } }], { hello: true })).reason).toMatch(/heartbeat\.snapshot\.workers\.0/);
+		expect((await closeOf([{ type: "heartbeat", seq: 1, snapshot: { ...completeSnapshot, workers: [{ id: "a/b" }] } }], { hello: true })).reason).toMatch(
+			/heartbeat\.snapshot\.workers\.0/,
+		);
 		expect((await closeOf([`{"type":"heartbeat","seq":1,"pad":"${"x".repeat(70 * 1024)}"}`], { hello: true })).code).toBe(1009);
 		const noToken = new FakeHive(q!.url, "sneaky");
 		hives.push(noToken);
@@ -258,7 +310,11 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		const h = await connect("h", { gpus: [gpu(0), gpu(1)] });
 		h.heartbeat([worker("keep", { gpus: ["0"] })]);
 		await until(() => h.acks.length === 1, 5000, "ack");
-		const claim = await j(`${d.url}/v1/claims`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ count: 1, ttlSeconds: 600, holder: "ci" }) });
+		const claim = await j(`${d.url}/v1/claims`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ count: 1, ttlSeconds: 600, holder: "ci" }),
+		});
 		const lastId = d.registry.events.lastId;
 		h.close();
 		await d.close();
@@ -272,7 +328,7 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		const back = await connect("h", { gpus: [gpu(0), gpu(1)] });
 		back.heartbeat([worker("keep", { gpus: ["0"] })]);
 		await until(async () => (await j(`${q!.url}/v1/hives/h`)).state === "ready", 5000, "ready");
-		expect((await j(`${q.url}/v1/gpus?free=true`))).toEqual([]); // 0 held by keep, 1 claimed
+		expect(await j(`${q.url}/v1/gpus?free=true`)).toEqual([]); // 0 held by keep, 1 claimed
 		const next = q.registry.events.since(lastId);
 		expect(next[0]!.id).toBe(lastId + 1); // ids continue
 	});

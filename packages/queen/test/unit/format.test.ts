@@ -20,6 +20,11 @@ describe("queen tail's lines", () => {
 		expect(formatEvent(exited, false)).not.toContain("\x1b[");
 	});
 	it("tables pad every column but the last", () => {
-		expect(table([["A", "BB", "C"], ["aaa", "b", "cc"]])).toBe("A    BB  C\naaa  b   cc\n");
+		expect(
+			table([
+				["A", "BB", "C"],
+				["aaa", "b", "cc"],
+			]),
+		).toBe("A    BB  C\naaa  b   cc\n");
 	});
 });

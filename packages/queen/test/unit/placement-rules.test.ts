@@ -5,7 +5,13 @@ import { byBestFit, isGpuFree, pickGpus } from "../../src/gpu-pick.ts";
 import { livenessTransition } from "../../src/liveness.ts";
 
 const rules = { staleAfterMs: 3000, evictAfterMs: 90_000 };
-const view = (hiveId: string, index: number, freeMiB: number): GpuView => ({ ...gpu(index, { memoryFreeMiB: freeMiB }), hiveId, free: true, heldBy: [], claimId: null });
+const view = (hiveId: string, index: number, freeMiB: number): GpuView => ({
+	...gpu(index, { memoryFreeMiB: freeMiB }),
+	hiveId,
+	free: true,
+	heldBy: [],
+	claimId: null,
+});
 
 describe("liveness transitions (pure)", () => {
 	it("ready stays ready up to the stale mark, then stale, then lost past the evict mark", () => {
@@ -49,6 +55,8 @@ describe("GPU picking (pure)", () => {
 	});
 	it("says why nothing fits", () => {
 		expect(pickGpus([view("a", 0, 1)], { count: 2, minMemoryMiB: 40960 })).toEqual({ error: "not enough free GPUs: wanted 2 with ≥ 40960 MiB free, 1 free" });
-		expect(pickGpus([view("a", 0, 1), view("b", 0, 1)], { count: 2, sameHive: true })).toEqual({ error: "not enough free GPUs: wanted 2 on one hive, no hive has that many" });
+		expect(pickGpus([view("a", 0, 1), view("b", 0, 1)], { count: 2, sameHive: true })).toEqual({
+			error: "not enough free GPUs: wanted 2 on one hive, no hive has that many",
+		});
 	});
 });

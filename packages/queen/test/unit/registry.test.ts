@@ -36,7 +36,24 @@ function setup() {
 		gpus: [gpu(0), gpu(1)],
 	});
 	const beat = (id: string, workers = [worker("w1")], seq = 1) =>
-		reg.heartbeat(id, { type: "heartbeat", seq, snapshot: { hiveId: id, instanceId: `i-${id}`, seq, takenAt: "", tickMs: 0, driver: hello(id).driver, workers, gpu: { state: "ok", message: null, ageMs: 0, gpus: [gpu(0), gpu(1)] } } }, seq === 1);
+		reg.heartbeat(
+			id,
+			{
+				type: "heartbeat",
+				seq,
+				snapshot: {
+					hiveId: id,
+					instanceId: `i-${id}`,
+					seq,
+					takenAt: "",
+					tickMs: 0,
+					driver: hello(id).driver,
+					workers,
+					gpu: { state: "ok", message: null, ageMs: 0, gpus: [gpu(0), gpu(1)] },
+				},
+			},
+			seq === 1,
+		);
 	const changes = () => (store.db.prepare("SELECT total_changes() AS n").get() as { n: number }).n;
 	return { reg, store, changes, seen, hello, beat, advance: (ms: number) => (mono += ms), types: () => seen.map((e) => e.type) };
 }
@@ -58,7 +75,17 @@ describe("liveness on the queen's clock", () => {
 		t.reg.checkLiveness();
 		expect(t.reg.getHive("h")!.state).toBe("lost");
 		// gpu.updated follows the spawn and the eviction: GPU 0 is held, then not.
-		expect(t.types()).toEqual(["hive.joined", "gpu.updated", "gpu.updated", "worker.spawned", "gpu.updated", "hive.stale", "worker.evicted", "gpu.updated", "hive.lost"]);
+		expect(t.types()).toEqual([
+			"hive.joined",
+			"gpu.updated",
+			"gpu.updated",
+			"worker.spawned",
+			"gpu.updated",
+			"hive.stale",
+			"worker.evicted",
+			"gpu.updated",
+			"hive.lost",
+		]);
 		expect(t.reg.listWorkers({ state: "running" })).toEqual([]);
 		expect(t.reg.getWorker("w1")!.state).toBe("evicted");
 		// A heartbeat brings it back.
@@ -80,7 +107,20 @@ describe("liveness on the queen's clock", () => {
 	it("an exit record is stored once however often it is sent", () => {
 		const t = setup();
 		t.reg.hello(t.hello("h"));
-		const exited = worker("w1", { state: "exited", exit: { exitCode: 0, signal: null, reason: "exited", message: null, startedAt: "2026-11-21T00:00:00.000Z", endedAt: "2026-11-21T00:00:01.000Z", durationMs: 1000, peakMemoryBytes: 1, oomKilled: false } });
+		const exited = worker("w1", {
+			state: "exited",
+			exit: {
+				exitCode: 0,
+				signal: null,
+				reason: "exited",
+				message: null,
+				startedAt: "2026-11-21T00:00:00.000Z",
+				endedAt: "2026-11-21T00:00:01.000Z",
+				durationMs: 1000,
+				peakMemoryBytes: 1,
+				oomKilled: false,
+			},
+		});
 		t.beat("h", [worker("w1")]);
 		t.beat("h", [exited], 2);
 		t.beat("h", [exited], 3);
@@ -103,7 +143,13 @@ describe("liveness on the queen's clock", () => {
 		const t = setup();
 		t.reg.hello(t.hello("h"));
 		t.beat("h", [worker("w1")]);
-		const tick = (seq: number, at: number) => ({ id: "w1", state: "running" as const, startedAt: worker("w1").startedAt, pid: 1000, s: packStats({ ...sample, sampledAt: at }) });
+		const tick = (seq: number, at: number) => ({
+			id: "w1",
+			state: "running" as const,
+			startedAt: worker("w1").startedAt,
+			pid: 1000,
+			s: packStats({ ...sample, sampledAt: at }),
+		});
 		const before = t.changes();
 		const lastSeen = () => (t.store.db.prepare("SELECT last_seen_at AS at FROM hives WHERE id = 'h'").get() as { at: string }).at;
 		const stored = lastSeen();
@@ -152,7 +198,14 @@ describe("worker queries", () => {
 });
 
 describe("event filters", () => {
-	const ev = (type: QueenEvent["type"], hiveId: string | null = "h1", workerId: string | null = null) => ({ id: 1, type, at: "", hiveId, workerId, data: null });
+	const ev = (type: QueenEvent["type"], hiveId: string | null = "h1", workerId: string | null = null) => ({
+		id: 1,
+		type,
+		at: "",
+		hiveId,
+		workerId,
+		data: null,
+	});
 	it("types with * wildcards, hive and worker", () => {
 		const f = { types: parseTypes("worker.*,hive.lost"), hive: null, worker: null };
 		expect(matches(f, ev("worker.exited"))).toBe(true);

@@ -9,7 +9,9 @@ const SETUP = new URL("../../../../scripts/setup.sh", import.meta.url).pathname;
 
 describe("the fresh-machine set-up", () => {
 	it("a tier whose tool is missing fails naming the Debian package", () => {
-		expect(() => requireTools(["apiary-no-such-tool"], "apiary-pkg")).toThrow(/apiary-no-such-tool not found: install the Debian package apiary-pkg \(sudo apt-get install/);
+		expect(() => requireTools(["apiary-no-such-tool"], "apiary-pkg")).toThrow(
+			/apiary-no-such-tool not found: install the Debian package apiary-pkg \(sudo apt-get install/,
+		);
 		expect(() => requireTools(["sh"], "dash")).not.toThrow();
 	});
 
@@ -20,7 +22,10 @@ describe("the fresh-machine set-up", () => {
 		chmodSync(bin, 0o755);
 		try {
 			for (const t of ["bash", "id", "grep"]) symlinkSync(which(t), join(bin, t));
-			const r = spawnSync(which("setpriv"), ["--reuid=65534", "--regid=65534", "--clear-groups", join(bin, "bash"), SETUP], { encoding: "utf8", env: { PATH: bin } });
+			const r = spawnSync(which("setpriv"), ["--reuid=65534", "--regid=65534", "--clear-groups", join(bin, "bash"), SETUP], {
+				encoding: "utf8",
+				env: { PATH: bin },
+			});
 			expect(r.status).toBe(0);
 			expect(r.stderr).toMatch(/missing Debian packages: prometheus chromium qemu-system-x86/);
 			expect(r.stderr).toMatch(/sudo apt-get install --no-install-recommends prometheus chromium qemu-system-x86/);

@@ -110,7 +110,11 @@ export class CgroupV1Driver implements CgroupDriver {
 		}
 		killPids(this.pids(id));
 		if (frozen) tryWrite(state!, "THAWED");
-		await waitUntil(() => this.pids(id).length === 0, { timeoutMs: 5000 }, () => killPids(this.pids(id)));
+		await waitUntil(
+			() => this.pids(id).length === 0,
+			{ timeoutMs: 5000 },
+			() => killPids(this.pids(id)),
+		);
 	}
 
 	async remove(id: string): Promise<void> {

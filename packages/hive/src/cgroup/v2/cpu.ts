@@ -27,4 +27,3 @@ export function formatCpuMax(cores: number | null, periodUs = 100_000): string {
 	if (cores === null) return `max ${periodUs}`;
 	return `${Math.max(1000, Math.round(cores * periodUs))} ${periodUs}`;
 }
-
