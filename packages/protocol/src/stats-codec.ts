@@ -54,8 +54,29 @@ export function packStats(s: WorkerStats): PackedStats {
 
 export const PACKED_STATS_LENGTH = 28;
 
+/** A message that breaks the wire format: the socket closes with 1008 and this message. */
+export class ProtocolError extends Error {
+	override name = "ProtocolError";
+}
+
+const isNum = (v: unknown) => v === null || typeof v === "number";
+
+/** Types every position (the socket schema checks only the array's length). */
+function checkPacked(a: unknown[]): void {
+	for (let i = 0; i < 24; i++) if (!isNum(a[i])) throw new ProtocolError(`packed stats position ${i} must be a number or null`);
+	for (let i = 24; i < 27; i++) {
+		const p = a[i];
+		if (p !== null && !(Array.isArray(p) && p.length === 8 && p.every(isNum))) throw new ProtocolError(`packed stats position ${i} must be 8 numbers or null`);
+	}
+	const g = a[27];
+	if (g !== null && (typeof g !== "object" || Array.isArray(g) || !Object.values(g as object).every((v) => typeof v === "number"))) {
+		throw new ProtocolError("packed stats position 27 must be an object of numbers or null");
+	}
+}
+
 export function unpackStats(a: PackedStats): WorkerStats {
-	if (!Array.isArray(a) || a.length < PACKED_STATS_LENGTH) throw new Error(`packed stats must be an array of ${PACKED_STATS_LENGTH}`);
+	if (!Array.isArray(a) || a.length < PACKED_STATS_LENGTH) throw new ProtocolError(`packed stats must be an array of ${PACKED_STATS_LENGTH}`);
+	checkPacked(a);
 	const n = (i: number) => a[i] as N;
 	const pressure: PressureStats = { cpu: psiIn(a[24] as N[] | null), memory: psiIn(a[25] as N[] | null), io: psiIn(a[26] as N[] | null) };
 	return {

@@ -16,11 +16,12 @@ export const HelloMessage = Type.Object({
 });
 export type HelloMessage = Static<typeof HelloMessage>;
 
-/** Stats packed as one positional array (stats-codec.ts). */
-export const PackedStats = Type.Array(
-	Type.Union([Type.Number(), Type.Null(), Type.Array(Nullable(Type.Number())), Type.Record(Type.String(), Type.Number())]),
-	{ minItems: 28, maxItems: 64 },
-);
+/**
+ * Stats packed as one positional array (stats-codec.ts). Items are checked by
+ * unpackStats, which maps each position to its field and types it: checking
+ * them here too was 1/3 of a heartbeat's validation, twice over.
+ */
+export const PackedStats = Type.Array(Type.Unknown(), { minItems: 28, maxItems: 64 });
 export type PackedStats = Static<typeof PackedStats>;
 
 /** A running worker already described in full on this connection: its id and its stats, packed. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { HIVE_MESSAGES, type HiveMessage, type QueenMessage } from "@apiary/protocol";
+import { HIVE_MESSAGES, type HiveMessage, ProtocolError, type QueenMessage } from "@apiary/protocol";
 import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
 import { checkBearer } from "@apiary/kit/auth";
@@ -101,6 +101,7 @@ export class HiveSocketServer {
 					ws.close(1000, "bye");
 				}
 			} catch (err) {
+				if (err instanceof ProtocolError) return reject(1008, `${type}: ${err.message}`);
 				this.o.log("hive message failed", { hiveId, err: String(err) });
 				reject(1011, `internal error: ${(err as Error).message}`);
 			}

@@ -93,19 +93,19 @@ export function emptyRawSample(): RawSample {
 export type BadFile = (path: string, err: Error) => void;
 
 /**
- * Runs one file's read-and-parse; on failure reports the file once per
- * reader (not every tick) and yields null, so the other files' fields flow.
+ * Reports each unreadable file once per reader (not every tick). The readers
+ * call it from plain try/catch blocks: no closure per file per tick on the
+ * hot path (docs/BENCHMARKS.md, tick).
  */
-export function guarded(bad: BadFile | undefined, reported: Set<string>) {
-	return <T>(path: string, fn: () => T): T | null => {
-		try {
-			return fn();
-		} catch (err) {
-			if (!reported.has(path)) {
-				reported.add(path);
-				bad?.(path, err instanceof Error ? err : new Error(String(err)));
-			}
-			return null;
-		}
-	};
+export class BadFiles {
+	private readonly seen = new Set<string>();
+	private readonly bad: BadFile | undefined;
+	constructor(bad: BadFile | undefined) {
+		this.bad = bad;
+	}
+	report(path: string, err: unknown): void {
+		if (this.seen.has(path)) return;
+		this.seen.add(path);
+		this.bad?.(path, err instanceof Error ? err : new Error(String(err)));
+	}
 }

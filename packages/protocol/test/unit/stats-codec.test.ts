@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PACKED_STATS_LENGTH, packStats, unpackStats, type WorkerStats } from "../../src/index.ts";
+import { PACKED_STATS_LENGTH, packStats, ProtocolError, unpackStats, type WorkerStats } from "../../src/index.ts";
 
 const stats: WorkerStats = {
 	sampledAt: 1_795_275_716_675,
@@ -44,5 +44,16 @@ describe("packed stats on the heartbeat", () => {
 	});
 	it("reject what is not a packed array", () => {
 		expect(() => unpackStats([1, 2] as never)).toThrow(/array of 28/);
+	});
+	it("reject a position of the wrong type, naming it", () => {
+		const bad = packStats(stats);
+		bad[5] = "lots" as never;
+		expect(() => unpackStats(bad)).toThrow(new ProtocolError("packed stats position 5 must be a number or null"));
+		const psi = packStats(stats);
+		psi[24] = [1, 2] as never;
+		expect(() => unpackStats(psi)).toThrow(/position 24 must be 8 numbers or null/);
+		const gpu = packStats(stats);
+		gpu[27] = { "GPU-x": "big" } as never;
+		expect(() => unpackStats(gpu)).toThrow(/position 27/);
 	});
 });

@@ -1,6 +1,5 @@
 // Apiary dashboard: plain JS, no build. One EventSource keeps the page live;
 // the first event is a snapshot of everything, later ones are changes.
-"use strict";
 
 const state = { hives: new Map(), workers: new Map(), gpus: new Map(), exits: [], history: new Map() };
 const HISTORY = 60;

@@ -302,6 +302,19 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		// The good hive was not disturbed.
 		good.heartbeat([worker("w1")]);
 		await until(() => good.acks.length === 2, 5000, "good hive still acked");
+		// Packed stats are typed position by position: a string where a number goes is refused by name
+		// (the worker is announced first, so this one changes the registry: checked after the rest).
+		const full = worker("typed");
+		const badTick = { id: "typed", state: "running", startedAt: full.startedAt, pid: 1, s: Array.from({ length: 28 }, (_, i) => (i === 5 ? "lots" : null)) };
+		expect(
+			await closeOf(
+				[
+					{ type: "heartbeat", seq: 1, snapshot: { ...completeSnapshot, workers: [full] } },
+					{ type: "heartbeat", seq: 2, snapshot: { ...completeSnapshot, workers: [badTick] } },
+				],
+				{ hello: true },
+			),
+		).toEqual({ code: 1008, reason: "heartbeat: packed stats position 5 must be a number or null" });
 	});
 
 	it("after a restart every hive is unknown until it reconnects, with workers and claims back from disk", async () => {

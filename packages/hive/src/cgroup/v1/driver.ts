@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { waitUntil } from "@apiary/kit/wait";
 import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
-import { type BadFile, type CgroupDriver, type CreatedCgroup, guarded, type RawSample, type WorkerReader } from "../driver.ts";
+import type { Pressure } from "@apiary/protocol";
+import { type BadFile, BadFiles, type CgroupDriver, type CreatedCgroup, type RawSample, type WorkerReader } from "../driver.ts";
 import { childCgroups, killPids, mkdirCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { scanBlkioV1, scanCpuStatV1, scanMemoryStatV1, scanOomControl } from "./stats.ts";
@@ -152,9 +153,9 @@ export function blockDevices(sys: string): string[] {
  */
 export class V1Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile | null>;
-	private readonly guard: ReturnType<typeof guarded>;
+	private readonly bad: BadFiles;
 	constructor(dir: (controller: string) => string | null, bad?: BadFile) {
-		this.guard = guarded(bad, new Set());
+		this.bad = new BadFiles(bad);
 		const file = (c: string, name: string) => {
 			const d = dir(c);
 			return d ? new StatFile(join(d, name)) : null;
@@ -187,46 +188,96 @@ export class V1Reader implements WorkerReader {
 	private readonly cpuVals: (number | null)[] = [];
 	private readonly oomVals: (number | null)[] = [];
 
+	/** The file's length in statBuf; -1 when absent or not mounted (not measured), -2 when unreadable (reported). */
+	private fill(f: StatFile | null | undefined): number {
+		if (!f) return -1;
+		try {
+			return f.fill();
+		} catch (err) {
+			this.bad.report(f.path, err);
+			return -2;
+		}
+	}
+
+	/** A one-number file: null when absent, "max" or unreadable; undefined when absent (the cgroup may be gone). */
+	private num(f: StatFile | null | undefined): number | null | undefined {
+		if (!f) return null;
+		try {
+			return f.readNumber();
+		} catch (err) {
+			this.bad.report(f.path, err);
+			return null;
+		}
+	}
+
+	private blkio(f: StatFile | null | undefined, name: string): { read: number; write: number } | null {
+		const n = this.fill(f);
+		if (n < 0) return null;
+		try {
+			return scanBlkioV1(statBuf, n, name);
+		} catch (err) {
+			this.bad.report(f!.path, err);
+			return null;
+		}
+	}
+
+	private psi(f: StatFile | null | undefined, name: string): Pressure | null {
+		const n = this.fill(f);
+		if (n < 0) return null;
+		try {
+			return scanPressure(statBuf, n, name);
+		} catch (err) {
+			this.bad.report(f!.path, err);
+			return null;
+		}
+	}
+
 	read(): RawSample | null {
 		const f = this.f;
-		const g = this.guard;
 		// cpuacct.usage and memory.stat exist in every v1 worker cgroup: either
-		// missing means the cgroup is gone. Each file is scanned from statBuf
-		// right after it is read, before the next read.
-		const scan = <T>(s: StatFile | null | undefined, fn: (n: number) => T): T | null =>
-			s
-				? g(s.path, () => {
-						const n = s.fill();
-						return n < 0 ? null : fn(n);
-					})
-				: null;
-		const num = (s: StatFile | null | undefined) => (s ? g(s.path, () => s.readNumber() ?? null) : null);
-		let gone = false;
-		const usage = g(f.usage!.path, () => {
-			const v = f.usage!.readNumber();
-			if (v === undefined) gone = true;
-			return v ?? null;
-		});
-		if (gone) return null;
-		const mem = g(f.memStat!.path, () => {
-			const n = f.memStat!.fill();
-			if (n < 0) gone = true;
-			return n < 0 ? null : scanMemoryStatV1(statBuf, n, this.memVals, this.memHints);
-		});
-		if (gone) return null;
-		const cpu = scan(f.cpu, (n) => scanCpuStatV1(statBuf, n, this.cpuVals));
-		const limit = num(f.memLimit);
-		const oomKills = scan(f.oom, (n) => scanOomControl(statBuf, n, this.oomVals)[0]!);
-		const ioBytes = scan(f.ioBytes, (n) => scanBlkioV1(statBuf, n, "blkio.throttle.io_service_bytes"));
-		const ioOps = scan(f.ioOps, (n) => scanBlkioV1(statBuf, n, "blkio.throttle.io_serviced"));
-		const psi = (s: StatFile | null | undefined, name: string) => scan(s, (n) => scanPressure(statBuf, n, name));
+		// absent means the cgroup is gone. Each file is scanned from statBuf right
+		// after it is read, before the next read; a malformed one nulls only its
+		// own fields.
+		const usage = this.num(f.usage);
+		if (usage === undefined) return null;
+		const nMem = this.fill(f.memStat);
+		if (nMem === -1) return null;
+		let mem: (number | null)[] | null = null;
+		if (nMem >= 0) {
+			try {
+				mem = scanMemoryStatV1(statBuf, nMem, this.memVals, this.memHints);
+			} catch (err) {
+				this.bad.report(f.memStat!.path, err);
+			}
+		}
+		let cpu: (number | null)[] | null = null;
+		const nCpu = this.fill(f.cpu);
+		if (nCpu >= 0) {
+			try {
+				cpu = scanCpuStatV1(statBuf, nCpu, this.cpuVals);
+			} catch (err) {
+				this.bad.report(f.cpu!.path, err);
+			}
+		}
+		const limit = this.num(f.memLimit) ?? null;
+		let oomKills: number | null = null;
+		const nOom = this.fill(f.oom);
+		if (nOom >= 0) {
+			try {
+				oomKills = scanOomControl(statBuf, nOom, this.oomVals)[0] ?? null;
+			} catch (err) {
+				this.bad.report(f.oom!.path, err);
+			}
+		}
+		const ioBytes = this.blkio(f.ioBytes, "blkio.throttle.io_service_bytes");
+		const ioOps = this.blkio(f.ioOps, "blkio.throttle.io_serviced");
 		return {
 			cpuUsageNs: usage,
 			periods: cpu?.[0] ?? null,
 			throttledPeriods: cpu?.[1] ?? null,
 			throttledNs: cpu?.[2] ?? null,
-			memoryCurrent: num(f.memUsage),
-			memoryPeak: num(f.memMax),
+			memoryCurrent: this.num(f.memUsage) ?? null,
+			memoryPeak: this.num(f.memMax) ?? null,
 			anonBytes: mem?.[0] ?? null,
 			fileBytes: mem?.[1] ?? null,
 			inactiveFileBytes: mem?.[2] ?? null,
@@ -237,9 +288,9 @@ export class V1Reader implements WorkerReader {
 			writeBytes: ioBytes?.write ?? null,
 			readOps: ioOps?.read ?? null,
 			writeOps: ioOps?.write ?? null,
-			pidsCurrent: num(f.pids),
-			pidsLimit: num(f.pidsMax),
-			pressure: { cpu: psi(f.cpuPsi, "cpu.pressure"), memory: psi(f.memPsi, "memory.pressure"), io: psi(f.ioPsi, "io.pressure") },
+			pidsCurrent: this.num(f.pids) ?? null,
+			pidsLimit: this.num(f.pidsMax) ?? null,
+			pressure: { cpu: this.psi(f.cpuPsi, "cpu.pressure"), memory: this.psi(f.memPsi, "memory.pressure"), io: this.psi(f.ioPsi, "io.pressure") },
 		};
 	}
 

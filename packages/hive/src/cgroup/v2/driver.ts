@@ -3,12 +3,13 @@ import { join, relative, sep } from "node:path";
 import { waitUntil } from "@apiary/kit/wait";
 import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
-import { type BadFile, type CgroupDriver, type CreatedCgroup, guarded, type RawSample, type WorkerReader } from "../driver.ts";
+import type { Pressure } from "@apiary/protocol";
+import { type BadFile, BadFiles, type CgroupDriver, type CreatedCgroup, type RawSample, type WorkerReader } from "../driver.ts";
 import { childCgroups, killPids, mkdirCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
-import { formatCpuMax, scanCpuStat } from "./cpu.ts";
-import { parseIoStat } from "./io.ts";
-import { scanMemoryEvents, scanMemoryStat } from "./memory.ts";
+import { type CpuRaw, formatCpuMax, scanCpuStat } from "./cpu.ts";
+import { type IoRaw, parseIoStat } from "./io.ts";
+import { type MemoryStatRaw, scanMemoryEvents, scanMemoryStat } from "./memory.ts";
 
 export const V2_CONTROLLERS = ["cpu", "memory", "io", "pids"] as const;
 
@@ -111,9 +112,9 @@ export class V2Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile>;
 	/** Where memory.stat's keys were last found (see findKeyValues). */
 	private readonly memHints = new Int32Array(3).fill(-1);
-	private readonly guard: ReturnType<typeof guarded>;
+	private readonly bad: BadFiles;
 	constructor(dir: string, bad?: BadFile) {
-		this.guard = guarded(bad, new Set());
+		this.bad = new BadFiles(bad);
 		const f = (name: string) => new StatFile(join(dir, name));
 		this.f = {
 			cpu: f("cpu.stat"),
@@ -135,51 +136,96 @@ export class V2Reader implements WorkerReader {
 		return Object.values(this.f).map((s) => s.path);
 	}
 
+	/** The file's length in statBuf; -1 when absent (not measured), -2 when unreadable (reported). */
+	private fill(f: StatFile): number {
+		try {
+			return f.fill();
+		} catch (err) {
+			this.bad.report(f.path, err);
+			return -2;
+		}
+	}
+
+	private num(f: StatFile): number | null {
+		try {
+			return f.readNumber() ?? null;
+		} catch (err) {
+			this.bad.report(f.path, err);
+			return null;
+		}
+	}
+
+	private psi(f: StatFile, name: string): Pressure | null {
+		const n = this.fill(f);
+		if (n < 0) return null;
+		try {
+			return scanPressure(statBuf, n, name);
+		} catch (err) {
+			this.bad.report(f.path, err);
+			return null;
+		}
+	}
+
 	read(): RawSample | null {
 		const r = this.f;
-		const g = this.guard;
 		// cpu.stat exists in every v2 cgroup: its absence means the cgroup is gone.
-		// Each file is scanned from statBuf right after it is read, before the next read.
-		let gone = false;
-		const cpu = g(r.cpu!.path, () => {
-			const n = r.cpu!.fill();
-			if (n < 0) gone = true;
-			return n < 0 ? null : scanCpuStat(statBuf, n);
-		});
-		if (gone) return null;
-		const scan = <T>(f: StatFile, fn: (n: number) => T): T | null =>
-			g(f.path, () => {
-				const n = f.fill();
-				return n < 0 ? null : fn(n);
-			});
-		const num = (f: StatFile) => g(f.path, () => f.readNumber() ?? null);
-		const mem = scan(r.memStat!, (n) => scanMemoryStat(statBuf, n, this.memHints));
-		const events = scan(r.memEvents!, (n) => scanMemoryEvents(statBuf, n));
-		const io = g(r.io!.path, () => {
+		// Each file is scanned from statBuf right after it is read, before the next
+		// read; a malformed one nulls only its own fields.
+		const nCpu = this.fill(r.cpu!);
+		if (nCpu === -1) return null;
+		let cpu: CpuRaw | null = null;
+		if (nCpu >= 0) {
+			try {
+				cpu = scanCpuStat(statBuf, nCpu);
+			} catch (err) {
+				this.bad.report(r.cpu!.path, err);
+			}
+		}
+		let mem: MemoryStatRaw | null = null;
+		const nMem = this.fill(r.memStat!);
+		if (nMem >= 0) {
+			try {
+				mem = scanMemoryStat(statBuf, nMem, this.memHints);
+			} catch (err) {
+				this.bad.report(r.memStat!.path, err);
+			}
+		}
+		let oomKills: number | null = null;
+		const nEv = this.fill(r.memEvents!);
+		if (nEv >= 0) {
+			try {
+				oomKills = scanMemoryEvents(statBuf, nEv).oomKills;
+			} catch (err) {
+				this.bad.report(r.memEvents!.path, err);
+			}
+		}
+		let io: IoRaw | null = null;
+		try {
 			const text = r.io!.read();
-			return text === null ? null : parseIoStat(text);
-		});
-		const psi = (f: StatFile, name: string) => scan(f, (n) => scanPressure(statBuf, n, name));
+			io = text === null ? null : parseIoStat(text);
+		} catch (err) {
+			this.bad.report(r.io!.path, err);
+		}
 		return {
 			cpuUsageNs: cpu?.usageNs ?? null,
 			periods: cpu?.periods ?? null,
 			throttledPeriods: cpu?.throttledPeriods ?? null,
 			throttledNs: cpu?.throttledNs ?? null,
-			memoryCurrent: num(r.memCurrent!),
+			memoryCurrent: this.num(r.memCurrent!),
 			// memory.peak since kernel 5.19; absent on older kernels: not measured.
-			memoryPeak: num(r.memPeak!),
+			memoryPeak: this.num(r.memPeak!),
 			anonBytes: mem?.anonBytes ?? null,
 			fileBytes: mem?.fileBytes ?? null,
 			inactiveFileBytes: mem?.inactiveFileBytes ?? null,
-			memoryLimit: num(r.memMax!),
-			oomKills: events?.oomKills ?? null,
+			memoryLimit: this.num(r.memMax!),
+			oomKills,
 			readBytes: io?.readBytes ?? null,
 			writeBytes: io?.writeBytes ?? null,
 			readOps: io?.readOps ?? null,
 			writeOps: io?.writeOps ?? null,
-			pidsCurrent: num(r.pids!),
-			pidsLimit: num(r.pidsMax!),
-			pressure: { cpu: psi(r.cpuPsi!, "cpu.pressure"), memory: psi(r.memPsi!, "memory.pressure"), io: psi(r.ioPsi!, "io.pressure") },
+			pidsCurrent: this.num(r.pids!),
+			pidsLimit: this.num(r.pidsMax!),
+			pressure: { cpu: this.psi(r.cpuPsi!, "cpu.pressure"), memory: this.psi(r.memPsi!, "memory.pressure"), io: this.psi(r.ioPsi!, "io.pressure") },
 		};
 	}
 
