@@ -18,9 +18,8 @@ export function gpuUseByPid(gpu: GpuStatus): GpuUseByPid {
 	return out;
 }
 
-/** A worker's GPU memory, MiB per GPU uuid, summed over its processes; null on a host without GPUs. */
-export function gpuMemoryOf(pids: number[], byPid: GpuUseByPid, haveGpus: boolean): Record<string, number> | null {
-	if (!haveGpus) return null;
+/** A worker's GPU memory, MiB per GPU uuid, summed over its processes (on a host without GPUs it stays null). */
+export function gpuMemoryOf(pids: number[], byPid: GpuUseByPid): Record<string, number> {
 	const out: Record<string, number> = {};
 	for (const pid of pids) for (const u of byPid.get(pid) ?? []) if (u.mib !== null) out[u.uuid] = (out[u.uuid] ?? 0) + u.mib;
 	return out;

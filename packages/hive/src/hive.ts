@@ -321,8 +321,8 @@ export class Hive extends EventEmitter {
 				const at = this.clock.now();
 				const cur = { raw, at };
 				const stats = computeStats(cur, e.prev, this.clock.wall(), at - e.startedMono);
-				const pids = e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [];
-				stats.gpuMemoryMiB = gpuMemoryOf(pids, byPid, gpu.gpus.length > 0);
+				// The cgroup's pids are read only on a host with GPUs: a file read per worker per tick otherwise.
+				if (gpu.gpus.length > 0) stats.gpuMemoryMiB = gpuMemoryOf(e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [], byPid);
 				e.info.stats = stats;
 				e.prev = cur;
 				e.lastRaw = raw;
