@@ -12,6 +12,7 @@ class LeftoversLast extends BaseSequencer {
 
 // One project per test tier so each can run alone (`vitest run --project unit`).
 // unit: pure, no root. integration: real processes, host cgroups, loopback daemons.
+// fault: faults and hostile input against real daemons (tmpfs, kills, bad requests).
 // vm: cgroup v2 in a qemu guest (run through scripts/cgroup-v2-vm.sh).
 export default defineConfig({
 	test: {
@@ -23,6 +24,16 @@ export default defineConfig({
 					name: "integration",
 					include: ["packages/*/test/integration/**/*.test.ts", "tests/integration/**/*.test.ts"],
 					testTimeout: 60_000,
+					hookTimeout: 60_000,
+					fileParallelism: false,
+					globalSetup: ["tests/leftovers.setup.ts"],
+				},
+			},
+			{
+				test: {
+					name: "fault",
+					include: ["tests/fault/**/*.test.ts"],
+					testTimeout: 120_000,
 					hookTimeout: 60_000,
 					fileParallelism: false,
 					globalSetup: ["tests/leftovers.setup.ts"],

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import type { WorkerInfo } from "@apiary/protocol";
 import { checkId } from "@apiary/protocol/ids";
 import { PROFILE_NAMES } from "@apiary/protocol/profiles";
+import { MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { call, failure, open } from "@apiary/kit/client";
@@ -93,6 +94,12 @@ const parse = <T extends Parameters<typeof parseFlags>[2]>(argv: string[], optio
 const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`hive ${cmd}`, name, value, conv);
 
 const kv = (cmd: string, name: string, list: string[] | undefined) => keyValues(`hive ${cmd}`, name, list);
+
+/** A converted flag value inside [min, max], else an error saying the bounds. */
+function within(n: number, min: number, max: number, show: (n: number) => string): number {
+	if (n < min || n > max) throw new Error(`must be between ${show(min)} and ${show(max)}`);
+	return n;
+}
 
 const hiveUrl = (v: string | undefined) => v ?? process.env.APIARY_HIVE ?? DEFAULT_HIVE;
 
@@ -234,13 +241,13 @@ async function spawnCmd(argv: string[], out: (s: string) => void): Promise<numbe
 		command,
 		profile: v.profile,
 		cpu: flag("spawn", "cpu", v.cpu, positive),
-		memoryBytes: flag("spawn", "memory", v.memory, parseSize),
+		memoryBytes: flag("spawn", "memory", v.memory, (x) => within(parseSize(x), MIN_MEMORY_BYTES, MAX_MEMORY_BYTES, formatBytes)),
 		pids: flag("spawn", "pids", v.pids, (x) => {
 			const n = positive(x);
 			if (!Number.isInteger(n)) throw new Error(`expected a whole number, got ${JSON.stringify(x)}`);
 			return n;
 		}),
-		timeoutMs: flag("spawn", "timeout", v.timeout, parseDuration),
+		timeoutMs: flag("spawn", "timeout", v.timeout, (x) => within(parseDuration(x), 1, MAX_TIMEOUT_MS, (n) => formatDuration(n))),
 		gpus: v.gpus === undefined ? undefined : v.gpus.split(",").filter(Boolean),
 		labels: kv("spawn", "label", v.label),
 		env: kv("spawn", "env", v.env),

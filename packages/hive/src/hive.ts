@@ -1,11 +1,12 @@
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, statSync } from "node:fs";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import { HttpError, messageOf } from "@apiary/kit/errors";
+import { type LongTimer, longTimeout } from "@apiary/kit/timer";
 import {
-	checkId,
+	isValidId,
 	type ExitReason,
 	type GpuStatus,
 	PROFILES,
@@ -15,7 +16,8 @@ import {
 	type WorkerInfo,
 	type WorkerSpec,
 } from "@apiary/protocol";
-import type { CgroupDriver, RawSample, WorkerReader } from "./cgroup/driver.ts";
+import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "./cgroup/driver.ts";
+import { kill9 } from "./cgroup/fsutil.ts";
 import { buildExitRecord } from "./exit-record.ts";
 import { gpuMemoryOf, gpuUseByPid } from "./gpu-attribution.ts";
 import { HOST, type HostRoot } from "./host-root.ts";
@@ -54,7 +56,7 @@ interface Entry {
 	startedMono: number;
 	/** /proc start time of the main pid, to recognise it across pid reuse. */
 	startTicks: number | null;
-	timer: NodeJS.Timeout | null;
+	timer: LongTimer | null;
 	killReason: ExitReason | null;
 	finishing: Promise<void> | null;
 	/** The queen has acknowledged this worker's exit record. */
@@ -133,7 +135,7 @@ export class Hive extends EventEmitter {
 		this.loop = null;
 		await this.ticking;
 		for (const e of this.workers.values()) {
-			if (e.timer) clearTimeout(e.timer);
+			e.timer?.clear();
 			e.reader?.close();
 			e.child?.removeAllListeners("exit");
 			e.child?.unref();
@@ -156,8 +158,15 @@ export class Hive extends EventEmitter {
 		return this.last;
 	}
 
+	/**
+	 * Starts a worker. Everything a client can get wrong is checked before the
+	 * first side effect (a 400 naming the field); a step that fails after one
+	 * undoes what was done (cgroup removed, process killed) before it throws.
+	 */
 	spawn(req: SpawnRequest): WorkerInfo {
-		const id = req.id === undefined ? `w-${randomBytes(4).toString("hex")}` : checkId(req.id, "id");
+		const id = req.id ?? `w-${randomBytes(4).toString("hex")}`;
+		if (!isValidId(id))
+			throw new HiveError(400, `id ${JSON.stringify(id)} is not valid: use 1-63 characters of a-z 0-9 . _ - starting with a letter or digit, no ".."`);
 		if (this.workers.has(id)) throw new HiveError(409, `id ${id} is already in use on this hive`);
 		if (req.command.length === 0) throw new HiveError(400, "command must have at least one element");
 		if (req.profile !== undefined && !(req.profile in PROFILES)) {
@@ -171,22 +180,38 @@ export class Hive extends EventEmitter {
 			env.NVIDIA_VISIBLE_DEVICES = gpus.join(",");
 		}
 		const cwd = req.cwd ?? process.cwd();
+		checkCwd(cwd);
 		if (!resolveCommand(req.command[0]!, env.PATH, cwd))
 			throw new HiveError(400, `command: ${JSON.stringify(req.command[0])} is not an executable file or on PATH`);
 
 		const spec: WorkerSpec = { id, command: req.command, profile: req.profile ?? null, limits, labels: req.labels ?? {}, gpus, env: req.env ?? {}, cwd };
-		const created = this.driver.create(id, limits);
-		const logFd = openSync(this.logPath(id), "a");
+		let created: CreatedCgroup;
+		try {
+			created = this.driver.create(id, limits);
+		} catch (err) {
+			// A limit the kernel refused: nothing of this worker may stay behind.
+			this.undoCreate(id);
+			throw err;
+		}
 		let child: ChildProcess;
 		try {
-			child = spawnWorker({ command: req.command, procsFiles: created.procsFiles, env, cwd, logFd });
+			const logFd = openSync(this.logPath(id), "a");
+			try {
+				child = spawnWorker({ command: req.command, procsFiles: created.procsFiles, env, cwd, logFd });
+			} finally {
+				closeSync(logFd);
+			}
 		} catch (err) {
-			void this.driver.remove(id);
+			this.undoCreate(id);
 			throw err;
-		} finally {
-			closeSync(logFd);
 		}
 		const pid = child.pid ?? null;
+		if (pid === null) {
+			// The exec of the wrapper itself failed (EAGAIN, EMFILE…): it never ran.
+			child.on("error", (err) => this.log("worker spawn error", { id, err: messageOf(err) }));
+			this.undoCreate(id);
+			throw new HiveError(500, `spawning ${id} failed: the process could not be started`);
+		}
 		const info: WorkerInfo = {
 			...spec,
 			pid,
@@ -197,19 +222,34 @@ export class Hive extends EventEmitter {
 			stats: null,
 			exit: null,
 		};
-		const entry = this.entry(info, pid === null ? null : this.driver.reader(id, pid, this.badFile), this.clock.now());
+		const entry = this.entry(info, this.driver.reader(id, pid, this.badFile), this.clock.now());
 		entry.child = child;
-		entry.startTicks = pid === null ? null : procStartTicks(this.host.proc, pid);
+		entry.startTicks = procStartTicks(this.host.proc, pid);
+		try {
+			this.persist(entry);
+		} catch (err) {
+			// No record, no worker: a worker the hive cannot remember would be lost on its restart.
+			kill9(-pid);
+			this.undoCreate(id);
+			throw new HiveError(507, `cannot record worker ${id} in ${this.stateDir}: ${messageOf(err)}; new workers are refused until it can`, { cause: err });
+		}
 		this.workers.set(id, entry);
 		child.on("error", (err) => this.log("worker spawn error", { id, err: messageOf(err) }));
 		child.on("exit", (code, signal) => {
 			entry.finishing = this.finish(entry, code, signal);
 		});
 		if (limits.timeoutMs !== null) this.armTimeout(entry, limits.timeoutMs);
-		this.persist(entry);
 		this.log("worker spawned", { id, pid, command: req.command });
 		this.emit("spawned", info);
 		return info;
+	}
+
+	/** Removes what a failed spawn made: its cgroup (in the background: it may still hold a dying process). */
+	private undoCreate(id: string): void {
+		this.driver
+			.killAll(id, 0)
+			.then(() => this.driver.remove(id))
+			.catch((err) => this.log("undoing a failed spawn failed", { id, err: messageOf(err) }));
 	}
 
 	private checkGpus(gpus: string[]): string[] {
@@ -225,10 +265,9 @@ export class Hive extends EventEmitter {
 	}
 
 	private armTimeout(e: Entry, ms: number): void {
-		e.timer = setTimeout(() => {
+		e.timer = longTimeout(() => {
 			this.kill(e.info.id, "timeout").catch((err) => this.log("timeout kill failed", { id: e.info.id, err: messageOf(err) }));
 		}, ms);
-		e.timer.unref();
 	}
 
 	/** Kill the worker's whole process tree. Resolves once its exit record is written. */
@@ -259,7 +298,7 @@ export class Hive extends EventEmitter {
 
 	/** Runs once a worker's main process is gone: final read, leftovers killed, cgroup removed, record written. */
 	private async finish(e: Entry, code: number | null, signal: NodeJS.Signals | null, message: string | null = null): Promise<void> {
-		if (e.timer) clearTimeout(e.timer);
+		e.timer?.clear();
 		const id = e.info.id;
 		let final = this.readQuietly(e) ?? e.lastRaw;
 		// Like systemd's KillMode=control-group: nothing outlives the worker.
@@ -437,4 +476,15 @@ export class Hive extends EventEmitter {
 	unreported(): WorkerInfo[] {
 		return [...this.workers.values()].filter((e) => e.info.state === "running" || !e.reported).map((e) => e.info);
 	}
+}
+
+/** The working directory must exist and be a directory: else the spawn would fail after its cgroup was made. */
+function checkCwd(cwd: string): void {
+	let st: ReturnType<typeof statSync>;
+	try {
+		st = statSync(cwd);
+	} catch {
+		throw new HiveError(400, `cwd: ${JSON.stringify(cwd)} does not exist`);
+	}
+	if (!st.isDirectory()) throw new HiveError(400, `cwd: ${JSON.stringify(cwd)} is not a directory`);
 }

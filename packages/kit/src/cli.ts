@@ -1,4 +1,5 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { ClientError } from "./client.ts";
 
 // What the hive and queen CLIs share: flag parsing whose errors name the
 // command and flag, exit codes (0 ok, 1 failure, 2 bad usage), signals.
@@ -8,8 +9,24 @@ export class UsageError extends Error {
 }
 
 export function parseFlags<T extends ParseArgsOptionsConfig>(prefix: string, argv: string[], options: T) {
+	// `--pids -1` reads as `--pids=-1`, so a negative value gets the flag's own
+	// error ("expected a positive number") rather than parseArgs' "ambiguous".
+	const args: string[] = [];
+	for (let i = 0; i < argv.length; i++) {
+		const a = argv[i]!;
+		const next = argv[i + 1];
+		if (a === "--") {
+			args.push(...argv.slice(i));
+			break;
+		}
+		const opt = a.startsWith("--") ? options[a.slice(2)] : undefined;
+		if (opt?.type === "string" && next !== undefined && /^-\d/.test(next)) {
+			args.push(`${a}=${next}`);
+			i++;
+		} else args.push(a);
+	}
 	try {
-		return parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
+		return parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>({ args, options, allowPositionals: true, strict: true });
 	} catch (err) {
 		throw new UsageError(`${prefix}: ${(err as Error).message}`, { cause: err });
 	}
@@ -25,10 +42,14 @@ export function convertFlag<T>(prefix: string, name: string, value: string | und
 	}
 }
 
-/** The exit code for an error, its message written for a person. */
+/** The exit code for an error, its message written for a person: 2 for bad usage, the daemon's 400 included. */
 export function exitCodeFor(prefix: string, e: unknown, err: (s: string) => void): number {
 	if (e instanceof UsageError) {
 		err(`${e.message}\n`);
+		return 2;
+	}
+	if (e instanceof ClientError && e.status === 400) {
+		err(`${prefix}: ${e.message}\n`);
 		return 2;
 	}
 	err(`${prefix}: ${(e as Error).message}\n`);

@@ -2,6 +2,7 @@
 // (validation and OpenAPI, responses included) and, through Static<>, its type.
 import { Type } from "@sinclair/typebox";
 import { ID_PATTERN } from "./ids.ts";
+import { MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES } from "./limits.ts";
 import { PROFILE_NAMES } from "./profiles.ts";
 import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
 import { DriverInfo, HostFacts, Id } from "./types.ts";
@@ -12,20 +13,29 @@ export type IdParams = Static<typeof IdParams>;
 /** A label filter, `k=v`. */
 export const LabelFilter = Type.String({ pattern: "^[^=]+=.*$", maxLength: 512, description: "k=v" });
 
+/** No NUL byte: argv, env and paths reach execve(2), where a NUL cannot be. */
+const NO_NUL = "^[^\\u0000]*$";
+
 /** The spawn body of the hive's API (and of a placement through the queen). */
 export const SpawnBody = Type.Object(
 	{
 		id: Type.Optional(Type.String({ pattern: ID_PATTERN, maxLength: 63, description: "worker id; generated when absent" })),
-		command: Type.Array(Type.String({ minLength: 1, maxLength: 65536 }), { minItems: 1, maxItems: 4096, description: "argv, never a shell string" }),
+		command: Type.Array(Type.String({ minLength: 1, maxLength: 65536, pattern: NO_NUL }), {
+			minItems: 1,
+			maxItems: 4096,
+			description: "argv, never a shell string",
+		}),
 		profile: Type.Optional(StringEnum(PROFILE_NAMES)),
 		cpu: Type.Optional(Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 4096, description: "CPU cores" }))),
-		memoryBytes: Type.Optional(Nullable(Type.Integer({ minimum: 4 * 1024 * 1024, description: "memory limit, bytes (≥ 4 MiB)" }))),
+		memoryBytes: Type.Optional(
+			Nullable(Type.Integer({ minimum: MIN_MEMORY_BYTES, maximum: MAX_MEMORY_BYTES, description: "memory limit, bytes (4 MiB to 1 PiB)" })),
+		),
 		pids: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 4194304 }))),
-		timeoutMs: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+		timeoutMs: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: MAX_TIMEOUT_MS, description: "ms, up to 30 days" }))),
 		labels: Type.Optional(StringMap("^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", { maxValueLength: 256, maxProperties: 64 })),
 		gpus: Type.Optional(Type.Array(Type.String({ pattern: "^([0-9]{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64})$" }), { maxItems: 64 })),
-		env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$", { maxValueLength: 65536, maxProperties: 256 })),
-		cwd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^/" })),
+		env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$", { maxValueLength: 65536, maxProperties: 256, valuePattern: NO_NUL })),
+		cwd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^/[^\\u0000]*$" })),
 	},
 	{ additionalProperties: false },
 );

@@ -15,4 +15,5 @@ export const EVENT_TYPES = [
 	"claim.released",
 	"snapshot",
 	"stream.lagged",
+	"stream.reset",
 ] as const;

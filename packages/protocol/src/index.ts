@@ -6,3 +6,4 @@ export * from "./stats-codec.ts";
 export * from "./schema.ts";
 export * from "./profiles.ts";
 export * from "./api.ts";
+export * from "./limits.ts";

@@ -14,12 +14,12 @@ export const StringEnum = <const T extends readonly string[]>(values: T, o: { de
  * An object of string values whose keys match `keyPattern` (labels, env):
  * JSON Schema's propertyNames, which TypeBox's Record does not emit.
  */
-export const StringMap = (keyPattern: string, o: { maxValueLength: number; maxProperties: number }) =>
+export const StringMap = (keyPattern: string, o: { maxValueLength: number; maxProperties: number; valuePattern?: string }) =>
 	Type.Unsafe<Record<string, string>>({
 		type: "object",
 		maxProperties: o.maxProperties,
 		propertyNames: { pattern: keyPattern },
-		additionalProperties: { type: "string", maxLength: o.maxValueLength },
+		additionalProperties: { type: "string", maxLength: o.maxValueLength, ...(o.valuePattern ? { pattern: o.valuePattern } : {}) },
 	});
 
 export type { Static, TSchema };

@@ -158,6 +158,18 @@ export class EventLog {
 		return out;
 	}
 
+	/**
+	 * The first id a resume can still be served from: the oldest durable
+	 * batch or the start of the memory window, whichever is older; past the
+	 * head when nothing is kept yet.
+	 */
+	oldestRetained(): number {
+		const durable = this.table.firstLoggedId();
+		const memory = this.recent[0]?.id ?? null;
+		const candidates = [durable, memory].filter((x): x is number => x !== null);
+		return candidates.length === 0 ? this.lastId + 1 : Math.min(...candidates);
+	}
+
 	/** On a clean stop: the next start continues right after the last id. */
 	close(): void {
 		this.saveReservation(this.lastId);

@@ -80,7 +80,8 @@ export function startQueen(a: QueenArgs): Promise<Daemon> {
 }
 
 export interface HiveArgs {
-	queen: string;
+	/** The queen to report to; absent: a standalone hive. */
+	queen?: string;
 	name: string;
 	stateDir: string;
 	cgroupRoot: string;
@@ -88,6 +89,7 @@ export interface HiveArgs {
 	interval?: string;
 	port?: number;
 	tokenFile?: string;
+	extra?: string[];
 }
 
 export function startHive(a: HiveArgs): Promise<Daemon> {
@@ -95,8 +97,7 @@ export function startHive(a: HiveArgs): Promise<Daemon> {
 		"start",
 		"--listen",
 		`127.0.0.1:${a.port ?? 0}`,
-		"--queen",
-		a.queen,
+		...(a.queen ? ["--queen", a.queen] : []),
 		"--name",
 		a.name,
 		"--state-dir",
@@ -109,7 +110,7 @@ export function startHive(a: HiveArgs): Promise<Daemon> {
 		a.nvidiaSmi ?? FAKE_SMI("a100x4"),
 	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
-	return launch(HIVE_BIN, args);
+	return launch(HIVE_BIN, [...args, ...(a.extra ?? [])]);
 }
 
 export const newCgroupRoot = () => `apiary-test-${randomBytes(4).toString("hex")}`;

@@ -62,9 +62,38 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 			await sse.send({ id: String(e.id), event: e.type, data: eventJson(e) });
 			sub.lastSentId = e.id;
 		};
+		const sendSnapshot = async () => {
+			const at = events.lastId;
+			const snap = { id: at, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: registry.snapshot() };
+			await sse.send({ id: String(at), event: "snapshot", data: snap });
+			sub.lastSentId = at;
+			return at;
+		};
+		// Headers go out at once, whether or not an event follows soon (a
+		// resume at the head would otherwise wait for the next change).
+		sse.sendHeaders();
+		raw.flushHeaders();
 		let cursor: number;
 		try {
-			if (resumeFrom !== null) {
+			const head = events.lastId;
+			const oldest = events.oldestRetained();
+			if (resumeFrom !== null && (resumeFrom > head || resumeFrom + 1 < oldest)) {
+				// A cursor from the future (a restore from backup) or older than the
+				// log keeps: say so at once and start over from a snapshot, never a
+				// silent wait or a silent gap.
+				const reason =
+					resumeFrom > head ? "the resume id is newer than this queen's log (restored from a backup?)" : "the resume id is older than the log keeps";
+				const reset = {
+					id: head,
+					type: "stream.reset",
+					at: new Date().toISOString(),
+					hiveId: null,
+					workerId: null,
+					data: { reason, askedFor: resumeFrom, lastEventId: head, oldestRetained: oldest },
+				};
+				await sse.send({ id: String(head), event: "stream.reset", data: reset });
+				cursor = await sendSnapshot();
+			} else if (resumeFrom !== null) {
 				// Replay the persisted log after the resume point, then go live.
 				cursor = resumeFrom;
 				for (;;) {
@@ -77,10 +106,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 					if (batch.length < 2000) break;
 				}
 			} else {
-				cursor = events.lastId;
-				const snap = { id: cursor, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: registry.snapshot() };
-				await sse.send({ id: String(cursor), event: "snapshot", data: snap });
-				sub.lastSentId = cursor;
+				cursor = await sendSnapshot();
 			}
 			for (;;) {
 				const batch = await sub.next();

@@ -4,6 +4,8 @@ import type { SqliteDb } from "./sqlite.ts";
 export interface EventTable {
 	/** The highest id logged, or 0. */
 	lastLoggedId(): number;
+	/** The lowest id still logged, or null when the log is empty. */
+	firstLoggedId(): number | null;
 	/** Ids reserved ahead of use (see EventLog), or 0. */
 	reservedUpTo(): number;
 	saveReservation(upTo: number): void;
@@ -18,6 +20,7 @@ export interface EventTable {
 export function sqliteEvents(db: SqliteDb): EventTable {
 	return {
 		lastLoggedId: () => (db.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null }).id ?? 0,
+		firstLoggedId: () => (db.q("SELECT MIN(first_id) AS id FROM event_batches").get() as { id: number | null }).id,
 		reservedUpTo: () => (db.q("SELECT value FROM meta WHERE key = 'event_ids_reserved'").get() as { value: number } | undefined)?.value ?? 0,
 		saveReservation: (upTo) =>
 			void db.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo),
