@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import type { WorkerInfo } from "@apiary/protocol";
 import { checkId } from "@apiary/protocol/ids";
 import { PROFILE_NAMES } from "@apiary/protocol/profiles";
-import { MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES } from "@apiary/protocol/limits";
+import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { call, failure, open } from "@apiary/kit/client";
@@ -25,7 +25,7 @@ Commands:
   start            run the hive daemon
   spawn -- CMD...  start a worker and print its id
   ps               list workers
-  kill ID          kill a worker's whole process tree
+  kill ID          stop a worker (SIGTERM, grace period, then SIGKILL)
   logs ID          print a worker's output (-f to follow)
 
 Run "hive <command> --help" for a command's options.
@@ -43,6 +43,9 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
                              as root, else ~/.local/state/apiary/hive)
   --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)
   --gpu-interval DURATION    GPU sampling cadence (default: the tick, at least 1s)
+  --grace DURATION           stop: time between the stop signal and SIGKILL (default 10s;
+                             a spawn may set its own)
+  --stop-signal SIG          stop: the signal that starts it (default SIGTERM)
   --token-file FILE          bearer token for mutating routes (default $APIARY_TOKEN)
   --queen URL                queen to report to, e.g. http://127.0.0.1:7070 (default
                              $APIARY_QUEEN; none: a standalone hive)
@@ -60,6 +63,9 @@ Workers keep running when the hive stops; a restarted hive re-adopts them.`,
   --env K=V          extra environment variable (repeatable)
   --id ID            worker id (default: generated)
   --cwd DIR          working directory (default: the hive's)
+  --grace DURATION   on kill or timeout, wait this long after the stop signal before SIGKILL
+                     (default: the hive's --grace, 10s)
+  --stop-signal SIG  ${STOP_SIGNALS.join(" | ")} (default: the hive's, SIGTERM)
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
   --token-file FILE  bearer token (default $APIARY_TOKEN)
 
@@ -72,7 +78,8 @@ Flags override the profile's values. Prints the worker id.`,
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})`,
 	kill: `Usage: hive kill ID [options]
 
-Kills the worker's whole process tree and prints its exit record.
+Stops the worker: its stop signal (SIGTERM) to the whole tree, its grace period,
+then SIGKILL of what is left; prints its exit record (graceful or not).
 
   --json             print JSON
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
@@ -94,6 +101,14 @@ const parse = <T extends Parameters<typeof parseFlags>[2]>(argv: string[], optio
 const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`hive ${cmd}`, name, value, conv);
 
 const kv = (cmd: string, name: string, list: string[] | undefined) => keyValues(`hive ${cmd}`, name, list);
+
+/** A stop signal by name (SIGTERM or TERM). */
+function stopSignalOf(x: string): (typeof STOP_SIGNALS)[number] {
+	const name = x.toUpperCase().startsWith("SIG") ? x.toUpperCase() : `SIG${x.toUpperCase()}`;
+	const known = STOP_SIGNALS.find((s) => s === name);
+	if (!known) throw new Error(`expected one of ${STOP_SIGNALS.join(", ")}, got ${JSON.stringify(x)}`);
+	return known;
+}
 
 /** A converted flag value inside [min, max], else an error saying the bounds. */
 function within(n: number, min: number, max: number, show: (n: number) => string): number {
@@ -148,6 +163,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"state-dir": { type: "string" },
 			"nvidia-smi": { type: "string", default: "nvidia-smi" },
 			"gpu-interval": { type: "string" },
+			grace: { type: "string", default: "10s" },
+			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
 		},
 		"start",
@@ -160,6 +177,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const intervalMs = flag("start", "interval", v.interval, parseDuration)!;
 	if (intervalMs < 50) throw new UsageError("hive start: --interval: must be at least 50ms");
 	const gpuIntervalMs = flag("start", "gpu-interval", v["gpu-interval"], parseDuration);
+	const graceMs = flag("start", "grace", v.grace, (x) => within(parseDuration(x), 0, MAX_GRACE_MS, formatDuration))!;
+	const stopSignal = flag("start", "stop-signal", v["stop-signal"], stopSignalOf)!;
 	const token = loadToken(v["token-file"]);
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
 	const { startHiveDaemon } = await import("./daemon.ts");
@@ -172,6 +191,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		stateDir: v["state-dir"] ?? defaultStateDir("hive"),
 		nvidiaSmi: v["nvidia-smi"]!,
 		gpuIntervalMs,
+		graceMs,
+		stopSignal,
 		token,
 		queen: v.queen ?? process.env.APIARY_QUEEN,
 		log,
@@ -222,6 +243,8 @@ async function spawnCmd(argv: string[], out: (s: string) => void): Promise<numbe
 			env: { type: "string", multiple: true },
 			id: { type: "string" },
 			cwd: { type: "string" },
+			grace: { type: "string" },
+			"stop-signal": { type: "string" },
 		},
 		"spawn",
 	);
@@ -252,6 +275,8 @@ async function spawnCmd(argv: string[], out: (s: string) => void): Promise<numbe
 		labels: kv("spawn", "label", v.label),
 		env: kv("spawn", "env", v.env),
 		cwd: v.cwd ?? process.cwd(),
+		graceMs: flag("spawn", "grace", v.grace, (x) => within(parseDuration(x), 0, MAX_GRACE_MS, formatDuration)),
+		stopSignal: flag("spawn", "stop-signal", v["stop-signal"], stopSignalOf),
 	};
 	const w = await call<WorkerInfo>(hiveUrl(v.hive), "POST", "/v1/workers", body, loadToken(v["token-file"]));
 	out(v.json ? `${JSON.stringify(w)}\n` : `${w.id}\n`);
@@ -304,10 +329,11 @@ async function kill(argv: string[], out: (s: string) => void): Promise<number> {
 	if (positionals.length !== 1) throw new UsageError("hive kill: expected exactly one worker ID");
 	const id = flag("kill", "id", positionals[0], (x) => checkId(x, "ID"))!;
 	const w = await call<WorkerInfo>(hiveUrl(v.hive), "DELETE", `/v1/workers/${id}`, undefined, loadToken(v["token-file"]));
+	const how = w.exit?.graceful === true ? ", gracefully" : w.exit?.graceful === false ? ", SIGKILLed when its grace period ran out" : "";
 	out(
 		v.json
 			? `${JSON.stringify(w)}\n`
-			: `${w.id} ${w.exit?.reason ?? w.state}${w.exit?.signal ? ` by ${w.exit.signal}` : ""} after ${formatDuration(w.exit?.durationMs)}\n`,
+			: `${w.id} ${w.exit?.reason ?? w.state}${w.exit?.signal ? ` by ${w.exit.signal}` : ""} after ${formatDuration(w.exit?.durationMs)}${how}\n`,
 	);
 	return 0;
 }

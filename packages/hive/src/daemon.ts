@@ -23,6 +23,9 @@ export interface HiveDaemonOptions {
 	stateDir: string;
 	nvidiaSmi: string;
 	gpuIntervalMs?: number;
+	/** Default time between a stop's signal and SIGKILL. */
+	graceMs?: number;
+	stopSignal?: NodeJS.Signals;
 	token: string | null;
 	/** Queen to report to (http:// or ws://); none = a standalone hive. */
 	queen?: string;
@@ -68,7 +71,17 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 			),
 		log: o.log,
 	});
-	hive = new Hive({ driver, stateDir: o.stateDir, hiveId: o.name, clock: o.clock, gpus: gpu, host: root, log: o.log });
+	hive = new Hive({
+		driver,
+		stateDir: o.stateDir,
+		hiveId: o.name,
+		clock: o.clock,
+		gpus: gpu,
+		host: root,
+		log: o.log,
+		graceMs: o.graceMs,
+		stopSignal: o.stopSignal,
+	});
 	const facts = await hostFacts();
 	await hive.start();
 	gpu.start();

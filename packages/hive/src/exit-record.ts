@@ -12,6 +12,8 @@ export interface ExitFacts {
 	startedAt: string;
 	/** Wall-clock ms when the end was seen. */
 	endedWall: number;
+	/** Stopped by the hive: whether it ended within its grace period; null when the hive did not stop it. */
+	graceful: boolean | null;
 }
 
 /**
@@ -37,5 +39,6 @@ export function buildExitRecord(f: ExitFacts): ExitRecord {
 		durationMs: Math.max(0, f.endedWall - Date.parse(f.startedAt)),
 		peakMemoryBytes: f.final?.memoryPeak ?? null,
 		oomKilled,
+		graceful: f.graceful,
 	};
 }

@@ -5,6 +5,7 @@ import { closeSync, openSync, statSync } from "node:fs";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import { HttpError, messageOf } from "@apiary/kit/errors";
 import { type LongTimer, longTimeout } from "@apiary/kit/timer";
+import { waitUntil } from "@apiary/kit/wait";
 import {
 	isValidId,
 	type ExitReason,
@@ -17,7 +18,7 @@ import {
 	type WorkerSpec,
 } from "@apiary/protocol";
 import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "./cgroup/driver.ts";
-import { kill9 } from "./cgroup/fsutil.ts";
+import { kill9, signalQuietly } from "./cgroup/fsutil.ts";
 import { buildExitRecord } from "./exit-record.ts";
 import { gpuMemoryOf, gpuUseByPid } from "./gpu-attribution.ts";
 import { HOST, type HostRoot } from "./host-root.ts";
@@ -58,6 +59,11 @@ interface Entry {
 	startTicks: number | null;
 	timer: LongTimer | null;
 	killReason: ExitReason | null;
+	/** The hive sent the stop signal (a kill or a timeout)… */
+	stopRequested: boolean;
+	/** …and then SIGKILL, the grace period having run out. */
+	forced: boolean;
+	stopping: Promise<void> | null;
 	finishing: Promise<void> | null;
 	/** The queen has acknowledged this worker's exit record. */
 	reported: boolean;
@@ -73,6 +79,10 @@ export interface HiveOptions {
 	host?: HostRoot;
 	/** How many exited workers' records are kept. */
 	keepExited?: number;
+	/** Default time between the stop signal and SIGKILL (a spawn may set its own). */
+	graceMs?: number;
+	/** Default signal that starts a stop. */
+	stopSignal?: NodeJS.Signals;
 	log?: (msg: string, extra?: object) => void;
 }
 
@@ -90,6 +100,8 @@ export class Hive extends EventEmitter {
 	private readonly gpus: GpuSource | null;
 	private readonly workers = new Map<string, Entry>();
 	private readonly keepExited: number;
+	private readonly graceMs: number;
+	private readonly stopSignal: NodeJS.Signals;
 	private readonly log: (msg: string, extra?: object) => void;
 	private seq = 0;
 	private last: Snapshot | null = null;
@@ -108,6 +120,8 @@ export class Hive extends EventEmitter {
 		this.host = o.host ?? HOST;
 		this.gpus = o.gpus ?? null;
 		this.keepExited = o.keepExited ?? 1000;
+		this.graceMs = o.graceMs ?? 10_000;
+		this.stopSignal = o.stopSignal ?? "SIGTERM";
 		this.log = o.log ?? (() => {});
 		this.records = new WorkerRecords(o.stateDir);
 	}
@@ -184,7 +198,18 @@ export class Hive extends EventEmitter {
 		if (!resolveCommand(req.command[0]!, env.PATH, cwd))
 			throw new HiveError(400, `command: ${JSON.stringify(req.command[0])} is not an executable file or on PATH`);
 
-		const spec: WorkerSpec = { id, command: req.command, profile: req.profile ?? null, limits, labels: req.labels ?? {}, gpus, env: req.env ?? {}, cwd };
+		const spec: WorkerSpec = {
+			id,
+			command: req.command,
+			profile: req.profile ?? null,
+			limits,
+			labels: req.labels ?? {},
+			gpus,
+			env: req.env ?? {},
+			cwd,
+			stopSignal: req.stopSignal ?? this.stopSignal,
+			graceMs: req.graceMs ?? this.graceMs,
+		};
 		let created: CreatedCgroup;
 		try {
 			created = this.driver.create(id, limits);
@@ -270,30 +295,51 @@ export class Hive extends EventEmitter {
 		}, ms);
 	}
 
-	/** Kill the worker's whole process tree. Resolves once its exit record is written. */
+	/**
+	 * Stops a worker as Slurm, Nomad and kubelet do: its stop signal (SIGTERM
+	 * unless it asked otherwise) to its process group and every process in its
+	 * cgroup, then its grace period, then SIGKILL of whatever is left. Resolves
+	 * once its exit record is written; the record says whether it was graceful.
+	 */
 	async kill(id: string, reason: ExitReason = "killed"): Promise<WorkerInfo> {
 		const e = this.workers.get(id);
 		if (!e) throw new HiveError(404, `no worker ${id}`);
 		if (e.info.state === "exited") return e.info;
+		e.stopping ??= this.stopWorker(e, reason);
+		await e.stopping;
+		return e.info;
+	}
+
+	private async stopWorker(e: Entry, reason: ExitReason): Promise<void> {
 		e.killReason ??= reason;
-		// The worker's own process group first: right after spawn the wrapper may
-		// not have entered the cgroup yet, so the cgroup alone could miss it.
-		if (e.child && e.info.pid) {
-			try {
-				process.kill(-e.info.pid, "SIGKILL");
-			} catch {
-				// ESRCH: the group is already gone; the cgroup kill below covers the rest.
-			}
+		e.stopRequested = true;
+		const { id, pid } = e.info;
+		const signal = (e.info.stopSignal ?? this.stopSignal) as NodeJS.Signals;
+		const grace = e.info.graceMs ?? this.graceMs;
+		// The process group first: right after spawn the wrapper may not have
+		// entered the cgroup yet; then everything in the cgroup (a process that
+		// made a group of its own included).
+		const ours = pid !== null && (e.child !== null || this.adoptedAlive(e));
+		if (ours) signalQuietly(-pid, signal);
+		for (const p of this.driver.pids(id)) signalQuietly(p, signal);
+		const ended = await waitUntil(() => this.ended(e), { timeoutMs: grace, intervalMs: 20, clock: this.clock });
+		if (!ended) {
+			e.forced = true;
+			if (ours) kill9(-pid);
+			await this.driver.killAll(id, pid ?? 0);
 		}
-		await this.driver.killAll(id, e.info.pid ?? 0);
 		if (e.child) {
-			// The exit event follows the kill; the listener set at spawn runs first and starts the record.
+			// The exit event follows; the listener set at spawn starts the record.
 			if (!e.finishing) await once(e.child, "exit");
 		} else {
 			e.finishing ??= this.finish(e, null, null, UNKNOWN_STATUS_ADOPTED);
 		}
 		await e.finishing;
-		return e.info;
+	}
+
+	/** The worker's main process is gone (ours: its exit event came; re-adopted: its pid is no longer the same process). */
+	private ended(e: Entry): boolean {
+		return e.child ? e.finishing !== null : !this.adoptedAlive(e);
 	}
 
 	/** Runs once a worker's main process is gone: final read, leftovers killed, cgroup removed, record written. */
@@ -315,6 +361,7 @@ export class Hive extends EventEmitter {
 			message,
 			startedAt: e.info.startedAt,
 			endedWall: this.clock.wall(),
+			graceful: e.stopRequested ? !e.forced : null,
 		});
 		e.info.state = "exited";
 		e.info.exit = exit;
@@ -451,6 +498,9 @@ export class Hive extends EventEmitter {
 			startTicks: null,
 			timer: null,
 			killReason: null,
+			stopRequested: false,
+			forced: false,
+			stopping: null,
 			finishing: null,
 			reported: false,
 		};

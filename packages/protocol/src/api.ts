@@ -2,7 +2,7 @@
 // (validation and OpenAPI, responses included) and, through Static<>, its type.
 import { Type } from "@sinclair/typebox";
 import { ID_PATTERN } from "./ids.ts";
-import { MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES } from "./limits.ts";
+import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "./limits.ts";
 import { PROFILE_NAMES } from "./profiles.ts";
 import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
 import { DriverInfo, HostFacts, Id } from "./types.ts";
@@ -36,6 +36,10 @@ export const SpawnBody = Type.Object(
 		gpus: Type.Optional(Type.Array(Type.String({ pattern: "^([0-9]{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64})$" }), { maxItems: 64 })),
 		env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$", { maxValueLength: 65536, maxProperties: 256, valuePattern: NO_NUL })),
 		cwd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^/[^\\u0000]*$" })),
+		stopSignal: Type.Optional(StringEnum(STOP_SIGNALS, { description: "signal that starts a stop (default SIGTERM)" })),
+		graceMs: Type.Optional(
+			Type.Integer({ minimum: 0, maximum: MAX_GRACE_MS, description: "ms between the stop signal and SIGKILL (default: the hive's --grace, 10 s)" }),
+		),
 	},
 	{ additionalProperties: false },
 );

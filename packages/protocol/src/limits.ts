@@ -7,3 +7,7 @@ export const MIN_MEMORY_BYTES = 4 * 1024 * 1024;
 export const MAX_MEMORY_BYTES = 2 ** 50;
 /** Timeouts up to 30 days, honoured exactly (longer than one timer can wait: see kit's longTimeout). */
 export const MAX_TIMEOUT_MS = 30 * 24 * 3600 * 1000;
+/** The longest grace period a stop may give before SIGKILL. */
+export const MAX_GRACE_MS = 3600 * 1000;
+/** Signals a worker may ask to be stopped with. */
+export const STOP_SIGNALS = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"] as const;

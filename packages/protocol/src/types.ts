@@ -42,6 +42,8 @@ export const WorkerSpec = Type.Object({
 	gpus: Type.Array(Type.String(), { description: "GPU indexes or UUIDs, exported as CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES" }),
 	env: StrMap,
 	cwd: Nullable(Str),
+	stopSignal: Type.Optional(Type.String({ maxLength: 16, description: "sent to the worker's process group to stop it (default: the hive's, SIGTERM)" })),
+	graceMs: Type.Optional(Type.Number({ description: "how long a stop waits after stopSignal before SIGKILL (default: the hive's, 10 s)" })),
 });
 export type WorkerSpec = Static<typeof WorkerSpec>;
 
@@ -115,6 +117,13 @@ export const ExitRecord = Type.Object({
 	durationMs: Type.Number(),
 	peakMemoryBytes: N,
 	oomKilled: Nullable(Type.Boolean()),
+	graceful: Type.Optional(
+		Nullable(
+			Type.Boolean({
+				description: "true: the worker ended within its grace period after the stop signal; false: it was SIGKILLed; null: the hive did not stop it",
+			}),
+		),
+	),
 });
 export type ExitRecord = Static<typeof ExitRecord>;
 

@@ -66,16 +66,19 @@ export async function removeCg(path: string, timeoutMs = 5000): Promise<void> {
 	}
 }
 
-/** SIGKILL a process (a negative pid: its group); false when it was already gone. */
-export function kill9(pid: number): boolean {
+/** Signals a process (a negative pid: its group); false when it was already gone. */
+export function signalQuietly(pid: number, signal: NodeJS.Signals): boolean {
 	try {
-		process.kill(pid, "SIGKILL");
+		process.kill(pid, signal);
 		return true;
 	} catch {
-		// ESRCH: it already exited, which is what was wanted.
+		// ESRCH: it already exited, which is what a stop wants anyway.
 		return false;
 	}
 }
+
+/** SIGKILL a process (a negative pid: its group); false when it was already gone. */
+export const kill9 = (pid: number): boolean => signalQuietly(pid, "SIGKILL");
 
 /** SIGKILL every pid listed, ignoring ones already gone. */
 export function killPids(pids: number[]): void {

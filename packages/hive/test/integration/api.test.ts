@@ -77,7 +77,8 @@ describe("the hive's local HTTP API", () => {
 		expect(logs.text).toBe("out\nerr\n");
 		const killed = await req("DELETE", "/v1/workers/api-1");
 		expect(killed.status).toBe(200);
-		expect(killed.json.exit).toMatchObject({ reason: "killed", signal: "SIGKILL" });
+		// The stop contract: SIGTERM first; `sleep` obeys it within the grace period.
+		expect(killed.json.exit).toMatchObject({ reason: "killed", signal: "SIGTERM", graceful: true });
 		expect((await req("GET", "/v1/workers?state=running")).json).toEqual([]);
 		expect((await req("GET", "/v1/workers?state=exited")).json).toHaveLength(1);
 	});

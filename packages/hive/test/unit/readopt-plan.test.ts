@@ -70,6 +70,7 @@ describe("re-adoption plan (pure)", () => {
 
 describe("exit records (pure)", () => {
 	const facts = {
+		graceful: null,
 		code: null,
 		signal: null,
 		killReason: null,
