@@ -157,7 +157,9 @@ export class QueenLink {
 			const was = this.open;
 			this.open = false;
 			this.ws = null;
-			if (was) this.o.log?.("disconnected from the queen", { code, reason: reason.toString() });
+			// 4409: another live hive holds this hive's id on that queen.
+			if (code === 4409) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
+			else if (was) this.o.log?.("disconnected from the queen", { code, reason: reason.toString() });
 			this.schedule();
 		});
 		ws.on("unexpected-response", (_req, res) => {

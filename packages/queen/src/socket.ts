@@ -8,12 +8,16 @@ import type { Registry } from "./registry.ts";
 
 // Close codes: 1007 malformed JSON, 1008 a message that breaks the protocol
 // (with the field named in the reason), 1009 too big (ws enforces maxPayload),
-// 4000 replaced by a newer connection of the same hive.
+// 4000 replaced by a newer connection of the same hive, 4409 the hive id is
+// held by another live hive.
 
 // Each message's validator is compiled from its one declaration in
 // @apiary/protocol (wire.ts); ajv's messages name the field.
 const ajv = new Ajv({ allErrors: false });
 const validators: Record<string, ValidateFunction> = Object.fromEntries(Object.entries(HIVE_MESSAGES).map(([k, s]) => [k, ajv.compile(s)]));
+
+/** Close code: the hive id asked for is held by another live hive. */
+export const CLOSE_ID_TAKEN = 4409;
 
 export interface HiveSocketOptions {
 	registry: Registry;
@@ -28,7 +32,8 @@ export interface HiveSocketOptions {
 export class HiveSocketServer {
 	private readonly wss: WebSocketServer;
 	private readonly o: HiveSocketOptions;
-	private readonly byHive = new Map<string, WebSocket>();
+	/** The live connection of each hive id, with what tells a reconnect from an impostor. */
+	private readonly byHive = new Map<string, { ws: WebSocket; instanceId: string; remote: string; lastMessage: number }>();
 
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
@@ -46,10 +51,10 @@ export class HiveSocketServer {
 			socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 			return;
 		}
-		this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws));
+		this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req.socket.remoteAddress ?? "unknown"));
 	}
 
-	private serve(ws: WebSocket): void {
+	private serve(ws: WebSocket, remote: string): void {
 		let hiveId: string | null = null;
 		let fresh = true;
 		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
@@ -59,6 +64,10 @@ export class HiveSocketServer {
 		};
 		ws.on("message", (data, isBinary) => {
 			if (isBinary) return reject(1003, "binary messages are not accepted");
+			if (hiveId) {
+				const held = this.byHive.get(hiveId);
+				if (held?.ws === ws) held.lastMessage = performance.now();
+			}
 			let m: HiveMessage;
 			try {
 				m = JSON.parse(data.toString());
@@ -77,10 +86,21 @@ export class HiveSocketServer {
 			try {
 				if (m.type === "hello") {
 					if (hiveId) return reject(1008, "hello sent twice");
+					const prev = this.byHive.get(m.hiveId);
+					if (prev && prev.ws !== ws) {
+						// A hive id is held by one live hive at a time. The same hive
+						// (same instance) reconnecting replaces its old connection, as
+						// does anyone once the holder has been silent past stale-after
+						// (a half-open socket of a hive that died); another live hive
+						// with the same name is refused, and so never fights it.
+						const silentMs = performance.now() - prev.lastMessage;
+						if (prev.instanceId !== m.instanceId && silentMs <= this.o.staleAfterMs) {
+							return reject(CLOSE_ID_TAKEN, `hive id ${m.hiveId} is held by a live hive at ${prev.remote}; give this one another --name`);
+						}
+						prev.ws.close(4000, "replaced by a newer connection");
+					}
 					hiveId = m.hiveId;
-					const prev = this.byHive.get(hiveId);
-					if (prev && prev !== ws) prev.close(4000, "replaced by a newer connection");
-					this.byHive.set(hiveId, ws);
+					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now() });
 					this.o.registry.hello(m);
 					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs });
 					return;
@@ -107,7 +127,7 @@ export class HiveSocketServer {
 			}
 		});
 		ws.on("close", () => {
-			if (hiveId && this.byHive.get(hiveId) === ws) {
+			if (hiveId && this.byHive.get(hiveId)?.ws === ws) {
 				this.byHive.delete(hiveId);
 				this.o.registry.disconnected(hiveId);
 			}
