@@ -12,6 +12,12 @@ export interface ExitFacts {
 	startedAt: string;
 	/** Wall-clock ms when the end was seen. */
 	endedWall: number;
+	/**
+	 * The end was not seen (the hive was down): null times, and the bounds
+	 * that are known instead — last known alive (wall ms, null if never) and
+	 * found gone (endedWall).
+	 */
+	unobserved?: { lastAliveWall: number | null };
 	/** Stopped by the hive: whether it ended within its grace period; null when the hive did not stop it. */
 	graceful: boolean | null;
 }
@@ -35,8 +41,14 @@ export function buildExitRecord(f: ExitFacts): ExitRecord {
 		reason,
 		message: f.message,
 		startedAt: f.startedAt,
-		endedAt: new Date(f.endedWall).toISOString(),
-		durationMs: Math.max(0, f.endedWall - Date.parse(f.startedAt)),
+		endedAt: f.unobserved ? null : new Date(f.endedWall).toISOString(),
+		durationMs: f.unobserved ? null : Math.max(0, f.endedWall - Date.parse(f.startedAt)),
+		...(f.unobserved
+			? {
+					endedAfter: new Date(Math.max(Date.parse(f.startedAt), f.unobserved.lastAliveWall ?? 0)).toISOString(),
+					endedBefore: new Date(f.endedWall).toISOString(),
+				}
+			: {}),
 		peakMemoryBytes: f.final?.memoryPeak ?? null,
 		oomKilled,
 		graceful: f.graceful,

@@ -107,6 +107,7 @@ export class Hive extends EventEmitter {
 	private last: Snapshot | null = null;
 	private ticking: Promise<Snapshot> | null = null;
 	private loop: NodeJS.Timeout | null = null;
+	private aliveFailing = false;
 
 	/** A cgroup file that could not be read: its fields are null; said once per worker and file. */
 	private readonly badFile = (path: string, err: Error) => this.log("cgroup file unreadable; its fields are null", { file: path, err: err.message });
@@ -135,6 +136,7 @@ export class Hive extends EventEmitter {
 	startLoop(intervalMs: number): void {
 		const run = () => {
 			this.tick()
+				.then(() => this.markAlive())
 				.catch((err) => this.log("tick failed", { err: messageOf(err) }))
 				.finally(() => {
 					if (this.loop) this.loop = setTimeout(run, intervalMs);
@@ -154,6 +156,19 @@ export class Hive extends EventEmitter {
 			e.child?.removeAllListeners("exit");
 			e.child?.unref();
 		}
+	}
+
+	/** Records that the hive was alive now (the bound an unobserved end gets after a restart). */
+	private markAlive(): void {
+		try {
+			this.records.markAlive(this.clock.wall());
+		} catch (err) {
+			// A full or failing disk: the bound a later restart can give is only wider.
+			if (!this.aliveFailing) this.log("cannot mark the hive alive in its state dir", { err: messageOf(err) });
+			this.aliveFailing = true;
+			return;
+		}
+		this.aliveFailing = false;
 	}
 
 	logPath(id: string): string {
@@ -343,7 +358,13 @@ export class Hive extends EventEmitter {
 	}
 
 	/** Runs once a worker's main process is gone: final read, leftovers killed, cgroup removed, record written. */
-	private async finish(e: Entry, code: number | null, signal: NodeJS.Signals | null, message: string | null = null): Promise<void> {
+	private async finish(
+		e: Entry,
+		code: number | null,
+		signal: NodeJS.Signals | null,
+		message: string | null = null,
+		unobserved?: { lastAliveWall: number | null },
+	): Promise<void> {
 		e.timer?.clear();
 		const id = e.info.id;
 		let final = this.readQuietly(e) ?? e.lastRaw;
@@ -362,6 +383,7 @@ export class Hive extends EventEmitter {
 			startedAt: e.info.startedAt,
 			endedWall: this.clock.wall(),
 			graceful: e.stopRequested ? !e.forced : null,
+			unobserved,
 		});
 		e.info.state = "exited";
 		e.info.exit = exit;
@@ -454,6 +476,7 @@ export class Hive extends EventEmitter {
 
 	private async readopt(): Promise<void> {
 		const saved = this.records.loadAll((file, err) => this.log("unreadable worker record", { file, err: messageOf(err) }));
+		const lastAliveWall = this.records.lastAlive();
 		const plan = planReadoption({
 			saved,
 			cgroups: this.driver.list(),
@@ -480,7 +503,7 @@ export class Hive extends EventEmitter {
 			} else {
 				if (a.leftovers) await this.driver.killAll(a.id, a.pid ?? 0);
 				e.killReason = "lost";
-				e.finishing = this.finish(e, null, null, "exit status unknown: the worker ended while the hive was not running");
+				e.finishing = this.finish(e, null, null, "exit status and time unknown: the worker ended while the hive was not running", { lastAliveWall });
 				await e.finishing;
 			}
 		}

@@ -31,6 +31,25 @@ export class WorkerRecords {
 		mkdirSync(this.logs, { recursive: true });
 	}
 
+	/**
+	 * The hive was alive at `wall` (ms): written every tick, so a restarted
+	 * hive knows a bound on when a worker that ended meanwhile was last alive.
+	 */
+	markAlive(wall: number): void {
+		writeFileSync(join(this.dir, "..", "alive"), String(wall));
+	}
+
+	/** When the previous hive last marked itself alive, or null. */
+	lastAlive(): number | null {
+		try {
+			const v = Number(readFileSync(join(this.dir, "..", "alive"), "latin1"));
+			return Number.isFinite(v) && v > 0 ? v : null;
+		} catch {
+			// Never marked (a first start) or unreadable: no bound beyond the start.
+			return null;
+		}
+	}
+
 	logPath(id: string): string {
 		return join(this.logs, `${id}.log`);
 	}

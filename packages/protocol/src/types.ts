@@ -113,8 +113,10 @@ export const ExitRecord = Type.Object({
 	reason: ExitReason,
 	message: Nullable(Type.String({ description: "human-readable detail, e.g. why exitCode is null" })),
 	startedAt: Type.String(),
-	endedAt: Type.String(),
-	durationMs: Type.Number(),
+	endedAt: Nullable(Type.String({ description: "null when the end was not observed (the worker ended while its hive was down)" })),
+	durationMs: Nullable(Type.Number({ description: "null when endedAt is" })),
+	endedAfter: Type.Optional(Nullable(Type.String({ description: "an unobserved end: the last time the worker was known alive" }))),
+	endedBefore: Type.Optional(Nullable(Type.String({ description: "an unobserved end: when it was found gone" }))),
 	peakMemoryBytes: N,
 	oomKilled: Nullable(Type.Boolean()),
 	graceful: Type.Optional(

@@ -77,7 +77,7 @@ export function formatEvent(e: QueenEvent, colour: boolean): string {
 			break;
 		case "worker.exited": {
 			const x = d.exit;
-			detail = `${x.reason}${x.exitCode !== null ? ` code ${x.exitCode}` : ""}${x.signal ? ` ${x.signal}` : ""}${x.oomKilled ? " OOM-killed" : ""} after ${(x.durationMs / 1000).toFixed(1)}s`;
+			detail = `${x.reason}${x.exitCode !== null ? ` code ${x.exitCode}` : ""}${x.signal ? ` ${x.signal}` : ""}${x.oomKilled ? " OOM-killed" : ""}${x.durationMs === null ? " (end not observed)" : ` after ${(x.durationMs / 1000).toFixed(1)}s`}`;
 			break;
 		}
 		case "worker.evicted":

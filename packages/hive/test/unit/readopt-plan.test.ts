@@ -89,6 +89,18 @@ describe("exit records (pure)", () => {
 		expect(buildExitRecord({ ...facts, signal: "SIGTERM" }).reason).toBe("signaled");
 		expect(buildExitRecord({ ...facts, code: 0 })).toMatchObject({ reason: "exited", exitCode: 0, durationMs: 2000, endedAt: "2026-11-22T10:00:02.000Z" });
 	});
+	it("an end that was not observed has null times and the bounds that are known", () => {
+		const lastAlive = Date.parse("2026-11-22T10:00:01.000Z");
+		expect(buildExitRecord({ ...facts, killReason: "lost", unobserved: { lastAliveWall: lastAlive } })).toMatchObject({
+			reason: "lost",
+			endedAt: null,
+			durationMs: null,
+			endedAfter: "2026-11-22T10:00:01.000Z",
+			endedBefore: "2026-11-22T10:00:02.000Z",
+		});
+		// Never marked alive since its start: the start itself is the bound.
+		expect(buildExitRecord({ ...facts, killReason: "lost", unobserved: { lastAliveWall: null } }).endedAfter).toBe("2026-11-22T10:00:00.000Z");
+	});
 	it("no reading means OOM and peak are unknown (null), never false or 0", () => {
 		expect(buildExitRecord(facts)).toMatchObject({ oomKilled: null, peakMemoryBytes: null });
 	});

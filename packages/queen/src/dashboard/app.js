@@ -145,7 +145,7 @@ const handlers = {
 				state.exits = ws
 					.filter((w) => w.exit)
 					.map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit }))
-					.sort((a, b) => b.exit.endedAt.localeCompare(a.exit.endedAt));
+					.sort((a, b) => (b.exit.endedAt ?? b.exit.endedBefore ?? "").localeCompare(a.exit.endedAt ?? a.exit.endedBefore ?? ""));
 				schedule();
 			});
 	},
