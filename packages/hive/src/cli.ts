@@ -37,8 +37,9 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --interval DURATION        sampling tick (default 1s)
   --cgroup-driver D          auto | v2 | v1 | none (default auto)
   --cgroup-root PATH         v2: cgroup dir (default: systemd-delegated cgroup, else
-                             /sys/fs/cgroup/apiary.slice); v1: name under each controller
-                             (default apiary)
+                             /sys/fs/cgroup/apiary.slice/<name>); v1: name under each
+                             controller (default apiary/<name>). One hive per root and per
+                             state dir: a second one refuses to start
   --state-dir DIR            records and logs (default $APIARY_STATE_DIR, /var/lib/apiary/hive
                              as root, else ~/.local/state/apiary/hive)
   --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)

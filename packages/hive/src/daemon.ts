@@ -1,3 +1,6 @@
+import { accessSync, constants } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { CgroupDriverName, HostFacts } from "@apiary/protocol";
 import type { FastifyInstance } from "fastify";
 import { buildHiveApp } from "./api/app.ts";
@@ -10,6 +13,7 @@ import { isLoopback, parseListen } from "@apiary/kit/listen";
 import { readVersion } from "@apiary/kit/version";
 import { workerOfPid } from "./gpu-attribution.ts";
 import { hostRoot } from "./host-root.ts";
+import { acquireLock } from "./lock.ts";
 import { QueenLink } from "./queen-link.ts";
 
 export const VERSION = readVersion(new URL("../package.json", import.meta.url));
@@ -55,8 +59,21 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
 	const root = hostRoot(o.hostRoot);
-	const detection = detect({ requested: o.cgroupDriver, cgroupRoot: o.cgroupRoot, host: root });
+	const detection = detect({ requested: o.cgroupDriver, cgroupRoot: o.cgroupRoot, host: root, hiveId: o.name });
 	const driver = createDriver(detection, root);
+	// One hive per state dir and per cgroup root: a second one would re-adopt,
+	// and on exit remove, the first one's workers.
+	const locks = [acquireLock(join(o.stateDir, "hive.lock"), `state dir ${o.stateDir}`, root.proc)];
+	const release = () => {
+		for (const unlock of locks.splice(0)) unlock();
+	};
+	try {
+		if (driver.info.root)
+			locks.push(acquireLock(join(lockDir(), `cgroup${driver.info.root.replace(/[^A-Za-z0-9._-]/g, "_")}.lock`), `cgroup root ${driver.info.root}`, root.proc));
+	} catch (err) {
+		release();
+		throw err;
+	}
 	let hive: Hive | null = null;
 	const gpu = new GpuSampler({
 		binary: o.nvidiaSmi,
@@ -82,18 +99,21 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		graceMs: o.graceMs,
 		stopSignal: o.stopSignal,
 	});
-	const facts = await hostFacts();
-	await hive.start();
-	gpu.start();
-	await hive.tick();
-	hive.startLoop(o.intervalMs);
-	const app = await buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
+	let app: FastifyInstance;
+	let facts: HostFacts;
 	try {
+		facts = await hostFacts();
+		await hive.start();
+		gpu.start();
+		await hive.tick();
+		hive.startLoop(o.intervalMs);
+		app = await buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
 		await app.listen({ host, port });
 	} catch (err) {
 		// e.g. the port is taken: stop what started so the process can exit.
 		gpu.stop();
 		await hive.stop();
+		release();
 		throw err;
 	}
 	const addr = app.server.address();
@@ -123,6 +143,18 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 			await app.close();
 			gpu.stop();
 			await h.stop();
+			release();
 		},
 	};
+}
+
+/** Where cgroup-root locks live: /run/apiary as root (cleared at boot, like the locks' owners), else the temp dir. */
+function lockDir(): string {
+	try {
+		accessSync("/run", constants.W_OK);
+		return "/run/apiary";
+	} catch {
+		// Not root: cgroups are out of reach anyway; the temp dir serves.
+		return join(tmpdir(), "apiary-locks");
+	}
 }

@@ -44,6 +44,8 @@ export interface DetectOptions {
 	env?: NodeJS.ProcessEnv;
 	/** Where /proc is read from when mountinfo or selfCgroup are not given. */
 	host?: HostRoot;
+	/** The hive's id: the default root is per hive, so two hives on one host never share one. */
+	hiveId?: string;
 }
 
 export interface Detection {
@@ -104,7 +106,7 @@ export function detect(opts: DetectOptions): Detection {
 				root = unitDir;
 				why = "systemd-delegated cgroup";
 			} else {
-				root = join(m.mountPoint, "apiary.slice");
+				root = opts.hiveId ? join(m.mountPoint, "apiary.slice", opts.hiveId) : join(m.mountPoint, "apiary.slice");
 				why = "default root";
 			}
 		}
@@ -129,7 +131,7 @@ export function detect(opts: DetectOptions): Detection {
 			return null;
 		}
 		const unified = mounts.find((m) => m.fsType === "cgroup2");
-		let rootName = opts.cgroupRoot ?? "apiary";
+		let rootName = opts.cgroupRoot ?? (opts.hiveId ? `apiary/${opts.hiveId}` : "apiary");
 		if (isAbsolute(rootName)) {
 			const under = Object.values(controllers).find((mp) => rootName.startsWith(`${mp}/`));
 			if (!under) throw new Error(`--cgroup-root ${rootName} is not under a cgroup v1 controller mount`);
