@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -95,5 +95,47 @@ describe("the dashboard in a real browser", () => {
 		await page.locator('tr[data-worker="spinner"]').waitFor({ state: "detached", timeout: 10_000 });
 		expect(await page.locator('tr[data-exit="spinner"] td.result').textContent()).toMatch(/evicted: its hive was lost/);
 		await page.screenshot({ path: join(ARTIFACTS, "dashboard-hive-lost.png"), fullPage: true });
+	});
+});
+
+describe("the dashboard of a queen with a token", () => {
+	const dir = tempDir("dash-token");
+	let queen: Daemon;
+	let hive: Daemon;
+	let browser: Browser;
+	const root = newCgroupRoot();
+	beforeAll(async () => {
+		if (!process.env.CHROMIUM) requireTools(["chromium"], "chromium");
+		const tokenFile = join(dir, "token");
+		writeFileSync(tokenFile, "dash-s3cret\n");
+		queen = await startQueen({ db: join(dir, "q.db"), tokenFile });
+		hive = await startHive({ queen: queen.url, name: "tok-hive", stateDir: join(dir, "hive"), cgroupRoot: root, tokenFile });
+		browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
+	});
+	afterAll(async () => {
+		await browser?.close();
+		await hive?.stop();
+		await queen?.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	});
+
+	it("asks for the token once, then shows the fleet live; the data routes refuse requests without it", async () => {
+		expect((await fetch(`${queen.url}/v1/hives`)).status).toBe(401);
+		const page = await browser.newPage();
+		await page.goto(queen.url);
+		await page.locator("#login").waitFor({ state: "visible", timeout: 10_000 });
+		expect(await page.locator("#login-msg").textContent()).toMatch(/needs a token/);
+		await page.fill("#token", "dash-s3cret");
+		await page.click('#login button[type="submit"]');
+		await page.waitForSelector('tr[data-hive="tok-hive"] [data-state="ready"]', { timeout: 15_000 });
+		expect(await page.locator("#login").isHidden()).toBe(true);
+		// Kept for the session: a reload does not ask again.
+		await page.reload();
+		await page.waitForSelector('tr[data-hive="tok-hive"] [data-state="ready"]', { timeout: 15_000 });
+		expect(await page.locator("#login").isHidden()).toBe(true);
+		mkdirSync(ARTIFACTS, { recursive: true });
+		await page.screenshot({ path: join(ARTIFACTS, "dashboard-token.png"), fullPage: true });
+		await page.close();
 	});
 });

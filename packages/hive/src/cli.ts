@@ -47,7 +47,7 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --grace DURATION           stop: time between the stop signal and SIGKILL (default 10s;
                              a spawn may set its own)
   --stop-signal SIG          stop: the signal that starts it (default SIGTERM)
-  --token-file FILE          bearer token for mutating routes (default $APIARY_TOKEN)
+  --token-file FILE          bearer token every route but /healthz needs (default $APIARY_TOKEN)
   --queen URL                queen to report to, e.g. http://127.0.0.1:7070 (default
                              $APIARY_QUEEN; none: a standalone hive)
 
@@ -76,7 +76,8 @@ Flags override the profile's values. Prints the worker id.`,
   -a, --all          include exited workers
   --label K=V        only workers with this label
   --json             print JSON
-  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})`,
+  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
 	kill: `Usage: hive kill ID [options]
 
 Stops the worker: its stop signal (SIGTERM) to the whole tree, its grace period,
@@ -88,7 +89,8 @@ then SIGKILL of what is left; prints its exit record (graceful or not).
 	logs: `Usage: hive logs ID [options]
 
   -f, --follow       keep printing until the worker exits
-  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})`,
+  --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
 };
 
 const common = {
@@ -289,7 +291,7 @@ async function ps(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("ps", out);
 	const q = new URLSearchParams({ state: v.all ? "all" : "running" });
 	if (v.label) q.set("label", v.label);
-	const workers = await call<WorkerInfo[]>(hiveUrl(v.hive), "GET", `/v1/workers?${q}`);
+	const workers = await call<WorkerInfo[]>(hiveUrl(v.hive), "GET", `/v1/workers?${q}`, undefined, loadToken(v["token-file"]));
 	if (v.json) {
 		out(`${JSON.stringify(workers)}\n`);
 		return 0;
@@ -344,7 +346,7 @@ async function logs(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("logs", out);
 	if (positionals.length !== 1) throw new UsageError("hive logs: expected exactly one worker ID");
 	const id = flag("logs", "id", positionals[0], (x) => checkId(x, "ID"))!;
-	const res = await open(hiveUrl(v.hive), "GET", `/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`);
+	const res = await open(hiveUrl(v.hive), "GET", `/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`, undefined, loadToken(v["token-file"]));
 	if ((res.statusCode ?? 0) >= 300) throw await failure(res);
 	const decoder = new TextDecoder();
 	for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));

@@ -8,14 +8,19 @@ export function checkBearer(header: string | undefined, token: string): boolean 
 	return got.length === want.length && timingSafeEqual(got, want);
 }
 
-const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-
-/** With a token set, every mutating route requires `Authorization: Bearer <token>`. */
-export function requireToken(app: FastifyInstance, token: string | null): void {
+/**
+ * With a token set, every route but the `open` ones requires
+ * `Authorization: Bearer <token>` — reads included: the event stream,
+ * worker lists and logs carry commands, labels and output. `/healthz` stays
+ * open for load balancers and probes.
+ */
+export function requireToken(app: FastifyInstance, token: string | null, open: readonly string[] = ["/healthz"]): void {
 	if (!token) return;
+	const openPaths = new Set(open);
 	app.addHook("onRequest", async (req, reply) => {
-		if (MUTATING.has(req.method) && !checkBearer(req.headers.authorization, token)) {
-			return reply.code(401).send({ statusCode: 401, error: "Unauthorized", message: "authorization: a valid bearer token is required" });
-		}
+		const q = req.url.indexOf("?");
+		const path = q < 0 ? req.url : req.url.slice(0, q);
+		if (openPaths.has(path) || checkBearer(req.headers.authorization, token)) return;
+		return reply.code(401).send({ statusCode: 401, error: "Unauthorized", message: "authorization: a valid bearer token is required" });
 	});
 }

@@ -10,6 +10,8 @@ export interface ServerOptions {
 	/** SSE streams never end by themselves: close must cut them. */
 	forceCloseConnections?: boolean;
 	openapi: { title: string; version: string; description: string };
+	/** Routes that need no token even when one is set (default: /healthz). */
+	openPaths?: readonly string[];
 }
 
 /**
@@ -26,7 +28,7 @@ export async function createServer(o: ServerOptions) {
 		ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
 		schemaErrorFormatter: schemaError,
 	}).withTypeProvider<TypeBoxTypeProvider>();
-	requireToken(app as unknown as FastifyInstance, o.token);
+	requireToken(app as unknown as FastifyInstance, o.token, o.openPaths);
 	await registerOpenApi(app as unknown as FastifyInstance, o.openapi);
 	return app;
 }

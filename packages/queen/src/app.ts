@@ -32,6 +32,8 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		token: o.token,
 		logger: o.logger,
 		forceCloseConnections: true,
+		// The dashboard's shell carries no fleet data; it asks for the token itself.
+		openPaths: ["/healthz", "/", "/dashboard/app.js", "/dashboard/style.css"],
 		openapi: {
 			title: "Apiary queen",
 			version: o.version,

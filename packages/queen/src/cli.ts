@@ -41,7 +41,8 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --stale-after DURATION  a hive silent this long is stale (default 3s)
   --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
-  --token-file FILE       token for the hive socket and mutating routes (default $APIARY_TOKEN)`,
+  --token-file FILE       token for the hive socket and every route but /healthz
+                          (default $APIARY_TOKEN)`,
 	tail: `Usage: queen tail [options]
 
   --types LIST       event types, * wildcards: worker.*,hive.lost
@@ -50,6 +51,7 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --since ID         replay from after this event id instead of starting with a snapshot
   --json             one JSON event per line
   --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)
 
 Reconnects by itself and resumes where it left off (Last-Event-ID).`,
 	gpus: `Usage: queen gpus [options]
@@ -59,8 +61,9 @@ Reconnects by itself and resumes where it left off (Last-Event-ID).`,
   --hive ID          only this hive
   --name TEXT        name contains TEXT, e.g. A100
   --json             print JSON
-  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})`,
-	hives: `Usage: queen hives [--json] [--queen URL]`,
+  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
+	hives: `Usage: queen hives [--json] [--queen URL] [--token-file FILE]`,
 	backup: `Usage: queen backup --db PATH FILE
 
   --db PATH          the queen's SQLite file (default as for queen start)
@@ -72,7 +75,8 @@ queen is writing. Restore by starting a queen with --db FILE.`,
   --hive ID          only this hive
   --state S          running | exited | evicted | all (default running)
   --json             print JSON
-  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})`,
+  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
 };
 
 function parse<T extends Parameters<typeof parseFlags>[2]>(argv: string[], options: T, cmd: string) {
@@ -82,7 +86,7 @@ function parse<T extends Parameters<typeof parseFlags>[2]>(argv: string[], optio
 }
 const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`queen ${cmd}`, name, value, conv);
 
-const common = { queen: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+const common = { queen: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" }, "token-file": { type: "string" } } as const;
 const queenUrl = (v: string | undefined) => v ?? process.env.APIARY_QUEEN ?? DEFAULT_QUEEN;
 
 export async function main(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
@@ -118,7 +122,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				if (min !== undefined) q.set("minMemoryMiB", String(Math.ceil(min / 2 ** 20)));
 				if (v.hive) q.set("hive", v.hive);
 				if (v.name) q.set("name", v.name);
-				const gpus = await call<GpuView[]>(queenUrl(v.queen), "GET", `/v1/gpus?${q}`);
+				const gpus = await call<GpuView[]>(queenUrl(v.queen), "GET", `/v1/gpus?${q}`, undefined, loadToken(v["token-file"]));
 				out(v.json ? `${JSON.stringify(gpus)}\n` : formatGpus(gpus));
 				return 0;
 			}
@@ -139,7 +143,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 			}
 			case "hives": {
 				const { values: v } = parse(rest, common, "hives");
-				const hives = await call<HiveView[]>(queenUrl(v.queen), "GET", "/v1/hives");
+				const hives = await call<HiveView[]>(queenUrl(v.queen), "GET", "/v1/hives", undefined, loadToken(v["token-file"]));
 				out(v.json ? `${JSON.stringify(hives)}\n` : formatHives(hives));
 				return 0;
 			}
@@ -147,7 +151,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				const { values: v } = parse(rest, { ...common, hive: { type: "string" }, state: { type: "string" } }, "workers");
 				const q = new URLSearchParams({ state: v.state ?? "running" });
 				if (v.hive) q.set("hive", v.hive);
-				const ws = await call<QueenWorkerView[]>(queenUrl(v.queen), "GET", `/v1/workers?${q}`);
+				const ws = await call<QueenWorkerView[]>(queenUrl(v.queen), "GET", `/v1/workers?${q}`, undefined, loadToken(v["token-file"]));
 				out(v.json ? `${JSON.stringify(ws)}\n` : formatWorkers(ws));
 				return 0;
 			}
@@ -168,7 +172,6 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"stale-after": { type: "string", default: "3s" },
 			"evict-after": { type: "string", default: "90s" },
 			"busy-memory": { type: "string", default: "1G" },
-			"token-file": { type: "string" },
 		},
 		"start",
 	);
@@ -210,13 +213,17 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 	const url = `${queenUrl(v.queen)}/v1/events${q.size ? `?${q}` : ""}`;
 	const colour = !v.json && process.stdout.isTTY === true;
 	// Check the request once so bad filters fail fast with the queen's message.
-	const probe = await fetch(url, { headers: { accept: "application/json" } }).catch((e) => {
+	const token = loadToken(v["token-file"]);
+	const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+	const probe = await fetch(url, { headers: { accept: "application/json", ...auth } }).catch((e) => {
 		throw unreachable(queenUrl(v.queen), e);
 	});
 	if (probe.status === 400) throw new UsageError(`queen tail: ${((await probe.json()) as { message: string }).message}`);
+	if (probe.status === 401) throw new Error(((await probe.json()) as { message: string }).message);
 	await probe.body?.cancel();
 	const { EventSource } = await import("eventsource");
-	const es = new EventSource(url);
+	// The token goes in the Authorization header (never the URL): eventsource lets its fetch add it.
+	const es = new EventSource(url, { fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...auth } }) });
 	const show = (ev: MessageEvent) => {
 		const e = JSON.parse(ev.data) as QueenEvent;
 		out(v.json ? `${JSON.stringify(e)}\n` : formatEvent(e, colour));

@@ -41,25 +41,35 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 	const metrics = hiveMetrics(hive);
 	app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
-	app.get("/v1/snapshot", { schema: { response: { 200: Snapshot } } }, async () => hive.snapshot() ?? (await hive.tick()));
+	app.get("/v1/snapshot", { schema: { response: { 200: Snapshot } } }, async () => {
+		const snap = hive.snapshot() ?? (await hive.tick());
+		return { ...snap, workers: snap.workers.map(shown) };
+	});
 
-	app.post("/v1/workers", { schema: { body: SpawnBody, response: { 201: WorkerInfo } } }, async (req, reply) => reply.code(201).send(hive.spawn(req.body)));
+	app.post("/v1/workers", { schema: { body: SpawnBody, response: { 201: WorkerInfo } } }, async (req, reply) =>
+		reply.code(201).send(shown(hive.spawn(req.body))),
+	);
 
 	app.get("/v1/workers", { schema: { querystring: HiveWorkersQuery, response: { 200: Type.Array(WorkerInfo) } } }, async (req) => {
 		const state = req.query.state ?? "all";
 		const label = req.query.label;
 		const i = label?.indexOf("=") ?? -1;
 		const [lk, lv] = label ? [label.slice(0, i), label.slice(i + 1)] : [null, null];
-		return hive.list().filter((w) => (state === "all" || w.state === state) && (lk === null || w.labels[lk] === lv));
+		return hive
+			.list()
+			.filter((w) => (state === "all" || w.state === state) && (lk === null || w.labels[lk] === lv))
+			.map(shown);
 	});
 
 	app.get("/v1/workers/:id", { schema: { params: IdParams, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) => {
 		const w = hive.get(req.params.id);
 		if (!w) throw new HiveError(404, `no worker ${req.params.id}`);
-		return w;
+		return shown(w);
 	});
 
-	app.delete("/v1/workers/:id", { schema: { params: IdParams, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) => hive.kill(req.params.id));
+	app.delete("/v1/workers/:id", { schema: { params: IdParams, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) =>
+		shown(await hive.kill(req.params.id)),
+	);
 
 	app.get("/v1/workers/:id/logs", { schema: { params: IdParams, querystring: LogsQuery } }, async (req, reply) => {
 		const { id } = req.params;
@@ -99,4 +109,11 @@ async function* tailFile(path: string, offset: number, more: (() => boolean) | n
 	} finally {
 		await fh.close();
 	}
+}
+
+/** A worker as the API shows it: its environment's keys, never its values (they may be secrets). */
+export function shown(w: WorkerInfo): WorkerInfo {
+	const env: Record<string, string> = {};
+	for (const k of Object.keys(w.env)) env[k] = "<redacted>";
+	return { ...w, env };
 }

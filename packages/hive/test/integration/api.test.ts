@@ -141,14 +141,18 @@ describe("the hive's local HTTP API", () => {
 		expect((await req("POST", "/v1/workers", { id: "dup", command: ["sleep", "30"] })).json).toMatchObject({ statusCode: 409, error: "Conflict" });
 	});
 
-	it("with a token, mutating routes need it and reads do not", async () => {
+	it("with a token, every route but /healthz needs it, reads included", async () => {
 		await boot("s3cret-token");
 		expect((await req("POST", "/v1/workers", { command: ["true"] })).status).toBe(401);
 		expect((await req("POST", "/v1/workers", { command: ["true"] }, { authorization: "Bearer wrong" })).status).toBe(401);
 		expect(d!.hive.list()).toEqual([]);
 		const ok = await req("POST", "/v1/workers", { id: "authed", command: ["sleep", "30"] }, { authorization: "Bearer s3cret-token" });
 		expect(ok.status).toBe(201);
-		expect((await req("GET", "/v1/workers")).status).toBe(200);
+		expect((await req("GET", "/v1/workers")).status).toBe(401);
+		expect((await req("GET", "/v1/snapshot")).status).toBe(401);
+		expect((await req("GET", "/v1/workers/authed/logs")).status).toBe(401);
+		expect((await req("GET", "/v1/workers", undefined, { authorization: "Bearer s3cret-token" })).status).toBe(200);
+		expect((await req("GET", "/healthz")).status).toBe(200);
 		expect((await req("DELETE", "/v1/workers/authed")).status).toBe(401);
 	});
 

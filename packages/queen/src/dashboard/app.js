@@ -1,5 +1,8 @@
-// Apiary dashboard: plain JS, no build. One EventSource keeps the page live;
-// the first event is a snapshot of everything, later ones are changes.
+// Apiary dashboard: plain JS, no build. One event stream keeps the page live;
+// the first event is a snapshot of everything, later ones are changes. When
+// the queen has a token, the page asks for it once (kept for the session) and
+// sends it as a header: the stream is read with fetch, since EventSource
+// cannot send one.
 
 const state = { hives: new Map(), workers: new Map(), gpus: new Map(), exits: [], history: new Map() };
 const HISTORY = 60;
@@ -127,8 +130,28 @@ function seen(hiveId, at) {
 	if (h && at) h.seenAt = Date.parse(at);
 }
 
+let token = sessionStorage.getItem("apiary-token");
+const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
+
+/** A JSON read of the API; a 401 asks for the token. */
+async function api(path) {
+	const res = await fetch(path, { headers: authHeaders() });
+	if (res.status === 401) {
+		askToken(token ? "That token was refused." : "This queen needs a token.");
+		throw new Error("unauthorized");
+	}
+	return res.json();
+}
+
+function askToken(message) {
+	const form = $("#login");
+	$("#login-msg").textContent = message;
+	form.hidden = false;
+	$("#token").focus();
+}
+
 async function refreshGpus() {
-	const gpus = await (await fetch("/v1/gpus")).json();
+	const gpus = await api("/v1/gpus");
 	state.gpus = new Map(gpus.map((g) => [key(g.hiveId, g.uuid), g]));
 	schedule();
 }
@@ -139,15 +162,13 @@ const handlers = {
 		state.workers = new Map(d.workers.map((w) => [key(w.hiveId, w.id), w]));
 		state.gpus = new Map(d.gpus.map((g) => [key(g.hiveId, g.uuid), g]));
 		for (const w of d.workers) recordStats(key(w.hiveId, w.id), w.stats);
-		fetch("/v1/workers?state=exited")
-			.then((r) => r.json())
-			.then((ws) => {
-				state.exits = ws
-					.filter((w) => w.exit)
-					.map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit }))
-					.sort((a, b) => (b.exit.endedAt ?? b.exit.endedBefore ?? "").localeCompare(a.exit.endedAt ?? a.exit.endedBefore ?? ""));
-				schedule();
-			});
+		api("/v1/workers?state=exited").then((ws) => {
+			state.exits = ws
+				.filter((w) => w.exit)
+				.map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit }))
+				.sort((a, b) => (b.exit.endedAt ?? b.exit.endedBefore ?? "").localeCompare(a.exit.endedAt ?? a.exit.endedBefore ?? ""));
+			schedule();
+		});
 	},
 	"hive.joined"(d, e) {
 		state.hives.set(d.hive.id, { ...d.hive, seenAt: Date.parse(e.at) });
@@ -201,25 +222,75 @@ const handlers = {
 	"claim.released": () => refreshGpus(),
 };
 
-function connect() {
-	const es = new EventSource("/v1/events");
+let lastEventId = null;
+let streaming = false;
+
+/** Server-Sent Events over fetch: parse "event/data/id" blocks, reconnect with Last-Event-ID. */
+async function connect() {
+	if (streaming) return;
+	streaming = true;
 	const conn = $("#conn");
-	es.onopen = () => {
-		conn.textContent = "live";
-		conn.className = "badge ok";
-	};
-	es.onerror = () => {
+	for (;;) {
+		try {
+			const headers = { accept: "text/event-stream", ...authHeaders(), ...(lastEventId ? { "last-event-id": lastEventId } : {}) };
+			const res = await fetch("/v1/events", { headers });
+			if (res.status === 401) {
+				conn.textContent = "needs a token";
+				conn.className = "badge stale";
+				askToken(token ? "That token was refused." : "This queen needs a token.");
+				streaming = false;
+				return;
+			}
+			if (!res.ok) throw new Error(String(res.status));
+			conn.textContent = "live";
+			conn.className = "badge ok";
+			const reader = res.body.getReader();
+			const decoder = new TextDecoder();
+			let buf = "";
+			for (;;) {
+				const { value, done } = await reader.read();
+				if (done) break;
+				buf += decoder.decode(value, { stream: true });
+				for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
+					dispatch(buf.slice(0, i));
+					buf = buf.slice(i + 2);
+				}
+			}
+		} catch {
+			// The stream broke (queen restarted, network): resume below.
+		}
 		conn.textContent = "reconnecting…";
 		conn.className = "badge stale";
-	};
-	for (const [type, fn] of Object.entries(handlers)) {
-		es.addEventListener(type, (ev) => {
-			const e = JSON.parse(ev.data);
-			fn(e.data, e);
-			schedule();
-		});
+		await new Promise((r) => setTimeout(r, 1000));
 	}
 }
+
+function dispatch(block) {
+	let type = "message";
+	let data = "";
+	for (const line of block.split("\n")) {
+		if (line.startsWith(":")) continue; // keepalive comment
+		const c = line.indexOf(":");
+		const field = c < 0 ? line : line.slice(0, c);
+		const value = c < 0 ? "" : line.slice(c + 1).replace(/^ /, "");
+		if (field === "event") type = value;
+		else if (field === "data") data += data ? `\n${value}` : value;
+		else if (field === "id") lastEventId = value;
+	}
+	const fn = handlers[type];
+	if (!fn || !data) return;
+	const e = JSON.parse(data);
+	fn(e.data, e);
+	schedule();
+}
+
+$("#login").addEventListener("submit", (ev) => {
+	ev.preventDefault();
+	token = $("#token").value.trim() || null;
+	if (token) sessionStorage.setItem("apiary-token", token);
+	$("#login").hidden = true;
+	connect();
+});
 
 setInterval(renderHives, 1000);
 renderAll();

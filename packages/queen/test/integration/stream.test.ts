@@ -218,8 +218,13 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		const good = await connect("good", { token: "tok", gpus: [gpu(0)] });
 		good.heartbeat([worker("w1")]);
 		await until(() => good.acks.length === 1, 5000, "ack");
+		// With a token set, reads need it too.
+		const tok = { headers: { authorization: "Bearer tok" } };
+		expect((await fetch(`${q!.url}/v1/hives`)).status).toBe(401);
+		expect((await fetch(`${q!.url}/v1/events`)).status).toBe(401);
+		expect((await fetch(`${q!.url}/healthz`)).status).toBe(200);
 		const state = async () =>
-			JSON.stringify([await j(`${q!.url}/v1/hives`), await j(`${q!.url}/v1/workers`), await j(`${q!.url}/v1/claims`)]).replace(
+			JSON.stringify([await j(`${q!.url}/v1/hives`, tok), await j(`${q!.url}/v1/workers`, tok), await j(`${q!.url}/v1/claims`, tok)]).replace(
 				/"lastSeenAgoMs":\d+/g,
 				'"lastSeenAgoMs":0',
 			);
