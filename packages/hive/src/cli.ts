@@ -47,6 +47,8 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --grace DURATION           stop: time between the stop signal and SIGKILL (default 10s;
                              a spawn may set its own)
   --stop-signal SIG          stop: the signal that starts it (default SIGTERM)
+  --log-max SIZE             per-worker log cap, newest output kept (default 64M)
+  --log-budget SIZE          all logs together; exited workers' logs go first (default 1G)
   --token-file FILE          bearer token every route but /healthz needs (default $APIARY_TOKEN)
   --queen URL                queen to report to, e.g. http://127.0.0.1:7070 (default
                              $APIARY_QUEEN; none: a standalone hive)
@@ -89,6 +91,7 @@ then SIGKILL of what is left; prints its exit record (graceful or not).
 	logs: `Usage: hive logs ID [options]
 
   -f, --follow       keep printing until the worker exits
+  -n, --tail N       only the last N lines (then follow with -f)
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
   --token-file FILE  bearer token (default $APIARY_TOKEN)`,
 };
@@ -167,6 +170,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"nvidia-smi": { type: "string", default: "nvidia-smi" },
 			"gpu-interval": { type: "string" },
 			grace: { type: "string", default: "10s" },
+			"log-max": { type: "string", default: "64M" },
+			"log-budget": { type: "string", default: "1G" },
 			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
 		},
@@ -182,6 +187,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const gpuIntervalMs = flag("start", "gpu-interval", v["gpu-interval"], parseDuration);
 	const graceMs = flag("start", "grace", v.grace, (x) => within(parseDuration(x), 0, MAX_GRACE_MS, formatDuration))!;
 	const stopSignal = flag("start", "stop-signal", v["stop-signal"], stopSignalOf)!;
+	const logMaxBytes = flag("start", "log-max", v["log-max"], (x) => within(parseSize(x), 64 * 1024, 2 ** 40, formatBytes))!;
+	const logDirBudgetBytes = flag("start", "log-budget", v["log-budget"], (x) => within(parseSize(x), logMaxBytes, 2 ** 50, formatBytes))!;
 	const token = loadToken(v["token-file"]);
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
 	const { startHiveDaemon } = await import("./daemon.ts");
@@ -196,6 +203,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		gpuIntervalMs,
 		graceMs,
 		stopSignal,
+		logMaxBytes,
+		logDirBudgetBytes,
 		token,
 		queen: v.queen ?? process.env.APIARY_QUEEN,
 		log,
@@ -342,11 +351,18 @@ async function kill(argv: string[], out: (s: string) => void): Promise<number> {
 }
 
 async function logs(argv: string[], out: (s: string) => void): Promise<number> {
-	const { values: v, positionals } = parse(argv, { ...common, follow: { type: "boolean", short: "f" } }, "logs");
+	const { values: v, positionals } = parse(argv, { ...common, follow: { type: "boolean", short: "f" }, tail: { type: "string", short: "n" } }, "logs");
 	if (v.help) return help("logs", out);
 	if (positionals.length !== 1) throw new UsageError("hive logs: expected exactly one worker ID");
 	const id = flag("logs", "id", positionals[0], (x) => checkId(x, "ID"))!;
-	const res = await open(hiveUrl(v.hive), "GET", `/v1/workers/${id}/logs${v.follow ? "?follow=true" : ""}`, undefined, loadToken(v["token-file"]));
+	const tail = flag("logs", "tail", v.tail, (x) => {
+		if (!/^\d{1,6}$/.test(x)) throw new Error(`expected a number of lines, got ${JSON.stringify(x)}`);
+		return x;
+	});
+	const q = new URLSearchParams();
+	if (v.follow) q.set("follow", "true");
+	if (tail !== undefined) q.set("tail", tail);
+	const res = await open(hiveUrl(v.hive), "GET", `/v1/workers/${id}/logs${q.size ? `?${q}` : ""}`, undefined, loadToken(v["token-file"]));
 	if ((res.statusCode ?? 0) >= 300) throw await failure(res);
 	const decoder = new TextDecoder();
 	for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));

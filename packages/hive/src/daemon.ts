@@ -30,6 +30,8 @@ export interface HiveDaemonOptions {
 	/** Default time between a stop's signal and SIGKILL. */
 	graceMs?: number;
 	stopSignal?: NodeJS.Signals;
+	logMaxBytes?: number;
+	logDirBudgetBytes?: number;
 	token: string | null;
 	/** Queen to report to (http:// or ws://); none = a standalone hive. */
 	queen?: string;
@@ -98,6 +100,8 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		log: o.log,
 		graceMs: o.graceMs,
 		stopSignal: o.stopSignal,
+		logMaxBytes: o.logMaxBytes,
+		logDirBudgetBytes: o.logDirBudgetBytes,
 	});
 	let app: FastifyInstance;
 	let facts: HostFacts;

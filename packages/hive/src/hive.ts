@@ -26,6 +26,7 @@ import { procCmdline, procStartTicks } from "./procfs.ts";
 import { planReadoption, unrecordedWorker } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, spawnWorker } from "./spawner.ts";
+import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
 import { infoOf, WorkerRecords } from "./worker-records.ts";
 
 // The hive's supervisor: spawns workers into their cgroups, waits on them,
@@ -83,6 +84,10 @@ export interface HiveOptions {
 	graceMs?: number;
 	/** Default signal that starts a stop. */
 	stopSignal?: NodeJS.Signals;
+	/** Per-worker log cap (its two files together), newest output kept. */
+	logMaxBytes?: number;
+	/** All logs together: exited workers' logs go, oldest first, past this. */
+	logDirBudgetBytes?: number;
 	log?: (msg: string, extra?: object) => void;
 }
 
@@ -102,6 +107,10 @@ export class Hive extends EventEmitter {
 	private readonly keepExited: number;
 	private readonly graceMs: number;
 	private readonly stopSignal: NodeJS.Signals;
+	private readonly logMaxBytes: number;
+	private readonly logDirBudgetBytes: number;
+	private logTimer: NodeJS.Timeout | null = null;
+	private logChecks = 0;
 	private readonly log: (msg: string, extra?: object) => void;
 	private seq = 0;
 	private last: Snapshot | null = null;
@@ -123,6 +132,8 @@ export class Hive extends EventEmitter {
 		this.keepExited = o.keepExited ?? 1000;
 		this.graceMs = o.graceMs ?? 10_000;
 		this.stopSignal = o.stopSignal ?? "SIGTERM";
+		this.logMaxBytes = o.logMaxBytes ?? 64 * 2 ** 20;
+		this.logDirBudgetBytes = o.logDirBudgetBytes ?? 2 ** 30;
 		this.log = o.log ?? (() => {});
 		this.records = new WorkerRecords(o.stateDir);
 	}
@@ -143,12 +154,39 @@ export class Hive extends EventEmitter {
 				});
 		};
 		this.loop = setTimeout(run, 0);
+		this.logTimer = setInterval(() => this.capLogs(), CHECK_MS);
+		this.logTimer.unref();
+	}
+
+	/** Rotates logs past their cap (newest kept) and, every 5 s, keeps the logs dir within its budget. */
+	capLogs(): void {
+		for (const e of this.workers.values()) {
+			if (e.info.state !== "running") continue;
+			try {
+				const r = rotateIfOver(this.logPath(e.info.id), this.logMaxBytes);
+				if (r) {
+					e.info.logDroppedBytes = (e.info.logDroppedBytes ?? 0) + r.dropped;
+					this.persist(e);
+				}
+			} catch (err) {
+				this.log("capping a worker log failed", { id: e.info.id, err: messageOf(err) });
+			}
+		}
+		if (++this.logChecks % Math.round(5000 / CHECK_MS) !== 0) return;
+		try {
+			const gone = enforceBudget(this.records.logsDir, this.logDirBudgetBytes, (id) => this.workers.get(id)?.info.state === "running");
+			if (gone.length > 0) this.log("removed exited workers' logs to stay within the log budget", { ids: gone });
+		} catch (err) {
+			this.log("enforcing the log budget failed", { err: messageOf(err) });
+		}
 	}
 
 	/** Stop sampling. Workers keep running: a restarted hive re-adopts them. */
 	async stop(): Promise<void> {
 		if (this.loop) clearTimeout(this.loop);
 		this.loop = null;
+		if (this.logTimer) clearInterval(this.logTimer);
+		this.logTimer = null;
 		await this.ticking;
 		for (const e of this.workers.values()) {
 			e.timer?.clear();

@@ -22,13 +22,13 @@ export function infoOf(rec: SavedWorker): WorkerInfo {
  */
 export class WorkerRecords {
 	readonly dir: string;
-	private readonly logs: string;
+	readonly logsDir: string;
 
 	constructor(stateDir: string) {
 		this.dir = join(stateDir, "workers");
-		this.logs = join(stateDir, "logs");
+		this.logsDir = join(stateDir, "logs");
 		mkdirSync(this.dir, { recursive: true });
-		mkdirSync(this.logs, { recursive: true });
+		mkdirSync(this.logsDir, { recursive: true });
 	}
 
 	/**
@@ -51,7 +51,7 @@ export class WorkerRecords {
 	}
 
 	logPath(id: string): string {
-		return join(this.logs, `${id}.log`);
+		return join(this.logsDir, `${id}.log`);
 	}
 
 	private path(id: string): string {

@@ -54,7 +54,8 @@ export type HiveWorkersQuery = Static<typeof HiveWorkersQuery>;
 export const LogsQuery = Type.Object(
 	{
 		follow: Type.Optional(StringEnum(["true", "false", "1", "0"] as const)),
-		offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })),
+		offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$", description: "start at this byte of the current log file" })),
+		tail: Type.Optional(Type.String({ pattern: "^[0-9]{1,6}$", description: "only the last N lines (at most 4 MiB), then follow if asked" })),
 	},
 	{ additionalProperties: false },
 );

@@ -140,6 +140,7 @@ export const WorkerInfo = Type.Composite([
 		startedAt: Type.String(),
 		cgroup: Nullable(Str),
 		adopted: Type.Boolean({ description: "true when this hive process did not spawn it but re-adopted it after a restart" }),
+		logDroppedBytes: Type.Optional(Type.Number({ description: "older output dropped to keep the log under the hive's --log-max (newest kept)" })),
 		stats: Nullable(WorkerStats),
 		exit: Nullable(ExitRecord),
 	}),

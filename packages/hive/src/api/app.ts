@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -5,6 +6,7 @@ import { createServer } from "@apiary/kit/server";
 import { ErrorBody, HiveHealth, HiveWorkersQuery, type HostFacts, IdParams, LogsQuery, Snapshot, SpawnBody, Type, WorkerInfo } from "@apiary/protocol";
 import type { FastifyInstance } from "fastify";
 import { type Hive, HiveError } from "../hive.ts";
+import { lastLines, lastLinesOf } from "../log-cap.ts";
 import { hiveMetrics } from "../metrics.ts";
 
 export interface HiveAppOptions {
@@ -79,10 +81,48 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 		const ac = new AbortController();
 		req.raw.on("close", () => ac.abort());
 		reply.type("text/plain; charset=utf-8");
-		return reply.send(Readable.from(tailFile(hive.logPath(id), Number(q.offset ?? 0), follow ? () => hive.get(id)?.state === "running" : null, ac.signal)));
+		const path = hive.logPath(id);
+		const more = follow ? () => hive.get(id)?.state === "running" : null;
+		return reply.send(Readable.from(logStream(path, q, more, ac.signal)));
 	});
 
 	return app as unknown as FastifyInstance;
+}
+
+/** A worker's output: the last N lines, or from a byte offset of the current file, or all of it (rotated part first); then followed if asked. */
+async function* logStream(path: string, q: LogsQuery, more: (() => boolean) | null, signal: AbortSignal): AsyncGenerator<Buffer> {
+	if (q.tail !== undefined) {
+		const n = Number(q.tail);
+		const from = sizeOf(path);
+		const recent = Buffer.concat([lastLines(`${path}.1`, n, TAIL_MAX_BYTES), lastLines(path, n, TAIL_MAX_BYTES, from)]);
+		const lines = lastLinesOf(recent, n);
+		if (lines.length > 0) yield lines;
+		// Following: on from where the lines were taken.
+		if (more) yield* tailFile(path, from, more, signal);
+		return;
+	}
+	if (q.offset === undefined) {
+		const rotated = await open(`${path}.1`, "r").catch(() => null); // never rotated: nothing older
+		if (rotated) {
+			try {
+				for await (const chunk of rotated.createReadStream({ autoClose: false })) yield chunk as Buffer;
+			} finally {
+				await rotated.close();
+			}
+		}
+	}
+	yield* tailFile(path, Number(q.offset ?? 0), more, signal);
+}
+
+const TAIL_MAX_BYTES = 4 * 2 ** 20;
+
+function sizeOf(path: string): number {
+	try {
+		return statSync(path).size;
+	} catch {
+		// No log yet: follow from its start.
+		return 0;
+	}
 }
 
 /** Yields the file from `offset`; while `more()` says the writer is alive, waits for growth like `tail -f`. */
@@ -101,6 +141,8 @@ async function* tailFile(path: string, offset: number, more: (() => boolean) | n
 				continue;
 			}
 			if (!more || signal.aborted) return;
+			// Truncated under us by the log cap: the writer starts over at 0.
+			if ((await fh.stat()).size < pos) pos = 0;
 			const alive = more();
 			await sleep(100);
 			// One more drain after the worker ended, then stop.
