@@ -14,6 +14,7 @@ import {
 	resolveLimits,
 	type Snapshot,
 	type SpawnBody,
+	type StorageStatus,
 	type WorkerInfo,
 	type WorkerSpec,
 } from "@apiary/protocol";
@@ -117,6 +118,10 @@ export class Hive extends EventEmitter {
 	private ticking: Promise<Snapshot> | null = null;
 	private loop: NodeJS.Timeout | null = null;
 	private aliveFailing = false;
+	/** Ids whose records could not be written yet. */
+	private readonly pending = new Set<string>();
+	private storageError: string | null = null;
+	private storageSince: string | null = null;
 
 	/** A cgroup file that could not be read: its fields are null; said once per worker and file. */
 	private readonly badFile = (path: string, err: Error) => this.log("cgroup file unreadable; its fields are null", { file: path, err: err.message });
@@ -235,6 +240,12 @@ export class Hive extends EventEmitter {
 		if (!isValidId(id))
 			throw new HiveError(400, `id ${JSON.stringify(id)} is not valid: use 1-63 characters of a-z 0-9 . _ - starting with a letter or digit, no ".."`);
 		if (this.workers.has(id)) throw new HiveError(409, `id ${id} is already in use on this hive`);
+		if (this.storageError !== null) {
+			throw new HiveError(
+				507,
+				`the state dir ${this.stateDir} cannot be written (${this.storageError}) since ${this.storageSince}: new workers are refused until it can`,
+			);
+		}
 		if (req.command.length === 0) throw new HiveError(400, "command must have at least one element");
 		if (req.profile !== undefined && !(req.profile in PROFILES)) {
 			throw new HiveError(400, `profile ${JSON.stringify(req.profile)} is unknown (known: ${Object.keys(PROFILES).join(", ")})`);
@@ -304,11 +315,12 @@ export class Hive extends EventEmitter {
 		entry.child = child;
 		entry.startTicks = procStartTicks(this.host.proc, pid);
 		try {
-			this.persist(entry);
+			this.records.save(entry.info, entry.startTicks, false);
 		} catch (err) {
 			// No record, no worker: a worker the hive cannot remember would be lost on its restart.
 			kill9(-pid);
 			this.undoCreate(id);
+			this.storageFailed(err);
 			throw new HiveError(507, `cannot record worker ${id} in ${this.stateDir}: ${messageOf(err)}; new workers are refused until it can`, { cause: err });
 		}
 		this.workers.set(id, entry);
@@ -452,6 +464,7 @@ export class Hive extends EventEmitter {
 
 	private async sampleAll(): Promise<Snapshot> {
 		const t0 = this.clock.now();
+		if (this.pending.size > 0) this.flushPending();
 		const running = [...this.workers.values()].filter((e) => e.info.state === "running");
 		await this.driver.beginTick?.(running.map((e) => e.info.pid ?? 0));
 		const gpu = this.gpus?.status() ?? { state: "absent", message: "GPU sampling disabled", ageMs: null, gpus: [] };
@@ -485,6 +498,7 @@ export class Hive extends EventEmitter {
 			driver: this.driver.info,
 			workers: this.list(),
 			gpu,
+			storage: this.storage(),
 		};
 		this.last = snap;
 		this.emit("tick", snap);
@@ -500,8 +514,51 @@ export class Hive extends EventEmitter {
 
 	// ---- records and re-adoption ----------------------------------------------------
 
+	/**
+	 * Writes a worker's record. On a full or failing disk the record stays in
+	 * memory (the API and the queen still get it), is retried every tick, and
+	 * new spawns are refused (507) until writes work again: the hive never
+	 * crashes on ENOSPC or EIO.
+	 */
 	private persist(e: Entry): void {
-		this.records.save(e.info, e.startTicks, e.reported);
+		try {
+			this.records.save(e.info, e.startTicks, e.reported);
+			this.pending.delete(e.info.id);
+			if (this.pending.size === 0 && this.storageError) this.storageRecovered();
+		} catch (err) {
+			this.pending.add(e.info.id);
+			this.storageFailed(err);
+		}
+	}
+
+	private storageFailed(err: unknown): void {
+		const msg = messageOf(err);
+		if (this.storageError === null) {
+			this.storageSince = new Date(this.clock.wall()).toISOString();
+			this.log("cannot write the state dir: keeping records in memory and refusing new workers until it can", { stateDir: this.stateDir, err: msg });
+		}
+		this.storageError = msg;
+	}
+
+	private storageRecovered(): void {
+		this.log("the state dir is writable again", { stateDir: this.stateDir, after: this.storageSince });
+		this.storageError = null;
+		this.storageSince = null;
+	}
+
+	/** Records waiting to be written, tried again (each tick). */
+	private flushPending(): void {
+		for (const id of [...this.pending]) {
+			const e = this.workers.get(id);
+			if (!e) this.pending.delete(id);
+			else this.persist(e);
+			if (this.storageError && this.pending.has(id)) return; // still failing: try the rest next tick
+		}
+	}
+
+	/** Whether the hive can write its state dir (healthz, snapshots, the queen). */
+	storage(): StorageStatus {
+		return { ok: this.storageError === null, error: this.storageError, since: this.storageSince, pendingRecords: this.pending.size };
 	}
 
 	private prune(): void {

@@ -29,6 +29,9 @@ export function acquireLock(path: string, what: string, proc: string): () => voi
 		}
 		try {
 			writeSync(fd, me);
+		} catch {
+			// A full disk: the lock file exists but is empty. This hive holds it;
+			// another would take it over as stale, as it would a dead owner's.
 		} finally {
 			closeSync(fd);
 		}

@@ -61,8 +61,14 @@ export class WorkerRecords {
 	save(info: WorkerInfo, startTicks: number | null, reported: boolean): void {
 		const { stats: _stats, ...rest } = info;
 		const path = this.path(info.id);
-		writeFileSync(`${path}.tmp`, JSON.stringify({ ...rest, startTicks, reported } satisfies SavedWorker));
-		renameSync(`${path}.tmp`, path);
+		try {
+			writeFileSync(`${path}.tmp`, JSON.stringify({ ...rest, startTicks, reported } satisfies SavedWorker));
+			renameSync(`${path}.tmp`, path);
+		} catch (err) {
+			// A full disk leaves no half-written temp file behind; the caller keeps the record in memory.
+			rmSync(`${path}.tmp`, { force: true });
+			throw err;
+		}
 	}
 
 	remove(id: string): void {

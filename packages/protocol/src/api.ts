@@ -5,7 +5,7 @@ import { ID_PATTERN } from "./ids.ts";
 import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "./limits.ts";
 import { PROFILE_NAMES } from "./profiles.ts";
 import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
-import { DriverInfo, HostFacts, Id } from "./types.ts";
+import { DriverInfo, HostFacts, Id, StorageStatus } from "./types.ts";
 
 export const IdParams = Type.Object({ id: Id });
 export type IdParams = Static<typeof IdParams>;
@@ -68,6 +68,7 @@ export const HiveHealth = Type.Object({
 	version: Type.String(),
 	driver: DriverInfo,
 	host: Nullable(HostFacts),
+	storage: StorageStatus,
 });
 export type HiveHealth = Static<typeof HiveHealth>;
 

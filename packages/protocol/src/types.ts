@@ -189,6 +189,15 @@ export const HostFacts = Type.Object({
 });
 export type HostFacts = Static<typeof HostFacts>;
 
+/** Whether the hive can write its state dir; while it cannot, it refuses new workers. */
+export const StorageStatus = Type.Object({
+	ok: Type.Boolean(),
+	error: Nullable(Type.String({ description: "the last write error, e.g. ENOSPC" })),
+	since: Nullable(Type.String({ description: "when writes started failing" })),
+	pendingRecords: Type.Integer({ description: "worker records kept in memory until they can be written" }),
+});
+export type StorageStatus = Static<typeof StorageStatus>;
+
 export const Snapshot = Type.Object({
 	hiveId: Id,
 	instanceId: Type.String(),
@@ -198,5 +207,6 @@ export const Snapshot = Type.Object({
 	driver: DriverInfo,
 	workers: Type.Array(WorkerInfo),
 	gpu: GpuStatus,
+	storage: Type.Optional(StorageStatus),
 });
 export type Snapshot = Static<typeof Snapshot>;

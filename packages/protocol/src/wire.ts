@@ -3,7 +3,7 @@
 import { Type } from "@sinclair/typebox";
 import { Nullable, type Static, StringEnum } from "./schema.ts";
 import { EVENT_TYPES } from "./event-types.ts";
-import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Snapshot, WorkerInfo } from "./types.ts";
+import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Snapshot, StorageStatus, WorkerInfo } from "./types.ts";
 
 export const HelloMessage = Type.Object({
 	type: Type.Literal("hello"),
@@ -105,6 +105,7 @@ export const HiveView = Type.Object({
 	connected: Type.Boolean(),
 	workers: Type.Integer(),
 	gpus: Type.Integer(),
+	storage: Type.Optional(Nullable(StorageStatus)),
 });
 export type HiveView = Static<typeof HiveView>;
 

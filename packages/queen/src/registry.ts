@@ -101,6 +101,7 @@ export class Registry extends FleetState {
 		if (!h) throw new RegistryError(409, "heartbeat before hello");
 		this.change(() => {
 			const wasNotReady = h.state !== "ready";
+			h.storage = m.snapshot.storage ?? null;
 			this.touch(h);
 			h.state = "ready";
 			h.connected = true;

@@ -1,4 +1,4 @@
-import type { Claim, DriverInfo, GpuInfo, GpuView, HiveState, HiveView, HostFacts } from "@apiary/protocol";
+import type { Claim, DriverInfo, GpuInfo, GpuView, HiveState, HiveView, HostFacts, StorageStatus } from "@apiary/protocol";
 
 // What the API shows, built from the registry's records: pure, so a view's
 // fields are tested without a fleet.
@@ -15,6 +15,8 @@ export interface HiveRec {
 	lastSeen: number | null;
 	lastSeenAt: string | null;
 	connected: boolean;
+	/** Whether the hive can write its state dir, from its last heartbeat. */
+	storage?: StorageStatus | null;
 	/** When the row was last written (monotonic), to write last_seen_at only now and then. */
 	savedMono?: number;
 }
@@ -32,6 +34,7 @@ export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, 
 		connected: h.connected,
 		workers: counts.workers,
 		gpus: counts.gpus,
+		storage: h.storage ?? null,
 	};
 }
 

@@ -38,6 +38,7 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 		version: o.version,
 		driver: hive.driver.info,
 		host: o.host,
+		storage: hive.storage(),
 	}));
 
 	const metrics = hiveMetrics(hive);

@@ -47,7 +47,7 @@ function renderHives() {
 		rows
 			.map((h) => {
 				const age = h.seenAt ? now - h.seenAt : null;
-				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span></td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td>${esc(h.host?.hostname)}</td></tr>`;
+				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span>${h.storage && !h.storage.ok ? ` <span class="badge lost" data-storage="failing" title="${esc(h.storage.error)}">state dir failing</span>` : ""}</td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td>${esc(h.host?.hostname)}</td></tr>`;
 			})
 			.join("") || `<tr><td colspan="7" class="empty">no hives yet</td></tr>`;
 }
@@ -293,5 +293,20 @@ $("#login").addEventListener("submit", (ev) => {
 });
 
 setInterval(renderHives, 1000);
+// A hive's storage condition changes without an event of its own: read it now and then.
+setInterval(() => {
+	if (!streaming) return;
+	api("/v1/hives")
+		.then((hives) => {
+			for (const v of hives) {
+				const h = state.hives.get(v.id);
+				if (h) h.storage = v.storage;
+			}
+			schedule();
+		})
+		.catch(() => {
+			// A 401 asks for the token by itself; anything else is tried again in 5 s.
+		});
+}, 5000);
 renderAll();
 connect();
