@@ -324,7 +324,7 @@ export function formatWorkers(workers: WorkerInfo[]): string {
 			state,
 			String(w.pid ?? "-"),
 			s?.cpu.percent == null ? "-" : s.cpu.percent.toFixed(1),
-			formatBytes(w.state === "exited" ? w.exit?.peakMemoryBytes : s?.memory.currentBytes),
+			formatBytes(w.state === "exited" ? (w.exit?.peakWorkingSetBytes ?? w.exit?.peakMemoryBytes) : s?.memory.currentBytes),
 			formatBytes(w.limits.memoryBytes),
 			String(s?.pids.current ?? "-"),
 			formatDuration(w.state === "exited" ? w.exit?.durationMs : s?.uptimeMs),

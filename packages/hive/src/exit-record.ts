@@ -20,6 +20,8 @@ export interface ExitFacts {
 	unobserved?: { lastAliveWall: number | null };
 	/** Stopped by the hive: whether it ended within its grace period; null when the hive did not stop it. */
 	graceful: boolean | null;
+	/** The highest working set the ticks saw (null: never measured). */
+	peakWorkingSetBytes?: number | null;
 }
 
 /**
@@ -50,6 +52,7 @@ export function buildExitRecord(f: ExitFacts): ExitRecord {
 				}
 			: {}),
 		peakMemoryBytes: f.final?.memoryPeak ?? null,
+		peakWorkingSetBytes: f.peakWorkingSetBytes ?? null,
 		oomKilled,
 		graceful: f.graceful,
 	};

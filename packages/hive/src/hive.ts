@@ -69,6 +69,8 @@ interface Entry {
 	finishing: Promise<void> | null;
 	/** The queen has acknowledged this worker's exit record. */
 	reported: boolean;
+	/** The highest working set seen (page cache excluded, unlike v1's max_usage). */
+	peakWorkingSet: number | null;
 }
 
 export interface HiveOptions {
@@ -433,6 +435,7 @@ export class Hive extends EventEmitter {
 			startedAt: e.info.startedAt,
 			endedWall: this.clock.wall(),
 			graceful: e.stopRequested ? !e.forced : null,
+			peakWorkingSetBytes: e.peakWorkingSet,
 			unobserved,
 		});
 		e.info.state = "exited";
@@ -483,6 +486,8 @@ export class Hive extends EventEmitter {
 				// The cgroup's pids are read only on a host with GPUs: a file read per worker per tick otherwise.
 				if (gpu.gpus.length > 0) stats.gpuMemoryMiB = gpuMemoryOf(e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [], byPid);
 				e.info.stats = stats;
+				const ws = stats.memory.workingSetBytes;
+				if (ws !== null && (e.peakWorkingSet === null || ws > e.peakWorkingSet)) e.peakWorkingSet = ws;
 				e.prev = cur;
 				e.lastRaw = raw;
 			} catch (err) {
@@ -621,6 +626,7 @@ export class Hive extends EventEmitter {
 			stopping: null,
 			finishing: null,
 			reported: false,
+			peakWorkingSet: null,
 		};
 	}
 

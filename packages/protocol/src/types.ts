@@ -117,7 +117,8 @@ export const ExitRecord = Type.Object({
 	durationMs: Nullable(Type.Number({ description: "null when endedAt is" })),
 	endedAfter: Type.Optional(Nullable(Type.String({ description: "an unobserved end: the last time the worker was known alive" }))),
 	endedBefore: Type.Optional(Nullable(Type.String({ description: "an unobserved end: when it was found gone" }))),
-	peakMemoryBytes: N,
+	peakMemoryBytes: Nullable(Type.Number({ description: "the kernel's peak (on v1 it counts page cache)" })),
+	peakWorkingSetBytes: Type.Optional(Nullable(Type.Number({ description: "the highest working set (usage − inactive file cache) seen by a tick" }))),
 	oomKilled: Nullable(Type.Boolean()),
 	graceful: Type.Optional(
 		Nullable(

@@ -79,6 +79,19 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 		expect(hive.get("w3")!.exit).toMatchObject({ reason: "oom", signal: "SIGKILL", oomKilled: true, peakMemoryBytes: 64 << 20 });
 	});
 
+	it("the exit record keeps the highest working set the ticks saw, beside the kernel's peak", async () => {
+		const { driver, clock, hive } = setup();
+		await hive.start();
+		hive.spawn({ id: "ws", command: ["sleep", "30"] });
+		driver.samples.set("ws", rawSample({ memoryCurrent: 100, inactiveFileBytes: 40, memoryPeak: 500 }));
+		await hive.tick();
+		clock.advance(1000);
+		driver.samples.set("ws", rawSample({ memoryCurrent: 400, inactiveFileBytes: 380, memoryPeak: 500 }));
+		await hive.tick();
+		const w = await hive.kill("ws");
+		expect(w.exit).toMatchObject({ peakWorkingSetBytes: 60, peakMemoryBytes: 500 });
+	});
+
 	it("one worker whose reader throws does not drop the others' samples", async () => {
 		const { driver, hive } = setup();
 		await hive.start();
