@@ -28,12 +28,15 @@ import { planReadoption, unrecordedWorker } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, spawnWorker } from "./spawner.ts";
 import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
+import { StorageHealth } from "./storage-health.ts";
 import { infoOf, WorkerRecords } from "./worker-records.ts";
 
-// The hive's supervisor: spawns workers into their cgroups, waits on them,
-// samples them every tick. Records on disk (worker-records.ts), what to do
-// with a previous hive's workers (readopt-plan.ts), exit records
-// (exit-record.ts) and GPU attribution (gpu-attribution.ts) live apart.
+// The hive's supervisor: spawns workers into their cgroups, stops them,
+// waits on them, samples them every tick. Records on disk
+// (worker-records.ts), whether they can be written (storage-health.ts), what
+// to do with a previous hive's workers (readopt-plan.ts), exit records
+// (exit-record.ts), GPU attribution (gpu-attribution.ts) and log capping
+// (log-cap.ts) live apart.
 // Why this file is longer than the others: one worker's lifecycle (spawn →
 // timeout or kill → finish → record → re-adoption) runs on one private entry
 // per worker; splitting the steps would only export that state.
@@ -114,16 +117,14 @@ export class Hive extends EventEmitter {
 	private readonly logDirBudgetBytes: number;
 	private logTimer: NodeJS.Timeout | null = null;
 	private logChecks = 0;
+	private readonly capFailing = new Set<string>();
 	private readonly log: (msg: string, extra?: object) => void;
 	private seq = 0;
 	private last: Snapshot | null = null;
 	private ticking: Promise<Snapshot> | null = null;
 	private loop: NodeJS.Timeout | null = null;
 	private aliveFailing = false;
-	/** Ids whose records could not be written yet. */
-	private readonly pending = new Set<string>();
-	private storageError: string | null = null;
-	private storageSince: string | null = null;
+	private readonly storageHealth: StorageHealth;
 
 	/** A cgroup file that could not be read: its fields are null; said once per worker and file. */
 	private readonly badFile = (path: string, err: Error) => this.log("cgroup file unreadable; its fields are null", { file: path, err: err.message });
@@ -143,6 +144,7 @@ export class Hive extends EventEmitter {
 		this.logDirBudgetBytes = o.logDirBudgetBytes ?? 2 ** 30;
 		this.log = o.log ?? (() => {});
 		this.records = new WorkerRecords(o.stateDir);
+		this.storageHealth = new StorageHealth(o.stateDir, () => this.clock.wall(), this.log);
 	}
 
 	/** Prepare the cgroup root and re-adopt what a previous hive left running. */
@@ -176,8 +178,12 @@ export class Hive extends EventEmitter {
 					this.persist(e);
 				}
 			} catch (err) {
-				this.log("capping a worker log failed", { id: e.info.id, err: messageOf(err) });
+				// Said once per worker while it keeps failing (a full disk would otherwise repeat it every 0.2 s).
+				if (!this.capFailing.has(e.info.id)) this.log("capping a worker log failed", { id: e.info.id, err: messageOf(err) });
+				this.capFailing.add(e.info.id);
+				continue;
 			}
+			this.capFailing.delete(e.info.id);
 		}
 		if (++this.logChecks % Math.round(5000 / CHECK_MS) !== 0) return;
 		try {
@@ -242,12 +248,7 @@ export class Hive extends EventEmitter {
 		if (!isValidId(id))
 			throw new HiveError(400, `id ${JSON.stringify(id)} is not valid: use 1-63 characters of a-z 0-9 . _ - starting with a letter or digit, no ".."`);
 		if (this.workers.has(id)) throw new HiveError(409, `id ${id} is already in use on this hive`);
-		if (this.storageError !== null) {
-			throw new HiveError(
-				507,
-				`the state dir ${this.stateDir} cannot be written (${this.storageError}) since ${this.storageSince}: new workers are refused until it can`,
-			);
-		}
+		if (this.storageHealth.failing) throw new HiveError(507, this.storageHealth.refusal());
 		if (req.command.length === 0) throw new HiveError(400, "command must have at least one element");
 		if (req.profile !== undefined && !(req.profile in PROFILES)) {
 			throw new HiveError(400, `profile ${JSON.stringify(req.profile)} is unknown (known: ${Object.keys(PROFILES).join(", ")})`);
@@ -322,7 +323,7 @@ export class Hive extends EventEmitter {
 			// No record, no worker: a worker the hive cannot remember would be lost on its restart.
 			kill9(-pid);
 			this.undoCreate(id);
-			this.storageFailed(err);
+			this.storageHealth.failed(null, err);
 			throw new HiveError(507, `cannot record worker ${id} in ${this.stateDir}: ${messageOf(err)}; new workers are refused until it can`, { cause: err });
 		}
 		this.workers.set(id, entry);
@@ -467,7 +468,7 @@ export class Hive extends EventEmitter {
 
 	private async sampleAll(): Promise<Snapshot> {
 		const t0 = this.clock.now();
-		if (this.pending.size > 0) this.flushPending();
+		if (this.storageHealth.pending.size > 0) this.flushPending();
 		const running = [...this.workers.values()].filter((e) => e.info.state === "running");
 		await this.driver.beginTick?.(running.map((e) => e.info.pid ?? 0));
 		const gpu = this.gpus?.status() ?? { state: "absent", message: "GPU sampling disabled", ageMs: null, gpus: [] };
@@ -528,42 +529,25 @@ export class Hive extends EventEmitter {
 	private persist(e: Entry): void {
 		try {
 			this.records.save(e.info, e.startTicks, e.reported);
-			this.pending.delete(e.info.id);
-			if (this.pending.size === 0 && this.storageError) this.storageRecovered();
+			this.storageHealth.written(e.info.id);
 		} catch (err) {
-			this.pending.add(e.info.id);
-			this.storageFailed(err);
+			this.storageHealth.failed(e.info.id, err);
 		}
-	}
-
-	private storageFailed(err: unknown): void {
-		const msg = messageOf(err);
-		if (this.storageError === null) {
-			this.storageSince = new Date(this.clock.wall()).toISOString();
-			this.log("cannot write the state dir: keeping records in memory and refusing new workers until it can", { stateDir: this.stateDir, err: msg });
-		}
-		this.storageError = msg;
-	}
-
-	private storageRecovered(): void {
-		this.log("the state dir is writable again", { stateDir: this.stateDir, after: this.storageSince });
-		this.storageError = null;
-		this.storageSince = null;
 	}
 
 	/** Records waiting to be written, tried again (each tick). */
 	private flushPending(): void {
-		for (const id of [...this.pending]) {
+		for (const id of [...this.storageHealth.pending]) {
 			const e = this.workers.get(id);
-			if (!e) this.pending.delete(id);
+			if (!e) this.storageHealth.written(id);
 			else this.persist(e);
-			if (this.storageError && this.pending.has(id)) return; // still failing: try the rest next tick
+			if (this.storageHealth.pending.has(id)) return; // still failing: try the rest next tick
 		}
 	}
 
 	/** Whether the hive can write its state dir (healthz, snapshots, the queen). */
 	storage(): StorageStatus {
-		return { ok: this.storageError === null, error: this.storageError, since: this.storageSince, pendingRecords: this.pending.size };
+		return this.storageHealth.status();
 	}
 
 	private prune(): void {
