@@ -1,17 +1,10 @@
-import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, tempDir } from "@apiary/test-support/procs";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, tempDir } from "@apiary/test-support/procs";
 import { until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const HIVE_BIN = new URL("../../packages/hive/bin/hive.js", import.meta.url).pathname;
-const hiveCli = (args: string[]) =>
-	new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-		execFile(process.execPath, [HIVE_BIN, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
-			resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-		),
-	);
+const hiveCli = (args: string[]) => runCli("hive", args);
 
 // A test suite that traps SIGTERM to write its report must get to write it.
 describe("stopping a worker: stop signal, grace period, then SIGKILL", () => {

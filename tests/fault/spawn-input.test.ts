@@ -1,19 +1,10 @@
-import { execFile } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, tempDir } from "@apiary/test-support/procs";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, tempDir } from "@apiary/test-support/procs";
 import { sleep } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const HIVE_BIN = new URL("../../packages/hive/bin/hive.js", import.meta.url).pathname;
-
-function hiveCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => {
-		execFile(process.execPath, [HIVE_BIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) =>
-			resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-		);
-	});
-}
+const hiveCli = (args: string[]) => runCli("hive", args);
 
 // Hostile and mistaken spawn requests against a real hive: each is refused
 // before any side effect with a 4xx naming the field, and nothing is left

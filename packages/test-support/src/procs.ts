@@ -1,6 +1,6 @@
 // Real daemons for end-to-end tests: `queen start` and `hive start` as child
 // processes on loopback, with temp state, ended by pid.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -133,4 +133,22 @@ export async function json<T = any>(url: string, init?: RequestInit): Promise<{ 
 	const res = await fetch(url, init);
 	const text = await res.text();
 	return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+export interface CliResult {
+	code: number;
+	stdout: string;
+	stderr: string;
+}
+
+/** Runs a CLI (`hive` or `queen`) to the end: its exit code and output. */
+export function runCli(cli: "hive" | "queen", args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<CliResult> {
+	return new Promise((resolve) => {
+		execFile(
+			process.execPath,
+			[cli === "hive" ? HIVE_BIN : QUEEN_BIN, ...args],
+			{ env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 },
+			(err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+		);
+	});
 }
