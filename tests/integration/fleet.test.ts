@@ -2,6 +2,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { QueenEvent } from "@apiary/protocol";
+import { EVENT_TYPES } from "@apiary/protocol/event-types";
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
@@ -19,23 +20,7 @@ function subscribe(url: string, lastEventId?: number) {
 				headers: { ...(init?.headers as Record<string, string>), ...(lastEventId !== undefined ? { "last-event-id": String(lastEventId) } : {}) },
 			}),
 	});
-	const types = [
-		"snapshot",
-		"hive.joined",
-		"hive.stale",
-		"hive.lost",
-		"hive.restarted",
-		"hive.left",
-		"worker.spawned",
-		"worker.updated",
-		"worker.exited",
-		"worker.evicted",
-		"gpu.updated",
-		"claim.created",
-		"claim.released",
-		"stream.lagged",
-	];
-	for (const t of types) es.addEventListener(t, (ev) => events.push(JSON.parse(ev.data)));
+	for (const t of EVENT_TYPES) es.addEventListener(t, (ev) => events.push(JSON.parse(ev.data)));
 	return { es, events, find: (type: string, pred: (e: QueenEvent) => boolean = () => true) => events.find((e) => e.type === type && pred(e)) };
 }
 
