@@ -29,6 +29,7 @@ import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, spawnWorker } from "./spawner.ts";
 import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
 import { StorageHealth } from "./storage-health.ts";
+import { UsageTracker } from "./usage.ts";
 import { infoOf, WorkerRecords } from "./worker-records.ts";
 
 // The hive's supervisor: spawns workers into their cgroups, stops them,
@@ -74,6 +75,8 @@ interface Entry {
 	reported: boolean;
 	/** The highest working set seen (page cache excluded, unlike v1's max_usage). */
 	peakWorkingSet: number | null;
+	/** What the run uses, tick by tick, for its exit record. */
+	usage: UsageTracker;
 }
 
 export interface HiveOptions {
@@ -439,6 +442,7 @@ export class Hive extends EventEmitter {
 			peakWorkingSetBytes: e.peakWorkingSet,
 			unobserved,
 		});
+		exit.usage = e.usage.result(final, e.info.limits, exit.durationMs);
 		e.info.state = "exited";
 		e.info.exit = exit;
 		e.child = null;
@@ -489,6 +493,7 @@ export class Hive extends EventEmitter {
 				e.info.stats = stats;
 				const ws = stats.memory.workingSetBytes;
 				if (ws !== null && (e.peakWorkingSet === null || ws > e.peakWorkingSet)) e.peakWorkingSet = ws;
+				e.usage.add(stats, raw, gpu);
 				e.prev = cur;
 				e.lastRaw = raw;
 			} catch (err) {
@@ -611,6 +616,7 @@ export class Hive extends EventEmitter {
 			finishing: null,
 			reported: false,
 			peakWorkingSet: null,
+			usage: new UsageTracker(info.gpus),
 		};
 	}
 

@@ -43,6 +43,32 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 			expect(stats.cpu.throttledNs!).toBeGreaterThan(0);
 		});
 
+		it("the exit record says what the run used: CPU seconds, average and p95 cores, throttling, seff's efficiencies and the peak working set", async () => {
+			// 48 MiB of anon memory held while spinning ~2.5 s under half a core, then exit.
+			const script = "const a = Buffer.alloc(48 << 20, 1); const end = Date.now() + 2500; while (Date.now() < end) a[0]++; process.exit(0)";
+			const w = hive.spawn({ command: ["node", "-e", script], cpu: 0.5, memoryBytes: 256 * MiB });
+			while (hive.get(w.id)!.state === "running") {
+				await hive.tick();
+				await sleep(250);
+			}
+			const done = await waitExit(hive, w.id);
+			const u = done.exit!.usage!;
+			expect(u.ticks).toBeGreaterThan(5);
+			expect(u.cpu.seconds!).toBeGreaterThan(0.8);
+			expect(u.cpu.avgCores!).toBeGreaterThan(0.3);
+			expect(u.cpu.avgCores!).toBeLessThanOrEqual(0.55);
+			expect(u.cpu.limitCores).toBe(0.5);
+			expect(u.cpu.efficiency).toBeCloseTo(u.cpu.avgCores! / 0.5, 6);
+			expect(u.cpu.p95Cores!).toBeGreaterThan(0.3);
+			expect(u.cpu.p95Cores!).toBeLessThanOrEqual(0.7);
+			expect(u.cpu.throttledFraction!).toBeGreaterThan(0.3);
+			expect(u.memory.peakWorkingSetBytes!).toBeGreaterThanOrEqual(48 * MiB);
+			expect(u.memory.peakWorkingSetBytes!).toBeLessThan(256 * MiB);
+			expect(u.memory.kernelPeakBytes!).toBeGreaterThanOrEqual(u.memory.peakWorkingSetBytes!);
+			expect(u.memory.efficiency).toBeCloseTo(u.memory.peakWorkingSetBytes! / (256 * MiB), 6);
+			expect(u.gpus).toEqual([]);
+		});
+
 		it("OOM-kills a 200 MiB allocation under --memory 64M and the exit record says oomKilled", async () => {
 			const w = hive.spawn({
 				command: ["node", "-e", "const a = []; for (let i = 0; i < 200; i++) a.push(Buffer.alloc(1 << 20, 1)); setTimeout(() => {}, 5000)"],

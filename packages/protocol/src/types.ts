@@ -107,6 +107,49 @@ export const EXIT_REASONS = ["exited", "signaled", "killed", "timeout", "oom", "
 export const ExitReason = StringEnum(EXIT_REASONS);
 export type ExitReason = Static<typeof ExitReason>;
 
+/**
+ * What a run used, for right-sizing (seff's figures and more). Cumulative
+ * counters (CPU, IO, pressure) are the cgroup's own, so they cover the whole
+ * run; peaks, p95 and GPU figures cover the ticks the hive saw. Null: not
+ * measured.
+ */
+export const RunUsage = Type.Object({
+	ticks: Type.Integer({ description: "samples the peaks and p95 are taken from" }),
+	cpu: Type.Object({
+		seconds: Nullable(Type.Number({ description: "CPU time used (user + system), s" })),
+		avgCores: Nullable(Type.Number({ description: "seconds / wall-clock duration" })),
+		p95Cores: Nullable(Type.Number({ description: "95th percentile of the per-tick cores" })),
+		throttledFraction: Nullable(Type.Number({ description: "throttled CFS periods / periods; null without a CPU limit (no periods)" })),
+		limitCores: N,
+		efficiency: Nullable(Type.Number({ description: "seff's CPU efficiency: seconds / (duration × cores allowed); null without a CPU limit" })),
+	}),
+	memory: Type.Object({
+		peakWorkingSetBytes: Nullable(
+			Type.Number({ description: "highest anon + shmem a tick saw: what reclaim cannot drop (page cache excluded, unlike the kernel's peak)" }),
+		),
+		kernelPeakBytes: Nullable(Type.Number({ description: "the kernel's own peak (memory.peak / max_usage_in_bytes; on v1 it counts page cache)" })),
+		limitBytes: N,
+		efficiency: Nullable(Type.Number({ description: "seff's memory efficiency: peak working set / limit; null without a limit" })),
+	}),
+	io: Type.Object({ readBytes: N, writeBytes: N }),
+	pressure: Type.Object({
+		cpuSome: Nullable(Type.Number({ description: "percent of the run some task waited for CPU (PSI, averaged over the run)" })),
+		memorySome: N,
+		memoryFull: N,
+		ioSome: N,
+		ioFull: N,
+	}),
+	gpus: Type.Array(
+		Type.Object({
+			uuid: Type.String({ maxLength: 128 }),
+			peakMemoryMiB: Nullable(Type.Number({ description: "highest GPU memory this worker's processes used on it" })),
+			avgUtilization: Nullable(Type.Number({ description: "mean GPU utilisation (percent) over the ticks it held the GPU" })),
+		}),
+		{ maxItems: 1024 },
+	),
+});
+export type RunUsage = Static<typeof RunUsage>;
+
 export const ExitRecord = Type.Object({
 	exitCode: N,
 	signal: Nullable(Type.String()),
@@ -120,6 +163,7 @@ export const ExitRecord = Type.Object({
 	peakMemoryBytes: Nullable(Type.Number({ description: "the kernel's peak (on v1 it counts page cache)" })),
 	peakWorkingSetBytes: Type.Optional(Nullable(Type.Number({ description: "the highest working set (usage − inactive file cache) seen by a tick" }))),
 	oomKilled: Nullable(Type.Boolean()),
+	usage: Type.Optional(Nullable(RunUsage)),
 	graceful: Type.Optional(
 		Nullable(
 			Type.Boolean({

@@ -11,6 +11,8 @@ export interface RawSample {
 	anonBytes: number | null;
 	fileBytes: number | null;
 	inactiveFileBytes: number | null;
+	/** tmpfs/shared memory (counted in file, but reclaim cannot drop it); anon + shmem is what right-sizing calls the working set. */
+	shmemBytes: number | null;
 	memoryLimit: number | null;
 	oomKills: number | null;
 	readBytes: number | null;
@@ -77,6 +79,7 @@ export function emptyRawSample(): RawSample {
 		anonBytes: null,
 		fileBytes: null,
 		inactiveFileBytes: null,
+		shmemBytes: null,
 		memoryLimit: null,
 		oomKills: null,
 		readBytes: null,

@@ -34,8 +34,10 @@ describe("cgroup v2 files", () => {
 	});
 
 	it("memory.stat and memory.events", () => {
-		const m = parseMemoryStat("anon 52428800\nfile 4096\nkernel 8192\nactive_file 0\ninactive_file 4096\n");
-		expect(m).toEqual({ anonBytes: 52428800, fileBytes: 4096, inactiveFileBytes: 4096 });
+		const m = parseMemoryStat("anon 52428800\nfile 4096\nkernel 8192\nshmem 2048\nactive_file 0\ninactive_file 4096\n");
+		expect(m).toEqual({ anonBytes: 52428800, fileBytes: 4096, inactiveFileBytes: 4096, shmemBytes: 2048 });
+		// A kernel that prints no shmem: not measured, not 0.
+		expect(parseMemoryStat("anon 1\nfile 2\ninactive_file 3\n").shmemBytes).toBeNull();
 		expect(parseMemoryEvents("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")).toEqual({ oomKills: 1, ooms: 1 });
 	});
 
@@ -96,8 +98,8 @@ describe("cgroup v1 files", () => {
 	});
 
 	it("memory.stat uses the hierarchical totals", () => {
-		const text = "cache 0\nrss 100\ninactive_file 0\ntotal_cache 8192\ntotal_rss 52428800\ntotal_inactive_file 4096\n";
-		expect(parseMemoryStatV1(text)).toEqual({ anonBytes: 52428800, fileBytes: 8192, inactiveFileBytes: 4096 });
+		const text = "cache 0\nrss 100\nshmem 1\ninactive_file 0\ntotal_cache 8192\ntotal_rss 52428800\ntotal_shmem 4096\ntotal_inactive_file 4096\n";
+		expect(parseMemoryStatV1(text)).toEqual({ anonBytes: 52428800, fileBytes: 8192, inactiveFileBytes: 4096, shmemBytes: 4096 });
 	});
 
 	it("memory.stat keys are found at line starts only, and a malformed wanted value is an error", () => {
@@ -129,7 +131,7 @@ describe("scanning the shared read buffer", () => {
 		const kv = withTail("nr_periods 5\n", "nr_throttled 99\nthrottled_time 7\n");
 		expect(scanKeyValues(kv.b, kv.n, "cpu.stat", new Keys(["nr_periods", "nr_throttled"]), [])).toEqual([5, null]);
 		const mem = withTail("total_cache 1\ntotal_rss 2\n", "total_inactive_file 3\n");
-		expect(scanMemoryStatV1(mem.b, mem.n, [])).toEqual([2, 1, null]);
+		expect(scanMemoryStatV1(mem.b, mem.n, [])).toEqual([2, 1, null, null]);
 		const io = withTail("8:0 Read 10\nTotal 10\n", "8:0 Write 99\n");
 		expect(scanBlkioV1(io.b, io.n, "blkio")).toEqual({ read: 10, write: 0 });
 		const p = withTail("some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n", "full avg10=9.00 avg60=9.00 avg300=9.00 total=9\n");
@@ -137,20 +139,20 @@ describe("scanning the shared read buffer", () => {
 	});
 
 	it("memory.stat keys are read where they were last found, and searched again when the layout moved", () => {
-		const hints = new Int32Array(3).fill(-1);
-		const stat = (rss: string, total: string) => `cache 0\nrss ${rss}\ntotal_cache 8192\ntotal_rss ${total}\ntotal_inactive_file 4096\n`;
+		const hints = new Int32Array(4).fill(-1);
+		const stat = (rss: string, total: string) => `cache 0\nrss ${rss}\ntotal_cache 8192\ntotal_rss ${total}\ntotal_shmem 512\ntotal_inactive_file 4096\n`;
 		const a = bytesOf(stat("100", "52428800"));
-		expect(scanMemoryStatV1(a, a.length, [], hints)).toEqual([52428800, 8192, 4096]);
+		expect(scanMemoryStatV1(a, a.length, [], hints)).toEqual([52428800, 8192, 4096, 512]);
 		const remembered = [...hints];
 		expect(remembered.every((h) => h > 0)).toBe(true);
 		const b = bytesOf(stat("100", "52428801")); // same layout: the remembered places are used
-		expect(scanMemoryStatV1(b, b.length, [], hints)).toEqual([52428801, 8192, 4096]);
+		expect(scanMemoryStatV1(b, b.length, [], hints)).toEqual([52428801, 8192, 4096, 512]);
 		expect([...hints]).toEqual(remembered);
 		const c = bytesOf(stat("123456789", "9")); // a wider value before them moves every key
-		expect(scanMemoryStatV1(c, c.length, [], hints)).toEqual([9, 8192, 4096]);
+		expect(scanMemoryStatV1(c, c.length, [], hints)).toEqual([9, 8192, 4096, 512]);
 		expect(hints[0]).toBe(remembered[0]! + 6);
 		const d = bytesOf("total_cache 1\n"); // keys that vanished are absent, not stale
-		expect(scanMemoryStatV1(d, d.length, [], hints)).toEqual([null, 1, null]);
+		expect(scanMemoryStatV1(d, d.length, [], hints)).toEqual([null, 1, null, null]);
 	});
 
 	it("a value cut short by the length read is malformed, not a smaller number", () => {

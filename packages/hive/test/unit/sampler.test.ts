@@ -12,6 +12,7 @@ const raw = (o: Partial<RawSample>): RawSample => ({
 	anonBytes: null,
 	fileBytes: null,
 	inactiveFileBytes: 30,
+	shmemBytes: null,
 	memoryLimit: null,
 	oomKills: null,
 	readBytes: 0,

@@ -184,7 +184,7 @@ export class V1Reader implements WorkerReader {
 
 	// Reused per tick: the scanners fill these instead of allocating.
 	private readonly memVals: (number | null)[] = [];
-	private readonly memHints = new Int32Array(3).fill(-1);
+	private readonly memHints = new Int32Array(4).fill(-1);
 	private readonly cpuVals: (number | null)[] = [];
 	private readonly oomVals: (number | null)[] = [];
 
@@ -281,6 +281,7 @@ export class V1Reader implements WorkerReader {
 			anonBytes: mem?.[0] ?? null,
 			fileBytes: mem?.[1] ?? null,
 			inactiveFileBytes: mem?.[2] ?? null,
+			shmemBytes: mem?.[3] ?? null,
 			// "no limit" is PAGE_COUNTER_MAX × page size, a huge number.
 			memoryLimit: limit === null || limit >= 2 ** 62 ? null : limit,
 			oomKills,

@@ -13,23 +13,23 @@ export function parseCpuStatV1(text: string) {
 	return { periods: periods ?? null, throttledPeriods: throttledPeriods ?? null, throttledNs: throttledNs ?? null };
 }
 
-const MEMORY_TOTALS_V1 = new Keys(["total_rss", "total_cache", "total_inactive_file"]);
-const MEMORY_LOCAL_V1 = new Keys(["rss", "cache", "inactive_file"]);
+const MEMORY_TOTALS_V1 = new Keys(["total_rss", "total_cache", "total_inactive_file", "total_shmem"]);
+const MEMORY_LOCAL_V1 = new Keys(["rss", "cache", "inactive_file", "shmem"]);
 /**
- * memory.stat on v1 → [anon, file, inactive_file] (bytes): the hierarchical
+ * memory.stat on v1 → [anon, file, inactive_file, shmem] (bytes; shmem since kernel 4.x, absent means not measured): the hierarchical
  * total_* keys (which count a worker's children too), or the cgroup's own
  * when a kernel prints no totals. Three searches, not a walk over its ~70 lines.
  */
 export function scanMemoryStatV1(b: Buffer, n: number, out: (number | null)[], hints?: Int32Array): (number | null)[] {
 	findKeyValues(b, n, "memory.stat", MEMORY_TOTALS_V1, out, hints);
-	if (out[0] === null && out[1] === null && out[2] === null) findKeyValues(b, n, "memory.stat", MEMORY_LOCAL_V1, out);
+	if (out[0] === null && out[1] === null && out[2] === null && out[3] === null) findKeyValues(b, n, "memory.stat", MEMORY_LOCAL_V1, out);
 	return out;
 }
 
 /** memory.stat on v1 (bytes): total_rss is anon, total_cache is file-backed. */
 export function parseMemoryStatV1(text: string) {
-	const [anonBytes, fileBytes, inactiveFileBytes] = scanMemoryStatV1(bytesOf(text), text.length, []);
-	return { anonBytes: anonBytes ?? null, fileBytes: fileBytes ?? null, inactiveFileBytes: inactiveFileBytes ?? null };
+	const [anonBytes, fileBytes, inactiveFileBytes, shmemBytes] = scanMemoryStatV1(bytesOf(text), text.length, []);
+	return { anonBytes: anonBytes ?? null, fileBytes: fileBytes ?? null, inactiveFileBytes: inactiveFileBytes ?? null, shmemBytes: shmemBytes ?? null };
 }
 
 export const OOM_CONTROL = new Keys(["oom_kill", "under_oom"]);

@@ -111,7 +111,7 @@ export class CgroupV2Driver implements CgroupDriver {
 export class V2Reader implements WorkerReader {
 	private readonly f: Record<string, StatFile>;
 	/** Where memory.stat's keys were last found (see findKeyValues). */
-	private readonly memHints = new Int32Array(3).fill(-1);
+	private readonly memHints = new Int32Array(4).fill(-1);
 	private readonly bad: BadFiles;
 	constructor(dir: string, bad?: BadFile) {
 		this.bad = new BadFiles(bad);
@@ -217,6 +217,7 @@ export class V2Reader implements WorkerReader {
 			anonBytes: mem?.anonBytes ?? null,
 			fileBytes: mem?.fileBytes ?? null,
 			inactiveFileBytes: mem?.inactiveFileBytes ?? null,
+			shmemBytes: mem?.shmemBytes ?? null,
 			memoryLimit: this.num(r.memMax!),
 			oomKills,
 			readBytes: io?.readBytes ?? null,
