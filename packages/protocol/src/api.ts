@@ -130,3 +130,71 @@ export type EventsQuery = Static<typeof EventsQuery>;
 
 export const QueenHealth = Type.Object({ ok: Type.Boolean(), version: Type.String(), lastEventId: Type.Integer(), hives: Type.Integer() });
 export type QueenHealth = Static<typeof QueenHealth>;
+
+// ---- right-sizing -------------------------------------------------------------------
+
+export const RecommendationsQuery = Type.Object(
+	{
+		profile: Type.Optional(Type.String({ maxLength: 64, description: 'only runs of this profile ("none": runs without one)' })),
+		label: Type.Optional(LabelFilter),
+	},
+	{ additionalProperties: false },
+);
+export type RecommendationsQuery = Static<typeof RecommendationsQuery>;
+
+export const RESOURCES = ["memory", "cpu", "timeout", "gpuMemory"] as const;
+export const Resource = StringEnum(RESOURCES);
+export type Resource = Static<typeof Resource>;
+
+const Num = Nullable(Type.Number());
+
+export const Backtest = Type.Object({
+	runs: Type.Integer({ description: "the runs replayed under the recommendation (all the group's history)" }),
+	oomKilled: Type.Integer({ description: "runs whose peak (or OOM lower bound) is above it" }),
+	timedOut: Type.Integer({ description: "runs that ran (or would have run) past it" }),
+	throttled: Type.Integer({ description: "runs whose CPU need is above it" }),
+	freedPerRun: Nullable(Type.Number({ description: "current − recommended, in the resource's unit, per worker" })),
+	freedUnitHours: Nullable(
+		Type.Number({ description: "what the runs held and would not have: Σ (limit − recommended) × duration, unit-hours (GiB·h, core·h)" }),
+	),
+});
+export type Backtest = Static<typeof Backtest>;
+
+export const Recommendation = Type.Object({
+	resource: Resource,
+	unit: StringEnum(["bytes", "cores", "ms", "MiB"] as const),
+	current: Nullable(Type.Number({ description: "the limit the newest run had; null: none" })),
+	recommended: Nullable(Type.Number({ description: "null: no recommendation (see reason)" })),
+	lowerBound: Nullable(Type.Number({ description: "95 % sure the quantile's need is at least this (order statistics), margin applied" })),
+	upperBound: Nullable(Type.Number({ description: "95 % sure the quantile's need is at most this; null: too few runs to bound it" })),
+	quantile: Type.Number(),
+	runs: Type.Integer({ description: "runs with this resource measured" }),
+	confidence: Nullable(
+		Type.Number({ description: "probability, from order statistics alone, that the quantile's share of runs fits under the recommendation" }),
+	),
+	oomRate: Num,
+	timeoutRate: Num,
+	throttledRate: Num,
+	slackBefore: Nullable(Type.Number({ description: "mean unused share of the current limit" })),
+	slackAfter: Nullable(Type.Number({ description: "mean unused share of the recommendation" })),
+	backtest: Nullable(Backtest),
+	reason: Type.String(),
+	values: Type.Array(Type.Number(), { maxItems: 1000, description: "each run's need in this unit, newest first: the distribution the dashboard plots" }),
+});
+export type Recommendation = Static<typeof Recommendation>;
+
+export const RecommendationGroup = Type.Object({
+	profile: Nullable(Type.String()),
+	labels: Type.Record(Type.String(), Type.String(), { description: "the values of the queen's --advise-labels that key this group" }),
+	runs: Type.Integer(),
+	lastRunAt: Nullable(Type.String()),
+	recommendations: Type.Array(Recommendation),
+});
+export type RecommendationGroup = Static<typeof RecommendationGroup>;
+
+export const RecommendationsAnswer = Type.Object({
+	keyLabels: Type.Array(Type.String(), { description: "the labels runs are grouped by, besides the profile (queen start --advise-labels)" }),
+	minRuns: Type.Integer(),
+	groups: Type.Array(RecommendationGroup),
+});
+export type RecommendationsAnswer = Static<typeof RecommendationsAnswer>;

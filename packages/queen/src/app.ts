@@ -13,6 +13,7 @@ import { claimRoutes } from "./routes/claims.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { eventsRoutes } from "./routes/events.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
+import { recommendationRoutes } from "./routes/recommendations.ts";
 
 export interface QueenAppOptions {
 	registry: Registry;
@@ -53,6 +54,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(dashboardRoutes);
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });
+	await app.register(recommendationRoutes, { registry: o.registry });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag });
 	return app as unknown as FastifyInstance;
 }

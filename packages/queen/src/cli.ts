@@ -1,4 +1,4 @@
-import type { GpuView, HiveView, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import type { GpuView, HiveView, QueenEvent, QueenWorkerView, RecommendationsAnswer } from "@apiary/protocol";
 import { EVENT_TYPES } from "@apiary/protocol/event-types";
 import { parseDuration, parseSize } from "@apiary/protocol/units";
 import { existsSync } from "node:fs";
@@ -29,6 +29,7 @@ Commands:
   gpus       list GPUs (--free for the free pool)
   hives      list hives
   workers    list workers
+  advise     the limits each profile and suite should have, from their runs
   backup     copy the queen's SQLite file safely while it runs
 
 Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwise.`,
@@ -41,6 +42,8 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --stale-after DURATION  a hive silent this long is stale (default 3s)
   --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
+  --advise-labels LIST    worker labels that, with the profile, group runs for
+                          right-sizing (default suite)
   --token-file FILE       token for the hive socket and every route but /healthz
                           (default $APIARY_TOKEN)`,
 	tail: `Usage: queen tail [options]
@@ -70,6 +73,18 @@ Reconnects by itself and resumes where it left off (Last-Event-ID).`,
 
 Copies the database through SQLite's online backup, consistent even while the
 queen is writing. Restore by starting a queen with --db FILE.`,
+	advise: `Usage: queen advise [options]
+
+  --profile P        only runs of this profile ("none": runs without one)
+  --label k=v        only runs with this label
+  --json             print JSON (GET /v1/recommendations)
+  --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})
+  --token-file FILE  bearer token (default $APIARY_TOKEN)
+
+Per group of runs (profile and the queen's --advise-labels) and per resource
+(memory, cpu, timeout, gpu memory): current limit → recommended, confidence,
+OOM / timeout / throttled rates, and a backtest over the group's runs.
+Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	workers: `Usage: queen workers [options]
 
   --hive ID          only this hive
@@ -147,6 +162,25 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				out(v.json ? `${JSON.stringify(hives)}\n` : formatHives(hives));
 				return 0;
 			}
+			case "advise": {
+				const { values: v } = parse(rest, { ...common, profile: { type: "string" }, label: { type: "string" } }, "advise");
+				const q = new URLSearchParams();
+				if (v.profile) q.set("profile", v.profile);
+				if (v.label !== undefined) {
+					if (!/^[^=]+=/.test(v.label)) throw new UsageError(`queen advise: --label ${JSON.stringify(v.label)} is not k=v`);
+					q.set("label", v.label);
+				}
+				const a = await call<RecommendationsAnswer>(
+					queenUrl(v.queen),
+					"GET",
+					`/v1/recommendations${q.size ? `?${q}` : ""}`,
+					undefined,
+					loadToken(v["token-file"]),
+				);
+				const { formatAdvice } = await import("./advise/format.ts");
+				out(v.json ? `${JSON.stringify(a)}\n` : formatAdvice(a));
+				return 0;
+			}
 			case "workers": {
 				const { values: v } = parse(rest, { ...common, hive: { type: "string" }, state: { type: "string" } }, "workers");
 				const q = new URLSearchParams({ state: v.state ?? "running" });
@@ -172,6 +206,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"stale-after": { type: "string", default: "3s" },
 			"evict-after": { type: "string", default: "90s" },
 			"busy-memory": { type: "string", default: "1G" },
+			"advise-labels": { type: "string", default: "suite" },
 		},
 		"start",
 	);
@@ -188,6 +223,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		staleAfterMs,
 		evictAfterMs,
 		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
+		adviseLabels: adviseLabels(v["advise-labels"]!),
 		token: loadToken(v["token-file"]),
 		log,
 	});
@@ -235,4 +271,13 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 	await untilSignal();
 	es.close();
 	return 0;
+}
+
+/** --advise-labels: a comma-separated list of label names (the spawn API's label pattern), at most 8. */
+function adviseLabels(text: string): string[] {
+	const names = text === "" ? [] : text.split(",");
+	const bad = names.find((n) => !/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/.test(n));
+	if (bad !== undefined) throw new UsageError(`queen start: --advise-labels: ${JSON.stringify(bad)} is not a label name`);
+	if (names.length > 8) throw new UsageError("queen start: --advise-labels takes at most 8 labels");
+	return names;
 }

@@ -18,6 +18,8 @@ export interface QueenDaemonOptions {
 	evictAfterMs: number;
 	token: string | null;
 	busyMemoryMiB?: number;
+	/** Labels that, with the profile, group runs for right-sizing (default: suite). */
+	adviseLabels?: string[];
 	keepaliveMs?: number;
 	queueLimit?: number;
 	maxMessageBytes?: number;
@@ -48,6 +50,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		staleAfterMs: o.staleAfterMs,
 		evictAfterMs: o.evictAfterMs,
 		busyMemoryMiB: o.busyMemoryMiB ?? 1024,
+		adviseLabels: o.adviseLabels,
 		clock: o.clock,
 	});
 	let sockets: HiveSocketServer | null = null;

@@ -1,6 +1,7 @@
 import type { Claim, ExitRecord, GpuInfo, GpuView, HiveView, QueenWorkerView } from "@apiary/protocol";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import type { EventLog } from "./events.ts";
+import { Advisor } from "./advise/advisor.ts";
 import { byBestFit, freeMemoryMiB, isGpuFree } from "./gpu-pick.ts";
 import type { QueenStore } from "./store/store.ts";
 import { claimView, gpuView, type HiveRec, hiveView } from "./views.ts";
@@ -10,6 +11,8 @@ export interface RegistryOptions {
 	evictAfterMs: number;
 	/** A GPU with this much memory in use or more is not free. */
 	busyMemoryMiB: number;
+	/** Labels that, with the profile, group runs for right-sizing (default: suite). */
+	adviseLabels?: string[];
 	clock?: Clock;
 }
 
@@ -32,6 +35,8 @@ export class FleetState {
 	readonly store: QueenStore;
 	readonly events: EventLog;
 	readonly o: Required<RegistryOptions>;
+	/** Right-sizing: the run history and its recommendations. */
+	readonly advisor: Advisor;
 	protected readonly hives = new Map<string, HiveRec>();
 	protected readonly workers = new Map<string, WorkerRec>();
 	/** The same records by hive, so per-hive questions do not scan the fleet. */
@@ -43,7 +48,8 @@ export class FleetState {
 	constructor(store: QueenStore, events: EventLog, o: RegistryOptions) {
 		this.store = store;
 		this.events = events;
-		this.o = { ...o, clock: o.clock ?? systemClock };
+		this.o = { ...o, clock: o.clock ?? systemClock, adviseLabels: o.adviseLabels ?? ["suite"] };
+		this.advisor = new Advisor(store.runs, { keyLabels: this.o.adviseLabels });
 		this.startedMono = this.o.clock.now();
 		this.load();
 	}

@@ -159,6 +159,8 @@ export class Registry extends FleetState {
 		const { env: _env, state, ...rest } = w;
 		if (state === "exited" && w.exit) {
 			const inserted = this.store.exits.insert(hiveId, w.id, w.startedAt, w.exit);
+			// Each run once into right-sizing's history, in the same transaction as its exit record.
+			if (inserted) this.advisor.record(w, w.exit);
 			if (rec?.view.state === "exited" && rec.view.startedAt === w.startedAt) return;
 			const view: QueenWorkerView = { ...rest, hiveId, state: "exited", exit: w.exit };
 			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });

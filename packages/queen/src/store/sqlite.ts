@@ -6,6 +6,7 @@ import { sqliteEvents } from "./events.ts";
 import { sqliteExits } from "./exits.ts";
 import { sqliteGpus } from "./gpus.ts";
 import { sqliteHives } from "./hives.ts";
+import { sqliteRuns } from "./runs.ts";
 import type { QueenStore } from "./store.ts";
 import { sqliteWorkers } from "./workers.ts";
 
@@ -22,6 +23,8 @@ CREATE TABLE IF NOT EXISTS workers (hive_id TEXT NOT NULL, id TEXT NOT NULL, sta
 CREATE TABLE IF NOT EXISTS exits (hive_id TEXT NOT NULL, worker_id TEXT NOT NULL, started_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (hive_id, worker_id, started_at));
 CREATE TABLE IF NOT EXISTS gpus (hive_id TEXT NOT NULL, uuid TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (hive_id, uuid));
 CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, holder TEXT NOT NULL, gpus TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, run TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_batches (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, events TEXT NOT NULL);
 CREATE VIEW IF NOT EXISTS events AS
@@ -93,6 +96,7 @@ export class SqliteStore implements QueenStore {
 	readonly gpus;
 	readonly claims;
 	readonly events;
+	readonly runs;
 
 	constructor(path: string) {
 		this.sql = new SqliteDb(path);
@@ -102,6 +106,7 @@ export class SqliteStore implements QueenStore {
 		this.gpus = sqliteGpus(this.sql);
 		this.claims = sqliteClaims(this.sql);
 		this.events = sqliteEvents(this.sql);
+		this.runs = sqliteRuns(this.sql);
 	}
 
 	/** The raw connection, for tests and `queen backup`. */

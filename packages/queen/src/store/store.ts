@@ -3,6 +3,7 @@ import type { EventTable } from "./events.ts";
 import type { ExitTable } from "./exits.ts";
 import type { GpuTable } from "./gpus.ts";
 import type { HiveTable } from "./hives.ts";
+import type { RunTable } from "./runs.ts";
 import type { WorkerTable } from "./workers.ts";
 
 /**
@@ -17,6 +18,8 @@ export interface QueenStore {
 	readonly gpus: GpuTable;
 	readonly claims: ClaimTable;
 	readonly events: EventTable;
+	/** Right-sizing's run history. */
+	readonly runs: RunTable;
 	/** Runs fn in one transaction (nested calls join the outer one); rolls back if it throws. */
 	tx<T>(fn: () => T): T;
 	close(): void;

@@ -1,0 +1,109 @@
+import type { ExitRecord, Limits, RecommendationGroup, RecommendationsAnswer } from "@apiary/protocol";
+import { CONSTANTS, recommendAll } from "./estimator.ts";
+import { type RunSummary, summarize } from "./run.ts";
+import type { RunTable } from "../store/runs.ts";
+
+export interface AdvisorOptions {
+	/** Labels that, with the profile, key a group of runs (queen start --advise-labels). */
+	keyLabels: string[];
+	/** Runs kept per key (the newest). */
+	runsPerKey?: number;
+	/** Keys kept; past it the key whose newest run is oldest goes. */
+	maxKeys?: number;
+}
+
+interface Group {
+	key: string;
+	profile: string | null;
+	labels: Record<string, string>;
+	/** Oldest first. */
+	runs: RunSummary[];
+}
+
+/**
+ * Right-sizing's history and its questions: every run's summary, grouped by
+ * profile and the key labels, in memory (bounded: runsPerKey × maxKeys) and
+ * in the store, so a query costs the estimator only, never a table scan.
+ */
+export class Advisor {
+	readonly keyLabels: string[];
+	private readonly runsPerKey: number;
+	private readonly maxKeys: number;
+	private readonly groups = new Map<string, Group>();
+
+	private readonly table: RunTable;
+
+	constructor(table: RunTable, o: AdvisorOptions) {
+		this.table = table;
+		this.keyLabels = [...o.keyLabels].sort();
+		this.runsPerKey = o.runsPerKey ?? 1000;
+		this.maxKeys = o.maxKeys ?? 1000;
+		for (const { key, run } of table.all()) this.group(key, run).runs.push(run);
+		for (const g of this.groups.values()) if (g.runs.length > this.runsPerKey) g.runs.splice(0, g.runs.length - this.runsPerKey);
+	}
+
+	private keyOf(run: RunSummary): { key: string; labels: Record<string, string> } {
+		const labels: Record<string, string> = {};
+		for (const k of this.keyLabels) if (run.labels[k] !== undefined) labels[k] = run.labels[k]!;
+		return { key: JSON.stringify([run.profile, labels]), labels };
+	}
+
+	private group(key: string, run: RunSummary): Group {
+		let g = this.groups.get(key);
+		if (!g) {
+			g = { key, profile: run.profile, labels: this.keyOf(run).labels, runs: [] };
+			this.groups.set(key, g);
+		}
+		return g;
+	}
+
+	/** Records a finished run (inside the caller's transaction); returns its summary, or null for a run that never ran. */
+	record(worker: { profile: string | null; labels: Record<string, string>; limits: Limits }, exit: ExitRecord): RunSummary | null {
+		const run = summarize(worker, exit);
+		if (!run) return null;
+		const { key } = this.keyOf(run);
+		const g = this.group(key, run);
+		g.runs.push(run);
+		this.table.insert(key, run);
+		if (g.runs.length > this.runsPerKey) {
+			g.runs.splice(0, g.runs.length - this.runsPerKey);
+			this.table.trim(key, this.runsPerKey);
+		}
+		if (this.groups.size > this.maxKeys) this.dropStalest();
+		return run;
+	}
+
+	private dropStalest(): void {
+		let stalest: Group | null = null;
+		for (const g of this.groups.values()) if (!stalest || (g.runs.at(-1)?.endedAt ?? 0) < (stalest.runs.at(-1)?.endedAt ?? 0)) stalest = g;
+		if (!stalest) return;
+		this.groups.delete(stalest.key);
+		this.table.dropKey(stalest.key);
+	}
+
+	/** Recommendations per group, for the groups (and within them the runs) that match. */
+	recommend(filter: { profile?: string; label?: [string, string] }, now: number): RecommendationsAnswer {
+		const groups: RecommendationGroup[] = [];
+		const profile = filter.profile === "none" ? null : filter.profile;
+		for (const g of this.groups.values()) {
+			if (profile !== undefined && g.profile !== profile) continue;
+			let runs = g.runs;
+			if (filter.label) {
+				const [k, v] = filter.label;
+				runs = runs.filter((r) => r.labels[k] === v);
+				if (runs.length === 0) continue;
+			}
+			const newestFirst = [...runs].reverse();
+			const last = newestFirst[0];
+			groups.push({
+				profile: g.profile,
+				labels: g.labels,
+				runs: runs.length,
+				lastRunAt: last ? new Date(last.endedAt).toISOString() : null,
+				recommendations: recommendAll(newestFirst, { now }),
+			});
+		}
+		groups.sort((a, b) => b.runs - a.runs || String(a.profile).localeCompare(String(b.profile)));
+		return { keyLabels: this.keyLabels, minRuns: CONSTANTS.minRuns, groups };
+	}
+}

@@ -1,0 +1,452 @@
+import type { Backtest, Recommendation, Resource } from "@apiary/protocol";
+import { formatBytes, formatDuration } from "@apiary/protocol/units";
+import type { RunSummary } from "./run.ts";
+
+// Limits from run history: per resource, each run's *need* (its peak, or a
+// raised lower bound when the limit cut it short), a quantile of the needs
+// weighted by age, a safety margin, floors that keep recent successful runs
+// fitting, and a confidence and bounds from order statistics. Pure: runs and
+// the time in, a recommendation out. docs/right-sizing.md gives the method
+// and where each constant comes from.
+
+const MiB = 2 ** 20;
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+export const CONSTANTS = {
+	/** Fewer runs than this: no recommendation. */
+	minRuns: 20,
+	/** Weights halve every week (VPA's histograms: 24 h; CI suites change with code, weekly). */
+	halfLifeMs: 7 * DAY,
+	/** Recent runs, whose needs are floors: two half-lives. */
+	floorWindowMs: 14 * DAY,
+	/** VPA's recommendation-margin-fraction. */
+	margin: 1.15,
+	/** VPA's OOM bump: max(+100 MiB, ×1.2) over what the OOM-killed run was using or allowed. */
+	oomBumpBytes: 100 * MiB,
+	oomBumpRatio: 1.2,
+	/** After an OOM kill the memory recommendation does not drop below the limit that run had, for this long. */
+	oomHoldMs: DAY,
+	/** A run is throttled when more than this share of its CFS periods were, or CPU pressure was above this many percent. */
+	throttledFraction: 0.1,
+	cpuPressure: 10,
+	/** A throttled run's CPU need is at least its average ×1.2 (as the OOM bump) and its p95 tick. */
+	throttleBump: 1.2,
+	memoryQuantile: 0.95,
+	/** VPA's target CPU percentile. */
+	cpuQuantile: 0.9,
+	timeoutQuantile: 0.99,
+	/** Timeouts catch hangs, not slow runs: 1.5× the p99 duration. */
+	timeoutHeadroom: 1.5,
+	/** Confidence level of the lower and upper bounds. */
+	boundLevel: 0.95,
+} as const;
+
+type C = { readonly [K in keyof typeof CONSTANTS]: number };
+
+interface Need {
+	value: number;
+	weight: number;
+	/** Ended within the floor window. */
+	recent: boolean;
+	/** A lower bound (the run was cut short by its limit), raised. */
+	raised: boolean;
+	limit: number | null;
+	durationMs: number | null;
+}
+
+// ---- order statistics ---------------------------------------------------------------
+
+const logFact: number[] = [0];
+function logFactorial(n: number): number {
+	for (let i = logFact.length; i <= n; i++) logFact.push(logFact[i - 1]! + Math.log(i));
+	return logFact[n]!;
+}
+
+/** P(Binomial(n, p) ≤ k) for k = 0..n, cached: groups of the same size share it. */
+const cdfCache = new Map<string, Float64Array>();
+export function binomialCdfs(n: number, p: number): Float64Array {
+	const key = `${n}:${p}`;
+	let out = cdfCache.get(key);
+	if (out) return out;
+	out = new Float64Array(n + 1);
+	const lp = Math.log(p);
+	const lq = Math.log1p(-p);
+	let sum = 0;
+	for (let i = 0; i <= n; i++) {
+		sum += p <= 0 ? (i === 0 ? 1 : 0) : p >= 1 ? (i === n ? 1 : 0) : Math.exp(logFactorial(n) - logFactorial(i) - logFactorial(n - i) + i * lp + (n - i) * lq);
+		out[i] = Math.min(1, sum);
+	}
+	out[n] = 1;
+	if (cdfCache.size > 4096) cdfCache.clear();
+	cdfCache.set(key, out);
+	return out;
+}
+
+/** P(Binomial(n, p) ≤ k). */
+export const binomialCdf = (k: number, n: number, p: number): number => (k < 0 ? 0 : k >= n ? 1 : binomialCdfs(n, p)[k]!);
+
+/**
+ * How sure we can be, from order statistics alone, that at least a share q
+ * of runs like these need no more than `rec`: with k of n needs at or under
+ * it, P(the q-quantile ≤ the k-th smallest) = P(Binomial(n, q) ≤ k − 1).
+ * Distribution-free; 1 − qⁿ when every run fits.
+ */
+export function confidence(sortedNeeds: readonly number[], rec: number, q: number): number {
+	let k = 0;
+	while (k < sortedNeeds.length && sortedNeeds[k]! <= rec) k++;
+	return binomialCdf(k - 1, sortedNeeds.length, q);
+}
+
+/**
+ * Indexes (1-based) of the order statistics that bound the q-quantile at
+ * `level`: P(X(lower) ≤ ξq) ≥ level and P(X(upper) ≥ ξq) ≥ level; null
+ * when n is too small for that.
+ */
+export function quantileBounds(n: number, q: number, level: number): { lower: number | null; upper: number | null } {
+	const cdf = binomialCdfs(n, q);
+	let lower: number | null = null;
+	for (let l = n; l >= 1; l--) {
+		if (1 - cdf[l - 1]! >= level) {
+			lower = l;
+			break;
+		}
+	}
+	let upper: number | null = null;
+	for (let u = 1; u <= n; u++) {
+		if (cdf[u - 1]! >= level) {
+			upper = u;
+			break;
+		}
+	}
+	return { lower, upper };
+}
+
+/** The smallest value whose cumulative weight reaches q of the total (needs sorted by value). */
+export function weightedQuantile(sorted: readonly { value: number; weight: number }[], q: number): number {
+	let total = 0;
+	for (const s of sorted) total += s.weight;
+	let acc = 0;
+	for (const s of sorted) {
+		acc += s.weight;
+		if (acc >= q * total - 1e-12) return s.value;
+	}
+	return sorted[sorted.length - 1]!.value;
+}
+
+// ---- per resource -------------------------------------------------------------------
+
+export interface Options {
+	now: number;
+	constants?: Partial<C>;
+}
+
+const roundUp = (v: number, step: number) => Math.ceil(v / step - 1e-9) * step;
+const roundMemory = (b: number) => roundUp(b, 16 * MiB);
+const roundCores = (c: number) => Math.max(0.05, Math.round(roundUp(c, 0.05) * 100) / 100);
+const roundTimeout = (ms: number) => (ms <= 10 * 60_000 ? roundUp(ms, 10_000) : roundUp(ms, 60_000));
+const roundGpu = (mib: number) => roundUp(mib, 1024);
+
+interface Spec {
+	resource: Resource;
+	/** As a person says it. */
+	name: string;
+	/** What a raised need stands for: one, and its plural ("an OOM kill", "OOM kills"). */
+	raisedAs: [string, string];
+	unit: Recommendation["unit"];
+	q: number;
+	/** Applied to the weighted quantile. */
+	factor: number;
+	round: (v: number) => number;
+	/** Whether the needs of recent runs are floors (not for CPU: too little is slower, not a failure). */
+	floors: boolean;
+	/** Which backtest count a need above the recommendation adds to. */
+	fails: "oomKilled" | "timedOut" | "throttled" | null;
+	/** limit × hours → the unit-hours the backtest reports (null: not a held resource). */
+	unitHours: ((limitMinusRec: number, ms: number) => number) | null;
+	fmt: (v: number) => string;
+}
+
+const fmtBytes = (b: number) => formatBytes(b);
+const fmtMs = (ms: number) => formatDuration(ms);
+
+interface Context {
+	runs: readonly RunSummary[];
+	current: number | null;
+	o: Options;
+	c: C;
+}
+
+function weight(run: RunSummary, o: Options, c: C): number {
+	return 2 ** (-Math.max(0, o.now - run.endedAt) / c.halfLifeMs);
+}
+
+function recommend(spec: Spec, needs: Need[], ctx: Context, extra: { floor: number; why: string } | null): Recommendation {
+	const { c } = ctx;
+	const n = needs.length;
+	const values = needs.map((x) => x.value);
+	const base: Recommendation = {
+		resource: spec.resource,
+		unit: spec.unit,
+		current: ctx.current,
+		recommended: null,
+		lowerBound: null,
+		upperBound: null,
+		quantile: spec.q,
+		runs: n,
+		confidence: null,
+		oomRate: null,
+		timeoutRate: null,
+		throttledRate: null,
+		slackBefore: slack(needs, (x) => x.limit),
+		slackAfter: null,
+		backtest: null,
+		reason: "",
+		values: values.slice(0, 1000),
+	};
+	if (n < c.minRuns) {
+		base.reason = n === 0 ? `no run measured its ${spec.name} yet` : `only ${n} run${n === 1 ? "" : "s"} measured; ${c.minRuns} are needed to recommend`;
+		return base;
+	}
+	const sorted = [...needs].sort((a, b) => a.value - b.value);
+	const wq = weightedQuantile(sorted, spec.q);
+	let rec = wq * spec.factor;
+	const raised = needs.filter((x) => x.raised).length;
+	const counted = raised === 0 ? "" : ` (${raised === 1 ? spec.raisedAs[0] : `${raised} ${spec.raisedAs[1]}`} counted as a raised lower bound)`;
+	let why = `p${Math.round(spec.q * 100)} of ${n} runs' ${spec.name}, weighted by age: ${spec.fmt(wq)}${counted}, × ${spec.factor}`;
+	if (spec.floors) {
+		let top: Need | null = null;
+		for (const x of needs) if (x.recent && (top === null || x.value > top.value)) top = x;
+		if (top && top.value > rec) {
+			rec = top.value;
+			why = `the highest ${spec.name} of a run in the last ${Math.round(c.floorWindowMs / DAY)} days: ${spec.fmt(top.value)}${top.raised ? ` (raised from ${spec.raisedAs[0]})` : ""}`;
+		}
+	}
+	if (extra && extra.floor > rec) {
+		rec = extra.floor;
+		why = extra.why;
+	}
+	rec = spec.round(rec);
+	const sortedValues = sorted.map((x) => x.value);
+	const b = quantileBounds(n, spec.q, c.boundLevel);
+	const bound = (i: number | null) => (i === null ? null : spec.round(sortedValues[i - 1]! * spec.factor));
+	let fails = 0;
+	let freedUnitHours: number | null = spec.unitHours && ctx.runs.length > 0 ? 0 : null;
+	for (const x of needs) {
+		if (x.value > rec) fails++;
+		if (freedUnitHours !== null && spec.unitHours && x.limit !== null && x.durationMs !== null) freedUnitHours += spec.unitHours(x.limit - rec, x.durationMs);
+	}
+	const backtest: Backtest = {
+		runs: n,
+		oomKilled: spec.fails === "oomKilled" ? fails : 0,
+		timedOut: spec.fails === "timedOut" ? fails : 0,
+		throttled: spec.fails === "throttled" ? fails : 0,
+		freedPerRun: ctx.current === null ? null : ctx.current - rec,
+		freedUnitHours,
+	};
+	return {
+		...base,
+		recommended: rec,
+		lowerBound: bound(b.lower),
+		upperBound: bound(b.upper),
+		confidence: confidence(sortedValues, rec, spec.q),
+		slackAfter: slack(needs, () => rec),
+		backtest,
+		reason: `${why}, rounded up to ${spec.fmt(rec)}`,
+	};
+}
+
+/** Mean unused share of a limit over the runs that fitted under it (raised needs are not fits). */
+function slack(needs: readonly Need[], limitOf: (x: Need) => number | null): number | null {
+	let sum = 0;
+	let count = 0;
+	for (const x of needs) {
+		const l = limitOf(x);
+		if (l === null || l <= 0 || x.raised) continue;
+		sum += Math.max(0, (l - x.value) / l);
+		count++;
+	}
+	return count === 0 ? null : sum / count;
+}
+
+function rate(runs: readonly RunSummary[], is: (r: RunSummary) => boolean | null): number | null {
+	let hit = 0;
+	let seen = 0;
+	for (const r of runs) {
+		const v = is(r);
+		if (v === null) continue;
+		seen++;
+		if (v) hit++;
+	}
+	return seen === 0 ? null : hit / seen;
+}
+
+const isThrottled = (r: RunSummary, c: C): boolean | null =>
+	r.throttledFraction === null && r.cpuPressure === null ? null : (r.throttledFraction ?? 0) > c.throttledFraction || (r.cpuPressure ?? 0) > c.cpuPressure;
+
+function memory(ctx: Context): Recommendation {
+	const { runs, o, c } = ctx;
+	const needs: Need[] = [];
+	let lastOom: RunSummary | null = null;
+	for (const r of runs) {
+		const common = { weight: weight(r, o, c), recent: o.now - r.endedAt <= c.floorWindowMs, limit: r.limits.memoryBytes, durationMs: r.durationMs };
+		if (r.oomKilled) {
+			// It needed more than it had: what it used or was allowed, raised.
+			const had = Math.max(r.memoryBytes ?? 0, r.limits.memoryBytes ?? 0);
+			if (had > 0) needs.push({ ...common, value: Math.max(had + c.oomBumpBytes, had * c.oomBumpRatio), raised: true });
+			if (lastOom === null || r.endedAt > lastOom.endedAt) lastOom = r;
+		} else if (r.memoryBytes !== null) {
+			needs.push({ ...common, value: r.memoryBytes, raised: false });
+		}
+	}
+	let hold: { floor: number; why: string } | null = null;
+	if (lastOom && o.now - lastOom.endedAt < c.oomHoldMs && lastOom.limits.memoryBytes !== null) {
+		const hours = Math.max(0, (o.now - lastOom.endedAt) / HOUR);
+		hold = {
+			floor: lastOom.limits.memoryBytes,
+			why: `held at the ${fmtBytes(lastOom.limits.memoryBytes)} limit of a run OOM-killed ${hours.toFixed(1)} h ago (no lowering for ${c.oomHoldMs / HOUR} h after an OOM)`,
+		};
+	}
+	const rec = recommend(
+		{
+			resource: "memory",
+			name: "peak working set",
+			raisedAs: ["an OOM kill", "OOM kills"],
+			unit: "bytes",
+			q: c.memoryQuantile,
+			factor: c.margin,
+			round: roundMemory,
+			floors: true,
+			fails: "oomKilled",
+			unitHours: (d, ms) => (d / 2 ** 30) * (ms / HOUR),
+			fmt: fmtBytes,
+		},
+		needs,
+		ctx,
+		hold,
+	);
+	rec.oomRate = rate(runs, (r) => r.oomKilled);
+	return rec;
+}
+
+function cpu(ctx: Context): Recommendation {
+	const { runs, o, c } = ctx;
+	const needs: Need[] = [];
+	for (const r of runs) {
+		if (r.avgCores === null) continue;
+		const throttled = isThrottled(r, c) === true;
+		needs.push({
+			value: throttled ? Math.max(r.avgCores * c.throttleBump, r.p95Cores ?? 0) : r.avgCores,
+			weight: weight(r, o, c),
+			recent: o.now - r.endedAt <= c.floorWindowMs,
+			raised: throttled,
+			limit: r.limits.cpu,
+			durationMs: r.durationMs,
+		});
+	}
+	const rec = recommend(
+		{
+			resource: "cpu",
+			name: "average cores",
+			raisedAs: ["a throttled run", "throttled runs"],
+			unit: "cores",
+			q: c.cpuQuantile,
+			factor: c.margin,
+			round: roundCores,
+			floors: false,
+			fails: "throttled",
+			unitHours: (d, ms) => d * (ms / HOUR),
+			fmt: (v) => `${v.toFixed(2)} cores`,
+		},
+		needs,
+		ctx,
+		null,
+	);
+	rec.throttledRate = rate(runs, (r) => isThrottled(r, c));
+	return rec;
+}
+
+function timeout(ctx: Context): Recommendation {
+	const { runs, o, c } = ctx;
+	const needs: Need[] = [];
+	for (const r of runs) {
+		// A run stopped by someone (killed) or whose end was not seen says nothing of how long it needed.
+		if (r.durationMs === null || r.reason === "killed" || r.reason === "lost") continue;
+		const timedOut = r.reason === "timeout";
+		const had = Math.max(r.durationMs, r.limits.timeoutMs ?? 0);
+		needs.push({
+			value: timedOut ? had * c.oomBumpRatio : r.durationMs,
+			weight: weight(r, o, c),
+			recent: o.now - r.endedAt <= c.floorWindowMs,
+			raised: timedOut,
+			limit: r.limits.timeoutMs,
+			durationMs: r.durationMs,
+		});
+	}
+	const rec = recommend(
+		{
+			resource: "timeout",
+			name: "duration",
+			raisedAs: ["a timeout", "timeouts"],
+			unit: "ms",
+			q: c.timeoutQuantile,
+			factor: c.timeoutHeadroom,
+			round: roundTimeout,
+			floors: true,
+			fails: "timedOut",
+			unitHours: null,
+			fmt: fmtMs,
+		},
+		needs,
+		ctx,
+		null,
+	);
+	rec.timeoutRate = rate(runs, (r) => r.reason === "timeout");
+	return rec;
+}
+
+function gpuMemory(ctx: Context): Recommendation {
+	const { runs, o, c } = ctx;
+	const needs: Need[] = [];
+	for (const r of runs) {
+		if (r.gpuPeakMiB === null) continue;
+		needs.push({
+			value: r.gpuPeakMiB,
+			weight: weight(r, o, c),
+			recent: o.now - r.endedAt <= c.floorWindowMs,
+			raised: false,
+			limit: null,
+			durationMs: r.durationMs,
+		});
+	}
+	return recommend(
+		{
+			resource: "gpuMemory",
+			name: "peak GPU memory",
+			raisedAs: ["", ""],
+			unit: "MiB",
+			q: c.memoryQuantile,
+			factor: c.margin,
+			round: roundGpu,
+			floors: true,
+			fails: null,
+			unitHours: null,
+			fmt: (v) => formatBytes(v * MiB),
+		},
+		needs,
+		ctx,
+		null,
+	);
+}
+
+/** Recommendations for one group of runs (newest first), per resource. */
+export function recommendAll(runs: readonly RunSummary[], o: Options): Recommendation[] {
+	const c = { ...CONSTANTS, ...o.constants } as C;
+	const newest = runs[0] ?? null;
+	return [
+		memory({ runs, current: newest?.limits.memoryBytes ?? null, o, c }),
+		cpu({ runs, current: newest?.limits.cpu ?? null, o, c }),
+		timeout({ runs, current: newest?.limits.timeoutMs ?? null, o, c }),
+		gpuMemory({ runs, current: null, o, c }),
+	];
+}
