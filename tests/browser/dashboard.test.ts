@@ -4,6 +4,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireTools } from "@apiary/test-support/requires";
 import { until } from "@apiary/test-support/util";
+import { exitedWorker, FakeHive } from "@apiary/test-support/fake-hive";
 import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 
 const ARTIFACTS = new URL("../../test-results/", import.meta.url).pathname;
@@ -136,6 +137,69 @@ describe("the dashboard of a queen with a token", () => {
 		expect(await page.locator("#login").isHidden()).toBe(true);
 		mkdirSync(ARTIFACTS, { recursive: true });
 		await page.screenshot({ path: join(ARTIFACTS, "dashboard-token.png"), fullPage: true });
+		await page.close();
+	});
+});
+
+describe("the dashboard's right-sizing panel", () => {
+	const dir = tempDir("dash-advise");
+	let queen: Daemon;
+	let browser: Browser;
+	let fake: FakeHive;
+	const GiB = 2 ** 30;
+	const MiB = 2 ** 20;
+	let seq = 0;
+	const send = (i: number) =>
+		fake.send({
+			type: "event",
+			seq: ++seq,
+			event: "worker.exited",
+			worker: exitedWorker(`e2e-${i}`, {
+				startedAt: Date.now() - 3_600_000 + i * 1000,
+				durationMs: 120_000,
+				peakBytes: (600 + (i % 7) * 20) * MiB,
+				cores: 0.4 + (i % 5) * 0.05,
+				profile: "e2e_background",
+				labels: { suite: "checkout" },
+				limits: { cpu: 0.9, memoryBytes: 4 * GiB, pids: null, timeoutMs: 3_600_000 },
+			}),
+		});
+	beforeAll(async () => {
+		if (!process.env.CHROMIUM) requireTools(["chromium"], "chromium");
+		queen = await startQueen({ db: join(dir, "q.db") });
+		fake = new FakeHive(queen.url, "advise-hive");
+		await fake.opened();
+		fake.hello();
+		for (let i = 0; i < 25; i++) send(i);
+		await until(async () => (await json(`${queen.url}/v1/recommendations`)).body.groups[0]?.runs === 25, 10_000, "25 runs");
+		browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
+	});
+	afterAll(async () => {
+		fake?.close();
+		await browser?.close();
+		await queen?.stop();
+		removeDir(dir);
+	});
+
+	it("shows each recommendation with its distribution, current and recommended marked, and follows new runs without a reload", async () => {
+		const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+		await page.goto(queen.url);
+		const card = page.locator('.card.advice[data-profile="e2e_background"]');
+		await card.waitFor({ timeout: 10_000 });
+		expect(await card.locator(".title").textContent()).toBe("e2e_background suite=checkout · 25 runs");
+		const mem = card.locator('tr[data-resource="memory"]');
+		// 4 GiB today; the heaviest run held 720 MiB → 720 × 1.15 rounded up to 16 MiB.
+		expect(await mem.locator("td").nth(1).textContent()).toBe("4.0G → 832M");
+		expect(await mem.locator("svg.dist").getAttribute("data-runs")).toBe("25");
+		expect(await mem.locator("svg.dist line.recommended").count()).toBe(1);
+		expect(await mem.locator("svg.dist line.current").count()).toBe(1);
+		expect(await mem.locator("svg.dist rect").count()).toBeGreaterThan(1);
+		expect(await card.locator('tr[data-resource="gpuMemory"] .rec').textContent()).toBe("none yet");
+		for (let i = 25; i < 30; i++) send(i);
+		await card.locator(".title", { hasText: "30 runs" }).waitFor({ timeout: 10_000 });
+		expect(await mem.locator("svg.dist").getAttribute("data-runs")).toBe("30");
+		mkdirSync(ARTIFACTS, { recursive: true });
+		await page.screenshot({ path: join(ARTIFACTS, "dashboard-right-sizing.png"), fullPage: true });
 		await page.close();
 	});
 });

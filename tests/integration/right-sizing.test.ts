@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { RecommendationsAnswer, RunUsage, WorkerInfo } from "@apiary/protocol";
-import { FakeHive, worker } from "@apiary/test-support/fake-hive";
+import { exitedWorker, FakeHive } from "@apiary/test-support/fake-hive";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 import { until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -79,37 +79,18 @@ describe("right-sizing", () => {
 		await fh.opened();
 		fh.hello();
 		const base = Date.now() - 3_600_000;
-		const usage = (peak: number, cores: number): RunUsage => ({
-			ticks: 60,
-			cpu: { seconds: cores * 60, avgCores: cores, p95Cores: cores * 1.2, throttledFraction: 0, limitCores: 2, efficiency: cores / 2 },
-			memory: { peakWorkingSetBytes: peak, kernelPeakBytes: peak * 2, limitBytes: 2 * GiB, efficiency: peak / (2 * GiB) },
-			io: { readBytes: 0, writeBytes: 0 },
-			pressure: { cpuSome: 0, memorySome: 0, memoryFull: 0, ioSome: 0, ioFull: 0 },
-			gpus: [],
-		});
 		const runs: WorkerInfo[] = [];
 		for (let i = 0; i < 40; i++) {
-			const start = base + i * 60_000;
-			const oom = i === 39;
 			runs.push(
-				worker(`api-${i}`, {
+				exitedWorker(`api-${i}`, {
+					startedAt: base + i * 60_000,
+					durationMs: 50_000,
+					peakBytes: i === 39 ? 2 * GiB : (400 + (i % 10) * 10) * MiB,
+					cores: 0.5,
+					oom: i === 39,
 					profile: "core_integration",
 					labels: { suite: "api", shard: "2" },
 					limits: { cpu: 2, memoryBytes: 2 * GiB, pids: null, timeoutMs: 600_000 },
-					state: "exited",
-					startedAt: new Date(start).toISOString(),
-					exit: {
-						exitCode: oom ? null : 0,
-						signal: oom ? "SIGKILL" : null,
-						reason: oom ? "oom" : "exited",
-						message: null,
-						startedAt: new Date(start).toISOString(),
-						endedAt: new Date(start + 50_000).toISOString(),
-						durationMs: 50_000,
-						peakMemoryBytes: null,
-						oomKilled: oom,
-						usage: usage(oom ? 2 * GiB : (400 + (i % 10) * 10) * MiB, 0.5),
-					},
 				}),
 			);
 		}

@@ -1,3 +1,5 @@
+// Over 300 lines on purpose: every hive command's help text sits beside the
+// flags it documents, so --help cannot drift from the parser.
 import { hostname } from "node:os";
 import type { WorkerInfo } from "@apiary/protocol";
 import { checkId } from "@apiary/protocol/ids";

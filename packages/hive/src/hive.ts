@@ -1,3 +1,8 @@
+// Over 300 lines on purpose: Hive is the worker lifecycle (spawn → running →
+// stopping → finishing → exited, and re-adoption), transitions that share one
+// Entry per worker. Everything pure is apart (exit-record, readopt-plan,
+// gpu-attribution, usage, log-cap, storage-health, worker-records); splitting
+// the transitions would only expose the Entry across files.
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";

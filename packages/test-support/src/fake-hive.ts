@@ -1,4 +1,4 @@
-import type { GpuInfo, HeartbeatMessage, HelloMessage, QueenMessage, WorkerInfo, WorkerStats } from "@apiary/protocol";
+import type { GpuInfo, HeartbeatMessage, HelloMessage, Limits, QueenMessage, RunUsage, WorkerInfo, WorkerStats } from "@apiary/protocol";
 import WebSocket from "ws";
 
 // A simulated hive over a real WebSocket, for queen tests that need many
@@ -54,6 +54,64 @@ export const worker = (id: string, over: Partial<WorkerInfo> = {}): WorkerInfo =
 	exit: null,
 	...over,
 });
+
+/** What an exited run of `cores` average cores and `peakBytes` working set used (one GPU-less minute). */
+export const runUsage = (peakBytes: number, cores: number, limits: { cpu: number | null; memoryBytes: number | null }): RunUsage => ({
+	ticks: 60,
+	cpu: {
+		seconds: cores * 60,
+		avgCores: cores,
+		p95Cores: cores * 1.2,
+		throttledFraction: 0,
+		limitCores: limits.cpu,
+		efficiency: limits.cpu === null ? null : cores / limits.cpu,
+	},
+	memory: {
+		peakWorkingSetBytes: peakBytes,
+		kernelPeakBytes: peakBytes * 2,
+		limitBytes: limits.memoryBytes,
+		efficiency: limits.memoryBytes === null ? null : peakBytes / limits.memoryBytes,
+	},
+	io: { readBytes: 0, writeBytes: 0 },
+	pressure: { cpuSome: 0, memorySome: 0, memoryFull: 0, ioSome: 0, ioFull: 0 },
+	gpus: [],
+});
+
+/** An exited worker as a hive reports it, with its usage: `oom` makes it OOM-killed at its limit. */
+export function exitedWorker(
+	id: string,
+	o: {
+		startedAt: number;
+		durationMs: number;
+		peakBytes: number;
+		cores: number;
+		oom?: boolean;
+		profile: string | null;
+		labels: Record<string, string>;
+		limits: Limits;
+	},
+): WorkerInfo {
+	const started = new Date(o.startedAt).toISOString();
+	return worker(id, {
+		profile: o.profile,
+		labels: o.labels,
+		limits: o.limits,
+		state: "exited",
+		startedAt: started,
+		exit: {
+			exitCode: o.oom ? null : 0,
+			signal: o.oom ? "SIGKILL" : null,
+			reason: o.oom ? "oom" : "exited",
+			message: null,
+			startedAt: started,
+			endedAt: new Date(o.startedAt + o.durationMs).toISOString(),
+			durationMs: o.durationMs,
+			peakMemoryBytes: null,
+			oomKilled: o.oom === true,
+			usage: runUsage(o.peakBytes, o.cores, o.limits),
+		},
+	});
+}
 
 export class FakeHive {
 	readonly ws: WebSocket;

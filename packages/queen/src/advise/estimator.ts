@@ -1,5 +1,6 @@
 import type { Backtest, Recommendation, Resource } from "@apiary/protocol";
 import { formatBytes, formatDuration } from "@apiary/protocol/units";
+import { confidence, quantileBounds, weightedQuantile } from "./order-stats.ts";
 import type { RunSummary } from "./run.ts";
 
 // Limits from run history: per resource, each run's *need* (its peak, or a
@@ -7,7 +8,8 @@ import type { RunSummary } from "./run.ts";
 // weighted by age, a safety margin, floors that keep recent successful runs
 // fitting, and a confidence and bounds from order statistics. Pure: runs and
 // the time in, a recommendation out. docs/right-sizing.md gives the method
-// and where each constant comes from.
+// and where each constant comes from; this file keeps the four resources'
+// rules side by side as that page reads (hence over 300 lines).
 
 const MiB = 2 ** 20;
 const HOUR = 3_600_000;
@@ -53,85 +55,6 @@ interface Need {
 	raised: boolean;
 	limit: number | null;
 	durationMs: number | null;
-}
-
-// ---- order statistics ---------------------------------------------------------------
-
-const logFact: number[] = [0];
-function logFactorial(n: number): number {
-	for (let i = logFact.length; i <= n; i++) logFact.push(logFact[i - 1]! + Math.log(i));
-	return logFact[n]!;
-}
-
-/** P(Binomial(n, p) ≤ k) for k = 0..n, cached: groups of the same size share it. */
-const cdfCache = new Map<string, Float64Array>();
-export function binomialCdfs(n: number, p: number): Float64Array {
-	const key = `${n}:${p}`;
-	let out = cdfCache.get(key);
-	if (out) return out;
-	out = new Float64Array(n + 1);
-	const lp = Math.log(p);
-	const lq = Math.log1p(-p);
-	let sum = 0;
-	for (let i = 0; i <= n; i++) {
-		sum += p <= 0 ? (i === 0 ? 1 : 0) : p >= 1 ? (i === n ? 1 : 0) : Math.exp(logFactorial(n) - logFactorial(i) - logFactorial(n - i) + i * lp + (n - i) * lq);
-		out[i] = Math.min(1, sum);
-	}
-	out[n] = 1;
-	if (cdfCache.size > 4096) cdfCache.clear();
-	cdfCache.set(key, out);
-	return out;
-}
-
-/** P(Binomial(n, p) ≤ k). */
-export const binomialCdf = (k: number, n: number, p: number): number => (k < 0 ? 0 : k >= n ? 1 : binomialCdfs(n, p)[k]!);
-
-/**
- * How sure we can be, from order statistics alone, that at least a share q
- * of runs like these need no more than `rec`: with k of n needs at or under
- * it, P(the q-quantile ≤ the k-th smallest) = P(Binomial(n, q) ≤ k − 1).
- * Distribution-free; 1 − qⁿ when every run fits.
- */
-export function confidence(sortedNeeds: readonly number[], rec: number, q: number): number {
-	let k = 0;
-	while (k < sortedNeeds.length && sortedNeeds[k]! <= rec) k++;
-	return binomialCdf(k - 1, sortedNeeds.length, q);
-}
-
-/**
- * Indexes (1-based) of the order statistics that bound the q-quantile at
- * `level`: P(X(lower) ≤ ξq) ≥ level and P(X(upper) ≥ ξq) ≥ level; null
- * when n is too small for that.
- */
-export function quantileBounds(n: number, q: number, level: number): { lower: number | null; upper: number | null } {
-	const cdf = binomialCdfs(n, q);
-	let lower: number | null = null;
-	for (let l = n; l >= 1; l--) {
-		if (1 - cdf[l - 1]! >= level) {
-			lower = l;
-			break;
-		}
-	}
-	let upper: number | null = null;
-	for (let u = 1; u <= n; u++) {
-		if (cdf[u - 1]! >= level) {
-			upper = u;
-			break;
-		}
-	}
-	return { lower, upper };
-}
-
-/** The smallest value whose cumulative weight reaches q of the total (needs sorted by value). */
-export function weightedQuantile(sorted: readonly { value: number; weight: number }[], q: number): number {
-	let total = 0;
-	for (const s of sorted) total += s.weight;
-	let acc = 0;
-	for (const s of sorted) {
-		acc += s.weight;
-		if (acc >= q * total - 1e-12) return s.value;
-	}
-	return sorted[sorted.length - 1]!.value;
 }
 
 // ---- per resource -------------------------------------------------------------------

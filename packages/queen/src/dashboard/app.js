@@ -105,11 +105,80 @@ function renderExits() {
 			.join("") || `<tr><td colspan="6" class="empty">no exits yet</td></tr>`;
 }
 
+// ---- right-sizing: one card per group of runs, a row per resource with the
+// distribution of the runs' needs, the recommendation (solid) and the current limit (dashed).
+const RESOURCE = { memory: "memory", cpu: "cpu", timeout: "timeout", gpuMemory: "GPU memory" };
+function inUnit(unit, v) {
+	if (v == null) return "–";
+	if (unit === "bytes") return bytes(v);
+	if (unit === "MiB") return bytes(v * 2 ** 20);
+	if (unit === "ms") return secs(v);
+	return `${Number(v.toFixed(2))} cores`;
+}
+
+function histogram(r) {
+	const W = 160;
+	const H = 36;
+	const BINS = 24;
+	const top = Math.max(...r.values, r.recommended ?? 0, r.current ?? 0, 1e-9);
+	const counts = new Array(BINS).fill(0);
+	for (const v of r.values) counts[Math.min(BINS - 1, Math.floor((v / top) * BINS))]++;
+	const most = Math.max(...counts, 1);
+	const bw = W / BINS;
+	const bars = counts
+		.map((c, i) =>
+			c
+				? `<rect x="${(i * bw).toFixed(1)}" y="${(H - (c / most) * (H - 2)).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${((c / most) * (H - 2)).toFixed(1)}"/>`
+				: "",
+		)
+		.join("");
+	const line = (v, cls) => (v == null ? "" : `<line class="${cls}" x1="${((v / top) * W).toFixed(1)}" x2="${((v / top) * W).toFixed(1)}" y1="0" y2="${H}"/>`);
+	return `<svg class="dist" viewBox="0 0 ${W} ${H}" data-runs="${r.values.length}">${bars}${line(r.current, "current")}${line(r.recommended, "recommended")}</svg>`;
+}
+
+function renderAdvice() {
+	const groups = state.advice?.groups ?? [];
+	$("#advice").innerHTML =
+		groups
+			.map((g) => {
+				const labels = Object.entries(g.labels)
+					.map(([k, v]) => `${esc(k)}=${esc(v)}`)
+					.join(" ");
+				const rows = g.recommendations
+					.map((r) => {
+						const rate = r.resource === "memory" ? r.oomRate : r.resource === "timeout" ? r.timeoutRate : r.resource === "cpu" ? r.throttledRate : null;
+						const rateName = { memory: "OOM", timeout: "timed out", cpu: "throttled" }[r.resource];
+						return `<tr data-resource="${r.resource}"><td>${RESOURCE[r.resource]}</td><td class="num">${inUnit(r.unit, r.current)} → <b class="rec">${r.recommended == null ? "none yet" : inUnit(r.unit, r.recommended)}</b></td><td class="num">${r.confidence == null ? "" : `${(r.confidence * 100).toFixed(1)}%`}</td><td class="num">${rate == null ? "" : `${rateName} ${(rate * 100).toFixed(1)}%`}</td><td>${histogram(r)}</td></tr><tr class="why"><td></td><td colspan="4">${esc(r.reason)}</td></tr>`;
+					})
+					.join("");
+				return `<div class="card advice" data-profile="${esc(g.profile ?? "")}"><div class="title">${esc(g.profile ?? "no profile")} ${labels} · ${g.runs} runs</div><table>${rows}</table></div>`;
+			})
+			.join("") || `<p class="empty">no runs recorded yet</p>`;
+}
+
+let adviceTimer = null;
+/** Recommendations change only when runs end: read them at start and 2 s after exits (coalesced). */
+function refreshAdvice(delay) {
+	if (adviceTimer) return;
+	adviceTimer = setTimeout(() => {
+		adviceTimer = null;
+		api("/v1/recommendations")
+			.then((a) => {
+				state.advice = a;
+				schedule();
+			})
+			.catch(() => {
+				// A 401 asks for the token by itself; anything else waits for the next exit.
+			});
+	}, delay);
+}
+
 function renderAll() {
 	renderHives();
 	renderGpus();
 	renderWorkers();
 	renderExits();
+	renderAdvice();
 	const free = [...state.gpus.values()].filter((g) => g.free).length;
 	$("#summary").textContent =
 		`${state.hives.size} hives · ${[...state.workers.values()].filter((w) => w.state === "running").length} workers · ${free}/${state.gpus.size} GPUs free`;
@@ -162,6 +231,7 @@ const handlers = {
 		state.workers = new Map(d.workers.map((w) => [key(w.hiveId, w.id), w]));
 		state.gpus = new Map(d.gpus.map((g) => [key(g.hiveId, g.uuid), g]));
 		for (const w of d.workers) recordStats(key(w.hiveId, w.id), w.stats);
+		refreshAdvice(0);
 		api("/v1/workers?state=exited").then((ws) => {
 			state.exits = ws
 				.filter((w) => w.exit)
@@ -206,6 +276,7 @@ const handlers = {
 	"worker.exited"(d) {
 		state.workers.delete(key(d.hiveId, d.workerId));
 		state.exits.unshift({ hiveId: d.hiveId, workerId: d.workerId, exit: d.exit });
+		refreshAdvice(2000);
 	},
 	"worker.evicted"(d, e) {
 		state.workers.delete(key(d.hiveId, d.workerId));

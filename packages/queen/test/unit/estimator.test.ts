@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { binomialCdf, CONSTANTS, confidence, quantileBounds, recommendAll } from "../../src/advise/estimator.ts";
+import { CONSTANTS, recommendAll } from "../../src/advise/estimator.ts";
+import { binomialCdf, confidence, quantileBounds } from "../../src/advise/order-stats.ts";
 import type { RunSummary } from "../../src/advise/run.ts";
 
 // The recommender on synthetic histories: what a CI owner relies on.
