@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { exitCodeFor, parseFlags, UsageError } from "@apiary/kit/cli";
 import { ctx, log, r3 } from "./lib.ts";
+import { advise } from "./sections/advise.ts";
 import { cliStart } from "./sections/cli.ts";
 import { fanout } from "./sections/fanout.ts";
 import { gpuSampling } from "./sections/gpu.ts";
@@ -25,6 +26,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	gpu: gpuSampling,
 	memory: hiveMemory,
 	cli: cliStart,
+	advise,
 };
 
 const HELP = `Usage: npm run bench [-- --quick] [-- --only SECTION[,SECTION...]]

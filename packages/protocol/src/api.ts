@@ -179,7 +179,10 @@ export const Recommendation = Type.Object({
 	slackAfter: Nullable(Type.Number({ description: "mean unused share of the recommendation" })),
 	backtest: Nullable(Backtest),
 	reason: Type.String(),
-	values: Type.Array(Type.Number(), { maxItems: 1000, description: "each run's need in this unit, newest first: the distribution the dashboard plots" }),
+	values: Type.Array(Type.Number(), {
+		maxItems: 200,
+		description: "the newest 200 runs' needs in this unit, newest first: the distribution the dashboard plots",
+	}),
 });
 export type Recommendation = Static<typeof Recommendation>;
 

@@ -1,4 +1,4 @@
-import type { ExitRecord, Limits, RecommendationGroup, RecommendationsAnswer } from "@apiary/protocol";
+import type { ExitRecord, Limits, Recommendation, RecommendationGroup, RecommendationsAnswer } from "@apiary/protocol";
 import { CONSTANTS, recommendAll } from "./estimator.ts";
 import { type RunSummary, summarize } from "./run.ts";
 import type { RunTable } from "../store/runs.ts";
@@ -12,8 +12,16 @@ export interface AdvisorOptions {
 	maxKeys?: number;
 }
 
+/**
+ * A group's recommendations are kept until a run is added to it or this
+ * much time passed (decay, the floor window and the OOM hold move with the
+ * clock, slowly): a dashboard or scheduler polling costs no recomputation.
+ */
+const CACHE_MS = 60_000;
+
 interface Group {
 	key: string;
+	cached: { at: number; recs: Recommendation[] } | null;
 	profile: string | null;
 	labels: Record<string, string>;
 	/** Oldest first. */
@@ -51,7 +59,7 @@ export class Advisor {
 	private group(key: string, run: RunSummary): Group {
 		let g = this.groups.get(key);
 		if (!g) {
-			g = { key, profile: run.profile, labels: this.keyOf(run).labels, runs: [] };
+			g = { key, profile: run.profile, labels: this.keyOf(run).labels, runs: [], cached: null };
 			this.groups.set(key, g);
 		}
 		return g;
@@ -64,6 +72,7 @@ export class Advisor {
 		const { key } = this.keyOf(run);
 		const g = this.group(key, run);
 		g.runs.push(run);
+		g.cached = null;
 		this.table.insert(key, run);
 		if (g.runs.length > this.runsPerKey) {
 			g.runs.splice(0, g.runs.length - this.runsPerKey);
@@ -88,19 +97,24 @@ export class Advisor {
 		for (const g of this.groups.values()) {
 			if (profile !== undefined && g.profile !== profile) continue;
 			let runs = g.runs;
+			let recs: Recommendation[] | null = g.cached && now - g.cached.at < CACHE_MS && now >= g.cached.at ? g.cached.recs : null;
 			if (filter.label) {
+				recs = null;
 				const [k, v] = filter.label;
 				runs = runs.filter((r) => r.labels[k] === v);
 				if (runs.length === 0) continue;
 			}
-			const newestFirst = [...runs].reverse();
-			const last = newestFirst[0];
+			const last = runs.at(-1);
+			if (recs === null) {
+				recs = recommendAll([...runs].reverse(), { now });
+				if (!filter.label) g.cached = { at: now, recs };
+			}
 			groups.push({
 				profile: g.profile,
 				labels: g.labels,
 				runs: runs.length,
 				lastRunAt: last ? new Date(last.endedAt).toISOString() : null,
-				recommendations: recommendAll(newestFirst, { now }),
+				recommendations: recs,
 			});
 		}
 		groups.sort((a, b) => b.runs - a.runs || String(a.profile).localeCompare(String(b.profile)));

@@ -44,6 +44,9 @@ export const CONSTANTS = {
 	boundLevel: 0.95,
 } as const;
 
+/** Needs listed per recommendation (newest first): enough for a plot, small enough for 50 groups in one answer. */
+export const MAX_VALUES = 200;
+
 type C = { readonly [K in keyof typeof CONSTANTS]: number };
 
 interface Need {
@@ -125,14 +128,15 @@ function recommend(spec: Spec, needs: Need[], ctx: Context, extra: { floor: numb
 		slackAfter: null,
 		backtest: null,
 		reason: "",
-		values: values.slice(0, 1000),
+		values: values.slice(0, MAX_VALUES),
 	};
 	if (n < c.minRuns) {
 		base.reason = n === 0 ? `no run measured its ${spec.name} yet` : `only ${n} run${n === 1 ? "" : "s"} measured; ${c.minRuns} are needed to recommend`;
 		return base;
 	}
-	const sorted = [...needs].sort((a, b) => a.value - b.value);
-	const wq = weightedQuantile(sorted, spec.q);
+	// A typed-array sort is native and numeric: ~10× a sort of objects by a comparator.
+	const sortedValues = Float64Array.from(values).sort();
+	const wq = weightedQuantile(values, needs, sortedValues, spec.q);
 	let rec = wq * spec.factor;
 	const raised = needs.filter((x) => x.raised).length;
 	const counted = raised === 0 ? "" : ` (${raised === 1 ? spec.raisedAs[0] : `${raised} ${spec.raisedAs[1]}`} counted as a raised lower bound)`;
@@ -150,7 +154,6 @@ function recommend(spec: Spec, needs: Need[], ctx: Context, extra: { floor: numb
 		why = extra.why;
 	}
 	rec = spec.round(rec);
-	const sortedValues = sorted.map((x) => x.value);
 	const b = quantileBounds(n, spec.q, c.boundLevel);
 	const bound = (i: number | null) => (i === null ? null : spec.round(sortedValues[i - 1]! * spec.factor));
 	let fails = 0;

@@ -37,7 +37,7 @@ export const binomialCdf = (k: number, n: number, p: number): number => (k < 0 ?
  * it, P(the q-quantile ≤ the k-th smallest) = P(Binomial(n, q) ≤ k − 1).
  * Distribution-free; 1 − qⁿ when every run fits.
  */
-export function confidence(sortedNeeds: readonly number[], rec: number, q: number): number {
+export function confidence(sortedNeeds: ArrayLike<number>, rec: number, q: number): number {
 	let k = 0;
 	while (k < sortedNeeds.length && sortedNeeds[k]! <= rec) k++;
 	return binomialCdf(k - 1, sortedNeeds.length, q);
@@ -67,14 +67,26 @@ export function quantileBounds(n: number, q: number, level: number): { lower: nu
 	return { lower, upper };
 }
 
-/** The smallest value whose cumulative weight reaches q of the total (needs sorted by value). */
-export function weightedQuantile(sorted: readonly { value: number; weight: number }[], q: number): number {
+/**
+ * The weighted q-quantile: the smallest value whose cumulative weight (of
+ * the values at or under it) reaches q of the total. A binary search over
+ * the sorted values, each probe one pass: no sort of (value, weight) pairs.
+ */
+export function weightedQuantile(values: ArrayLike<number>, weights: readonly { weight: number }[], sorted: ArrayLike<number>, q: number): number {
 	let total = 0;
-	for (const s of sorted) total += s.weight;
-	let acc = 0;
-	for (const s of sorted) {
-		acc += s.weight;
-		if (acc >= q * total - 1e-12) return s.value;
+	for (let i = 0; i < values.length; i++) total += weights[i]!.weight;
+	const want = q * total - 1e-12 * total;
+	const upTo = (t: number) => {
+		let w = 0;
+		for (let i = 0; i < values.length; i++) if (values[i]! <= t) w += weights[i]!.weight;
+		return w;
+	};
+	let lo = 0;
+	let hi = sorted.length - 1;
+	while (lo < hi) {
+		const mid = (lo + hi) >> 1;
+		if (upTo(sorted[mid]!) >= want) hi = mid;
+		else lo = mid + 1;
 	}
-	return sorted[sorted.length - 1]!.value;
+	return sorted[lo]!;
 }
