@@ -103,8 +103,10 @@ interface Context {
 	c: C;
 }
 
-function weight(run: RunSummary, o: Options, c: C): number {
-	return 2 ** (-Math.max(0, o.now - run.endedAt) / c.halfLifeMs);
+/** A run's need: `value`, weighted by the run's age, recent when it ended within the floor window. */
+function need(r: RunSummary, ctx: Context, value: number, raised: boolean, limit: number | null): Need {
+	const age = Math.max(0, ctx.o.now - r.endedAt);
+	return { value, weight: 2 ** (-age / ctx.c.halfLifeMs), recent: age <= ctx.c.floorWindowMs, raised, limit, durationMs: r.durationMs };
 }
 
 function recommend(spec: Spec, needs: Need[], ctx: Context, extra: { floor: number; why: string } | null): Recommendation {
@@ -215,14 +217,13 @@ function memory(ctx: Context): Recommendation {
 	const needs: Need[] = [];
 	let lastOom: RunSummary | null = null;
 	for (const r of runs) {
-		const common = { weight: weight(r, o, c), recent: o.now - r.endedAt <= c.floorWindowMs, limit: r.limits.memoryBytes, durationMs: r.durationMs };
 		if (r.oomKilled) {
 			// It needed more than it had: what it used or was allowed, raised.
 			const had = Math.max(r.memoryBytes ?? 0, r.limits.memoryBytes ?? 0);
-			if (had > 0) needs.push({ ...common, value: Math.max(had + c.oomBumpBytes, had * c.oomBumpRatio), raised: true });
+			if (had > 0) needs.push(need(r, ctx, Math.max(had + c.oomBumpBytes, had * c.oomBumpRatio), true, r.limits.memoryBytes));
 			if (lastOom === null || r.endedAt > lastOom.endedAt) lastOom = r;
 		} else if (r.memoryBytes !== null) {
-			needs.push({ ...common, value: r.memoryBytes, raised: false });
+			needs.push(need(r, ctx, r.memoryBytes, false, r.limits.memoryBytes));
 		}
 	}
 	let hold: { floor: number; why: string } | null = null;
@@ -261,14 +262,7 @@ function cpu(ctx: Context): Recommendation {
 	for (const r of runs) {
 		if (r.avgCores === null) continue;
 		const throttled = isThrottled(r, c) === true;
-		needs.push({
-			value: throttled ? Math.max(r.avgCores * c.throttleBump, r.p95Cores ?? 0) : r.avgCores,
-			weight: weight(r, o, c),
-			recent: o.now - r.endedAt <= c.floorWindowMs,
-			raised: throttled,
-			limit: r.limits.cpu,
-			durationMs: r.durationMs,
-		});
+		needs.push(need(r, ctx, throttled ? Math.max(r.avgCores * c.throttleBump, r.p95Cores ?? 0) : r.avgCores, throttled, r.limits.cpu));
 	}
 	const rec = recommend(
 		{
@@ -300,14 +294,7 @@ function timeout(ctx: Context): Recommendation {
 		if (r.durationMs === null || r.reason === "killed" || r.reason === "lost") continue;
 		const timedOut = r.reason === "timeout";
 		const had = Math.max(r.durationMs, r.limits.timeoutMs ?? 0);
-		needs.push({
-			value: timedOut ? had * c.oomBumpRatio : r.durationMs,
-			weight: weight(r, o, c),
-			recent: o.now - r.endedAt <= c.floorWindowMs,
-			raised: timedOut,
-			limit: r.limits.timeoutMs,
-			durationMs: r.durationMs,
-		});
+		needs.push(need(r, ctx, timedOut ? had * c.oomBumpRatio : r.durationMs, timedOut, r.limits.timeoutMs));
 	}
 	const rec = recommend(
 		{
@@ -336,14 +323,7 @@ function gpuMemory(ctx: Context): Recommendation {
 	const needs: Need[] = [];
 	for (const r of runs) {
 		if (r.gpuPeakMiB === null) continue;
-		needs.push({
-			value: r.gpuPeakMiB,
-			weight: weight(r, o, c),
-			recent: o.now - r.endedAt <= c.floorWindowMs,
-			raised: false,
-			limit: null,
-			durationMs: r.durationMs,
-		});
+		needs.push(need(r, ctx, r.gpuPeakMiB, false, null));
 	}
 	return recommend(
 		{
