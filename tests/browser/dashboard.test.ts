@@ -42,6 +42,7 @@ describe("the dashboard in a real browser", () => {
 			cgroupRoot: root,
 			nvidiaSmi: FAKE_SMI("a100x4"),
 			interval: "300ms",
+			extra: ["--label", "pool=a100"],
 		});
 		browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
 		page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -61,6 +62,7 @@ describe("the dashboard in a real browser", () => {
 
 	it("shows the hive ready, its GPUs with their state", async () => {
 		await page.waitForSelector('tr[data-hive="dash-hive"] [data-state="ready"]');
+		expect(await page.locator('tr[data-hive="dash-hive"] td.labels').textContent()).toBe("pool=a100");
 		const cards = await page.locator("[data-gpu]").count();
 		expect(cards).toBe(4);
 		expect(await page.locator("[data-gpu] [data-state='free']").count()).toBe(2); // GPUs 0 and 1 are in use in the recording

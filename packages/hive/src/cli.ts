@@ -2,7 +2,8 @@
 // flags it documents, so --help cannot drift from the parser.
 import { hostname } from "node:os";
 import type { WorkerInfo } from "@apiary/protocol";
-import { checkId } from "@apiary/protocol/ids";
+
+import { checkId, LABEL_KEY_PATTERN } from "@apiary/protocol/ids";
 import { PROFILE_NAMES } from "@apiary/protocol/profiles";
 import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
@@ -45,6 +46,8 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --state-dir DIR            records and logs (default $APIARY_STATE_DIR, /var/lib/apiary/hive
                              as root, else ~/.local/state/apiary/hive)
   --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)
+  --label K=V                this hive's label, shown by the queen and used as a placement
+                             constraint (repeatable), e.g. --label pool=a100 --label zone=b
   --gpu-interval DURATION    GPU sampling cadence (default: the tick, at least 1s)
   --grace DURATION           stop: time between the stop signal and SIGKILL (default 10s;
                              a spawn may set its own)
@@ -176,6 +179,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"log-budget": { type: "string", default: "1G" },
 			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
+			label: { type: "string", multiple: true },
 		},
 		"start",
 	);
@@ -209,6 +213,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		logDirBudgetBytes,
 		token,
 		queen: v.queen ?? process.env.APIARY_QUEEN,
+		labels: hiveLabels(v.label),
 		log,
 	});
 	const info = d.hive.driver.info;
@@ -224,6 +229,18 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	await untilSignal();
 	await d.close();
 	return 0;
+}
+
+/** `--label k=v` on start: keys as label names, values up to 256 characters, at most 64. */
+function hiveLabels(list: string[] | undefined): Record<string, string> {
+	const labels = kv("start", "label", list) ?? {};
+	for (const [k, val] of Object.entries(labels)) {
+		if (!new RegExp(LABEL_KEY_PATTERN).test(k))
+			throw new UsageError(`hive start: --label: ${JSON.stringify(k)} is not a label name (letters, digits, . _ / -)`);
+		if (val.length > 256) throw new UsageError(`hive start: --label ${k}: the value is longer than 256 characters`);
+	}
+	if (Object.keys(labels).length > 64) throw new UsageError("hive start: --label: at most 64 labels");
+	return labels;
 }
 
 function defaultName(): string {

@@ -35,6 +35,8 @@ export interface HiveDaemonOptions {
 	token: string | null;
 	/** Queen to report to (http:// or ws://); none = a standalone hive. */
 	queen?: string;
+	/** The hive's labels (`--label k=v`), sent to the queen in hello. */
+	labels?: Record<string, string>;
 	/** Token for the queen's socket; defaults to `token`. */
 	queenToken?: string | null;
 	logger?: boolean;
@@ -131,6 +133,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 				host: facts,
 				gpus: gpu,
 				version: VERSION,
+				labels: o.labels,
 				log: o.log,
 			})
 		: null;

@@ -20,6 +20,8 @@ export interface QueenLinkOptions {
 	host: HostFacts;
 	gpus: GpuSource | null;
 	version: string;
+	/** `hive start --label k=v`: sent in hello, where placement constraints look. */
+	labels?: Record<string, string>;
 	/** Reconnect backoff: base and cap, ms (full jitter in between). */
 	backoffBaseMs?: number;
 	backoffCapMs?: number;
@@ -134,6 +136,7 @@ export class QueenLink {
 				host: this.o.host,
 				driver: this.o.hive.driver.info,
 				gpus: gpu?.gpus ?? [],
+				labels: this.o.labels ?? {},
 			};
 			this.send(hello);
 			const snap = this.o.hive.snapshot();

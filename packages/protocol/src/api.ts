@@ -5,7 +5,7 @@ import { ID_PATTERN } from "./ids.ts";
 import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "./limits.ts";
 import { PROFILE_NAMES } from "./profiles.ts";
 import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
-import { DriverInfo, HostFacts, Id, StorageStatus } from "./types.ts";
+import { DriverInfo, HostFacts, Id, Labels, StorageStatus } from "./types.ts";
 
 export const IdParams = Type.Object({ id: Id });
 export type IdParams = Static<typeof IdParams>;
@@ -32,7 +32,7 @@ export const SpawnBody = Type.Object(
 		),
 		pids: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 4194304 }))),
 		timeoutMs: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: MAX_TIMEOUT_MS, description: "ms, up to 30 days" }))),
-		labels: Type.Optional(StringMap("^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", { maxValueLength: 256, maxProperties: 64 })),
+		labels: Type.Optional(Labels),
 		gpus: Type.Optional(Type.Array(Type.String({ pattern: "^([0-9]{1,3}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64})$" }), { maxItems: 64 })),
 		env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$", { maxValueLength: 65536, maxProperties: 256, valuePattern: NO_NUL })),
 		cwd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^/[^\\u0000]*$" })),

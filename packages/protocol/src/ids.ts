@@ -14,3 +14,6 @@ export function checkId(id: string, field = "id"): string {
 	}
 	return id;
 }
+
+/** A label's key (workers' and hives'): letters, digits, . _ / -, at most 63. */
+export const LABEL_KEY_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$";

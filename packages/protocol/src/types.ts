@@ -1,6 +1,6 @@
 import { Type } from "@sinclair/typebox";
-import { ID_PATTERN } from "./ids.ts";
-import { Nullable, type Static, StringEnum } from "./schema.ts";
+import { ID_PATTERN, LABEL_KEY_PATTERN } from "./ids.ts";
+import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
 
 // Wire types shared by hive and queen, each declared once as a schema whose
 // Static<> is the type. One snapshot per hive tick flows from the sampler to
@@ -12,6 +12,10 @@ const Str = Type.String({ maxLength: 4096 });
 const StrMap = Type.Record(Type.String(), Type.String());
 /** Ids become cgroup and file names (see ids.ts). */
 export const Id = Type.String({ pattern: ID_PATTERN, maxLength: 63 });
+
+/** Labels of a worker or a hive: `k=v`, at most 64. */
+export const Labels = StringMap(LABEL_KEY_PATTERN, { maxValueLength: 256, maxProperties: 64 });
+export type Labels = Static<typeof Labels>;
 
 export const CGROUP_DRIVERS = ["v2", "v1", "none"] as const;
 export const CgroupDriverName = StringEnum(CGROUP_DRIVERS);

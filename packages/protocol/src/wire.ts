@@ -3,7 +3,7 @@
 import { Type } from "@sinclair/typebox";
 import { Nullable, type Static, StringEnum } from "./schema.ts";
 import { EVENT_TYPES } from "./event-types.ts";
-import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Snapshot, StorageStatus, WorkerInfo } from "./types.ts";
+import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Labels, Snapshot, StorageStatus, WorkerInfo } from "./types.ts";
 
 export const HelloMessage = Type.Object({
 	type: Type.Literal("hello"),
@@ -13,6 +13,7 @@ export const HelloMessage = Type.Object({
 	host: HostFacts,
 	driver: DriverInfo,
 	gpus: Type.Array(GpuInfo, { maxItems: 1024 }),
+	labels: Type.Optional(Labels),
 });
 export type HelloMessage = Static<typeof HelloMessage>;
 
@@ -100,6 +101,7 @@ export const HiveView = Type.Object({
 	version: Type.String(),
 	host: HostFacts,
 	driver: DriverInfo,
+	labels: Labels,
 	lastSeenAt: Nullable(Type.String()),
 	lastSeenAgoMs: Nullable(Type.Number({ description: "ms since the last message, on the queen's clock; null when never seen since the queen started" })),
 	connected: Type.Boolean(),

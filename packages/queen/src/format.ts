@@ -9,7 +9,7 @@ export function table(rows: string[][]): string {
 
 export function formatHives(hives: HiveView[]): string {
 	return table([
-		["HIVE", "STATE", "LAST SEEN", "DRIVER", "WORKERS", "GPUS", "HOST"],
+		["HIVE", "STATE", "LAST SEEN", "DRIVER", "WORKERS", "GPUS", "LABELS", "HOST"],
 		...hives.map((h) => [
 			h.id,
 			h.state,
@@ -17,6 +17,9 @@ export function formatHives(hives: HiveView[]): string {
 			`${h.driver.name}${h.driver.enforced ? "" : "!"}`,
 			String(h.workers),
 			String(h.gpus),
+			Object.entries(h.labels)
+				.map(([k, v]) => `${k}=${v}`)
+				.join(",") || "-",
 			h.host.hostname,
 		]),
 	]);

@@ -80,6 +80,7 @@ export class Registry extends FleetState {
 				version: m.version,
 				host: m.host,
 				driver: m.driver,
+				labels: m.labels ?? {},
 				lastSeen: null,
 				lastSeenAt: null,
 				connected: true,

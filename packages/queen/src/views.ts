@@ -11,6 +11,8 @@ export interface HiveRec {
 	version: string;
 	host: HostFacts;
 	driver: DriverInfo;
+	/** `hive start --label k=v`: where placement constraints look. */
+	labels: Record<string, string>;
 	/** Monotonic ms of the last message; null when not heard from since the queen started. */
 	lastSeen: number | null;
 	lastSeenAt: string | null;
@@ -29,6 +31,7 @@ export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, 
 		version: h.version,
 		host: h.host,
 		driver: h.driver,
+		labels: h.labels,
 		lastSeenAt: h.lastSeenAt,
 		lastSeenAgoMs: h.lastSeen === null ? null : Math.round(nowMono - h.lastSeen),
 		connected: h.connected,

@@ -47,9 +47,13 @@ function renderHives() {
 		rows
 			.map((h) => {
 				const age = h.seenAt ? now - h.seenAt : null;
-				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span>${h.storage && !h.storage.ok ? ` <span class="badge lost" data-storage="failing" title="${esc(h.storage.error)}">state dir failing</span>` : ""}</td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td>${esc(h.host?.hostname)}</td></tr>`;
+				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span>${h.storage && !h.storage.ok ? ` <span class="badge lost" data-storage="failing" title="${esc(h.storage.error)}">state dir failing</span>` : ""}</td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td class="labels">${Object.entries(
+					h.labels ?? {},
+				)
+					.map(([k, v]) => `<span class="label">${esc(k)}=${esc(v)}</span>`)
+					.join(" ")}</td><td>${esc(h.host?.hostname)}</td></tr>`;
 			})
-			.join("") || `<tr><td colspan="7" class="empty">no hives yet</td></tr>`;
+			.join("") || `<tr><td colspan="8" class="empty">no hives yet</td></tr>`;
 }
 
 function gpuState(g) {

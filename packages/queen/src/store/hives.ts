@@ -9,6 +9,7 @@ export interface HiveRow {
 	version: string;
 	host: HostFacts;
 	driver: DriverInfo;
+	labels: Record<string, string>;
 }
 
 export interface HiveTable {
@@ -30,8 +31,18 @@ export function sqliteHives(db: SqliteDb): HiveTable {
 					info: string;
 				}[]
 			).map((r) => {
-				const info = JSON.parse(r.info) as Pick<HiveRow, "version" | "host" | "driver">;
-				return { id: r.id, instanceId: r.instance_id, state: r.state, lastSeenAt: r.last_seen_at, version: info.version, host: info.host, driver: info.driver };
+				const info = JSON.parse(r.info) as Pick<HiveRow, "version" | "host" | "driver"> & { labels?: Record<string, string> };
+				return {
+					id: r.id,
+					instanceId: r.instance_id,
+					state: r.state,
+					lastSeenAt: r.last_seen_at,
+					version: info.version,
+					host: info.host,
+					driver: info.driver,
+					// Rows written before hives had labels have none.
+					labels: info.labels ?? {},
+				};
 			}),
 		save: (h) =>
 			void db.run(
@@ -40,7 +51,7 @@ export function sqliteHives(db: SqliteDb): HiveTable {
 				h.instanceId,
 				h.state,
 				h.lastSeenAt,
-				JSON.stringify({ version: h.version, host: h.host, driver: h.driver }),
+				JSON.stringify({ version: h.version, host: h.host, driver: h.driver, labels: h.labels }),
 			),
 		markAllUnknown: () => void db.run("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')"),
 	};
