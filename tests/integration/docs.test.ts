@@ -59,6 +59,7 @@ describe("the docs", () => {
 				"queen hives",
 				"queen workers",
 				"queen backup",
+				"queen advise",
 			]),
 		);
 	});
