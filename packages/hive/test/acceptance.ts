@@ -59,8 +59,10 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 			expect(u.cpu.avgCores!).toBeLessThanOrEqual(0.55);
 			expect(u.cpu.limitCores).toBe(0.5);
 			expect(u.cpu.efficiency).toBeCloseTo(u.cpu.avgCores! / 0.5, 6);
-			expect(u.cpu.p95Cores!).toBeGreaterThan(0.3);
-			expect(u.cpu.p95Cores!).toBeLessThanOrEqual(0.7);
+			// A tick's window can be shorter than one CFS period, where the quota allows a whole
+			// core (seen under emulation in the VM): bounded by one core (one thread), not 0.5.
+			expect(u.cpu.p95Cores!).toBeGreaterThanOrEqual(u.cpu.avgCores! * 0.8);
+			expect(u.cpu.p95Cores!).toBeLessThanOrEqual(1.1);
 			expect(u.cpu.throttledFraction!).toBeGreaterThan(0.3);
 			expect(u.memory.peakWorkingSetBytes!).toBeGreaterThanOrEqual(48 * MiB);
 			expect(u.memory.peakWorkingSetBytes!).toBeLessThan(256 * MiB);
