@@ -4,10 +4,10 @@ import { hostname } from "node:os";
 import type { WorkerInfo } from "@apiary/protocol";
 
 import { checkId, LABEL_KEY_PATTERN } from "@apiary/protocol/ids";
-import { PROFILE_NAMES } from "@apiary/protocol/profiles";
-import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "@apiary/protocol/limits";
+import { MAX_GRACE_MS } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
+import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand, stopSignalOf, within } from "@apiary/kit/spawn-flags";
 import { call, failure, open } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
@@ -46,6 +46,7 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --state-dir DIR            records and logs (default $APIARY_STATE_DIR, /var/lib/apiary/hive
                              as root, else ~/.local/state/apiary/hive)
   --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)
+  --no-remote-spawn          refuse workers placed through the queen (it still reports to it)
   --label K=V                this hive's label, shown by the queen and used as a placement
                              constraint (repeatable), e.g. --label pool=a100 --label zone=b
   --gpu-interval DURATION    GPU sampling cadence (default: the tick, at least 1s)
@@ -61,19 +62,8 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
 Workers keep running when the hive stops; a restarted hive re-adopts them.`,
 	spawn: `Usage: hive spawn [options] -- CMD [ARG...]
 
-  --profile P        ${PROFILE_NAMES.join(" | ")}
-  --cpu CORES        CPU limit in cores, e.g. 0.5
-  --memory SIZE      memory limit, e.g. 512M, 1G
-  --pids N           process count limit
-  --timeout DURATION kill the worker after this long, e.g. 90s, 10m
+${SPAWN_FLAGS_HELP}
   --gpus LIST        GPU indexes or UUIDs, e.g. 0,1
-  --label K=V        label (repeatable)
-  --env K=V          extra environment variable (repeatable)
-  --id ID            worker id (default: generated)
-  --cwd DIR          working directory (default: the hive's)
-  --grace DURATION   on kill or timeout, wait this long after the stop signal before SIGKILL
-                     (default: the hive's --grace, 10s)
-  --stop-signal SIG  ${STOP_SIGNALS.join(" | ")} (default: the hive's, SIGTERM)
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
   --token-file FILE  bearer token (default $APIARY_TOKEN)
 
@@ -112,20 +102,6 @@ const parse = <T extends Parameters<typeof parseFlags>[2]>(argv: string[], optio
 const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`hive ${cmd}`, name, value, conv);
 
 const kv = (cmd: string, name: string, list: string[] | undefined) => keyValues(`hive ${cmd}`, name, list);
-
-/** A stop signal by name (SIGTERM or TERM). */
-function stopSignalOf(x: string): (typeof STOP_SIGNALS)[number] {
-	const name = x.toUpperCase().startsWith("SIG") ? x.toUpperCase() : `SIG${x.toUpperCase()}`;
-	const known = STOP_SIGNALS.find((s) => s === name);
-	if (!known) throw new Error(`expected one of ${STOP_SIGNALS.join(", ")}, got ${JSON.stringify(x)}`);
-	return known;
-}
-
-/** A converted flag value inside [min, max], else an error saying the bounds. */
-function within(n: number, min: number, max: number, show: (n: number) => string): number {
-	if (n < min || n > max) throw new Error(`must be between ${show(min)} and ${show(max)}`);
-	return n;
-}
 
 const hiveUrl = (v: string | undefined) => v ?? process.env.APIARY_HIVE ?? DEFAULT_HIVE;
 
@@ -180,6 +156,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
 			label: { type: "string", multiple: true },
+			"no-remote-spawn": { type: "boolean" },
 		},
 		"start",
 	);
@@ -214,6 +191,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		token,
 		queen: v.queen ?? process.env.APIARY_QUEEN,
 		labels: hiveLabels(v.label),
+		remoteSpawn: v["no-remote-spawn"] !== true,
 		log,
 	});
 	const info = d.hive.driver.info;
@@ -257,58 +235,10 @@ function help(cmd: string, out: (s: string) => void): number {
 }
 
 async function spawnCmd(argv: string[], out: (s: string) => void): Promise<number> {
-	const dd = argv.indexOf("--");
-	const own = dd < 0 ? argv : argv.slice(0, dd);
-	const command = dd < 0 ? [] : argv.slice(dd + 1);
-	const { values: v, positionals } = parse(
-		own,
-		{
-			...common,
-			profile: { type: "string" },
-			cpu: { type: "string" },
-			memory: { type: "string" },
-			pids: { type: "string" },
-			timeout: { type: "string" },
-			gpus: { type: "string" },
-			label: { type: "string", multiple: true },
-			env: { type: "string", multiple: true },
-			id: { type: "string" },
-			cwd: { type: "string" },
-			grace: { type: "string" },
-			"stop-signal": { type: "string" },
-		},
-		"spawn",
-	);
+	const { own, command } = splitCommand(argv);
+	const { values: v, positionals } = parse(own, { ...common, ...SPAWN_FLAGS, gpus: { type: "string" } }, "spawn");
 	if (v.help) return help("spawn", out);
-	if (positionals.length > 0 && command.length === 0)
-		throw new UsageError(`hive spawn: put the command after "--": hive spawn [options] -- ${positionals.join(" ")}`);
-	if (command.length === 0) throw new UsageError("hive spawn: no command given: hive spawn [options] -- CMD [ARG...]");
-	if (v.profile !== undefined && !(PROFILE_NAMES as readonly string[]).includes(v.profile))
-		throw new UsageError(`hive spawn: --profile: unknown profile ${JSON.stringify(v.profile)} (known: ${PROFILE_NAMES.join(", ")})`);
-	const positive = (x: string) => {
-		const n = Number(x);
-		if (!(n > 0) || !Number.isFinite(n)) throw new Error(`expected a positive number, got ${JSON.stringify(x)}`);
-		return n;
-	};
-	const body = {
-		id: flag("spawn", "id", v.id, (x) => checkId(x, "id")),
-		command,
-		profile: v.profile,
-		cpu: flag("spawn", "cpu", v.cpu, positive),
-		memoryBytes: flag("spawn", "memory", v.memory, (x) => within(parseSize(x), MIN_MEMORY_BYTES, MAX_MEMORY_BYTES, formatBytes)),
-		pids: flag("spawn", "pids", v.pids, (x) => {
-			const n = positive(x);
-			if (!Number.isInteger(n)) throw new Error(`expected a whole number, got ${JSON.stringify(x)}`);
-			return n;
-		}),
-		timeoutMs: flag("spawn", "timeout", v.timeout, (x) => within(parseDuration(x), 1, MAX_TIMEOUT_MS, (n) => formatDuration(n))),
-		gpus: v.gpus === undefined ? undefined : v.gpus.split(",").filter(Boolean),
-		labels: kv("spawn", "label", v.label),
-		env: kv("spawn", "env", v.env),
-		cwd: v.cwd ?? process.cwd(),
-		graceMs: flag("spawn", "grace", v.grace, (x) => within(parseDuration(x), 0, MAX_GRACE_MS, formatDuration)),
-		stopSignal: flag("spawn", "stop-signal", v["stop-signal"], stopSignalOf),
-	};
+	const body = { ...spawnBodyOf("hive spawn", v, command, positionals), gpus: v.gpus === undefined ? undefined : v.gpus.split(",").filter(Boolean) };
 	const w = await call<WorkerInfo>(hiveUrl(v.hive), "POST", "/v1/workers", body, loadToken(v["token-file"]));
 	out(v.json ? `${JSON.stringify(w)}\n` : `${w.id}\n`);
 	return 0;

@@ -37,6 +37,8 @@ export interface HiveDaemonOptions {
 	queen?: string;
 	/** The hive's labels (`--label k=v`), sent to the queen in hello. */
 	labels?: Record<string, string>;
+	/** false: refuse the queen's spawn commands (`--no-remote-spawn`). */
+	remoteSpawn?: boolean;
 	/** Token for the queen's socket; defaults to `token`. */
 	queenToken?: string | null;
 	logger?: boolean;
@@ -134,6 +136,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 				gpus: gpu,
 				version: VERSION,
 				labels: o.labels,
+				remoteSpawn: o.remoteSpawn,
 				log: o.log,
 			})
 		: null;

@@ -10,6 +10,7 @@ import {
 } from "@apiary/protocol";
 import { backoffDelay } from "@apiary/kit/backoff";
 import WebSocket from "ws";
+import { runCommand } from "./commands.ts";
 import type { GpuSource, Hive } from "./hive.ts";
 
 export interface QueenLinkOptions {
@@ -22,6 +23,8 @@ export interface QueenLinkOptions {
 	version: string;
 	/** `hive start --label k=v`: sent in hello, where placement constraints look. */
 	labels?: Record<string, string>;
+	/** false (`--no-remote-spawn`): the queen's spawn commands are refused. */
+	remoteSpawn?: boolean;
 	/** Reconnect backoff: base and cap, ms (full jitter in between). */
 	backoffBaseMs?: number;
 	backoffCapMs?: number;
@@ -74,6 +77,8 @@ export class QueenLink {
 	private readonly pending = new Map<number, string[]>();
 	/** Workers described in full on this connection (id@startedAt); later ticks send only their stats. */
 	private readonly announced = new Set<string>();
+	/** Commands still running (log readers), by id: what a cancel or a lost connection stops. */
+	private readonly running = new Map<string, () => void>();
 	private readonly onTick = (s: Snapshot) => this.heartbeat(s);
 	private readonly onSpawned = (w: WorkerInfo) => this.event("worker.spawned", w);
 	private readonly onExited = (w: WorkerInfo) => this.event("worker.exited", w);
@@ -137,6 +142,7 @@ export class QueenLink {
 				driver: this.o.hive.driver.info,
 				gpus: gpu?.gpus ?? [],
 				labels: this.o.labels ?? {},
+				remoteSpawn: this.o.remoteSpawn !== false,
 			};
 			this.send(hello);
 			const snap = this.o.hive.snapshot();
@@ -154,9 +160,29 @@ export class QueenLink {
 				const ids = this.pending.get(m.seq);
 				this.pending.delete(m.seq);
 				if (ids && ids.length > 0) this.o.hive.markReported(ids);
+			} else if (m.type === "command") {
+				const abort = runCommand(m, {
+					hive: this.o.hive,
+					remoteSpawn: this.o.remoteSpawn !== false,
+					// A reply to a connection that is gone is dropped: the queen failed the command when it lost us.
+					reply: (r) => {
+						this.running.delete(r.id);
+						if (this.ws === ws) this.send(r);
+					},
+					chunk: (id, data) => {
+						if (this.ws === ws) this.send({ type: "log", id, data: data.toString("base64") });
+					},
+				});
+				if (abort) this.running.set(m.id, abort);
+			} else if (m.type === "cancel") {
+				this.running.get(m.id)?.();
+				this.running.delete(m.id);
 			}
 		});
 		ws.on("close", (code, reason) => {
+			// Log readers for the queen stop with the connection that asked for them.
+			for (const abort of this.running.values()) abort();
+			this.running.clear();
 			const was = this.open;
 			this.open = false;
 			this.ws = null;

@@ -201,3 +201,53 @@ export const RecommendationsAnswer = Type.Object({
 	groups: Type.Array(RecommendationGroup),
 });
 export type RecommendationsAnswer = Static<typeof RecommendationsAnswer>;
+
+// ---- placement ----------------------------------------------------------------------
+
+export const GpuRequest = Type.Object(
+	{
+		count: Type.Integer({ minimum: 1, maximum: 64 }),
+		minMemoryMiB: Type.Optional(Type.Integer({ minimum: 0, maximum: 16_777_216, description: "free memory each GPU must have" })),
+		name: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "GPU name contains this, e.g. A100" })),
+	},
+	{ additionalProperties: false, description: "all on one hive, all or nothing" },
+);
+export type GpuRequest = Static<typeof GpuRequest>;
+
+/** `POST /v1/workers` on the queen: the hive's spawn body (GPUs aside) plus where to run it. */
+export const PlacementBody = Type.Composite(
+	[
+		Type.Omit(SpawnBody, ["gpus"]),
+		Type.Object({
+			hive: Type.Optional(Type.String({ pattern: ID_PATTERN, maxLength: 63, description: "run on this hive" })),
+			constraints: Type.Optional(StringMap("^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", { maxValueLength: 256, maxProperties: 16 })),
+			gpus: Type.Optional(GpuRequest),
+			claimId: Type.Optional(Type.String({ pattern: "^c-[0-9a-f]{12}$", description: "run on exactly the GPUs of this claim (it stays the holder's)" })),
+			waitMs: Type.Optional(
+				Type.Integer({ minimum: 0, maximum: 86_400_000, description: "wait for capacity, first come first served, instead of failing at once" }),
+			),
+			idempotencyKey: Type.Optional(
+				Type.String({ minLength: 1, maxLength: 128, description: "a retry with the same key returns the same worker, never a second one" }),
+			),
+		}),
+	],
+	{ additionalProperties: false },
+);
+export type PlacementBody = Static<typeof PlacementBody>;
+
+export const PlacementAnswer = Type.Object({
+	hiveId: Type.String(),
+	id: Type.String(),
+	gpus: Type.Array(Type.String(), { description: "UUIDs, as the worker sees them in CUDA_VISIBLE_DEVICES" }),
+	claimId: Nullable(Type.String({ description: "the claim holding the GPUs: made for this worker (released when it exits) or the one passed" })),
+});
+export type PlacementAnswer = Static<typeof PlacementAnswer>;
+
+export const PendingPlacements = Type.Object({
+	pending: Type.Array(Type.Object({ id: Type.String(), waitingMs: Type.Number(), want: Type.String() })),
+});
+export type PendingPlacements = Static<typeof PendingPlacements>;
+
+export const RelayQuery = Type.Object({ hive: Type.Optional(Type.String({ pattern: ID_PATTERN, maxLength: 63 })) }, { additionalProperties: false });
+export const RelayLogsQuery = Type.Composite([LogsQuery, RelayQuery], { additionalProperties: false });
+export type RelayLogsQuery = Static<typeof RelayLogsQuery>;

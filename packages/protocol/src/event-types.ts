@@ -13,6 +13,7 @@ export const EVENT_TYPES = [
 	"gpu.updated",
 	"claim.created",
 	"claim.released",
+	"placement.failed",
 	"snapshot",
 	"stream.lagged",
 	"stream.reset",

@@ -3,7 +3,11 @@
 import { Type } from "@sinclair/typebox";
 import { Nullable, type Static, StringEnum } from "./schema.ts";
 import { EVENT_TYPES } from "./event-types.ts";
+import { LogsQuery, SpawnBody } from "./api.ts";
 import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Labels, Snapshot, StorageStatus, WorkerInfo } from "./types.ts";
+
+/** A command's id, chosen by the queen. */
+export const CommandId = Type.String({ pattern: "^[A-Za-z0-9-]{1,64}$" });
 
 export const HelloMessage = Type.Object({
 	type: Type.Literal("hello"),
@@ -14,6 +18,7 @@ export const HelloMessage = Type.Object({
 	driver: DriverInfo,
 	gpus: Type.Array(GpuInfo, { maxItems: 1024 }),
 	labels: Type.Optional(Labels),
+	remoteSpawn: Type.Optional(Type.Boolean({ description: "false: started with --no-remote-spawn, refuses the queen's spawn commands" })),
 });
 export type HelloMessage = Static<typeof HelloMessage>;
 
@@ -63,9 +68,30 @@ export type WorkerEventMessage = Static<typeof WorkerEventMessage>;
 export const ByeMessage = Type.Object({ type: Type.Literal("bye") });
 export type ByeMessage = Static<typeof ByeMessage>;
 
+/** The answer to a queen command: an HTTP-like status, and the body or the error's message. */
+export const ReplyMessage = Type.Object({
+	type: Type.Literal("reply"),
+	id: CommandId,
+	status: Type.Integer({ minimum: 100, maximum: 599 }),
+	body: Type.Optional(Type.Unknown()),
+	error: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+export type ReplyMessage = Static<typeof ReplyMessage>;
+
+/** Output of a worker for a `logs` command, in order; the command's reply ends it. */
+export const LogChunkMessage = Type.Object({ type: Type.Literal("log"), id: CommandId, data: Type.String({ maxLength: 1 << 22, description: "base64" }) });
+export type LogChunkMessage = Static<typeof LogChunkMessage>;
+
 /** Every message a hive may send, by its `type`. */
-export const HIVE_MESSAGES = { hello: HelloMessage, heartbeat: HeartbeatMessage, event: WorkerEventMessage, bye: ByeMessage } as const;
-export type HiveMessage = HelloMessage | HeartbeatMessage | WorkerEventMessage | ByeMessage;
+export const HIVE_MESSAGES = {
+	hello: HelloMessage,
+	heartbeat: HeartbeatMessage,
+	event: WorkerEventMessage,
+	bye: ByeMessage,
+	reply: ReplyMessage,
+	log: LogChunkMessage,
+} as const;
+export type HiveMessage = HelloMessage | HeartbeatMessage | WorkerEventMessage | ByeMessage | ReplyMessage | LogChunkMessage;
 
 export const AckMessage = Type.Object({ type: Type.Literal("ack"), seq: Type.Integer() });
 export type AckMessage = Static<typeof AckMessage>;
@@ -74,7 +100,20 @@ export const WelcomeMessage = Type.Object({
 	staleAfterMs: Type.Number({ description: "heartbeat interval the queen expects, for the hive's information" }),
 });
 export type WelcomeMessage = Static<typeof WelcomeMessage>;
-export type QueenMessage = AckMessage | WelcomeMessage;
+
+/**
+ * Queen → hive commands for placement, each answered by one `reply` with
+ * the same id (the hive validates them exactly as its own API does).
+ */
+export const SpawnCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("spawn"), body: SpawnBody });
+export const StopCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("stop"), workerId: Id });
+export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
+/** The queen no longer wants a command's answer (a relayed log reader went away). */
+export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });
+export const CommandMessage = Type.Union([SpawnCommand, StopCommand, LogsCommand]);
+export type CommandMessage = Static<typeof CommandMessage>;
+export type CancelMessage = Static<typeof CancelMessage>;
+export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage;
 
 export { EVENT_TYPES };
 export const EventType = StringEnum(EVENT_TYPES);
@@ -102,6 +141,7 @@ export const HiveView = Type.Object({
 	host: HostFacts,
 	driver: DriverInfo,
 	labels: Labels,
+	remoteSpawn: Type.Boolean({ description: "false: started with --no-remote-spawn, the queen places nothing there" }),
 	lastSeenAt: Nullable(Type.String()),
 	lastSeenAgoMs: Nullable(Type.Number({ description: "ms since the last message, on the queen's clock; null when never seen since the queen started" })),
 	connected: Type.Boolean(),

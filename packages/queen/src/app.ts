@@ -8,7 +8,10 @@ import type { Registry as PromRegistry } from "prom-client";
 // function (decorations reach sibling plugins); the typings describe it as a
 // default export, which nodenext resolution reads as the namespace.
 const fastifySse = fastifySseModule as unknown as FastifyPluginAsync<{ heartbeatInterval: number }>;
+import type { Placer } from "./placement/placer.ts";
 import type { Registry } from "./registry.ts";
+import { placementRoutes } from "./routes/placement.ts";
+import type { HiveSocketServer } from "./socket.ts";
 import { claimRoutes } from "./routes/claims.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { eventsRoutes } from "./routes/events.ts";
@@ -17,6 +20,8 @@ import { recommendationRoutes } from "./routes/recommendations.ts";
 
 export interface QueenAppOptions {
 	registry: Registry;
+	placer: Placer;
+	sockets: HiveSocketServer;
 	token: string | null;
 	version: string;
 	keepaliveMs: number;
@@ -55,6 +60,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });
 	await app.register(recommendationRoutes, { registry: o.registry });
+	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag });
 	return app as unknown as FastifyInstance;
 }

@@ -9,6 +9,7 @@ import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
+import { KILL_HELP, kill, LOGS_HELP, logs, RUN_HELP, run } from "./run-cmd.ts";
 
 // Client commands load only what they use: the daemon (fastify, ws, the
 // socket schemas), node:sqlite and the EventSource client are imported by
@@ -30,6 +31,9 @@ Commands:
   hives      list hives
   workers    list workers
   advise     the limits each profile and suite should have, from their runs
+  run        place a worker, stream its output, exit with its code (like srun)
+  kill       stop a worker through the queen
+  logs       a worker's output, relayed from its hive
   backup     copy the queen's SQLite file safely while it runs
 
 Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwise.`,
@@ -85,6 +89,9 @@ Per group of runs (profile and the queen's --advise-labels) and per resource
 (memory, cpu, timeout, gpu memory): current limit → recommended, confidence,
 OOM / timeout / throttled rates, and a backtest over the group's runs.
 Recommendations only: nothing applies them. See docs/right-sizing.md.`,
+	run: RUN_HELP(DEFAULT_QUEEN),
+	kill: KILL_HELP(DEFAULT_QUEEN),
+	logs: LOGS_HELP(DEFAULT_QUEEN),
 	workers: `Usage: queen workers [options]
 
   --hive ID          only this hive
@@ -116,7 +123,9 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 			return 0;
 		}
 		if (!HELP[cmd] || cmd === "main") throw new UsageError(`queen: unknown command ${JSON.stringify(cmd)}\n\n${HELP.main}`);
-		if (rest.includes("--help") || rest.includes("-h")) {
+		// Only the command's own flags: `queen run -- tool --help` runs the tool.
+		const own = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
+		if (own.includes("--help") || own.includes("-h")) {
 			out(`${HELP[cmd]}\n`);
 			return 0;
 		}
@@ -162,6 +171,12 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				out(v.json ? `${JSON.stringify(hives)}\n` : formatHives(hives));
 				return 0;
 			}
+			case "run":
+				return await run(rest, DEFAULT_QUEEN, out, err);
+			case "kill":
+				return await kill(rest, DEFAULT_QUEEN, out);
+			case "logs":
+				return await logs(rest, DEFAULT_QUEEN, out);
 			case "advise": {
 				const { values: v } = parse(rest, { ...common, profile: { type: "string" }, label: { type: "string" } }, "advise");
 				const q = new URLSearchParams();

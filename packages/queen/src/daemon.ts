@@ -6,6 +6,7 @@ import { buildQueenApp } from "./app.ts";
 import { EventLog } from "./events.ts";
 import { Registry } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
+import { Placer } from "./placement/placer.ts";
 import { HiveSocketServer } from "./socket.ts";
 import { SqliteStore } from "./store/sqlite.ts";
 
@@ -33,6 +34,7 @@ export interface QueenDaemon {
 	app: FastifyInstance;
 	registry: Registry;
 	sockets: HiveSocketServer;
+	placer: Placer;
 	metrics: QueenMetrics;
 	url: string;
 	close(): Promise<void>;
@@ -53,10 +55,20 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		adviseLabels: o.adviseLabels,
 		clock: o.clock,
 	});
-	let sockets: HiveSocketServer | null = null;
-	const metrics = queenMetrics(registry, () => sockets?.connections ?? 0);
+	const sockets = new HiveSocketServer({
+		registry,
+		token: o.token,
+		maxPayload: o.maxMessageBytes ?? 4 << 20,
+		staleAfterMs: o.staleAfterMs,
+		log,
+		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
+	});
+	const metrics = queenMetrics(registry, () => sockets.connections);
+	const placer = new Placer(registry, sockets);
 	const app = await buildQueenApp({
 		registry,
+		placer,
+		sockets,
 		token: o.token,
 		version: VERSION,
 		keepaliveMs: o.keepaliveMs ?? 15_000,
@@ -66,14 +78,6 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			metrics.lagged(n);
 			o.onLag?.(n);
 		},
-	});
-	sockets = new HiveSocketServer({
-		registry,
-		token: o.token,
-		maxPayload: o.maxMessageBytes ?? 4 << 20,
-		staleAfterMs: o.staleAfterMs,
-		log,
-		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
 	});
 	const hiveSockets = sockets;
 	app.server.on("upgrade", (req, socket, head) => hiveSockets.handleUpgrade(req, socket, head));
@@ -92,6 +96,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		await app.listen({ host, port });
 	} catch (err) {
 		clearInterval(liveness);
+		placer.close();
 		hiveSockets.close();
 		store.close();
 		throw err;
@@ -104,8 +109,10 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		sockets: hiveSockets,
 		metrics,
 		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
+		placer,
 		async close() {
 			clearInterval(liveness);
+			placer.close();
 			hiveSockets.close();
 			await app.close();
 			events.close();

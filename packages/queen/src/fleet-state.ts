@@ -2,6 +2,7 @@ import type { Claim, ExitRecord, GpuInfo, GpuView, HiveView, QueenWorkerView } f
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import type { EventLog } from "./events.ts";
 import { Advisor } from "./advise/advisor.ts";
+import type { Candidate } from "./placement/choose.ts";
 import { byBestFit, freeMemoryMiB, isGpuFree } from "./gpu-pick.ts";
 import type { QueenStore } from "./store/store.ts";
 import { claimView, gpuView, type HiveRec, hiveView } from "./views.ts";
@@ -94,6 +95,35 @@ export class FleetState {
 		let gpus = 0;
 		for (const g of this.gpus.values()) if (g.hiveId === h.id) gpus++;
 		return hiveView(h, { workers, gpus }, this.now);
+	}
+
+	/** Every hive as placement weighs it: state, labels, size and what its running workers' limits commit. */
+	candidates(connected: (hiveId: string) => boolean): Candidate[] {
+		return [...this.hives.values()].map((h) => {
+			let cpu = 0;
+			let mem = 0;
+			for (const r of this.hiveWorkers(h.id)) {
+				if (r.view.state !== "running") continue;
+				cpu += r.view.limits.cpu ?? 0;
+				mem += r.view.limits.memoryBytes ?? 0;
+			}
+			return {
+				id: h.id,
+				state: h.state,
+				connected: connected(h.id),
+				remoteSpawn: h.remoteSpawn !== false,
+				labels: h.labels,
+				cores: h.host.cores,
+				memoryBytes: h.host.memoryBytes,
+				committedCpu: cpu,
+				committedMemoryBytes: mem,
+			};
+		});
+	}
+
+	getClaim(id: string): Claim | null {
+		const c = this.claims.get(id);
+		return c ? claimView(c) : null;
 	}
 
 	listHives(): HiveView[] {

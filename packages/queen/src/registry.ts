@@ -81,6 +81,7 @@ export class Registry extends FleetState {
 				host: m.host,
 				driver: m.driver,
 				labels: m.labels ?? {},
+				remoteSpawn: m.remoteSpawn !== false,
 				lastSeen: null,
 				lastSeenAt: null,
 				connected: true,
@@ -168,6 +169,7 @@ export class Registry extends FleetState {
 			this.saveWorker(view);
 			if (inserted || rec?.view.state === "running") this.events.append("worker.exited", { hiveId, workerId: w.id, exit: w.exit, worker: view }, hiveId, w.id);
 			if (rec?.view.state === "running") this.gpusChanged(hiveId, view.gpus);
+			this.releasePlacementClaims(hiveId, w.id);
 			return;
 		}
 		const view: QueenWorkerView = { ...rest, hiveId, state: "running", exit: null };
@@ -206,6 +208,7 @@ export class Registry extends FleetState {
 		this.saveWorker(v);
 		this.events.append("worker.evicted", { hiveId: v.hiveId, workerId: v.id, reason }, v.hiveId, v.id);
 		this.gpusChanged(v.hiveId, v.gpus);
+		this.releasePlacementClaims(v.hiveId, v.id);
 	}
 
 	/** A worker holding GPUs came or went: their free/held state changed. */
@@ -284,11 +287,53 @@ export class Registry extends FleetState {
 		});
 	}
 
+	/**
+	 * A claim for a placement, on GPUs placement chose: checked free again
+	 * inside the transaction, so two placements never get one GPU. Its
+	 * holder names the worker; its exit releases it.
+	 */
+	claimForPlacement(hiveId: string, workerId: string, uuids: string[], ttlSeconds: number): Claim {
+		return this.change(() => {
+			const free = new Map(this.listGpus({ free: true, hive: hiveId }).map((g) => [g.uuid, g]));
+			const pick = uuids.map((u) => free.get(u));
+			if (pick.some((g) => g === undefined)) throw new RegistryError(409, `GPUs ${uuids.join(",")} on hive ${hiveId} are no longer all free`);
+			const wall = this.o.clock.wall();
+			const c = {
+				id: `c-${randomBytes(6).toString("hex")}`,
+				holder: placementHolder(hiveId, workerId),
+				gpus: pick.map((g) => ({ hiveId, uuid: g!.uuid, index: g!.index })),
+				createdAt: new Date(wall).toISOString(),
+				expiresAt: new Date(wall + ttlSeconds * 1000).toISOString(),
+				expiresMono: this.now + ttlSeconds * 1000,
+			};
+			this.claims.set(c.id, c);
+			this.store.claims.insert(claimView(c));
+			this.events.append("claim.created", { claim: claimView(c) });
+			return claimView(c);
+		});
+	}
+
+	/** A placement that could not be made, as an event for operators and schedulers. */
+	placementFailed(data: { id: string; want: string; reason: string }): void {
+		this.change(() => this.events.append("placement.failed", data, null, data.id));
+	}
+
 	release(id: string): Claim {
 		const c = this.claims.get(id);
 		if (!c) throw new RegistryError(404, `no claim ${id}`);
 		this.change(() => this.dropClaim(c, "released"));
 		return claimView(c);
+	}
+
+	/** A worker placed on claimed GPUs has ended: the claim made for it goes (one passed by a scheduler stays its holder's). */
+	private releasePlacementClaims(hiveId: string, workerId: string): void {
+		const holder = placementHolder(hiveId, workerId);
+		for (const c of [...this.claims.values()]) if (c.holder === holder) this.dropClaim(c, "its worker ended");
+	}
+
+	/** Releases the claim made for a placement whose worker never started (inside its own transaction). */
+	releasePlacementClaim(hiveId: string, workerId: string): void {
+		this.change(() => this.releasePlacementClaims(hiveId, workerId));
 	}
 
 	private dropClaim(c: ClaimRec, reason: string): void {
@@ -297,3 +342,6 @@ export class Registry extends FleetState {
 		this.events.append("claim.released", { claim: claimView(c), reason });
 	}
 }
+
+/** The holder of a claim made for a placed worker. */
+export const placementHolder = (hiveId: string, workerId: string) => `placement:${hiveId}/${workerId}`;

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { HIVE_MESSAGES, type HiveMessage, ProtocolError, type QueenMessage } from "@apiary/protocol";
+import { randomUUID } from "node:crypto";
+import { type CommandMessage, HIVE_MESSAGES, type HiveMessage, ProtocolError, type QueenMessage, type ReplyMessage } from "@apiary/protocol";
 import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
 import { checkBearer } from "@apiary/kit/auth";
@@ -15,6 +16,17 @@ import type { Registry } from "./registry.ts";
 // @apiary/protocol (wire.ts); ajv's messages name the field.
 const ajv = new Ajv({ allErrors: false });
 const validators: Record<string, ValidateFunction> = Object.fromEntries(Object.entries(HIVE_MESSAGES).map(([k, s]) => [k, ajv.compile(s)]));
+
+/** A command's answer as the caller gets it: the hive's reply, or what the queen saw instead (503 gone, 504 no answer). */
+export type CommandReply = Pick<ReplyMessage, "status" | "body" | "error">;
+
+interface Pending {
+	resolve: (r: CommandReply) => void;
+	onChunk?: (b: Buffer) => void;
+	timer: NodeJS.Timeout | null;
+}
+
+type CommandBody = CommandMessage extends infer C ? (C extends CommandMessage ? Omit<C, "id" | "type"> : never) : never;
 
 /** Close code: the hive id asked for is held by another live hive. */
 export const CLOSE_ID_TAKEN = 4409;
@@ -33,7 +45,7 @@ export class HiveSocketServer {
 	private readonly wss: WebSocketServer;
 	private readonly o: HiveSocketOptions;
 	/** The live connection of each hive id, with what tells a reconnect from an impostor. */
-	private readonly byHive = new Map<string, { ws: WebSocket; instanceId: string; remote: string; lastMessage: number }>();
+	private readonly byHive = new Map<string, { ws: WebSocket; instanceId: string; remote: string; lastMessage: number; pending: Map<string, Pending> }>();
 
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
@@ -100,7 +112,7 @@ export class HiveSocketServer {
 						prev.ws.close(4000, "replaced by a newer connection");
 					}
 					hiveId = m.hiveId;
-					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now() });
+					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now(), pending: new Map() });
 					this.o.registry.hello(m);
 					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs });
 					return;
@@ -116,6 +128,11 @@ export class HiveSocketServer {
 				} else if (m.type === "event") {
 					this.o.registry.workerEvent(hiveId, m);
 					send({ type: "ack", seq: m.seq });
+				} else if (m.type === "reply" || m.type === "log") {
+					const p = this.byHive.get(hiveId)?.pending.get(m.id);
+					if (!p) return; // answered already (timed out, cancelled): nothing waits for it
+					if (m.type === "log") p.onChunk?.(Buffer.from(m.data, "base64"));
+					else this.settle(hiveId, m.id, { status: m.status, body: m.body, error: m.error });
 				} else if (m.type === "bye") {
 					this.o.registry.bye(hiveId);
 					ws.close(1000, "bye");
@@ -127,12 +144,52 @@ export class HiveSocketServer {
 			}
 		});
 		ws.on("close", () => {
-			if (hiveId && this.byHive.get(hiveId)?.ws === ws) {
+			const held = hiveId ? this.byHive.get(hiveId) : undefined;
+			if (hiveId && held?.ws === ws) {
+				// Commands in flight get a clear failure; the next hello and heartbeat reconcile what the hive did.
+				for (const id of [...held.pending.keys()]) this.settle(hiveId, id, { status: 503, error: `hive ${hiveId} disconnected before answering` });
 				this.byHive.delete(hiveId);
 				this.o.registry.disconnected(hiveId);
 			}
 		});
 		ws.on("error", () => {});
+	}
+
+	isConnected(hiveId: string): boolean {
+		return this.byHive.has(hiveId);
+	}
+
+	/**
+	 * Sends a command to a hive and waits for its reply; log chunks go to
+	 * `onChunk`. Never throws for what the hive does: a hive that is not
+	 * connected, goes away (503) or does not answer in time (504) is a reply.
+	 * `signal` cancels (the hive stops, the reply is 499).
+	 */
+	command(hiveId: string, cmd: CommandBody, o: { timeoutMs?: number; onChunk?: (b: Buffer) => void; signal?: AbortSignal } = {}): Promise<CommandReply> {
+		const held = this.byHive.get(hiveId);
+		if (!held) return Promise.resolve({ status: 503, error: `hive ${hiveId} is not connected to this queen` });
+		const id = randomUUID();
+		return new Promise((resolve) => {
+			const timer = o.timeoutMs
+				? setTimeout(() => this.settle(hiveId, id, { status: 504, error: `hive ${hiveId} did not answer in ${o.timeoutMs} ms` }), o.timeoutMs)
+				: null;
+			held.pending.set(id, { resolve, onChunk: o.onChunk, timer });
+			o.signal?.addEventListener("abort", () => {
+				if (!held.pending.has(id)) return;
+				held.ws.send(JSON.stringify({ type: "cancel", id } satisfies QueenMessage));
+				this.settle(hiveId, id, { status: 499, error: "cancelled" });
+			});
+			held.ws.send(JSON.stringify({ type: "command", id, ...cmd } as QueenMessage));
+		});
+	}
+
+	private settle(hiveId: string, id: string, r: CommandReply): void {
+		const held = this.byHive.get(hiveId);
+		const p = held?.pending.get(id);
+		if (!held || !p) return;
+		held.pending.delete(id);
+		if (p.timer) clearTimeout(p.timer);
+		p.resolve(r);
 	}
 
 	get connections(): number {

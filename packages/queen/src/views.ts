@@ -13,6 +13,8 @@ export interface HiveRec {
 	driver: DriverInfo;
 	/** `hive start --label k=v`: where placement constraints look. */
 	labels: Record<string, string>;
+	/** false: the hive refuses placements (`--no-remote-spawn`). */
+	remoteSpawn?: boolean;
 	/** Monotonic ms of the last message; null when not heard from since the queen started. */
 	lastSeen: number | null;
 	lastSeenAt: string | null;
@@ -32,6 +34,7 @@ export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, 
 		host: h.host,
 		driver: h.driver,
 		labels: h.labels,
+		remoteSpawn: h.remoteSpawn !== false,
 		lastSeenAt: h.lastSeenAt,
 		lastSeenAgoMs: h.lastSeen === null ? null : Math.round(nowMono - h.lastSeen),
 		connected: h.connected,

@@ -257,7 +257,7 @@ function memory(ctx: Context): Recommendation {
 }
 
 function cpu(ctx: Context): Recommendation {
-	const { runs, o, c } = ctx;
+	const { runs, c } = ctx;
 	const needs: Need[] = [];
 	for (const r of runs) {
 		if (r.avgCores === null) continue;
@@ -287,7 +287,7 @@ function cpu(ctx: Context): Recommendation {
 }
 
 function timeout(ctx: Context): Recommendation {
-	const { runs, o, c } = ctx;
+	const { runs, c } = ctx;
 	const needs: Need[] = [];
 	for (const r of runs) {
 		// A run stopped by someone (killed) or whose end was not seen says nothing of how long it needed.
@@ -319,7 +319,7 @@ function timeout(ctx: Context): Recommendation {
 }
 
 function gpuMemory(ctx: Context): Recommendation {
-	const { runs, o, c } = ctx;
+	const { runs, c } = ctx;
 	const needs: Need[] = [];
 	for (const r of runs) {
 		if (r.gpuPeakMiB === null) continue;

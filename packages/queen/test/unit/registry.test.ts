@@ -232,6 +232,7 @@ describe("event filters", () => {
 				"gpu.updated",
 				"claim.created",
 				"claim.released",
+				"placement.failed",
 				"stream.lagged",
 			].sort(),
 		);

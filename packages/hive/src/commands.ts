@@ -1,0 +1,83 @@
+import { type CommandMessage, LogsQuery, type ReplyMessage, SpawnBody } from "@apiary/protocol";
+import { HttpError, messageOf } from "@apiary/kit/errors";
+import { Ajv } from "ajv";
+import { shown } from "./shown.ts";
+import type { Hive } from "./hive.ts";
+import { logStream } from "./log-stream.ts";
+
+// The queen's commands on the socket (placement): spawn, stop and logs,
+// validated against the same declarations and ajv options as the hive's own
+// API, so a spawn through the queen is refused exactly as one made here.
+
+const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: false });
+const validSpawn = ajv.compile(SpawnBody);
+const validLogs = ajv.compile(LogsQuery);
+
+const MAX_CHUNK = 256 * 1024;
+
+export interface CommandContext {
+	hive: Hive;
+	/** false: started with --no-remote-spawn. */
+	remoteSpawn: boolean;
+	reply: (m: ReplyMessage) => void;
+	/** One chunk of a `logs` command's output (base64 on the wire). */
+	chunk: (id: string, data: Buffer) => void;
+}
+
+/** Runs one command; its reply is sent when it is done. Returns an abort for `cancel` (logs only). */
+export function runCommand(m: CommandMessage, ctx: CommandContext): (() => void) | null {
+	const fail = (status: number, error: string) => ctx.reply({ type: "reply", id: m.id, status, error });
+	const failed = (err: unknown) => fail(err instanceof HttpError ? err.statusCode : 500, messageOf(err));
+	switch (m.op) {
+		case "spawn": {
+			if (!ctx.remoteSpawn) {
+				fail(403, `hive ${ctx.hive.hiveId} was started with --no-remote-spawn: it runs only workers spawned on its own API`);
+				return null;
+			}
+			if (!validSpawn(m.body)) {
+				const e = validSpawn.errors![0]!;
+				fail(400, `body${e.instancePath.replaceAll("/", ".")} ${e.message}`);
+				return null;
+			}
+			try {
+				ctx.reply({ type: "reply", id: m.id, status: 201, body: shown(ctx.hive.spawn(m.body)) });
+			} catch (err) {
+				failed(err);
+			}
+			return null;
+		}
+		case "stop": {
+			if (!ctx.hive.get(m.workerId)) {
+				fail(404, `no worker ${m.workerId} on hive ${ctx.hive.hiveId}`);
+				return null;
+			}
+			ctx.hive.kill(m.workerId).then(
+				(w) => ctx.reply({ type: "reply", id: m.id, status: 200, body: shown(w) }),
+				(err) => failed(err),
+			);
+			return null;
+		}
+		case "logs": {
+			if (!validLogs(m.query)) {
+				const e = validLogs.errors![0]!;
+				fail(400, `querystring${e.instancePath.replaceAll("/", ".")} ${e.message}`);
+				return null;
+			}
+			if (!ctx.hive.get(m.workerId)) {
+				fail(404, `no worker ${m.workerId} on hive ${ctx.hive.hiveId}`);
+				return null;
+			}
+			const ac = new AbortController();
+			const follow = m.query.follow === "true" || m.query.follow === "1";
+			(async () => {
+				for await (const b of logStream(ctx.hive, m.workerId, m.query, follow, ac.signal)) {
+					for (let i = 0; i < b.length; i += MAX_CHUNK) ctx.chunk(m.id, b.subarray(i, i + MAX_CHUNK));
+				}
+			})().then(
+				() => ctx.reply({ type: "reply", id: m.id, status: 200 }),
+				(err) => failed(err),
+			);
+			return () => ac.abort();
+		}
+	}
+}

@@ -1,0 +1,274 @@
+import { randomBytes } from "node:crypto";
+import { HttpError } from "@apiary/kit/errors";
+import { type PendingPlacements, type PlacementAnswer, type PlacementBody, resolveLimits, type SpawnBody } from "@apiary/protocol";
+import type { Registry } from "../registry.ts";
+import type { CommandReply, HiveSocketServer } from "../socket.ts";
+import { choose, describeWant, type Want } from "./choose.ts";
+
+// Placement: find → reserve → run, over the socket each hive keeps open.
+// GPUs are reserved by a claim before the hive is asked (two placements can
+// never get one GPU); the claim made for a worker goes when it exits. Waiters
+// queue first come first served: only the head is placed, so they run in
+// arrival order. A retry with the same idempotency key gets the same worker.
+
+/** Claims made for placed workers outlive any run; the worker's exit releases them. */
+const CLAIM_TTL_S = 7 * 24 * 3600;
+const SPAWN_TIMEOUT_MS = 30_000;
+/** Idempotency keys are remembered this long. */
+const KEY_TTL_MS = 24 * 3_600_000;
+const MAX_WAITERS = 10_000;
+
+export class PlacementError extends HttpError {
+	override name = "PlacementError";
+	/** A spawn whose answer was lost: what was asked, so a retry can find the worker. */
+	doubt?: PlacementAnswer;
+}
+
+interface Waiter {
+	id: string;
+	want: Want;
+	since: number;
+	deadline: number;
+	resolve: (grant: Grant | null, why?: string) => void;
+}
+
+interface Grant {
+	hiveId: string;
+	gpus: string[];
+	claimId: string | null;
+	/** The claim was made for this worker (released if the spawn fails). */
+	ours: boolean;
+}
+
+/** A spawn whose answer was lost with its hive: its claim is kept until the hive says whether it started. */
+interface InDoubt {
+	hiveId: string;
+	id: string;
+	at: number;
+	/** The claim was made for it (released if it never started). */
+	ours: boolean;
+}
+
+export class Placer {
+	private readonly registry: Registry;
+	private readonly sockets: HiveSocketServer;
+	private readonly queue: Waiter[] = [];
+	private readonly keys = new Map<string, { at: number; answer: Promise<PlacementAnswer>; doubt?: PlacementAnswer }>();
+	/** CPU and memory promised to placements not yet seen running, by hive. */
+	private readonly inFlight = new Map<string, { cpu: number; memoryBytes: number }[]>();
+	private readonly inDoubt: InDoubt[] = [];
+	private pumping = false;
+	private readonly timer: NodeJS.Timeout;
+	private readonly unsubscribe: () => void;
+
+	constructor(registry: Registry, sockets: HiveSocketServer) {
+		this.registry = registry;
+		this.sockets = sockets;
+		// Capacity comes back with exits, releases, hives joining and GPU changes.
+		this.unsubscribe = registry.events.subscribe((e) => {
+			if (e.type !== "worker.updated" && e.type !== "placement.failed") this.pump();
+		});
+		this.timer = setInterval(() => {
+			this.expire();
+			this.settleInDoubt();
+		}, 250);
+		this.timer.unref();
+	}
+
+	close(): void {
+		clearInterval(this.timer);
+		this.unsubscribe();
+		for (const w of this.queue.splice(0)) w.resolve(null, "the queen is stopping");
+	}
+
+	pending(): PendingPlacements {
+		const now = performance.now();
+		return { pending: this.queue.map((w) => ({ id: w.id, waitingMs: Math.round(now - w.since), want: describeWant(w.want) })) };
+	}
+
+	/** Places a worker and starts it; answers once the hive has started it. */
+	place(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+		const key = body.idempotencyKey;
+		if (key === undefined) return this.placeOnce(body, signal);
+		const now = Date.now();
+		for (const [k, v] of this.keys) if (now - v.at > KEY_TTL_MS) this.keys.delete(k);
+		const seen = this.keys.get(key);
+		if (seen?.doubt) {
+			// The first answer was lost with its hive: the registry now says whether the worker started.
+			const d = seen.doubt;
+			if (this.registry.getWorker(d.id, d.hiveId)) return Promise.resolve(d);
+			if (this.inDoubt.some((x) => x.id === d.id && x.hiveId === d.hiveId))
+				return Promise.reject(new PlacementError(503, `hive ${d.hiveId} has not yet said whether worker ${d.id} started; retry shortly`));
+			this.keys.delete(key); // it did not: place it again
+		} else if (seen) return seen.answer;
+		const answer = this.placeOnce(body, signal);
+		const entry: { at: number; answer: Promise<PlacementAnswer>; doubt?: PlacementAnswer } = { at: now, answer };
+		this.keys.set(key, entry);
+		// A failure that changed nothing may be retried under the same key; a lost answer is looked into on the retry.
+		answer.catch((err) => {
+			if (err instanceof PlacementError && err.doubt) entry.doubt = err.doubt;
+			else this.keys.delete(key);
+		});
+		return answer;
+	}
+
+	private async placeOnce(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+		const { hive, constraints, gpus, claimId, waitMs, idempotencyKey: _k, ...spawn } = body;
+		if (claimId !== undefined && gpus !== undefined) throw new PlacementError(400, "body: give gpus or claimId, not both");
+		const id = spawn.id ?? `w-${randomBytes(4).toString("hex")}`;
+		const running = this.registry.listWorkers({ state: "running" }).find((w) => w.id === id);
+		if (running) throw new PlacementError(409, `id ${id} is already in use by a running worker on hive ${running.hiveId}`);
+		const limits = resolveLimits(spawn.profile ?? null, { cpu: spawn.cpu, memoryBytes: spawn.memoryBytes, pids: spawn.pids, timeoutMs: spawn.timeoutMs });
+		const want: Want = { hive, constraints, gpus, cpu: limits.cpu, memoryBytes: limits.memoryBytes };
+		let grant: Grant;
+		if (claimId !== undefined) grant = this.fromClaim(claimId, hive);
+		else {
+			const now = this.tryGrant(id, want);
+			if ("error" in now) {
+				if (!waitMs) return this.refuse(id, want, now.error);
+				grant = await this.wait(id, want, waitMs, signal);
+			} else grant = now;
+		}
+		return this.start(id, { ...spawn, id }, grant, want);
+	}
+
+	private fromClaim(claimId: string, hive: string | undefined): Grant {
+		const c = this.registry.getClaim(claimId);
+		if (!c) throw new PlacementError(404, `claimId: no claim ${claimId}`);
+		const hives = new Set(c.gpus.map((g) => g.hiveId));
+		if (hives.size !== 1) throw new PlacementError(409, `claimId: claim ${claimId} spans ${hives.size} hives; a worker runs on one`);
+		const hiveId = [...hives][0]!;
+		if (hive !== undefined && hive !== hiveId) throw new PlacementError(409, `claimId: claim ${claimId} is on hive ${hiveId}, not ${hive}`);
+		return { hiveId, gpus: c.gpus.map((g) => g.uuid), claimId, ours: false };
+	}
+
+	/** One attempt: choose and reserve, or say why not. */
+	private tryGrant(id: string, want: Want): Grant | { error: string } {
+		const candidates = this.registry
+			.candidates((h) => this.sockets.isConnected(h))
+			.map((c) => {
+				const extra = this.inFlight.get(c.id) ?? [];
+				return {
+					...c,
+					committedCpu: c.committedCpu + extra.reduce((n, x) => n + x.cpu, 0),
+					committedMemoryBytes: c.committedMemoryBytes + extra.reduce((n, x) => n + x.memoryBytes, 0),
+				};
+			});
+		const choice = choose(candidates, want.gpus ? this.registry.listGpus({ free: true }) : [], want);
+		if ("error" in choice) return choice;
+		if (choice.gpus.length === 0) return { hiveId: choice.hiveId, gpus: [], claimId: null, ours: false };
+		const uuids = choice.gpus.map((g) => g.uuid);
+		try {
+			const c = this.registry.claimForPlacement(choice.hiveId, id, uuids, CLAIM_TTL_S);
+			return { hiveId: choice.hiveId, gpus: uuids, claimId: c.id, ours: true };
+		} catch (err) {
+			return { error: (err as Error).message };
+		}
+	}
+
+	private refuse(id: string, want: Want, why: string): never {
+		this.registry.placementFailed({ id, want: describeWant(want), reason: why });
+		throw new PlacementError(409, why);
+	}
+
+	private wait(id: string, want: Want, waitMs: number, signal?: AbortSignal): Promise<Grant> {
+		if (this.queue.length >= MAX_WAITERS) throw new PlacementError(503, `${this.queue.length} placements are waiting already; try again later`);
+		return new Promise<Grant>((resolve, reject) => {
+			const w: Waiter = {
+				id,
+				want,
+				since: performance.now(),
+				deadline: performance.now() + waitMs,
+				resolve: (grant, why) => {
+					signal?.removeEventListener("abort", onAbort);
+					if (grant) resolve(grant);
+					else {
+						try {
+							this.refuse(id, want, why ?? "gave up");
+						} catch (err) {
+							reject(err);
+						}
+					}
+				},
+			};
+			// A waiter that gives up (its client went away) leaves the queue.
+			const onAbort = () => {
+				const i = this.queue.indexOf(w);
+				if (i >= 0) this.queue.splice(i, 1);
+				reject(new PlacementError(499, "the client went away while waiting"));
+				this.pump();
+			};
+			signal?.addEventListener("abort", onAbort);
+			this.queue.push(w);
+			this.pump();
+		});
+	}
+
+	/** Places waiters from the head while the head fits: first come, first served. */
+	private pump(): void {
+		if (this.pumping) return;
+		this.pumping = true;
+		queueMicrotask(() => {
+			this.pumping = false;
+			while (this.queue.length > 0) {
+				const head = this.queue[0]!;
+				const g = this.tryGrant(head.id, head.want);
+				if ("error" in g) break;
+				this.queue.shift();
+				head.resolve(g);
+			}
+		});
+	}
+
+	private expire(): void {
+		const now = performance.now();
+		for (let i = 0; i < this.queue.length; i++) {
+			const w = this.queue[i]!;
+			if (w.deadline > now) continue;
+			this.queue.splice(i--, 1);
+			const g = this.tryGrant(w.id, w.want);
+			w.resolve(null, `${"error" in g ? g.error : "capacity came too late"} (waited ${Math.round(now - w.since)} ms)`);
+			this.pump();
+		}
+	}
+
+	/** Asks the hive to start it; undoes the reservation when the hive refuses. */
+	private async start(id: string, body: SpawnBody, g: Grant, want: Want): Promise<PlacementAnswer> {
+		const promise = { cpu: want.cpu ?? 0, memoryBytes: want.memoryBytes ?? 0 };
+		const list = this.inFlight.get(g.hiveId) ?? [];
+		list.push(promise);
+		this.inFlight.set(g.hiveId, list);
+		let r: CommandReply;
+		try {
+			r = await this.sockets.command(g.hiveId, { op: "spawn", body: { ...body, gpus: g.gpus } }, { timeoutMs: SPAWN_TIMEOUT_MS });
+		} finally {
+			list.splice(list.indexOf(promise), 1);
+		}
+		if (r.status === 201) return { hiveId: g.hiveId, id, gpus: g.gpus, claimId: g.claimId };
+		if (r.status === 503 || r.status === 504) {
+			// The hive may have started it: its next snapshot says; the claim waits for that.
+			this.inDoubt.push({ hiveId: g.hiveId, id, at: Date.now(), ours: g.ours });
+			const e = new PlacementError(503, `${r.error}; worker ${id} may have started: retry with the same idempotencyKey to find out`);
+			e.doubt = { hiveId: g.hiveId, id, gpus: g.gpus, claimId: g.claimId };
+			throw e;
+		}
+		if (g.ours) this.registry.releasePlacementClaim(g.hiveId, id);
+		throw new PlacementError(r.status, `hive ${g.hiveId}: ${r.error ?? `status ${r.status}`}`);
+	}
+
+	/** In-doubt spawns: the worker showed up (its exit will release the claim), or the hive came back without it (release now). */
+	private settleInDoubt(): void {
+		for (let i = 0; i < this.inDoubt.length; i++) {
+			const d = this.inDoubt[i]!;
+			const w = this.registry.getWorker(d.id, d.hiveId);
+			const h = this.registry.getHive(d.hiveId);
+			let done = w !== null && w.startedAt !== undefined && Date.parse(w.startedAt) >= d.at - 60_000;
+			if (!done && h && this.sockets.isConnected(d.hiveId) && h.lastSeenAt && Date.parse(h.lastSeenAt) > d.at + 1000) {
+				if (d.ours) this.registry.releasePlacementClaim(d.hiveId, d.id);
+				done = true;
+			}
+			if (!done && h && (h.state === "lost" || h.state === "left")) done = true; // eviction released it
+			if (done) this.inDoubt.splice(i--, 1);
+		}
+	}
+}
