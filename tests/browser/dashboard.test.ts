@@ -91,6 +91,24 @@ describe("the dashboard in a real browser", () => {
 		expect(await page.locator('tr[data-exit="hog"] td.result').textContent()).toMatch(/OOM-killed/);
 	});
 
+	it("a worker placed through the queen shows its hive and GPUs; waiting placements are counted", async () => {
+		const place = (body: object) =>
+			json(`${queen.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+		// GPU 3 is the spinner's, 0 and 1 are busy in the recording: GPU 2 is the one free.
+		const placed = await place({ id: "placed", command: ["sleep", "60"], gpus: { count: 1 } });
+		expect(placed.status).toBe(201);
+		const row = page.locator('tr[data-worker="placed"]');
+		await row.waitFor({ timeout: 10_000 });
+		expect(await row.locator("td").nth(1).textContent()).toBe("dash-hive");
+		expect(await row.locator("td.gpus .label").getAttribute("title")).toBe(placed.body.gpus[0]);
+		const waiters = [place({ command: ["true"], gpus: { count: 1 }, waitMs: 4000 }), place({ command: ["true"], gpus: { count: 1 }, waitMs: 4000 })];
+		await page.locator("#pending", { hasText: "2 placements waiting" }).waitFor({ timeout: 5000 });
+		await page.screenshot({ path: join(ARTIFACTS, "dashboard-placement.png"), fullPage: true });
+		for (const w of await Promise.all(waiters)) expect(w.status).toBe(409); // GPU 2 stayed held
+		await page.locator("#pending").waitFor({ state: "hidden", timeout: 5000 });
+		expect((await json(`${queen.url}/v1/workers/placed`, { method: "DELETE" })).status).toBe(200);
+	});
+
 	it("a killed hive turns lost, and a screenshot is kept", async () => {
 		await hive.stop("SIGKILL");
 		await page.waitForSelector('tr[data-hive="dash-hive"] [data-state="stale"]', { timeout: 10_000 });

@@ -168,6 +168,37 @@ describe("placement through the queen", () => {
 		await runCli("queen", ["kill", "--queen", queen.url, a.body.id]);
 	});
 
+	it("a hive killed mid-placement gives a clean failure, and a retry with the same key after it is back starts the worker once", async () => {
+		const root = newCgroupRoot();
+		roots.push(root);
+		const args = { queen: queen.url, name: "flaky", stateDir: join(dir, "flaky"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("no-driver") };
+		let flaky = await startHive(args);
+		await until(async () => (await json(`${queen.url}/v1/hives/flaky`)).body.state === "ready", 10_000, "flaky ready");
+		const body = { id: "mid-flight", command: ["sleep", "30"], hive: "flaky", idempotencyKey: "mid-flight-1" };
+		// Frozen, it cannot answer; killed, its socket closes with the command in flight.
+		flaky.proc.kill("SIGSTOP");
+		const first = post(body);
+		await sleep(300);
+		await flaky.stop("SIGKILL");
+		const r1 = await first;
+		expect(r1.status).toBe(503);
+		expect(r1.body.message).toMatch(/hive flaky disconnected before answering; worker mid-flight may have started: retry with the same idempotencyKey/);
+		flaky = await startHive({ ...args, port: flaky.port });
+		hives.set("flaky", flaky);
+		// The retry is answered once the hive has said (by its snapshot) whether the worker started.
+		let r2 = await post(body);
+		for (let i = 0; i < 50 && r2.status === 503; i++) {
+			await sleep(200);
+			r2 = await post(body);
+		}
+		expect(r2.status).toBe(201);
+		expect(r2.body).toMatchObject({ id: "mid-flight", hiveId: "flaky" });
+		expect((await post(body)).body).toEqual(r2.body);
+		const onHive = (await json<{ id: string; state: string }[]>(`${flaky.url}/v1/workers?state=running`)).body.filter((w) => w.id === "mid-flight");
+		expect(onHive).toHaveLength(1);
+		await json(`${queen.url}/v1/workers/mid-flight?hive=flaky`, { method: "DELETE" });
+	});
+
 	it("Ctrl-C on queen run stops the remote worker gracefully (its trap runs), then queen run exits 130", async () => {
 		const flag = join(dir, "trapped");
 		const child = spawn(

@@ -58,8 +58,9 @@ function renderHives() {
 
 function gpuState(g) {
 	if (g.free) return ["free", "free"];
-	if (g.claimId) return ["claimed", `claimed ${g.claimId}`];
+	// A placed worker holds its GPUs through a claim: who runs there says more than the claim's id.
 	if (g.heldBy?.length) return ["held", `held by ${g.heldBy.join(", ")}`];
+	if (g.claimId) return ["claimed", `claimed ${g.claimId}`];
 	const hive = state.hives.get(g.hiveId);
 	if (hive && hive.state !== "ready") return ["lost", `hive ${hive.state}`];
 	if (g.stale) return ["stale", "stale"];
@@ -91,9 +92,9 @@ function renderWorkers() {
 				const h = state.history.get(k) ?? { cpu: [], mem: [] };
 				const s = w.stats;
 				const limit = w.limits?.memoryBytes;
-				return `<tr data-worker="${esc(w.id)}"><td>${esc(w.id)}</td><td>${esc(w.hiveId)}</td><td>${spark(h.cpu, "cpu", (w.limits?.cpu ?? 1) * 100)}</td><td class="num">${s?.cpu.percent == null ? "–" : `${s.cpu.percent.toFixed(1)}%`}</td><td>${spark(h.mem, "mem", limit ?? undefined)}</td><td class="num">${bytes(s?.memory.currentBytes)}${limit ? ` / ${bytes(limit)}` : ""}</td><td class="num">${s?.pids.current ?? "–"}</td><td class="cmd" title="${esc(w.command.join(" "))}">${esc(w.command.join(" "))}</td></tr>`;
+				return `<tr data-worker="${esc(w.id)}"><td>${esc(w.id)}</td><td>${esc(w.hiveId)}</td><td class="gpus">${w.gpus.map((g) => `<span class="label" title="${esc(g)}">${esc(g.length > 12 ? `${g.slice(0, 12)}…` : g)}</span>`).join(" ")}</td><td>${spark(h.cpu, "cpu", (w.limits?.cpu ?? 1) * 100)}</td><td class="num">${s?.cpu.percent == null ? "–" : `${s.cpu.percent.toFixed(1)}%`}</td><td>${spark(h.mem, "mem", limit ?? undefined)}</td><td class="num">${bytes(s?.memory.currentBytes)}${limit ? ` / ${bytes(limit)}` : ""}</td><td class="num">${s?.pids.current ?? "–"}</td><td class="cmd" title="${esc(w.command.join(" "))}">${esc(w.command.join(" "))}</td></tr>`;
 			})
-			.join("") || `<tr><td colspan="8" class="empty">no running workers</td></tr>`;
+			.join("") || `<tr><td colspan="9" class="empty">no running workers</td></tr>`;
 }
 
 function renderExits() {
@@ -186,6 +187,9 @@ function renderAll() {
 	const free = [...state.gpus.values()].filter((g) => g.free).length;
 	$("#summary").textContent =
 		`${state.hives.size} hives · ${[...state.workers.values()].filter((w) => w.state === "running").length} workers · ${free}/${state.gpus.size} GPUs free`;
+	const pending = state.pending ?? 0;
+	$("#pending").textContent = pending > 0 ? `${pending} placement${pending === 1 ? "" : "s"} waiting` : "";
+	$("#pending").hidden = pending === 0;
 }
 
 let pending = false;
@@ -371,17 +375,18 @@ setInterval(renderHives, 1000);
 // A hive's storage condition changes without an event of its own: read it now and then.
 setInterval(() => {
 	if (!streaming) return;
-	api("/v1/hives")
-		.then((hives) => {
+	Promise.all([api("/v1/hives"), api("/v1/placements")])
+		.then(([hives, placements]) => {
 			for (const v of hives) {
 				const h = state.hives.get(v.id);
 				if (h) h.storage = v.storage;
 			}
+			state.pending = placements.pending.length;
 			schedule();
 		})
 		.catch(() => {
 			// A 401 asks for the token by itself; anything else is tried again in 5 s.
 		});
-}, 5000);
+}, 2000);
 renderAll();
 connect();
