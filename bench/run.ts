@@ -7,6 +7,7 @@ import { cpus, totalmem } from "node:os";
 import { exitCodeFor, parseFlags, UsageError } from "@apiary/kit/cli";
 import { ctx, log, r3 } from "./lib.ts";
 import { advise } from "./sections/advise.ts";
+import { placement } from "./sections/placement.ts";
 import { cliStart } from "./sections/cli.ts";
 import { fanout } from "./sections/fanout.ts";
 import { gpuSampling } from "./sections/gpu.ts";
@@ -27,6 +28,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	memory: hiveMemory,
 	cli: cliStart,
 	advise,
+	placement,
 };
 
 const HELP = `Usage: npm run bench [-- --quick] [-- --only SECTION[,SECTION...]]

@@ -38,6 +38,21 @@ describe("secrets and output behind the token", () => {
 		expect((await fetch(`${queen.url}/healthz`)).status).toBe(200);
 	});
 
+	it("placing, stopping and reading a worker through the queen need the token; with it they work", async () => {
+		const body = JSON.stringify({ id: "placed", command: ["sh", "-c", "echo placed-out; sleep 30"], hive: "sec" });
+		const headers = { "content-type": "application/json" };
+		expect((await fetch(`${queen.url}/v1/workers`, { method: "POST", headers, body })).status).toBe(401);
+		expect((await fetch(`${queen.url}/v1/recommendations`)).status).toBe(401);
+		expect((await fetch(`${queen.url}/v1/placements`)).status).toBe(401);
+		await until(async () => (await json(`${queen.url}/v1/hives/sec`, { headers: auth })).body.state === "ready", 10_000, "hive ready");
+		const placed = await fetch(`${queen.url}/v1/workers`, { method: "POST", headers: { ...headers, ...auth }, body });
+		expect(placed.status).toBe(201);
+		expect((await fetch(`${queen.url}/v1/workers/placed/logs`)).status).toBe(401);
+		expect((await fetch(`${queen.url}/v1/workers/placed`, { method: "DELETE" })).status).toBe(401);
+		await until(async () => (await (await fetch(`${queen.url}/v1/workers/placed/logs`, { headers: auth })).text()) === "placed-out\n", 10_000, "output");
+		expect((await fetch(`${queen.url}/v1/workers/placed`, { method: "DELETE", headers: auth })).status).toBe(200);
+	});
+
 	it("env values never leave the hive: its API shows keys only; the queen and its events never see them", async () => {
 		const events = await fetch(`${queen.url}/v1/events`, { headers: auth });
 		const spawned = await json(`${hive.url}/v1/workers`, {

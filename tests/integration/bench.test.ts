@@ -9,7 +9,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	execFileSync(process.execPath, ["bench/run.ts", "--quick"], { cwd: root, stdio: "pipe", timeout: 170_000 });
 	const out = JSON.parse(readFileSync(`${root}bench/results/quick.json`, "utf8"));
 	expect(out.quick).toBe(true);
-	expect(Object.keys(out.results).sort()).toEqual(["advise", "cli", "fanout", "gpu", "heartbeat", "ingest", "memory", "spawnToSse", "tick_5"]);
+	expect(Object.keys(out.results).sort()).toEqual(["advise", "cli", "fanout", "gpu", "heartbeat", "ingest", "memory", "placement", "spawnToSse", "tick_5"]);
 	expect(out.results.fanout.lost).toBe(0);
 	// Events really flowed (a hive refused by the queen once made "0 lost" of 0 events).
 	expect(out.results.fanout.events).toBeGreaterThan(0);
@@ -22,5 +22,8 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	expect(out.results.cli.queenWorkersMedianMs).toBeGreaterThan(0); // measured, not asserted as a timing
 	expect(out.results.advise.answerBytes).toBeGreaterThan(0); // the query answered every group
 	expect(out.results.advise.keys * out.results.advise.runsPerKey).toBe(500);
+	expect(out.results.placement.sustained.placed).toBe(out.results.placement.sustained.asked);
+	expect(out.results.placement.sustained.doubleBooked).toBe(0);
+	expect(out.results.placement.sustained.runsChecked).toBe(out.results.placement.sustained.placed);
 	expect(out.machine.cores).toBeGreaterThan(0);
 }, 180_000);
