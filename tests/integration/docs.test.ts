@@ -60,6 +60,9 @@ describe("the docs", () => {
 				"queen workers",
 				"queen backup",
 				"queen advise",
+				"queen run",
+				"queen kill",
+				"queen logs",
 			]),
 		);
 	});
