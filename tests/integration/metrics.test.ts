@@ -64,6 +64,13 @@ describe("Prometheus metrics on queen and hive", () => {
 	});
 
 	it("the queen exports ingest, SSE, evictions, fleet state and GPU freedom", async () => {
+		// The hive lists MIG instances (nvidia-smi -L) once its GPUs read fine: wait for them to reach the queen.
+		const mig = { hive: "mh", gpu: "0", uuid: "MIG-2f1e3d4c-5b6a-5798-8a9b-0c1d2e3f4a5b" };
+		await until(
+			async () => sample(await (await fetch(`${queen.url}/metrics`)).text(), "apiary_gpu_free", mig) !== undefined,
+			10_000,
+			"MIG instances at the queen",
+		);
 		const text = await (await fetch(`${queen.url}/metrics`)).text();
 		expect(sample(text, "apiary_queen_heartbeats_total")!).toBeGreaterThan(1);
 		expect(sample(text, "apiary_queen_ingest_duration_seconds_count")!).toBeGreaterThan(1);
@@ -72,7 +79,9 @@ describe("Prometheus metrics on queen and hive", () => {
 		expect(sample(text, "apiary_queen_hive_connections")).toBe(1);
 		expect(sample(text, "apiary_queen_sse_subscribers")).toBe(0);
 		expect(sample(text, "apiary_queen_evictions_total")).toBe(0);
-		expect(sample(text, "apiary_gpu_free", { hive: "mh", gpu: "0" })).toBe(0); // 12 GiB in use
+		// The MIG-mode GPU is not free; its two instances are, each its own series (by uuid).
+		expect(sample(text, "apiary_gpu_free", { hive: "mh", gpu: "0", uuid: "GPU-8a5c2e7f-1b3d-4f6a-9c0e-2d4b6f8a0c1e" })).toBe(0);
+		expect(sample(text, "apiary_gpu_free", mig)).toBe(1);
 		expect(sample(text, "apiary_queen_events_total", { type: "worker.spawned" })).toBe(2);
 	});
 

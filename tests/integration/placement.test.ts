@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Claim, GpuView, PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
+import type { Claim, GpuView, PendingPlacements, PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
 import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -42,7 +42,8 @@ describe("placement through the queen", () => {
 			hive("idle", "a100x8-idle", ["--label", "pool=idle"]),
 			hive("local", "no-driver", ["--no-remote-spawn", "--label", "pool=local"]),
 		]);
-		await until(async () => (await gpus()).length === 8 + 1 + 4 + 8, 20_000, "every hive's GPUs");
+		// The H100 is listed with its two MIG instances.
+		await until(async () => (await gpus()).length === 8 + 3 + 4 + 8, 20_000, "every hive's GPUs");
 	}, 60_000);
 	afterAll(async () => {
 		for (const h of hives.values()) await h.stop();
@@ -117,8 +118,18 @@ describe("placement through the queen", () => {
 		})();
 		const answers: Promise<{ status: number; body: PlacementAnswer & { message: string } }>[] = [];
 		for (let i = 0; i < 30; i++) {
-			answers.push(post({ id: `burst-${i}`, command: ["sleep", "0.3"], gpus: { count: 2 }, constraints: { pool: "idle" }, waitMs: 60_000 }));
-			await sleep(15); // so arrival order is the index
+			let answered = false;
+			const a = post({ id: `burst-${i}`, command: ["sleep", "0.3"], gpus: { count: 2 }, constraints: { pool: "idle" }, waitMs: 60_000 });
+			a.then(() => {
+				answered = true;
+			});
+			answers.push(a);
+			// The next is sent once this one has arrived (placed, or queued), so arrival order is the index.
+			await until(
+				async () => answered || (await json<PendingPlacements>(`${queen.url}/v1/placements`)).body.pending.some((p) => p.id === `burst-${i}`),
+				10_000,
+				`burst-${i} arrived`,
+			);
 		}
 		const done = await Promise.all(answers);
 		for (const d of done) expect(d.status, d.body.message).toBe(201);
@@ -154,6 +165,23 @@ describe("placement through the queen", () => {
 		const local = await post({ command: ["true"], hive: "local" });
 		expect(local.status).toBe(409);
 		expect(local.body.message).toMatch(/hive local refuses placements \(--no-remote-spawn\)/);
+	});
+
+	it("MIG instances are placed by their own UUIDs, one to a worker", async () => {
+		const all = await gpus();
+		const instances = all.filter((g) => g.hiveId === "h100" && g.migParent);
+		expect(instances.map((g) => g.name)).toEqual(["NVIDIA H100 80GB HBM3 MIG 3g.40gb", "NVIDIA H100 80GB HBM3 MIG 3g.40gb"]);
+		expect(all.find((g) => g.hiveId === "h100" && !g.migParent)!.free).toBe(false); // the MIG-mode GPU itself
+		const a = await post({ id: "on-mig", command: ["sh", "-c", "echo $CUDA_VISIBLE_DEVICES; sleep 30"], gpus: { count: 1 }, hive: "h100" });
+		expect(a.status).toBe(201);
+		expect(a.body.gpus).toHaveLength(1);
+		expect(a.body.gpus[0]).toMatch(/^MIG-/);
+		expect(instances.map((g) => g.uuid)).toContain(a.body.gpus[0]);
+		await until(async () => (await gpus()).find((g) => g.uuid === a.body.gpus[0])!.heldBy.includes("on-mig"), 10_000, "the instance held");
+		await until(async () => (await (await fetch(`${queen.url}/v1/workers/on-mig/logs`)).text()).trim() === a.body.gpus[0], 10_000, "the worker saw it");
+		// Two instances are not one worker's GPUs: CUDA would see only one.
+		expect((await post({ command: ["true"], gpus: { count: 2 }, hive: "h100" })).status).toBe(409);
+		expect((await json(`${queen.url}/v1/workers/on-mig`, { method: "DELETE" })).status).toBe(200);
 	});
 
 	it("a retry with the same idempotencyKey returns the same worker, never a second", async () => {

@@ -358,7 +358,7 @@ export class Hive extends EventEmitter {
 		const status = this.gpus?.status();
 		if (!status || status.gpus.length === 0) throw new HiveError(400, "gpus: this hive has no GPUs");
 		for (const g of gpus) {
-			if (!status.gpus.some((x) => String(x.index) === g || x.uuid === g)) {
+			if (!status.gpus.some((x) => String(x.index) === g || x.uuid === g || x.mig?.some((m) => m.uuid === g))) {
 				throw new HiveError(400, `gpus: ${JSON.stringify(g)} is not a GPU index or UUID of this hive`);
 			}
 		}

@@ -199,6 +199,15 @@ export type WorkerInfo = Static<typeof WorkerInfo>;
 export const GpuProcess = Type.Object({ pid: Type.Number(), usedMemoryMiB: N, workerId: Nullable(Type.String()) });
 export type GpuProcess = Static<typeof GpuProcess>;
 
+/** A MIG instance of a GPU in MIG mode: placeable on its own, by its UUID. */
+export const MigDevice = Type.Object({
+	uuid: Type.String({ maxLength: 128 }),
+	profile: Type.String({ maxLength: 32, description: "e.g. 3g.40gb" }),
+	device: Type.Integer({ minimum: 0, maximum: 63 }),
+	memoryMiB: Nullable(Type.Number({ description: "the profile's memory (its name's NNgb), MiB; null when the name does not say" })),
+});
+export type MigDevice = Static<typeof MigDevice>;
+
 export const GpuInfo = Type.Object({
 	index: Type.Integer({ minimum: 0, maximum: 1023 }),
 	uuid: Type.String({ maxLength: 128 }),
@@ -214,6 +223,7 @@ export const GpuInfo = Type.Object({
 	powerLimitW: N,
 	migMode: Nullable(StringEnum(["Enabled", "Disabled"] as const)),
 	processes: Type.Array(GpuProcess, { maxItems: 4096 }),
+	mig: Type.Optional(Type.Array(MigDevice, { maxItems: 64, description: "MIG instances (nvidia-smi -L), when MIG mode is on" })),
 	ageMs: Type.Number({ description: "age of this GPU's last reading, ms" }),
 	stale: Type.Boolean(),
 });

@@ -167,6 +167,7 @@ export const GpuView = Type.Composite([
 		free: Type.Boolean(),
 		heldBy: Type.Array(Type.String(), { description: "worker ids holding it (assigned via --gpus, or using memory on it)" }),
 		claimId: Nullable(Type.String()),
+		migParent: Type.Optional(Nullable(Type.String({ description: "a MIG instance: its GPU's uuid (the instance is placed by its own uuid)" }))),
 	}),
 ]);
 export type GpuView = Static<typeof GpuView>;

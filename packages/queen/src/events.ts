@@ -53,6 +53,7 @@ const ID_BLOCK = 1_000_000;
  */
 export class EventLog {
 	private readonly table: EventTable;
+	private readonly watchers = new Set<(batch: readonly QueenEvent[]) => void>();
 	private readonly listeners = new Set<Listener>();
 	private pending: QueenEvent[] = [];
 	private persisted = 0;
@@ -119,6 +120,7 @@ export class EventLog {
 		// Trim in chunks, so the window costs O(1) per event.
 		if (this.recent.length > this.recentLimit * 1.25) this.recent = this.recent.slice(this.recent.length - this.recentLimit);
 		for (const e of batch) for (const l of this.listeners) l(e);
+		if (batch.length > 0) for (const w of this.watchers) w(batch);
 	}
 
 	/** The transaction rolled back: its events never happened. */
@@ -127,6 +129,12 @@ export class EventLog {
 		this.pending = [];
 		this.persisted = 0;
 		this.reserving = this.reserved;
+	}
+
+	/** The queen's own reactions to committed changes (placement's queue), once per batch: not SSE subscribers. */
+	watch(w: (batch: readonly QueenEvent[]) => void): () => void {
+		this.watchers.add(w);
+		return () => this.watchers.delete(w);
 	}
 
 	subscribe(l: Listener): () => void {

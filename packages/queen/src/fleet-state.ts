@@ -166,10 +166,41 @@ export class FleetState {
 		return gpuView(hiveId, g, { heldBy, claimId: claim?.id ?? null, free });
 	}
 
+	/**
+	 * Every GPU, and every MIG instance of a GPU in MIG mode as its own entry
+	 * (placeable by its uuid); the MIG-mode GPU itself is not free (CUDA sees
+	 * only its instances).
+	 */
+	private allGpuViews(): GpuView[] {
+		const out: GpuView[] = [];
+		for (const { hiveId, info } of this.gpus.values()) {
+			if (info.migMode !== "Enabled" || !info.mig?.length) {
+				out.push(this.gpuView(hiveId, info));
+				continue;
+			}
+			out.push({ ...this.gpuView(hiveId, info), free: false });
+			for (const m of info.mig) {
+				const inst: GpuInfo = {
+					...info,
+					uuid: m.uuid,
+					name: `${info.name} MIG ${m.profile}`,
+					memoryTotalMiB: m.memoryMiB,
+					memoryUsedMiB: null,
+					memoryFreeMiB: m.memoryMiB,
+					utilizationGpu: null,
+					utilizationMemory: null,
+					processes: [],
+					mig: undefined,
+				};
+				out.push({ ...this.gpuView(hiveId, inst), migParent: info.uuid });
+			}
+		}
+		return out;
+	}
+
 	/** Best fit first: the smallest free memory that still fits, then hive and index. */
 	listGpus(f: { free?: boolean; minMemoryMiB?: number; name?: string; hive?: string } = {}): GpuView[] {
-		return [...this.gpus.values()]
-			.map(({ hiveId, info }) => this.gpuView(hiveId, info))
+		return this.allGpuViews()
 			.filter(
 				(g) =>
 					(f.free === undefined || g.free === f.free) &&

@@ -215,7 +215,7 @@ export class Registry extends FleetState {
 	private gpusChanged(hiveId: string, held: string[]): void {
 		for (const id of held) {
 			for (const g of this.gpus.values()) {
-				if (g.hiveId === hiveId && (String(g.info.index) === id || g.info.uuid === id))
+				if (g.hiveId === hiveId && (String(g.info.index) === id || g.info.uuid === id || g.info.mig?.some((m) => m.uuid === id)))
 					this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g.info) }, hiveId);
 			}
 		}

@@ -1,4 +1,4 @@
-import type { GpuInfo } from "@apiary/protocol";
+import type { GpuInfo, MigDevice } from "@apiary/protocol";
 
 // Pure parsers for nvidia-smi's CSV query output. The format is not
 // guaranteed stable across driver versions, so lines are parsed by the fields
@@ -94,6 +94,31 @@ export function parseComputeApps(text: string): ComputeApp[] {
 		const pid = numberField(parts[0]!);
 		if (pid === null || !Number.isInteger(pid) || !parts[1]!.startsWith("GPU-")) throw new Error(`malformed compute-apps line ${JSON.stringify(line)}`);
 		out.push({ pid, gpuUuid: parts[1]!, usedMemoryMiB: numberField(parts[2]!) });
+	}
+	return out;
+}
+
+/**
+ * `nvidia-smi -L`: "GPU 0: NAME (UUID: GPU-…)" lines, each followed by its
+ * MIG instances, "  MIG 3g.40gb     Device  0: (UUID: MIG-…)". Returns the
+ * instances by parent GPU uuid; a GPU without MIG has none.
+ */
+export function parseMigList(text: string): Map<string, MigDevice[]> {
+	const out = new Map<string, MigDevice[]>();
+	let parent: string | null = null;
+	for (const line of text.split("\n")) {
+		const gpu = /^GPU \d+: .*\(UUID: (GPU-[0-9a-fA-F-]+)\)\s*$/.exec(line);
+		if (gpu) {
+			parent = gpu[1]!;
+			continue;
+		}
+		const mig = /^\s+MIG (\S+)\s+Device\s+(\d+): \(UUID: (MIG-[0-9a-fA-F-]+)\)\s*$/.exec(line);
+		if (mig && parent) {
+			const gb = /\.(\d+)gb$/i.exec(mig[1]!);
+			const list = out.get(parent) ?? [];
+			list.push({ uuid: mig[3]!, profile: mig[1]!, device: Number(mig[2]), memoryMiB: gb ? Number(gb[1]) * 1024 : null });
+			out.set(parent, list);
+		}
 	}
 	return out;
 }

@@ -1,7 +1,9 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import type { GpuInfo, GpuStatus } from "@apiary/protocol";
-import { APP_FIELDS, type ComputeApp, EXIT_MEANING, GPU_FIELDS, type GpuReading, parseComputeApps, parseGpuLine } from "./nvidia-smi.ts";
+import type { GpuInfo, GpuStatus, MigDevice } from "@apiary/protocol";
+import { APP_FIELDS, type ComputeApp, EXIT_MEANING, GPU_FIELDS, type GpuReading, parseComputeApps, parseGpuLine, parseMigList } from "./nvidia-smi.ts";
+
+const MIG_EVERY_MS = 30_000;
 
 export interface GpuSamplerOptions {
 	/** nvidia-smi binary (`--nvidia-smi PATH`). */
@@ -32,6 +34,9 @@ export class GpuSampler {
 	private child: ChildProcess | null = null;
 	private readonly seen = new Map<string, Seen>();
 	private apps: ComputeApp[] = [];
+	/** MIG instances by parent uuid (nvidia-smi -L), read when a GPU is in MIG mode; MIG layouts change rarely. */
+	private mig = new Map<string, MigDevice[]>();
+	private migReadAt = Number.NEGATIVE_INFINITY;
 	private lastLine: number | null = null;
 	private startedAt = 0;
 	private state: GpuStatus["state"] = "starting";
@@ -153,6 +158,17 @@ export class GpuSampler {
 			this.scheduleRestart();
 		}
 		if (this.state === "ok" && !this.appsBusy) this.queryApps();
+		if (this.state === "ok" && this.o.now() - this.migReadAt > MIG_EVERY_MS && [...this.seen.values()].some((s) => s.reading.migMode === "Enabled"))
+			this.queryMig();
+	}
+
+	private queryMig(): void {
+		this.migReadAt = this.o.now();
+		execFile(this.o.binary, ["-L"], { timeout: Math.max(2000, this.o.intervalMs * 2), killSignal: "SIGKILL", maxBuffer: 1 << 20 }, (err, stdout) => {
+			// Failed or hung: the instances stay as last read; tried again in MIG_EVERY_MS.
+			if (err) return;
+			this.mig = parseMigList(stdout);
+		});
 	}
 
 	private queryApps(): void {
@@ -184,6 +200,7 @@ export class GpuSampler {
 					processes: this.apps
 						.filter((a) => a.gpuUuid === reading.uuid)
 						.map((a) => ({ pid: a.pid, usedMemoryMiB: a.usedMemoryMiB, workerId: this.o.attribute?.(a.pid) ?? null })),
+					...(reading.migMode === "Enabled" && this.mig.has(reading.uuid) ? { mig: this.mig.get(reading.uuid) } : {}),
 					ageMs,
 					stale: ageMs > this.o.stallMs,
 				};

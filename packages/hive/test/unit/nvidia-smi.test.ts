@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { GPU_FIELDS, numberField, parseComputeApps, parseGpuLine } from "../../src/gpu/nvidia-smi.ts";
+import { GPU_FIELDS, numberField, parseComputeApps, parseGpuLine, parseMigList } from "../../src/gpu/nvidia-smi.ts";
 import { fakeSmi } from "../helpers.ts";
 
 // Lines in nvidia-smi's recorded format (csv,noheader,nounits, fields in GPU_FIELDS order).
@@ -85,5 +85,24 @@ describe("nvidia-smi --query-compute-apps parsing", () => {
 	});
 	it("rejects malformed lines", () => {
 		expect(() => parseComputeApps("41234, 40000\n")).toThrow(/expected 3 fields/);
+	});
+});
+
+describe("nvidia-smi -L (MIG instances)", () => {
+	it("lists each MIG-mode GPU's instances by its uuid, with the profile's memory; GPUs without MIG have none", () => {
+		const text = [
+			"GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-8a5c2e7f-1b3d-4f6a-9c0e-2d4b6f8a0c1e)",
+			"  MIG 3g.40gb     Device  0: (UUID: MIG-2f1e3d4c-5b6a-5798-8a9b-0c1d2e3f4a5b)",
+			"  MIG 1g.10gb     Device  1: (UUID: MIG-7e6d5c4b-3a29-5187-9f8e-7d6c5b4a3928)",
+			"GPU 1: NVIDIA A100-SXM4-80GB (UUID: GPU-0d3c6e1a-5b2f-4e7c-9a1d-0c8b7f6e0000)",
+			"",
+		].join("\n");
+		const m = parseMigList(text);
+		expect([...m.keys()]).toEqual(["GPU-8a5c2e7f-1b3d-4f6a-9c0e-2d4b6f8a0c1e"]);
+		expect(m.get("GPU-8a5c2e7f-1b3d-4f6a-9c0e-2d4b6f8a0c1e")).toEqual([
+			{ uuid: "MIG-2f1e3d4c-5b6a-5798-8a9b-0c1d2e3f4a5b", profile: "3g.40gb", device: 0, memoryMiB: 40_960 },
+			{ uuid: "MIG-7e6d5c4b-3a29-5187-9f8e-7d6c5b4a3928", profile: "1g.10gb", device: 1, memoryMiB: 10_240 },
+		]);
+		expect(parseMigList("garbage\n  MIG x Device 0: (UUID: MIG-aaaaaaaa)\n").size).toBe(0); // an instance with no GPU before it is not invented
 	});
 });

@@ -81,6 +81,8 @@ export function choose(hives: Candidate[], freeGpus: GpuView[], w: Want): Choice
 				.filter(
 					(x) =>
 						x.hiveId === hiveId &&
+						// CUDA enumerates one MIG instance per process: instances go to 1-GPU requests only.
+						(g.count === 1 || !x.migParent) &&
 						(g.minMemoryMiB === undefined || freeMemoryMiB(x) >= g.minMemoryMiB) &&
 						(g.name === undefined || x.name.toLowerCase().includes(g.name.toLowerCase())),
 				)

@@ -65,8 +65,8 @@ export class Placer {
 		this.registry = registry;
 		this.sockets = sockets;
 		// Capacity comes back with exits, releases, hives joining and GPU changes.
-		this.unsubscribe = registry.events.subscribe((e) => {
-			if (e.type !== "worker.updated" && e.type !== "placement.failed") this.pump();
+		this.unsubscribe = registry.events.watch((batch) => {
+			if (batch.some((e) => e.type !== "worker.updated" && e.type !== "placement.failed")) this.pump();
 		});
 		this.timer = setInterval(() => {
 			this.expire();
