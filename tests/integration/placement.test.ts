@@ -184,6 +184,22 @@ describe("placement through the queen", () => {
 		expect((await json(`${queen.url}/v1/workers/on-mig`, { method: "DELETE" })).status).toBe(200);
 	});
 
+	it("with claimId the worker runs on exactly the claim's GPUs, and the claim stays its holder's after the worker ends", async () => {
+		const c = await json<Claim>(`${queen.url}/v1/claims`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ count: 2, sameHive: true, ttlSeconds: 600, holder: "scheduler-7" }),
+		});
+		expect(c.status).toBe(201);
+		const r = await runCli("queen", ["run", "--queen", queen.url, "--claim", c.body.id, "--", "sh", "-c", "echo $CUDA_VISIBLE_DEVICES"]);
+		expect(r.code).toBe(0);
+		expect(r.stdout.trim().split(",").sort()).toEqual(c.body.gpus.map((g) => g.uuid).sort());
+		const still = (await claims()).find((x) => x.id === c.body.id);
+		expect(still?.holder).toBe("scheduler-7");
+		expect((await json(`${queen.url}/v1/claims/${c.body.id}`, { method: "DELETE" })).status).toBe(200);
+		expect((await post({ command: ["true"], claimId: "c-000000000000" })).status).toBe(404);
+	});
+
 	it("a retry with the same idempotencyKey returns the same worker, never a second", async () => {
 		const body = { command: ["sleep", "30"], constraints: { pool: "a100" }, idempotencyKey: "ci-job-42" };
 		const [a, b] = await Promise.all([post(body), post(body)]);
@@ -269,4 +285,41 @@ describe("placement through the queen", () => {
 		expect((await runCli("queen", ["logs", "--queen", queen.url, "../x"])).code).toBe(2);
 		expect((await json(`${queen.url}/v1/workers/nobody/logs`)).status).toBe(404);
 	});
+});
+
+describe("queen run when the worker's hive is lost", () => {
+	const dir = tempDir("place-lost");
+	const root = newCgroupRoot();
+	let queen: Daemon;
+	let hive: Daemon;
+	beforeAll(async () => {
+		queen = await startQueen({ db: join(dir, "queen.db"), staleAfter: "1s", evictAfter: "3s" });
+		hive = await startHive({ queen: queen.url, name: "doomed", stateDir: join(dir, "h"), cgroupRoot: root, nvidiaSmi: FAKE_SMI("no-driver") });
+		await until(async () => (await json(`${queen.url}/v1/hives/doomed`)).body.state === "ready", 10_000, "hive ready");
+	});
+	afterAll(async () => {
+		await hive?.stop();
+		await queen?.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	});
+
+	it("exits 4 once the queen declares the hive lost", async () => {
+		const child = spawn(process.execPath, [QUEEN_BIN, "run", "--queen", queen.url, "--", "sh", "-c", "echo up; sleep 60"], {
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		let out = "";
+		let err = "";
+		child.stdout.on("data", (d) => {
+			out += d;
+		});
+		child.stderr.on("data", (d) => {
+			err += d;
+		});
+		const code = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+		await until(() => out.includes("up"), 15_000, "the worker running");
+		await hive.stop("SIGKILL");
+		expect(await code).toBe(4);
+		expect(err).toMatch(/was lost with its hive doomed/);
+	}, 30_000);
 });

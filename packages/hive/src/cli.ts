@@ -56,8 +56,9 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --log-max SIZE             per-worker log cap, newest output kept (default 64M)
   --log-budget SIZE          all logs together; exited workers' logs go first (default 1G)
   --token-file FILE          bearer token every route but /healthz needs (default $APIARY_TOKEN)
-  --queen URL                queen to report to, e.g. http://127.0.0.1:7070 (default
-                             $APIARY_QUEEN; none: a standalone hive)
+  --queen URL[,URL...]       queen to report to, e.g. http://127.0.0.1:7070 (default
+                             $APIARY_QUEEN; none: a standalone hive); several: the next
+                             is tried when one is unreachable
 
 Workers keep running when the hive stops; a restarted hive re-adopts them.`,
 	spawn: `Usage: hive spawn [options] -- CMD [ARG...]
@@ -189,7 +190,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		logMaxBytes,
 		logDirBudgetBytes,
 		token,
-		queen: v.queen ?? process.env.APIARY_QUEEN,
+		queen: queenList(v.queen ?? process.env.APIARY_QUEEN),
 		labels: hiveLabels(v.label),
 		remoteSpawn: v["no-remote-spawn"] !== true,
 		log,
@@ -202,11 +203,27 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			`  state dir: ${d.hive.stateDir}\n` +
 			`  GPUs: ${gpu.gpus.length > 0 ? gpu.gpus.length : gpu.state === "starting" ? "probing" : "none"}${gpu.message ? ` (${gpu.message})` : ""}\n` +
 			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n` +
-			`  queen: ${d.link ? (v.queen ?? process.env.APIARY_QUEEN) : "none (standalone)"}\n`,
+			`  queen: ${d.link ? queenList(v.queen ?? process.env.APIARY_QUEEN)!.join(", ") : "none (standalone)"}\n`,
 	);
 	await untilSignal();
 	await d.close();
 	return 0;
+}
+
+/** `--queen URL[,URL...]`: each an http(s) or ws(s) address. */
+function queenList(text: string | undefined): string[] | undefined {
+	if (text === undefined || text === "") return undefined;
+	const urls = text.split(",").map((u) => u.trim());
+	for (const u of urls) {
+		let ok = false;
+		try {
+			ok = ["http:", "https:", "ws:", "wss:"].includes(new URL(u).protocol);
+		} catch {
+			// Not a URL at all: said below.
+		}
+		if (!ok) throw new UsageError(`hive start: --queen: ${JSON.stringify(u)} is not an http(s):// or ws(s):// address`);
+	}
+	return urls;
 }
 
 /** `--label k=v` on start: keys as label names, values up to 256 characters, at most 64. */

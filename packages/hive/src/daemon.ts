@@ -34,7 +34,8 @@ export interface HiveDaemonOptions {
 	logDirBudgetBytes?: number;
 	token: string | null;
 	/** Queen to report to (http:// or ws://); none = a standalone hive. */
-	queen?: string;
+	/** The queen, or several to fail over between (the next is tried when one is unreachable). */
+	queen?: string | string[];
 	/** The hive's labels (`--label k=v`), sent to the queen in hello. */
 	labels?: Record<string, string>;
 	/** false: refuse the queen's spawn commands (`--no-remote-spawn`). */

@@ -14,8 +14,8 @@ import { runCommand } from "./commands.ts";
 import type { GpuSource, Hive } from "./hive.ts";
 
 export interface QueenLinkOptions {
-	/** http(s):// or ws(s):// address of the queen. */
-	queen: string;
+	/** http(s):// or ws(s):// address of the queen, or several (`--queen URL1,URL2`): the next is tried when one is unreachable. */
+	queen: string | string[];
 	token: string | null;
 	hive: Hive;
 	host: HostFacts;
@@ -83,9 +83,19 @@ export class QueenLink {
 	private readonly onSpawned = (w: WorkerInfo) => this.event("worker.spawned", w);
 	private readonly onExited = (w: WorkerInfo) => this.event("worker.exited", w);
 	connects = 0;
+	private readonly queens: string[];
+	/** The queen dialled next, and how many in a row failed in this round. */
+	private current = 0;
+	private failedInRound = 0;
 
 	constructor(o: QueenLinkOptions) {
 		this.o = o;
+		this.queens = (Array.isArray(o.queen) ? o.queen : o.queen.split(",")).map((q) => q.trim()).filter(Boolean);
+	}
+
+	/** The queen this hive is connected to, or dials next. */
+	get queen(): string {
+		return this.queens[this.current]!;
 	}
 
 	get connected(): boolean {
@@ -123,15 +133,16 @@ export class QueenLink {
 	private connect(): void {
 		const headers: Record<string, string> = {};
 		if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
-		const ws = new WebSocket(socketUrl(this.o.queen), { headers, handshakeTimeout: 10_000 });
+		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000 });
 		this.ws = ws;
 		ws.on("open", () => {
 			this.open = true;
 			this.attempt = 0;
+			this.failedInRound = 0;
 			this.connects++;
 			this.pending.clear();
 			this.announced.clear();
-			this.o.log?.("connected to the queen", { queen: this.o.queen });
+			this.o.log?.("connected to the queen", { queen: this.queen });
 			const gpu = this.o.gpus?.status();
 			const hello: HelloMessage = {
 				type: "hello",
@@ -188,8 +199,20 @@ export class QueenLink {
 			this.ws = null;
 			// 4409: another live hive holds this hive's id on that queen.
 			if (code === 4409) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
-			else if (was) this.o.log?.("disconnected from the queen", { code, reason: reason.toString() });
-			this.schedule();
+			else if (was) this.o.log?.("disconnected from the queen", { queen: this.queen, code, reason: reason.toString() });
+			if (was) {
+				// Dropped: the same queen first (a blip), then the others.
+				this.failedInRound = 0;
+				this.schedule();
+				return;
+			}
+			// Unreachable: the next queen at once, until every one failed this round; then back off.
+			this.current = (this.current + 1) % this.queens.length;
+			if (++this.failedInRound < this.queens.length) this.schedule(50);
+			else {
+				this.failedInRound = 0;
+				this.schedule();
+			}
 		});
 		ws.on("unexpected-response", (_req, res) => {
 			this.o.log?.("the queen refused the connection", { status: res.statusCode });
@@ -199,9 +222,10 @@ export class QueenLink {
 		});
 	}
 
-	private schedule(): void {
+	/** The next dial: after `delayMs`, or after the backoff (exponential, full jitter, cap 30 s). */
+	private schedule(delayMs?: number): void {
 		if (this.stopped || this.timer) return;
-		const delay = backoffDelay(this.attempt++, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000);
+		const delay = delayMs ?? backoffDelay(this.attempt++, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000);
 		this.timer = setTimeout(() => {
 			this.timer = null;
 			if (!this.stopped) this.connect();
