@@ -8,7 +8,8 @@ import { MAX_GRACE_MS } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand, stopSignalOf, within } from "@apiary/kit/spawn-flags";
-import { call, failure, open } from "@apiary/kit/client";
+import { call } from "@apiary/kit/client";
+import { logsQuery, printLogs } from "@apiary/kit/logs-client";
 import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
@@ -321,16 +322,6 @@ async function logs(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("logs", out);
 	if (positionals.length !== 1) throw new UsageError("hive logs: expected exactly one worker ID");
 	const id = flag("logs", "id", positionals[0], (x) => checkId(x, "ID"))!;
-	const tail = flag("logs", "tail", v.tail, (x) => {
-		if (!/^\d{1,6}$/.test(x)) throw new Error(`expected a number of lines, got ${JSON.stringify(x)}`);
-		return x;
-	});
-	const q = new URLSearchParams();
-	if (v.follow) q.set("follow", "true");
-	if (tail !== undefined) q.set("tail", tail);
-	const res = await open(hiveUrl(v.hive), "GET", `/v1/workers/${id}/logs${q.size ? `?${q}` : ""}`, undefined, loadToken(v["token-file"]));
-	if ((res.statusCode ?? 0) >= 300) throw await failure(res);
-	const decoder = new TextDecoder();
-	for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+	await printLogs(hiveUrl(v.hive), id, logsQuery("hive logs", v), loadToken(v["token-file"]), out);
 	return 0;
 }

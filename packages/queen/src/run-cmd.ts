@@ -6,6 +6,7 @@ import { checkId } from "@apiary/protocol/ids";
 import { convertFlag, keyValues, parseFlags, UsageError } from "@apiary/kit/cli";
 import { call, ClientError, failure, open } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";
+import { logsQuery, printLogs } from "@apiary/kit/logs-client";
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand } from "@apiary/kit/spawn-flags";
 
 // `queen run`, `queen kill`, `queen logs`: a CI step runs a worker through the
@@ -197,17 +198,8 @@ export async function logs(argv: string[], defaultQueen: string, out: (s: string
 	});
 	if (positionals.length !== 1) throw new UsageError("queen logs: expected exactly one worker ID");
 	const id = convertFlag("queen logs", "ID", positionals[0], (x) => checkId(x, "ID"))!;
-	const tail = convertFlag("queen logs", "tail", v.tail, (x) => {
-		if (!/^\d{1,6}$/.test(x)) throw new Error(`expected a number of lines, got ${JSON.stringify(x)}`);
-		return x;
-	});
-	const q = new URLSearchParams();
+	const q = logsQuery("queen logs", v);
 	if (v.hive) q.set("hive", v.hive);
-	if (v.follow) q.set("follow", "true");
-	if (tail !== undefined) q.set("tail", tail);
-	const res = await open(queenUrl(v.queen, defaultQueen), "GET", `/v1/workers/${id}/logs${q.size ? `?${q}` : ""}`, undefined, loadToken(v["token-file"]));
-	if ((res.statusCode ?? 0) >= 300) throw await failure(res);
-	const decoder = new TextDecoder();
-	for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+	await printLogs(queenUrl(v.queen, defaultQueen), id, q, loadToken(v["token-file"]), out);
 	return 0;
 }
