@@ -149,6 +149,36 @@ describe("placement through the queen", () => {
 		await until(async () => (await claims()).length === 0, 5000, "every claim released");
 	}, 90_000);
 
+	it("first come, first served on the same hives (no backfill), while requests for other hives go on", async () => {
+		// l40s has 3 free GPUs; take 2, leaving 1.
+		const held = await Promise.all([0, 1].map((i) => post({ id: `l40s-${i}`, command: ["sleep", "60"], gpus: { count: 1 }, constraints: { pool: "l40s" } })));
+		for (const h of held) expect(h.status).toBe(201);
+		// A 3-GPU waiter on l40s cannot fit yet…
+		const big = post({ id: "big", command: ["sleep", "60"], gpus: { count: 3 }, constraints: { pool: "l40s" }, waitMs: 20_000 });
+		await until(async () => (await json<PendingPlacements>(`${queen.url}/v1/placements`)).body.pending.some((p) => p.id === "big"), 5000, "big queued");
+		// …and the one free GPU is not taken from under it, neither at once nor by a later waiter.
+		const now = await post({ command: ["true"], gpus: { count: 1 }, constraints: { pool: "l40s" } });
+		expect(now.status).toBe(409);
+		expect(now.body.message).toBe("1 placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue");
+		const small = post({ id: "small", command: ["sleep", "60"], gpus: { count: 1 }, constraints: { pool: "l40s" }, waitMs: 20_000 });
+		await until(
+			async () => (await json<PendingPlacements>(`${queen.url}/v1/placements`)).body.pending.map((p) => p.id).join() === "big,small",
+			5000,
+			"small behind big",
+		);
+		// Other hives are not held up by them.
+		const elsewhere = await post({ id: "elsewhere", command: ["true"], gpus: { count: 1 }, constraints: { pool: "idle" } });
+		expect(elsewhere.status).toBe(201);
+		// Two GPUs come back: big (first) takes all three, small waits on.
+		for (const h of held) await json(`${queen.url}/v1/workers/${h.body.id}`, { method: "DELETE" });
+		expect((await big).status).toBe(201);
+		expect((await json<PendingPlacements>(`${queen.url}/v1/placements`)).body.pending.map((p) => p.id)).toEqual(["small"]);
+		await json(`${queen.url}/v1/workers/big`, { method: "DELETE" });
+		expect((await small).status).toBe(201);
+		await json(`${queen.url}/v1/workers/small`, { method: "DELETE" });
+		await until(async () => (await claims()).length === 0, 5000, "claims released");
+	});
+
 	it("a placement that cannot fit is a 409 with a diagnosis, and a placement.failed event; a hive with --no-remote-spawn is never used", async () => {
 		const events = new AbortController();
 		const seen: string[] = [];

@@ -9,7 +9,10 @@ import { choose, describeWant, type Want } from "./choose.ts";
 // GPUs are reserved by a claim before the hive is asked (two placements can
 // never get one GPU); the claim made for a worker goes when it exits. Waiters
 // queue first come first served: only the head is placed, so they run in
-// arrival order. A retry with the same idempotency key gets the same worker.
+// arrival order among those that compete for the same hives (a waiter holds
+// back later requests only on the hives it could use: a queue per pool, not
+// one line across unrelated hardware). A retry with the same idempotency key
+// gets the same worker.
 
 /** Claims made for placed workers outlive any run; the worker's exit releases them. */
 const CLAIM_TTL_S = 7 * 24 * 3600;
@@ -123,9 +126,13 @@ export class Placer {
 		let grant: Grant;
 		if (claimId !== undefined) grant = this.fromClaim(claimId, hive);
 		else {
-			const now = this.tryGrant(id, want);
+			// Waiters came first: the hives they could use are theirs to take.
+			const now = this.tryGrant(id, want, this.claimedByWaiters());
 			if ("error" in now) {
-				if (!waitMs) return this.refuse(id, want, now.error);
+				if (!waitMs) {
+					const alone = this.tryGrant(id, want, null, true);
+					return this.refuse(id, want, "error" in alone ? alone.error : `${this.queue.length} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`);
+				}
 				grant = await this.wait(id, want, waitMs, signal);
 			} else grant = now;
 		}
@@ -142,10 +149,41 @@ export class Placer {
 		return { hiveId, gpus: c.gpus.map((g) => g.uuid), claimId, ours: false };
 	}
 
-	/** One attempt: choose and reserve, or say why not. */
-	private tryGrant(id: string, want: Want): Grant | { error: string } {
+	/** Hives that could ever serve a request (its hive or constraints, and GPUs of its kind in number), free or not. */
+	private eligible(want: Want): Set<string> {
+		const all = want.gpus ? this.registry.listGpus() : [];
+		const out = new Set<string>();
+		for (const h of this.registry.candidates(() => true)) {
+			if (want.hive !== undefined && h.id !== want.hive) continue;
+			if (want.constraints && !Object.entries(want.constraints).every(([k, v]) => h.labels[k] === v)) continue;
+			if (want.gpus) {
+				const g = want.gpus;
+				const kind = all.filter(
+					(x) =>
+						x.hiveId === h.id &&
+						(g.count === 1 || !x.migParent) &&
+						(g.name === undefined || x.name.toLowerCase().includes(g.name.toLowerCase())) &&
+						(g.minMemoryMiB === undefined || (x.memoryTotalMiB ?? 0) >= g.minMemoryMiB),
+				);
+				if (kind.length < g.count) continue;
+			}
+			out.add(h.id);
+		}
+		return out;
+	}
+
+	/** The hives the waiters could use. */
+	private claimedByWaiters(): Set<string> {
+		const out = new Set<string>();
+		for (const w of this.queue) for (const h of this.eligible(w.want)) out.add(h);
+		return out;
+	}
+
+	/** One attempt: choose and reserve (not on `avoid`'s hives), or say why not; `dryRun` reserves nothing. */
+	private tryGrant(id: string, want: Want, avoid: Set<string> | null = null, dryRun = false): Grant | { error: string } {
 		const candidates = this.registry
 			.candidates((h) => this.sockets.isConnected(h))
+			.filter((c) => !avoid?.has(c.id))
 			.map((c) => {
 				const extra = this.inFlight.get(c.id) ?? [];
 				return {
@@ -156,6 +194,7 @@ export class Placer {
 			});
 		const choice = choose(candidates, want.gpus ? this.registry.listGpus({ free: true }) : [], want);
 		if ("error" in choice) return choice;
+		if (dryRun) return { hiveId: choice.hiveId, gpus: choice.gpus.map((g) => g.uuid), claimId: null, ours: false };
 		if (choice.gpus.length === 0) return { hiveId: choice.hiveId, gpus: [], claimId: null, ours: false };
 		const uuids = choice.gpus.map((g) => g.uuid);
 		try {
@@ -204,18 +243,26 @@ export class Placer {
 		});
 	}
 
-	/** Places waiters from the head while the head fits: first come, first served. */
+	/**
+	 * Places waiters in arrival order: each may take what no earlier waiter
+	 * still waiting could use, so a waiter is never overtaken on its own hives
+	 * while other pools go on.
+	 */
 	private pump(): void {
 		if (this.pumping) return;
 		this.pumping = true;
 		queueMicrotask(() => {
 			this.pumping = false;
-			while (this.queue.length > 0) {
-				const head = this.queue[0]!;
-				const g = this.tryGrant(head.id, head.want);
-				if ("error" in g) break;
-				this.queue.shift();
-				head.resolve(g);
+			const avoid = new Set<string>();
+			for (let i = 0; i < this.queue.length; i++) {
+				const w = this.queue[i]!;
+				const g = this.tryGrant(w.id, w.want, avoid);
+				if ("error" in g) {
+					for (const h of this.eligible(w.want)) avoid.add(h);
+					continue;
+				}
+				this.queue.splice(i--, 1);
+				w.resolve(g);
 			}
 		});
 	}
@@ -226,8 +273,9 @@ export class Placer {
 			const w = this.queue[i]!;
 			if (w.deadline > now) continue;
 			this.queue.splice(i--, 1);
-			const g = this.tryGrant(w.id, w.want);
-			w.resolve(null, `${"error" in g ? g.error : "capacity came too late"} (waited ${Math.round(now - w.since)} ms)`);
+			// Only to say why: nothing is reserved for a waiter that gave up.
+			const g = this.tryGrant(w.id, w.want, null, true);
+			w.resolve(null, `${"error" in g ? g.error : "its turn had not come (earlier waiters hold those hives)"} (waited ${Math.round(now - w.since)} ms)`);
 			this.pump();
 		}
 	}
