@@ -1,4 +1,4 @@
-import type { GpuInfo, HeartbeatMessage, HelloMessage, Limits, QueenMessage, RunUsage, WorkerInfo, WorkerStats } from "@apiary/protocol";
+import type { CommandMessage, GpuInfo, HeartbeatMessage, HelloMessage, Limits, QueenMessage, RunUsage, WorkerInfo, WorkerStats } from "@apiary/protocol";
 import WebSocket from "ws";
 
 // A simulated hive over a real WebSocket, for queen tests that need many
@@ -118,6 +118,8 @@ export class FakeHive {
 	readonly hiveId: string;
 	readonly instanceId: string;
 	acks: number[] = [];
+	/** Commands the queen sent (placement), in order; a test answers them with send(). */
+	commands: CommandMessage[] = [];
 	closed: { code: number; reason: string } | null = null;
 	private seq = 0;
 	gpus: GpuInfo[];
@@ -130,6 +132,7 @@ export class FakeHive {
 		this.ws.on("message", (d) => {
 			const m = JSON.parse(d.toString()) as QueenMessage;
 			if (m.type === "ack") this.acks.push(m.seq);
+			else if (m.type === "command") this.commands.push(m);
 		});
 		this.ws.on("close", (code, reason) => {
 			this.closed = { code, reason: reason.toString() };

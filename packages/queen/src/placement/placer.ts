@@ -254,7 +254,10 @@ export class Placer {
 		queueMicrotask(() => {
 			this.pumping = false;
 			const avoid = new Set<string>();
+			const hives = this.registry.candidates(() => true).length;
 			for (let i = 0; i < this.queue.length; i++) {
+				// Every hive is some earlier waiter's: nobody behind can be placed (a long queue costs one pass, not one per waiter).
+				if (avoid.size >= hives) break;
 				const w = this.queue[i]!;
 				const g = this.tryGrant(w.id, w.want, avoid);
 				if ("error" in g) {

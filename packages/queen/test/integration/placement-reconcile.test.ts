@@ -1,0 +1,57 @@
+import { join } from "node:path";
+import type { PlacementAnswer } from "@apiary/protocol";
+import { FakeHive, worker } from "@apiary/test-support/fake-hive";
+import { removeDir, tempDir } from "@apiary/test-support/procs";
+import { until } from "@apiary/test-support/util";
+import { afterEach, describe, expect, it } from "vitest";
+import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
+
+// The queen's side of a spawn whose answer is lost with its hive, with a
+// simulated hive that does exactly what the test says: the retry finds the
+// worker the hive did start, and never asks for a second one.
+describe("placement reconciles a spawn whose answer was lost", () => {
+	let q: QueenDaemon | null = null;
+	let dir = "";
+	const hives: FakeHive[] = [];
+	afterEach(async () => {
+		for (const h of hives.splice(0)) h.close();
+		await q?.close();
+		q = null;
+		removeDir(dir);
+	});
+	const connect = async (id: string) => {
+		const h = new FakeHive(q!.url, id);
+		hives.push(h);
+		await h.opened();
+		h.hello();
+		h.heartbeat([]);
+		return h;
+	};
+	const post = async (body: object) => {
+		const res = await fetch(`${q!.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+		return { status: res.status, body: (await res.json()) as PlacementAnswer & { message: string } };
+	};
+
+	it("the hive started it and went away before answering: 503, then the retry returns that worker, and no second spawn is asked for", async () => {
+		dir = tempDir("reconcile");
+		q = await startQueenDaemon({ listen: "127.0.0.1:0", db: join(dir, "q.db"), staleAfterMs: 3000, evictAfterMs: 90_000, token: null });
+		const h = await connect("fh");
+		const body = { command: ["sleep", "60"], hive: "fh", idempotencyKey: "k-1" };
+		const first = post(body);
+		await until(() => h.commands.length === 1, 5000, "the spawn command");
+		const cmd = h.commands[0]!;
+		expect(cmd).toMatchObject({ type: "command", op: "spawn", body: { command: ["sleep", "60"] } });
+		const id = (cmd as { body: { id: string } }).body.id;
+		// It started the worker (its snapshot says so), then vanished without replying.
+		h.heartbeat([worker(id, { command: ["sleep", "60"], startedAt: new Date().toISOString() })]);
+		await until(async () => (await (await fetch(`${q!.url}/v1/workers/${id}`)).json()).state === "running", 5000, "the worker known");
+		h.close();
+		const r1 = await first;
+		expect(r1.status).toBe(503);
+		expect(r1.body.message).toMatch(new RegExp(`worker ${id} may have started`));
+		const r2 = await post(body);
+		expect(r2.status).toBe(201);
+		expect(r2.body).toMatchObject({ id, hiveId: "fh" });
+		expect(h.commands).toHaveLength(1);
+	});
+});
