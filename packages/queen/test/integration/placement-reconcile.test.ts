@@ -44,7 +44,7 @@ describe("placement reconciles a spawn whose answer was lost", () => {
 		const id = (cmd as { body: { id: string } }).body.id;
 		// It started the worker (its snapshot says so), then vanished without replying.
 		h.heartbeat([worker(id, { command: ["sleep", "60"], startedAt: new Date().toISOString() })]);
-		await until(async () => (await (await fetch(`${q!.url}/v1/workers/${id}`)).json()).state === "running", 5000, "the worker known");
+		await until(async () => ((await (await fetch(`${q!.url}/v1/workers/${id}`)).json()) as { state: string }).state === "running", 5000, "the worker known");
 		h.close();
 		const r1 = await first;
 		expect(r1.status).toBe(503);
