@@ -131,7 +131,13 @@ export class Placer {
 			if ("error" in now) {
 				if (!waitMs) {
 					const alone = this.tryGrant(id, want, null, true);
-					return this.refuse(id, want, "error" in alone ? alone.error : `${this.queue.length} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`);
+					return this.refuse(
+						id,
+						want,
+						"error" in alone
+							? alone.error
+							: `${this.queue.length} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`,
+					);
 				}
 				grant = await this.wait(id, want, waitMs, signal);
 			} else grant = now;
