@@ -1,4 +1,4 @@
-import { closeSync, ftruncateSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, fstatSync, ftruncateSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
@@ -34,6 +34,7 @@ export function rotateIfOver(path: string, capBytes: number): RotateResult | nul
 		// The first rotation: no older output to drop.
 	}
 	const keep = Math.min(size, half);
+	const dropped = before + size - keep;
 	const buf = Buffer.allocUnsafe(keep);
 	const fd = openSync(path, "r+");
 	try {
@@ -44,13 +45,25 @@ export function rotateIfOver(path: string, capBytes: number): RotateResult | nul
 			got += n;
 		}
 		writeFileSync(`${path}.1`, buf.subarray(0, got));
+		// What the worker wrote while we copied is newer than .1 and older than
+		// anything after the truncate: it goes to the end of .1. The truncate
+		// follows the last size check at once, so only a write in that instant
+		// is lost (copytruncate's known window, here microseconds, not the copy's).
+		for (let i = 0; i < 8; i++) {
+			const now = fstatSync(fd).size;
+			if (now <= size) break;
+			const more = Buffer.allocUnsafe(now - size);
+			const n = readSync(fd, more, 0, more.length, size);
+			appendFileSync(`${path}.1`, more.subarray(0, n));
+			size += n;
+			if (n < more.length) break;
+		}
 		ftruncateSync(fd, 0);
 	} finally {
 		closeSync(fd);
 	}
-	// What was in .log.1 before, plus what of .log was not kept (a lower
-	// bound: what the worker wrote between the read and the truncate is lost too).
-	return { dropped: before + size - keep };
+	// What was in .log.1 before, plus what of .log was not kept.
+	return { dropped };
 }
 
 /**

@@ -20,6 +20,7 @@ const SPAWN_TIMEOUT_MS = 30_000;
 /** Idempotency keys are remembered this long. */
 const KEY_TTL_MS = 24 * 3_600_000;
 const MAX_WAITERS = 10_000;
+const MAX_KEYS = 100_000;
 
 export class PlacementError extends HttpError {
 	override name = "PlacementError";
@@ -107,6 +108,8 @@ export class Placer {
 		const answer = this.placeOnce(body, signal);
 		const entry: { at: number; answer: Promise<PlacementAnswer>; doubt?: PlacementAnswer } = { at: now, answer };
 		this.keys.set(key, entry);
+		// Bounded whatever the request rate: past the cap the oldest keys go first (Map keeps insertion order).
+		if (this.keys.size > MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
 		// A failure that changed nothing may be retried under the same key; a lost answer is looked into on the retry.
 		answer.catch((err) => {
 			if (err instanceof PlacementError && err.doubt) entry.doubt = err.doubt;
