@@ -14,6 +14,7 @@ class LeftoversLast extends BaseSequencer {
 // unit: pure, no root. integration: real processes, host cgroups, loopback daemons.
 // fault: faults and hostile input against real daemons (tmpfs, kills, bad requests).
 // vm: cgroup v2 in a qemu guest (run through scripts/cgroup-v2-vm.sh).
+// postgres: the queen's PostgreSQL schema on real servers (initdb + pg_ctl).
 export default defineConfig({
 	test: {
 		sequence: { sequencer: LeftoversLast },
@@ -45,6 +46,16 @@ export default defineConfig({
 					include: ["tests/browser/**/*.test.ts"],
 					testTimeout: 60_000,
 					hookTimeout: 60_000,
+					fileParallelism: false,
+				},
+			},
+			{
+				// The queen's PostgreSQL store, against real servers each test file starts and removes.
+				test: {
+					name: "postgres",
+					include: ["packages/*/test/postgres/**/*.test.ts"],
+					testTimeout: 60_000,
+					hookTimeout: 120_000,
 					fileParallelism: false,
 				},
 			},

@@ -8,6 +8,7 @@
 #   chromium                      chromium         browser
 #   qemu-system-x86_64            qemu-system-x86  vm
 #   busybox (static, with insmod) busybox-static   vm
+#   initdb, pg_ctl (a server)     postgresql       postgres
 set -uo pipefail
 
 need=()
@@ -15,6 +16,7 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 { [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod; } || need+=(busybox-static)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 

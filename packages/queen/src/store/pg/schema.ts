@@ -1,0 +1,74 @@
+import type pg from "pg";
+
+// The queen's PostgreSQL schema, for several queens on one database (issue
+// #12): versioned migrations applied at start under an advisory lock, so two
+// queens starting at once on an empty database apply each version once; and
+// event ids handed out by a counter row inside the committing transaction,
+// so ids are gapless and visible in commit order (a sequence hands ids out
+// before commit, and a reader polling by id would skip a slower writer's).
+
+/** Migrations in order; a version once shipped is never edited, only followed. */
+export const MIGRATIONS: readonly string[] = [
+	`CREATE TABLE hives (id text PRIMARY KEY, instance_id text NOT NULL, state text NOT NULL, last_seen_at timestamptz, info jsonb NOT NULL);
+	 CREATE TABLE workers (hive_id text NOT NULL, id text NOT NULL, state text NOT NULL, info jsonb NOT NULL, PRIMARY KEY (hive_id, id));
+	 CREATE TABLE exits (hive_id text NOT NULL, worker_id text NOT NULL, started_at text NOT NULL, record jsonb NOT NULL, PRIMARY KEY (hive_id, worker_id, started_at));
+	 CREATE TABLE gpus (hive_id text NOT NULL, uuid text NOT NULL, info jsonb NOT NULL, PRIMARY KEY (hive_id, uuid));
+	 CREATE TABLE claims (id text PRIMARY KEY, holder text NOT NULL, gpus jsonb NOT NULL, created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL);
+	 CREATE TABLE runs (seq bigserial PRIMARY KEY, key text NOT NULL, run jsonb NOT NULL);
+	 CREATE INDEX runs_by_key ON runs (key, seq);
+	 CREATE TABLE event_counter (one boolean PRIMARY KEY DEFAULT true CHECK (one), last_id bigint NOT NULL);
+	 INSERT INTO event_counter (last_id) VALUES (0);
+	 CREATE TABLE events (id bigint PRIMARY KEY, type text NOT NULL, at timestamptz NOT NULL, hive_id text, worker_id text, data jsonb NOT NULL);`,
+	`CREATE TABLE placements (key text PRIMARY KEY, answer jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`,
+];
+
+/** Any constant the queens agree on: the advisory lock migrations take. */
+const MIGRATION_LOCK = 70_700_001;
+
+/** Applies the migrations a database lacks, in one transaction under an advisory lock; returns the versions it applied. */
+export async function migrate(client: pg.ClientBase): Promise<number[]> {
+	await client.query("BEGIN");
+	try {
+		await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+		await client.query("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+		const done = new Set((await client.query<{ version: number }>("SELECT version FROM schema_migrations")).rows.map((r) => r.version));
+		const applied: number[] = [];
+		for (let v = 1; v <= MIGRATIONS.length; v++) {
+			if (done.has(v)) continue;
+			await client.query(MIGRATIONS[v - 1]!);
+			await client.query("INSERT INTO schema_migrations (version) VALUES ($1)", [v]);
+			applied.push(v);
+		}
+		await client.query("COMMIT");
+		return applied;
+	} catch (err) {
+		await client.query("ROLLBACK");
+		throw err;
+	}
+}
+
+export interface NewEvent {
+	type: string;
+	hiveId: string | null;
+	workerId: string | null;
+	data: unknown;
+}
+
+/**
+ * Appends events inside the caller's open transaction, their ids taken from
+ * the counter row: the row lock holds a second writer until this one commits,
+ * so ids are gapless and become visible in order. Returns the ids given.
+ */
+export async function appendEvents(client: pg.ClientBase, events: readonly NewEvent[]): Promise<number[]> {
+	if (events.length === 0) return [];
+	const { rows } = await client.query<{ last_id: string }>("UPDATE event_counter SET last_id = last_id + $1 RETURNING last_id", [events.length]);
+	const last = Number(rows[0]!.last_id);
+	const first = last - events.length + 1;
+	const ids = events.map((_, i) => first + i);
+	await client.query(
+		// Stamped on the database's clock, which every queen shares.
+		"INSERT INTO events (id, type, at, hive_id, worker_id, data) SELECT i, t, now(), h, w, d FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) AS u(i, t, h, w, d)",
+		[ids, events.map((e) => e.type), events.map((e) => e.hiveId), events.map((e) => e.workerId), events.map((e) => JSON.stringify(e.data))],
+	);
+	return ids;
+}
