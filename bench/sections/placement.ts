@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import type { PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
 import { EventSource } from "eventsource";
@@ -79,6 +80,14 @@ export async function placement() {
 			runs.sort((a, b) => a[0] - b[0]);
 			for (let i = 1; i < runs.length; i++) if (runs[i]![0] < runs[i - 1]![1]) doubleBooked++;
 		}
+		// The floor under both: one child_process.spawn of /bin/sh from a Node process on this machine (what a hive's spawn does besides cgroups).
+		const floor: number[] = [];
+		for (let i = 0; i < (ctx.quick ? 5 : 50); i++) {
+			const t = performance.now();
+			const c = spawn("/bin/sh", ["-c", "exit 0"], { stdio: "ignore", detached: true });
+			floor.push(performance.now() - t);
+			await new Promise((r) => c.once("exit", r));
+		}
 		// The peer: how fast the two hives start workers on their own APIs, all asked at once.
 		const peerN = ctx.quick ? 20 : 200;
 		const p0 = performance.now();
@@ -93,6 +102,7 @@ export async function placement() {
 			directP50Ms: r3(pct(direct, 50)),
 			directP99Ms: r3(pct(direct, 99)),
 			vsDirectP50: r3(pct(placed, 50) / pct(direct, 50)),
+			nodeSpawnFloorP50Ms: r3(pct(floor, 50)),
 			sustained: {
 				asked: total,
 				placed: ok,
@@ -104,7 +114,7 @@ export async function placement() {
 			},
 		};
 		log(
-			`   ${n} placements: POST on the queen → worker.spawned p50 ${r3(pct(placed, 50))} ms, p99 ${r3(pct(placed, 99))} ms (goal p99 < 30); the answer p50 ${r3(pct(answered, 50))} ms; peer, a spawn on the hive's own API: p50 ${r3(pct(direct, 50))} ms, p99 ${r3(pct(direct, 99))} ms`,
+			`   ${n} placements: POST on the queen → worker.spawned p50 ${r3(pct(placed, 50))} ms, p99 ${r3(pct(placed, 99))} ms (goal p99 < 30); the answer p50 ${r3(pct(answered, 50))} ms; peer, a spawn on the hive's own API: p50 ${r3(pct(direct, 50))} ms, p99 ${r3(pct(direct, 99))} ms; floor, one child_process.spawn of /bin/sh: p50 ${r3(pct(floor, 50))} ms`,
 		);
 		log(
 			`   sustained: ${ok}/${total} placed at ${r3(ok / wall)}/s on 16 GPUs over ${r3(wall)} s (goal 100/s); the two hives' own APIs, ${peerN} spawns at once: ${r3(peerRate)}/s; GPUs held by two runs at once: ${doubleBooked} (of ${exited.length} runs checked)`,
