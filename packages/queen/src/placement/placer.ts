@@ -184,7 +184,13 @@ export class Placer {
 	/** The hives the waiters could use. */
 	private claimedByWaiters(): Set<string> {
 		const out = new Set<string>();
-		for (const w of this.queue) for (const h of this.eligible(w.want)) out.add(h);
+		if (this.queue.length === 0) return out;
+		const hives = this.registry.candidates(() => true).length;
+		for (const w of this.queue) {
+			// Every hive is taken already: the rest of a long queue changes nothing.
+			if (out.size >= hives) break;
+			for (const h of this.eligible(w.want)) out.add(h);
+		}
 		return out;
 	}
 
