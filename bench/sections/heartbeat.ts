@@ -18,7 +18,7 @@ export async function heartbeat() {
 	gpus.start();
 	try {
 		for (let i = 0; i < n; i++)
-			hive.spawn({ id: `shard-${i}`, command: ["sleep", "600"], cpu: 0.5, memoryBytes: 512 << 20, labels: { suite: "e2e", shard: String(i) } });
+			await hive.spawn({ id: `shard-${i}`, command: ["sleep", "600"], cpu: 0.5, memoryBytes: 512 << 20, labels: { suite: "e2e", shard: String(i) } });
 		for (let i = 0; i < 50 && gpus.status().gpus.length < 8; i++) await sleep(100);
 		await hive.tick();
 		await sleep(300);

@@ -39,11 +39,10 @@ export function runCommand(m: CommandMessage, ctx: CommandContext): (() => void)
 				fail(400, `body${e.instancePath.replaceAll("/", ".")} ${e.message}`);
 				return null;
 			}
-			try {
-				ctx.reply({ type: "reply", id: m.id, status: 201, body: shown(ctx.hive.spawn(m.body)) });
-			} catch (err) {
-				failed(err);
-			}
+			ctx.hive.spawn(m.body).then(
+				(w) => ctx.reply({ type: "reply", id: m.id, status: 201, body: shown(w) }),
+				(err) => failed(err),
+			);
 			return null;
 		}
 		case "stop": {

@@ -3,10 +3,9 @@
 // Entry per worker. Everything pure is apart (exit-record, readopt-plan,
 // gpu-attribution, usage, log-cap, storage-health, worker-records); splitting
 // the transitions would only expose the Entry across files.
-import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { EventEmitter, once } from "node:events";
-import { closeSync, openSync, statSync } from "node:fs";
+import { EventEmitter } from "node:events";
+import { statSync } from "node:fs";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import { HttpError, messageOf } from "@apiary/kit/errors";
 import { type LongTimer, longTimeout } from "@apiary/kit/timer";
@@ -31,7 +30,7 @@ import { HOST, type HostRoot } from "./host-root.ts";
 import { procCmdline, procStartTicks } from "./procfs.ts";
 import { planReadoption, unrecordedWorker } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
-import { resolveCommand, spawnWorker } from "./spawner.ts";
+import { resolveCommand, SpawnHelper, type WorkerProcess } from "./spawner.ts";
 import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
 import { StorageHealth } from "./storage-health.ts";
 import { UsageTracker } from "./usage.ts";
@@ -61,7 +60,9 @@ export class HiveError extends HttpError {
 
 interface Entry {
 	info: WorkerInfo;
-	child: ChildProcess | null;
+	child: WorkerProcess | null;
+	/** Why its end cannot be known, when the hive is not (or no longer) its parent's peer. */
+	unknownEnd: string | null;
 	reader: WorkerReader | null;
 	prev: TimedSample | null;
 	lastRaw: RawSample | null;
@@ -106,6 +107,7 @@ export interface HiveOptions {
 }
 
 const UNKNOWN_STATUS_ADOPTED = "exit status unknown: the worker was re-adopted after a hive restart, so the hive was not its parent";
+const UNKNOWN_STATUS_ORPHANED = (why: string) => `exit status unknown: ${why} while the worker ran, so nothing saw it end`;
 
 /** The hive's core: spawn, kill, sample, re-adopt. Events: spawned, exited, tick. */
 export class Hive extends EventEmitter {
@@ -133,6 +135,9 @@ export class Hive extends EventEmitter {
 	private loop: NodeJS.Timeout | null = null;
 	private aliveFailing = false;
 	private readonly storageHealth: StorageHealth;
+	private readonly spawner: SpawnHelper;
+	/** Ids whose spawn is under way (between its checks and its entry). */
+	private readonly starting = new Set<string>();
 
 	/** A cgroup file that could not be read: its fields are null; said once per worker and file. */
 	private readonly badFile = (path: string, err: Error) => this.log("cgroup file unreadable; its fields are null", { file: path, err: err.message });
@@ -153,11 +158,14 @@ export class Hive extends EventEmitter {
 		this.log = o.log ?? (() => {});
 		this.records = new WorkerRecords(o.stateDir);
 		this.storageHealth = new StorageHealth(o.stateDir, () => this.clock.wall(), this.log);
+		this.spawner = new SpawnHelper(this.log);
 	}
 
 	/** Prepare the cgroup root and re-adopt what a previous hive left running. */
 	async start(): Promise<void> {
 		this.driver.init();
+		// After init: on v2 the hive has moved to its own leaf, and the helper must start there.
+		this.spawner.start();
 		await this.readopt();
 	}
 
@@ -212,9 +220,9 @@ export class Hive extends EventEmitter {
 		for (const e of this.workers.values()) {
 			e.timer?.clear();
 			e.reader?.close();
-			e.child?.removeAllListeners("exit");
-			e.child?.unref();
+			e.child?.detach();
 		}
+		this.spawner.close();
 	}
 
 	/** Records that the hive was alive now (the bound an unobserved end gets after a restart). */
@@ -251,11 +259,11 @@ export class Hive extends EventEmitter {
 	 * first side effect (a 400 naming the field); a step that fails after one
 	 * undoes what was done (cgroup removed, process killed) before it throws.
 	 */
-	spawn(req: SpawnRequest): WorkerInfo {
+	async spawn(req: SpawnRequest): Promise<WorkerInfo> {
 		const id = req.id ?? `w-${randomBytes(4).toString("hex")}`;
 		if (!isValidId(id))
 			throw new HiveError(400, `id ${JSON.stringify(id)} is not valid: use 1-63 characters of a-z 0-9 . _ - starting with a letter or digit, no ".."`);
-		if (this.workers.has(id)) throw new HiveError(409, `id ${id} is already in use on this hive`);
+		if (this.workers.has(id) || this.starting.has(id)) throw new HiveError(409, `id ${id} is already in use on this hive`);
 		if (this.storageHealth.failing) throw new HiveError(507, this.storageHealth.refusal());
 		if (req.command.length === 0) throw new HiveError(400, "command must have at least one element");
 		if (req.profile !== undefined && !(req.profile in PROFILES)) {
@@ -285,6 +293,17 @@ export class Hive extends EventEmitter {
 			stopSignal: req.stopSignal ?? this.stopSignal,
 			graceMs: req.graceMs ?? this.graceMs,
 		};
+		this.starting.add(id);
+		try {
+			return await this.launch(id, req, spec, env, cwd);
+		} finally {
+			this.starting.delete(id);
+		}
+	}
+
+	/** spawn()'s side effects, once every check passed: each undone if a later one fails. */
+	private async launch(id: string, req: SpawnRequest, spec: WorkerSpec, env: NodeJS.ProcessEnv, cwd: string): Promise<WorkerInfo> {
+		const limits = spec.limits;
 		let created: CreatedCgroup;
 		try {
 			created = this.driver.create(id, limits);
@@ -293,25 +312,15 @@ export class Hive extends EventEmitter {
 			this.undoCreate(id);
 			throw err;
 		}
-		let child: ChildProcess;
+		let child: WorkerProcess;
 		try {
-			const logFd = openSync(this.logPath(id), "a");
-			try {
-				child = spawnWorker({ command: req.command, procsFiles: created.procsFiles, env, cwd, logFd });
-			} finally {
-				closeSync(logFd);
-			}
+			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id) });
 		} catch (err) {
+			// The log could not be opened or the exec of the wrapper failed (EAGAIN, EMFILE…): it never ran.
 			this.undoCreate(id);
-			throw err;
+			throw new HiveError(500, `spawning ${id} failed: the process could not be started: ${messageOf(err)}`, { cause: err });
 		}
-		const pid = child.pid ?? null;
-		if (pid === null) {
-			// The exec of the wrapper itself failed (EAGAIN, EMFILE…): it never ran.
-			child.on("error", (err) => this.log("worker spawn error", { id, err: messageOf(err) }));
-			this.undoCreate(id);
-			throw new HiveError(500, `spawning ${id} failed: the process could not be started`);
-		}
+		const pid = child.pid;
 		const info: WorkerInfo = {
 			...spec,
 			pid,
@@ -335,9 +344,14 @@ export class Hive extends EventEmitter {
 			throw new HiveError(507, `cannot record worker ${id} in ${this.stateDir}: ${messageOf(err)}; new workers are refused until it can`, { cause: err });
 		}
 		this.workers.set(id, entry);
-		child.on("error", (err) => this.log("worker spawn error", { id, err: messageOf(err) }));
-		child.on("exit", (code, signal) => {
+		child.onExit((code, signal) => {
 			entry.finishing = this.finish(entry, code, signal);
+		});
+		child.onLost((why) => {
+			// Its parent is gone: from now on it is watched like a re-adopted worker.
+			entry.child = null;
+			entry.info.adopted = true;
+			entry.unknownEnd = UNKNOWN_STATUS_ORPHANED(why);
 		});
 		if (limits.timeoutMs !== null) this.armTimeout(entry, limits.timeoutMs);
 		this.log("worker spawned", { id, pid, command: req.command });
@@ -406,9 +420,9 @@ export class Hive extends EventEmitter {
 		}
 		if (e.child) {
 			// The exit event follows; the listener set at spawn starts the record.
-			if (!e.finishing) await once(e.child, "exit");
+			if (!e.finishing) await new Promise<void>((r) => e.child!.onExit(() => r()));
 		} else {
-			e.finishing ??= this.finish(e, null, null, UNKNOWN_STATUS_ADOPTED);
+			e.finishing ??= this.finish(e, null, null, e.unknownEnd ?? UNKNOWN_STATUS_ADOPTED);
 		}
 		await e.finishing;
 	}
@@ -484,7 +498,7 @@ export class Hive extends EventEmitter {
 		const byPid = gpuUseByPid(gpu);
 		for (const e of running) {
 			if (e.info.adopted && !this.adoptedAlive(e)) {
-				e.finishing ??= this.finish(e, null, null, UNKNOWN_STATUS_ADOPTED);
+				e.finishing ??= this.finish(e, null, null, e.unknownEnd ?? UNKNOWN_STATUS_ADOPTED);
 				continue;
 			}
 			try {
@@ -608,6 +622,7 @@ export class Hive extends EventEmitter {
 		return {
 			info: { ...info, stats: null },
 			child: null,
+			unknownEnd: null,
 			reader,
 			prev: null,
 			lastRaw: null,

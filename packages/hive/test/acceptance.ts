@@ -24,7 +24,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 		});
 
 		it("holds a busy loop with --cpu 0.5 to ≤ 55 %, reports throttling, and its CPU% agrees with /proc/<pid>/stat", async () => {
-			const w = hive.spawn({ command: ["sh", "-c", "while :; do :; done"], cpu: 0.5 });
+			const w = await hive.spawn({ command: ["sh", "-c", "while :; do :; done"], cpu: 0.5 });
 			await sleep(500); // let the quota settle in
 			const t0 = performance.now();
 			const c0 = procCpuSeconds(w.pid!);
@@ -46,7 +46,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 		it("the exit record says what the run used: CPU seconds, average and p95 cores, throttling, seff's efficiencies and the peak working set", async () => {
 			// 48 MiB of anon memory held while spinning ~2.5 s under half a core, then exit.
 			const script = "const a = Buffer.alloc(48 << 20, 1); const end = Date.now() + 2500; while (Date.now() < end) a[0]++; process.exit(0)";
-			const w = hive.spawn({ command: ["node", "-e", script], cpu: 0.5, memoryBytes: 256 * MiB });
+			const w = await hive.spawn({ command: ["node", "-e", script], cpu: 0.5, memoryBytes: 256 * MiB });
 			while (hive.get(w.id)!.state === "running") {
 				await hive.tick();
 				await sleep(250);
@@ -72,7 +72,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 		});
 
 		it("OOM-kills a 200 MiB allocation under --memory 64M and the exit record says oomKilled", async () => {
-			const w = hive.spawn({
+			const w = await hive.spawn({
 				command: ["node", "-e", "const a = []; for (let i = 0; i < 200; i++) a.push(Buffer.alloc(1 << 20, 1)); setTimeout(() => {}, 5000)"],
 				memoryBytes: 64 * MiB,
 			});
@@ -90,7 +90,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 			const forkLoop = `const { spawn } = require("node:child_process"); let failed = 0;
 				for (let i = 0; i < 100; i++) spawn("sleep", ["30"], { stdio: "ignore" }).on("error", (e) => { if (failed++ === 0) console.log("fork failed:", e.code); });
 				setTimeout(() => {}, 30000);`;
-			const w = hive.spawn({ command: ["node", "-e", forkLoop], pids: 20 });
+			const w = await hive.spawn({ command: ["node", "-e", forkLoop], pids: 20 });
 			await until(() => readFileSync(hive.logPath(w.id), "utf8").includes("fork failed"), 10_000, "a failed fork");
 			const snap = await hive.tick();
 			const stats = snap.workers.find((x) => x.id === w.id)!.stats!;
@@ -105,7 +105,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 
 		it("shows a non-null write rate for a worker writing 20 MiB with O_DIRECT", async () => {
 			const target = ioTarget();
-			const w = hive.spawn({ command: ["sh", "-c", `sleep 0.5; dd if=/dev/zero of=${target} bs=1M count=20 oflag=direct conv=fsync 2>&1; sleep 30`] });
+			const w = await hive.spawn({ command: ["sh", "-c", `sleep 0.5; dd if=/dev/zero of=${target} bs=1M count=20 oflag=direct conv=fsync 2>&1; sleep 30`] });
 			const first = await hive.tick();
 			const s0 = first.workers.find((x) => x.id === w.id)!.stats!;
 			expect(s0.io.writeBytesPerSec).toBeNull(); // a rate needs two samples
@@ -120,7 +120,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 
 		it("a kill right after spawn ends the worker at once, even before it has entered its cgroup", async () => {
 			const t0 = Date.now();
-			const w = hive.spawn({ command: ["sleep", "30"] });
+			const w = await hive.spawn({ command: ["sleep", "30"] });
 			const done = await hive.kill(w.id);
 			expect(done.exit!.reason).toBe("killed");
 			expect(Date.now() - t0).toBeLessThan(10_000);
@@ -128,7 +128,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 		});
 
 		it("a timeout kills the whole tree, the record says timeout, and no zombie is left", async () => {
-			const w = hive.spawn({ command: ["sh", "-c", "sleep 60 & sleep 60 & wait"], timeoutMs: 700 });
+			const w = await hive.spawn({ command: ["sh", "-c", "sleep 60 & sleep 60 & wait"], timeoutMs: 700 });
 			await sleep(300);
 			const tree = hive.driver.pids(w.id);
 			expect(tree.length).toBe(3);
@@ -143,7 +143,7 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 		});
 
 		it("samples memory truthfully: current, working set, anon and the limit", async () => {
-			const w = hive.spawn({
+			const w = await hive.spawn({
 				command: ["node", "-e", "const b = Buffer.alloc(48 << 20, 1); setInterval(() => b[0]++, 100)"],
 				memoryBytes: 256 * MiB,
 			});

@@ -48,7 +48,7 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 	});
 
 	app.post("/v1/workers", { schema: { body: SpawnBody, response: { 201: WorkerInfo } } }, async (req, reply) =>
-		reply.code(201).send(shown(hive.spawn(req.body))),
+		reply.code(201).send(shown(await hive.spawn(req.body))),
 	);
 
 	app.get("/v1/workers", { schema: { querystring: HiveWorkersQuery, response: { 200: Type.Array(WorkerInfo) } } }, async (req) => {

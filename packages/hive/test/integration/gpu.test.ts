@@ -131,8 +131,12 @@ describe("GPUs on a hive", () => {
 		gpu.start();
 		const status = await until(() => (gpu!.status().gpus.length === 8 ? gpu!.status() : null), 10_000, "GPUs");
 		const [g0, g1] = status.gpus;
-		const a = h.spawn({ id: "gpu-a", command: ["sh", "-c", 'echo "cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES"; exec sleep 60'], gpus: ["0"] });
-		const b = h.spawn({ id: "gpu-b", command: ["sleep", "60"], gpus: [g1!.uuid] });
+		const a = await h.spawn({
+			id: "gpu-a",
+			command: ["sh", "-c", 'echo "cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES"; exec sleep 60'],
+			gpus: ["0"],
+		});
+		const b = await h.spawn({ id: "gpu-b", command: ["sleep", "60"], gpus: [g1!.uuid] });
 		writeFileSync(
 			appsFile,
 			JSON.stringify([
@@ -163,13 +167,13 @@ describe("GPUs on a hive", () => {
 		({ hive, stateDir } = await newHive("v1", { gpus: gpu }));
 		gpu.start();
 		await until(() => gpu!.status().gpus.length === 4, 10_000, "GPUs");
-		expect(() => hive!.spawn({ command: ["true"], gpus: ["7"] })).toThrow(/gpus: "7" is not a GPU index or UUID of this hive/);
+		await expect(hive!.spawn({ command: ["true"], gpus: ["7"] })).rejects.toThrow(/gpus: "7" is not a GPU index or UUID of this hive/);
 		expect(hive.list()).toEqual([]);
 		gpu.stop();
 		const none = new GpuSampler({ binary: fakeSmi("does-not-exist"), intervalMs: 200 });
 		const h2 = await newHive("v1", { gpus: none });
 		try {
-			expect(() => h2.hive.spawn({ command: ["true"], gpus: ["0"] })).toThrow(/this hive has no GPUs/);
+			await expect(h2.hive.spawn({ command: ["true"], gpus: ["0"] })).rejects.toThrow(/this hive has no GPUs/);
 		} finally {
 			await cleanup(h2.hive, h2.stateDir);
 		}

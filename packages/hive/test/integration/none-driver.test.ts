@@ -26,7 +26,7 @@ describe("the none driver (no writable cgroups)", () => {
 	it("says limits are not enforced, and samples the process tree from procfs", async () => {
 		({ hive, stateDir } = await newHive("none"));
 		expect(hive.driver.info).toMatchObject({ name: "none", enforced: false, root: null });
-		const w = hive.spawn({ command: ["sh", "-c", "sleep 60 & while :; do :; done"], cpu: 0.5 });
+		const w = await hive.spawn({ command: ["sh", "-c", "sleep 60 & while :; do :; done"], cpu: 0.5 });
 		expect(w.cgroup).toBeNull();
 		await hive.tick();
 		await sleep(1500);
@@ -66,7 +66,7 @@ describe("the none driver (no writable cgroups)", () => {
 		stateDir = mkdtempSync("/tmp/apiary-test-nopro-");
 		hive = new Hive({ driver: new NoCgroupDriver("test: no procfs", "/nonexistent-procfs"), stateDir, hiveId: "np" });
 		await hive.start();
-		const w = hive.spawn({ command: ["sh", "-c", "while :; do :; done"] });
+		const w = await hive.spawn({ command: ["sh", "-c", "while :; do :; done"] });
 		await hive.tick();
 		await sleep(1200);
 		const s = (await hive.tick()).workers[0]!.stats!;

@@ -21,10 +21,10 @@ describe("a restarted hive re-adopts its workers", () => {
 		const first = new Hive({ driver: root.driver, stateDir, hiveId: "h" });
 		hives.push(first);
 		await first.start();
-		const keep = first.spawn({ id: "keep", command: ["sleep", "120"], labels: { suite: "e2e" }, memoryBytes: 128 << 20 });
-		const end = first.spawn({ id: "end", command: ["sleep", "120"] });
-		const soon = first.spawn({ id: "soon", command: ["sleep", "1.5"] });
-		const orphan = first.spawn({ id: "orphan", command: ["sleep", "121"] });
+		const keep = await first.spawn({ id: "keep", command: ["sleep", "120"], labels: { suite: "e2e" }, memoryBytes: 128 << 20 });
+		const end = await first.spawn({ id: "end", command: ["sleep", "120"] });
+		const soon = await first.spawn({ id: "soon", command: ["sleep", "1.5"] });
+		const orphan = await first.spawn({ id: "orphan", command: ["sleep", "121"] });
 		await first.tick();
 		await first.stop(); // the daemon goes away; its workers do not
 

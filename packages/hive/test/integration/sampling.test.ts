@@ -16,7 +16,7 @@ describe("sampling many workers", () => {
 
 	it("samples 100 sleeping workers in one tick without errors: rates null on the first tick, numbers after", async () => {
 		({ hive, stateDir } = await newHive("v1", { log: (msg, extra) => msg.includes("failed") && errors.push(`${msg} ${JSON.stringify(extra)}`) }));
-		for (let i = 0; i < 100; i++) hive.spawn({ id: `sleeper-${i}`, command: ["sleep", "120"], memoryBytes: 64 << 20, cpu: 0.1 });
+		for (let i = 0; i < 100; i++) await hive.spawn({ id: `sleeper-${i}`, command: ["sleep", "120"], memoryBytes: 64 << 20, cpu: 0.1 });
 		const first = await hive.tick();
 		expect(first.workers).toHaveLength(100);
 		for (const w of first.workers) {
@@ -43,7 +43,7 @@ describe("sampling many workers", () => {
 	it("a worker whose cgroup vanishes mid-tick does not fail the tick for the others", async () => {
 		({ hive, stateDir } = await newHive("v1", { log: (msg, extra) => msg.includes("failed") && errors.push(`${msg} ${JSON.stringify(extra)}`) }));
 		const ids = ["stay-1", "gone", "stay-2"];
-		for (const id of ids) hive.spawn({ id, command: ["sleep", "60"] });
+		for (const id of ids) await hive.spawn({ id, command: ["sleep", "60"] });
 		await hive.tick();
 		// Kill "gone" and remove its cgroups synchronously, before the hive hears of the exit.
 		const gone = hive.get("gone")!;

@@ -10,7 +10,7 @@ function harness(o: { remoteSpawn?: boolean } = {}) {
 	const spawned: unknown[] = [];
 	const hive = {
 		hiveId: "h1",
-		spawn: (b: unknown) => {
+		spawn: async (b: unknown) => {
 			spawned.push(b);
 			return { id: "w1", env: { SECRET: "x" } };
 		},
@@ -30,9 +30,10 @@ describe("queen commands on the hive", () => {
 		expect(spawned).toEqual([]);
 	});
 
-	it("a good spawn answers 201 with the worker, env values redacted", () => {
+	it("a good spawn answers 201 with the worker, env values redacted", async () => {
 		const { ctx, replies, spawned } = harness();
 		runCommand({ type: "command", id: "c3", op: "spawn", body: { command: ["true"] } }, ctx);
+		await new Promise((r) => setImmediate(r));
 		expect(spawned).toEqual([{ command: ["true"] }]);
 		expect(replies).toEqual([{ type: "reply", id: "c3", status: 201, body: { id: "w1", env: { SECRET: "<redacted>" } } }]);
 	});

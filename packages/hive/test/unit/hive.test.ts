@@ -5,6 +5,7 @@ import { ManualClock } from "@apiary/kit/clock";
 import { FakeDriver, rawSample } from "@apiary/test-support/fake-driver";
 import { afterEach, describe, expect, it } from "vitest";
 import { Hive } from "../../src/hive.ts";
+import { helperPids } from "../helper-pids.ts";
 
 // The supervisor with a fake cgroup driver and a hand-driven clock: no root,
 // no kernel cgroups; the workers are real (tiny) processes.
@@ -34,7 +35,7 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 	it("rates come from two ticks on the monotonic clock: CPU percent and IO rates exact, the first tick null", async () => {
 		const { driver, clock, hive } = setup();
 		await hive.start();
-		hive.spawn({ id: "w1", command: ["sleep", "30"], cpu: 0.5 });
+		await hive.spawn({ id: "w1", command: ["sleep", "30"], cpu: 0.5 });
 		expect(driver.created.get("w1")).toEqual({ cpu: 0.5, memoryBytes: null, pids: null, timeoutMs: null });
 		driver.samples.set("w1", rawSample({ cpuUsageNs: 1e9, readBytes: 0, memoryCurrent: 100, inactiveFileBytes: 40 }));
 		let snap = await hive.tick();
@@ -53,7 +54,7 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 		const { driver, clock, hive } = setup();
 		await hive.start();
 		const done = exited(hive, "w2");
-		hive.spawn({ id: "w2", command: ["sh", "-c", "sleep 0.2; exit 3"] });
+		await hive.spawn({ id: "w2", command: ["sh", "-c", "sleep 0.2; exit 3"] });
 		clock.advance(1500);
 		await done;
 		const w = hive.get("w2")!;
@@ -73,7 +74,7 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 		const { driver, hive } = setup();
 		await hive.start();
 		const done = exited(hive, "w3");
-		hive.spawn({ id: "w3", command: ["sh", "-c", "sleep 0.2; kill -9 $$"] });
+		await hive.spawn({ id: "w3", command: ["sh", "-c", "sleep 0.2; kill -9 $$"] });
 		driver.samples.set("w3", rawSample({ oomKills: 1, memoryPeak: 64 << 20 }));
 		await done;
 		expect(hive.get("w3")!.exit).toMatchObject({ reason: "oom", signal: "SIGKILL", oomKilled: true, peakMemoryBytes: 64 << 20 });
@@ -82,7 +83,7 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 	it("the exit record keeps the highest working set the ticks saw, beside the kernel's peak", async () => {
 		const { driver, clock, hive } = setup();
 		await hive.start();
-		hive.spawn({ id: "ws", command: ["sleep", "30"] });
+		await hive.spawn({ id: "ws", command: ["sleep", "30"] });
 		driver.samples.set("ws", rawSample({ memoryCurrent: 100, inactiveFileBytes: 40, memoryPeak: 500 }));
 		await hive.tick();
 		clock.advance(1000);
@@ -95,8 +96,8 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 	it("one worker whose reader throws does not drop the others' samples", async () => {
 		const { driver, hive } = setup();
 		await hive.start();
-		hive.spawn({ id: "ok", command: ["sleep", "30"] });
-		hive.spawn({ id: "bad", command: ["sleep", "30"] });
+		await hive.spawn({ id: "ok", command: ["sleep", "30"] });
+		await hive.spawn({ id: "bad", command: ["sleep", "30"] });
 		driver.samples.set("ok", rawSample({ memoryCurrent: 7 }));
 		driver.failing.add("bad");
 		const snap = await hive.tick();
@@ -104,10 +105,36 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 		expect(snap.workers.find((w) => w.id === "bad")!.stats).toBeNull();
 	});
 
+	it("a worker whose spawn helper died is watched through /proc: its end is recorded with an unknown status saying why, and spawns go on", async () => {
+		const { hive } = setup();
+		const before = new Set(helperPids());
+		await hive.start();
+		const w = await hive.spawn({ id: "orphan", command: ["sleep", "30"] });
+		const helper = helperPids().filter((p) => !before.has(p));
+		expect(helper).toHaveLength(1);
+		process.kill(helper[0]!, "SIGKILL");
+		for (let i = 0; i < 100 && !hive.get("orphan")!.adopted; i++) await new Promise((r) => setTimeout(r, 20));
+		expect(hive.get("orphan")).toMatchObject({ state: "running", adopted: true });
+		const done = exited(hive, "orphan");
+		process.kill(w.pid!, "SIGKILL");
+		for (let i = 0; i < 100 && hive.get("orphan")!.state === "running"; i++) {
+			await new Promise((r) => setTimeout(r, 20));
+			await hive.tick();
+		}
+		await done;
+		expect(hive.get("orphan")!.exit).toMatchObject({
+			exitCode: null,
+			message: "exit status unknown: the hive's spawn helper ended (SIGKILL) while the worker ran, so nothing saw it end",
+		});
+		await hive.spawn({ id: "after", command: ["sh", "-c", "exit 4"] });
+		await exited(hive, "after");
+		expect(hive.get("after")!.exit).toMatchObject({ exitCode: 4 });
+	});
+
 	it("kill records killed, removes the cgroup and keeps the record across a new supervisor on the same state", async () => {
 		const { driver, hive, stateDir } = setup();
 		await hive.start();
-		hive.spawn({ id: "w4", command: ["sleep", "30"] });
+		await hive.spawn({ id: "w4", command: ["sleep", "30"] });
 		const w = await hive.kill("w4");
 		expect(w.exit!.reason).toBe("killed");
 		expect(driver.killed).toContain("w4");

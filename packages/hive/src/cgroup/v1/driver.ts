@@ -100,6 +100,9 @@ export class CgroupV1Driver implements CgroupDriver {
 	}
 
 	async killAll(id: string): Promise<void> {
+		// The usual end: the worker's last process is gone. An empty cgroup gains
+		// no process by itself, and freezing one costs ~6 ms of blocked loop here.
+		if (this.pids(id).length === 0) return;
 		const freezer = this.dir("freezer", id);
 		const state = freezer ? join(freezer, "freezer.state") : null;
 		// Freeze first so no process can fork a new one between listing and killing.
