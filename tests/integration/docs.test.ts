@@ -58,6 +58,7 @@ describe("the docs", () => {
 				"queen gpus",
 				"queen hives",
 				"queen workers",
+				"queen migrate",
 				"queen backup",
 				"queen advise",
 				"queen run",

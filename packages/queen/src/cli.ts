@@ -35,6 +35,7 @@ Commands:
   kill       stop a worker through the queen
   logs       a worker's output, relayed from its hive
   backup     copy the queen's SQLite file safely while it runs
+  migrate    copy a queen's SQLite file into an empty PostgreSQL database
 
 Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwise.`,
 	start: `Usage: queen start [options]
@@ -77,6 +78,16 @@ Reconnects by itself and resumes where it left off (Last-Event-ID).`,
 
 Copies the database through SQLite's online backup, consistent even while the
 queen is writing. Restore by starting a queen with --db FILE.`,
+	migrate: `Usage: queen migrate --from PATH --to postgres://USER@HOST:PORT/DB
+
+  --from PATH        the queen's SQLite file (default as for queen start)
+  --to URL           an empty PostgreSQL database (postgres:// or postgresql://)
+
+Applies the PostgreSQL schema's migrations, then copies hives, workers, exit
+records, GPUs, claims, right-sizing runs and the event log (ids kept, so a
+Last-Event-ID resumes on the new queens) in one transaction. Refuses a target
+that already holds a fleet, writing nothing. Stop the queen first: changes it
+makes after the copy's snapshot are not copied.`,
 	advise: `Usage: queen advise [options]
 
   --profile P        only runs of this profile ("none": runs without one)
@@ -162,6 +173,28 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 					out(`backed up ${src} to ${positionals[0]} (${pages} pages)\n`);
 				} finally {
 					db.close();
+				}
+				return 0;
+			}
+			case "migrate": {
+				const { values: v } = parse(rest, { from: { type: "string" }, to: { type: "string" } }, "migrate");
+				if (v.to === undefined) throw new UsageError("queen migrate: --to is required: the PostgreSQL database to copy into (postgres://…)");
+				if (!/^postgres(ql)?:\/\//.test(v.to)) throw new UsageError(`queen migrate: --to: ${JSON.stringify(v.to)} is not a postgres:// or postgresql:// URL`);
+				const from = v.from ?? defaultDbPath();
+				if (!existsSync(from)) throw new UsageError(`queen migrate: --from: no database at ${from}`);
+				const [{ default: pg }, { copyFromSqlite, TargetNotEmpty }] = await Promise.all([import("pg"), import("./store/pg/from-sqlite.ts")]);
+				const client = new pg.Client({ connectionString: v.to });
+				await client.connect();
+				try {
+					const c = await copyFromSqlite(from, client);
+					out(
+						`copied ${from} into ${redactUrl(v.to)}: ${c.hives} hives, ${c.workers} workers, ${c.exits} exit records, ${c.gpus} GPUs, ${c.claims} claims, ${c.runs} runs, ${c.events} events (last id ${c.lastEventId})\n`,
+					);
+				} catch (e) {
+					if (e instanceof TargetNotEmpty) throw new UsageError(`queen migrate: --to ${redactUrl(v.to)}: ${e.message}`);
+					throw e;
+				} finally {
+					await client.end();
 				}
 				return 0;
 			}
@@ -295,4 +328,15 @@ function adviseLabels(text: string): string[] {
 	if (bad !== undefined) throw new UsageError(`queen start: --advise-labels: ${JSON.stringify(bad)} is not a label name`);
 	if (names.length > 8) throw new UsageError("queen start: --advise-labels takes at most 8 labels");
 	return names;
+}
+
+/** A database URL as printed: without its password. */
+function redactUrl(url: string): string {
+	try {
+		const u = new URL(url);
+		if (u.password) u.password = "***";
+		return u.toString();
+	} catch {
+		return "(the --to URL)";
+	}
 }
