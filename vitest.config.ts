@@ -14,7 +14,7 @@ class LeftoversLast extends BaseSequencer {
 // unit: pure, no root. integration: real processes, host cgroups, loopback daemons.
 // fault: faults and hostile input against real daemons (tmpfs, kills, bad requests).
 // vm: cgroup v2 in a qemu guest (run through scripts/cgroup-v2-vm.sh).
-// postgres: the queen's PostgreSQL schema on real servers (initdb + pg_ctl).
+// postgres: the queen on PostgreSQL (real servers, initdb + pg_ctl): its schema, and its suites again.
 export default defineConfig({
 	test: {
 		sequence: { sequencer: LeftoversLast },
@@ -50,13 +50,25 @@ export default defineConfig({
 				},
 			},
 			{
-				// The queen's PostgreSQL store, against real servers each test file starts and removes.
+				// The queen on PostgreSQL: its schema and migration against servers each file starts,
+				// and the queen's suites (real daemons and hives) again with every queen on a database
+				// of its own on one server the tier starts (tests/postgres.setup.ts).
 				test: {
 					name: "postgres",
-					include: ["packages/*/test/postgres/**/*.test.ts"],
+					include: [
+						"packages/*/test/postgres/**/*.test.ts",
+						"packages/queen/test/integration/stream.test.ts",
+						"packages/queen/test/integration/placement-reconcile.test.ts",
+						"tests/integration/fleet.test.ts",
+						"tests/integration/placement.test.ts",
+						"tests/integration/right-sizing.test.ts",
+						"tests/integration/no-leftovers.test.ts",
+					],
 					testTimeout: 60_000,
 					hookTimeout: 120_000,
 					fileParallelism: false,
+					// The server first: started before the run marker is set, it is no test leftover.
+					globalSetup: ["tests/postgres.setup.ts", "tests/leftovers.setup.ts"],
 				},
 			},
 			{

@@ -1,12 +1,12 @@
 import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import type { QueenEvent } from "@apiary/protocol";
 import { EVENT_TYPES } from "@apiary/protocol/event-types";
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
+import { queenDb, storedEventIds } from "@apiary/test-support/queen-db";
 
 const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).pathname;
 
@@ -189,18 +189,11 @@ describe("queen and hive end to end", () => {
 		await until(async () => (await queenApi("/v1/workers/missed-2")).body?.state === "exited", 10_000, "missed-2 recorded");
 		const resumed = subscribe(`${queen.url}/v1/events`, lastSeen);
 		subs.push(resumed.es);
-		const fromDb = () => {
-			const d = new DatabaseSync(db, { readOnly: true });
-			try {
-				return (d.prepare("SELECT id FROM events WHERE id > ? ORDER BY id").all(lastSeen) as { id: number }[]).map((r) => r.id);
-			} finally {
-				d.close();
-			}
-		};
+		const fromDb = async () => storedEventIds(await queenDb(db), lastSeen);
 		await until(() => resumed.find("worker.exited", (e) => e.workerId === "missed-2"), 10_000, "replay up to missed-2");
 		await sleep(300);
 		const got = resumed.events.map((e) => e.id);
-		const want = fromDb().filter((id) => id <= got.at(-1)!);
+		const want = (await fromDb()).filter((id) => id <= got.at(-1)!);
 		expect(resumed.find("snapshot")).toBeUndefined(); // a resume replays; it does not start over
 		// Exactly the missed durable events: no gap, no duplicate, in order. Stats
 		// samples are not durable: only those since the restart (still in the

@@ -29,6 +29,8 @@ export interface QueenAppOptions {
 	logger?: boolean;
 	onLag?: (dropped: number) => void;
 	metrics?: PromRegistry;
+	/** The store's durability (PostgreSQL): a change is answered only once committed. */
+	durable?: () => Promise<void>;
 }
 
 /** The queen's HTTP API: queries, claims, the SSE stream. Route groups are plugins. */
@@ -48,6 +50,14 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		},
 	});
 	await app.register(fastifySse, { heartbeatInterval: o.keepaliveMs });
+	const durable = o.durable;
+	if (durable) {
+		// Every change is made in memory at once and committed behind it: its answer waits for the commit.
+		app.addHook("onSend", async (req, _reply, payload) => {
+			if (req.method !== "GET" && req.method !== "HEAD") await durable();
+			return payload;
+		});
+	}
 	const metrics = o.metrics;
 	if (metrics) app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 	app.get("/healthz", { schema: { response: { 200: QueenHealth } } }, async () => ({

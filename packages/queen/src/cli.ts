@@ -42,8 +42,9 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
 
   --listen HOST:PORT      API and hive socket address (default 127.0.0.1:7070);
                           not loopback needs a token
-  --db PATH               SQLite file (default $APIARY_STATE_DIR/queen.db, /var/lib/apiary/queen/queen.db
-                          as root, else ~/.local/state/apiary/queen/queen.db)
+  --db PATH|URL           SQLite file (default $APIARY_STATE_DIR/queen.db, /var/lib/apiary/queen/queen.db
+                          as root, else ~/.local/state/apiary/queen/queen.db), or a PostgreSQL
+                          database, postgres://USER@HOST:PORT/DB (one queen per database for now)
   --stale-after DURATION  a hive silent this long is stale (default 3s)
   --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
@@ -165,6 +166,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				const { values: v, positionals } = parseFlags("queen backup", rest, { db: { type: "string" } });
 				if (positionals.length !== 1) throw new UsageError("queen backup: expected one FILE to write the copy to");
 				const src = v.db ?? defaultDbPath();
+				if (/^postgres(ql)?:\/\//.test(src)) throw new UsageError("queen backup: --db: a PostgreSQL database is backed up with pg_dump (docs/operations.md)");
 				if (!existsSync(src)) throw new Error(`no database at ${src}`);
 				const { backup, DatabaseSync } = await import("node:sqlite");
 				const db = new DatabaseSync(src, { readOnly: true });
@@ -276,7 +278,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		log,
 	});
 	out(
-		`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${db}\n  hives known: ${d.registry.listHives().length}\n`,
+		`queen listening on ${d.url}\n  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${/^postgres(ql)?:\/\//.test(db) ? redactUrl(db) : db}\n  hives known: ${d.registry.listHives().length}\n`,
 	);
 	await untilSignal();
 	await d.close();
@@ -337,6 +339,6 @@ function redactUrl(url: string): string {
 		if (u.password) u.password = "***";
 		return u.toString();
 	} catch {
-		return "(the --to URL)";
+		return "(the database URL)";
 	}
 }

@@ -8,7 +8,11 @@ import { Registry } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Placer } from "./placement/placer.ts";
 import { HiveSocketServer } from "./socket.ts";
+import { PgStore } from "./store/pg/store.ts";
 import { SqliteStore } from "./store/sqlite.ts";
+
+/** `--db postgres://…` or `postgresql://…`: the PostgreSQL store; anything else is a SQLite file. */
+export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//.test(db);
 
 export const VERSION = readVersion(new URL("../package.json", import.meta.url));
 
@@ -46,7 +50,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
 	const log = o.log ?? (() => {});
-	const store = new SqliteStore(o.db);
+	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log }) : new SqliteStore(o.db);
+	const durable = store instanceof PgStore ? () => store.durable() : undefined;
 	const events = new EventLog(store);
 	const registry = new Registry(store, events, {
 		staleAfterMs: o.staleAfterMs,
@@ -62,6 +67,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		staleAfterMs: o.staleAfterMs,
 		log,
 		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
+		durable,
 	});
 	const metrics = queenMetrics(registry, () => sockets.connections);
 	const placer = new Placer(registry, sockets);
@@ -74,6 +80,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		keepaliveMs: o.keepaliveMs ?? 15_000,
 		queueLimit: o.queueLimit ?? 10_000,
 		metrics: metrics.registry,
+		durable,
 		onLag: (n) => {
 			metrics.lagged(n);
 			o.onLag?.(n);
@@ -98,7 +105,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		clearInterval(liveness);
 		placer.close();
 		hiveSockets.close();
-		store.close();
+		await store.close();
 		throw err;
 	}
 	const addr = app.server.address();
@@ -116,7 +123,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			hiveSockets.close();
 			await app.close();
 			events.close();
-			store.close();
+			await store.close();
 		},
 	};
 }

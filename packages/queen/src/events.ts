@@ -152,17 +152,18 @@ export class EventLog {
 	 * database up to where the window begins (stats samples older than the
 	 * window are gone: the next heartbeat brings fresh ones).
 	 */
-	since(id: number, limit = 10_000): QueenEvent[] {
+	async since(id: number, limit = 10_000): Promise<QueenEvent[]> {
 		const out: QueenEvent[] = [];
-		const recent = this.recent;
-		const windowStart = recent[0]?.id ?? this.lastId + 1;
+		const windowStart = this.recent[0]?.id ?? this.lastId + 1;
 		if (id + 1 < windowStart) {
-			for (const json of this.table.batchesBetween(id, windowStart)) {
+			for (const json of await this.table.batchesBetween(id, windowStart, limit)) {
 				for (const e of JSON.parse(json) as QueenEvent[]) if (e.id > id && e.id < windowStart) out.push(e);
 				if (out.length >= limit) return out;
 			}
 		}
-		for (let i = firstAfter(recent, id); i < recent.length && out.length < limit; i++) out.push(recent[i]!);
+		// Read after the await: events published meanwhile are in the window.
+		const recent = this.recent;
+		for (let i = firstAfter(recent, Math.max(id, out.at(-1)?.id ?? id)); i < recent.length && out.length < limit; i++) out.push(recent[i]!);
 		return out;
 	}
 

@@ -149,7 +149,7 @@ export class FleetState {
 		return all.find((v) => v.state === "running") ?? all[0] ?? null;
 	}
 
-	exitsOf(hiveId: string, workerId: string): ExitRecord[] {
+	exitsOf(hiveId: string, workerId: string): Promise<ExitRecord[]> {
 		return this.store.exits.of(hiveId, workerId);
 	}
 

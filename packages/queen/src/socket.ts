@@ -38,6 +38,8 @@ export interface HiveSocketOptions {
 	staleAfterMs: number;
 	log: (msg: string, extra?: object) => void;
 	onHeartbeat?: (ms: number) => void;
+	/** The store's durability (PostgreSQL): a heartbeat or exit record is acked only once committed. */
+	durable?: () => Promise<void>;
 }
 
 /** The hive ↔ queen socket on the queen side: ws://QUEEN/v1/hives/connect. */
@@ -124,10 +126,10 @@ export class HiveSocketServer {
 					this.o.registry.heartbeat(hiveId, m, fresh);
 					fresh = false;
 					this.o.onHeartbeat?.(performance.now() - t0);
-					send({ type: "ack", seq: m.seq });
+					this.acked(ws, () => send({ type: "ack", seq: m.seq }));
 				} else if (m.type === "event") {
 					this.o.registry.workerEvent(hiveId, m);
-					send({ type: "ack", seq: m.seq });
+					this.acked(ws, () => send({ type: "ack", seq: m.seq }));
 				} else if (m.type === "reply" || m.type === "log") {
 					const p = this.byHive.get(hiveId)?.pending.get(m.id);
 					if (!p) return; // answered already (timed out, cancelled): nothing waits for it
@@ -180,6 +182,19 @@ export class HiveSocketServer {
 				this.settle(hiveId, id, { status: 499, error: "cancelled" });
 			});
 			held.ws.send(JSON.stringify({ type: "command", id, ...cmd } as QueenMessage));
+		});
+	}
+
+	/** Acks once the change is durable: a hive keeps an exit record until acked, so none is lost with a queen. */
+	private acked(ws: WebSocket, ack: () => void): void {
+		const durable = this.o.durable;
+		if (!durable) {
+			ack();
+			return;
+		}
+		durable().then(ack, (err) => {
+			this.o.log("cannot ack: the store failed", { err: String(err) });
+			ws.close(1011, "the queen's store failed");
 		});
 	}
 

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDriver, detect } from "@apiary/hive";
+import { queenDb } from "./queen-db.ts";
 
 const HIVE_BIN = new URL("../../hive/bin/hive.js", import.meta.url).pathname;
 const QUEEN_BIN = new URL("../../queen/bin/queen.js", import.meta.url).pathname;
@@ -71,10 +72,23 @@ export interface QueenArgs {
 	evictAfter?: string;
 	tokenFile?: string;
 	extra?: string[];
+	/** On the SQLite file even in the postgres tier (a test of the file itself). */
+	sqlite?: boolean;
 }
 
-export function startQueen(a: QueenArgs): Promise<Daemon> {
-	const args = ["start", "--listen", `127.0.0.1:${a.port ?? 0}`, "--db", a.db, "--stale-after", a.staleAfter ?? "1s", "--evict-after", a.evictAfter ?? "3s"];
+/** A queen on `a.db`: that SQLite file, or in the postgres tier a database of its own for that path. */
+export async function startQueen(a: QueenArgs): Promise<Daemon> {
+	const args = [
+		"start",
+		"--listen",
+		`127.0.0.1:${a.port ?? 0}`,
+		"--db",
+		a.sqlite ? a.db : await queenDb(a.db),
+		"--stale-after",
+		a.staleAfter ?? "1s",
+		"--evict-after",
+		a.evictAfter ?? "3s",
+	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
 	return launch(QUEEN_BIN, [...args, ...(a.extra ?? [])]);
 }

@@ -97,7 +97,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 				// Replay the persisted log after the resume point, then go live.
 				cursor = resumeFrom;
 				for (;;) {
-					const batch = events.since(cursor, 2000);
+					const batch = await events.since(cursor, 2000);
 					for (const e of batch) {
 						cursor = e.id;
 						if (matches(filter, e)) await send(e);

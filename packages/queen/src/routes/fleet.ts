@@ -22,7 +22,7 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = as
 	app.get("/v1/workers/:id", { schema: { params: IdParams, querystring: HiveIdQuery, response: { 200: WorkerDetail, 404: ErrorBody } } }, async (req) => {
 		const w = registry.getWorker(req.params.id, req.query.hive);
 		if (!w) throw new RegistryError(404, `no worker ${req.params.id}`);
-		return { ...w, exits: registry.exitsOf(w.hiveId, w.id) };
+		return { ...w, exits: await registry.exitsOf(w.hiveId, w.id) };
 	});
 	app.get("/v1/gpus", { schema: { querystring: GpusQuery, response: { 200: Type.Array(GpuView) } } }, async (req) => {
 		const q = req.query;

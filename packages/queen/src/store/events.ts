@@ -13,8 +13,8 @@ export interface EventTable {
 	insertBatch(firstId: number, lastId: number, json: string): void;
 	/** Drops batches wholly at or below `lastId`. */
 	pruneUpTo(lastId: number): void;
-	/** Batches holding ids in (after, before), oldest first, as JSON array texts. */
-	batchesBetween(after: number, before: number): Iterable<string>;
+	/** Batches holding ids in (after, before), oldest first, as JSON array texts: about `limit` events or more. */
+	batchesBetween(after: number, before: number, limit: number): Promise<string[]>;
 }
 
 export function sqliteEvents(db: SqliteDb): EventTable {
@@ -26,11 +26,17 @@ export function sqliteEvents(db: SqliteDb): EventTable {
 			void db.run("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", upTo),
 		insertBatch: (first, last, json) => void db.run("INSERT INTO event_batches (first_id, last_id, events) VALUES (?, ?, ?)", first, last, json),
 		pruneUpTo: (lastId) => void db.run("DELETE FROM event_batches WHERE last_id <= ?", lastId),
-		*batchesBetween(after, before) {
-			for (const r of db.q("SELECT events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id").iterate(after, before) as Iterable<{
-				events: string;
-			}>)
-				yield r.events;
+		async batchesBetween(after, before, limit) {
+			const out: string[] = [];
+			let n = 0;
+			for (const r of db
+				.q("SELECT first_id, last_id, events FROM event_batches WHERE last_id > ? AND first_id < ? ORDER BY first_id")
+				.iterate(after, before) as Iterable<{ first_id: number; last_id: number; events: string }>) {
+				out.push(r.events);
+				n += r.last_id - r.first_id + 1;
+				if (n >= limit) break;
+			}
+			return out;
 		},
 	};
 }

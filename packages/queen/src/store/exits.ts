@@ -4,7 +4,7 @@ import type { SqliteDb } from "./sqlite.ts";
 export interface ExitTable {
 	/** Records an exit once per (hive, worker, start); false when it was already there (a resend). */
 	insert(hiveId: string, workerId: string, startedAt: string, exit: ExitRecord): boolean;
-	of(hiveId: string, workerId: string): ExitRecord[];
+	of(hiveId: string, workerId: string): Promise<ExitRecord[]>;
 }
 
 export function sqliteExits(db: SqliteDb): ExitTable {
@@ -12,7 +12,7 @@ export function sqliteExits(db: SqliteDb): ExitTable {
 		insert: (hiveId, workerId, startedAt, exit) =>
 			db.run("INSERT OR IGNORE INTO exits (hive_id, worker_id, started_at, record) VALUES (?, ?, ?, ?)", hiveId, workerId, startedAt, JSON.stringify(exit))
 				.changes > 0,
-		of: (hiveId, workerId) =>
+		of: async (hiveId, workerId) =>
 			(db.q("SELECT record FROM exits WHERE hive_id = ? AND worker_id = ? ORDER BY started_at").all(hiveId, workerId) as { record: string }[]).map(
 				(r) => JSON.parse(r.record) as ExitRecord,
 			),

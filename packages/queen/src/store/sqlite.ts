@@ -118,6 +118,8 @@ export class SqliteStore implements QueenStore {
 		return this.sql.tx(fn);
 	}
 
+	async durable(): Promise<void> {}
+
 	close(): void {
 		this.sql.db.close();
 	}

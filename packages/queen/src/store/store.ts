@@ -22,5 +22,7 @@ export interface QueenStore {
 	readonly runs: RunTable;
 	/** Runs fn in one transaction (nested calls join the outer one); rolls back if it throws. */
 	tx<T>(fn: () => T): T;
-	close(): void;
+	/** Resolves once every transaction run so far is durable (at once on SQLite, whose commits are synchronous). */
+	durable(): Promise<void>;
+	close(): void | Promise<void>;
 }

@@ -41,7 +41,7 @@ const storedIds = (path: string) => {
 };
 
 describe("event log", () => {
-	it("writes lifecycle events to SQLite but keeps worker.updated in memory only; a resume inside the window gets both, in order", () => {
+	it("writes lifecycle events to SQLite but keeps worker.updated in memory only; a resume inside the window gets both, in order", async () => {
 		const path = dbPath();
 		const store = new Store(path);
 		const log = new EventLog(store);
@@ -55,21 +55,21 @@ describe("event log", () => {
 			["worker.exited", "a"],
 		]);
 		expect(storedIds(path)).toEqual(["1:worker.spawned", "5:worker.exited"]);
-		expect(log.since(0).map((e) => `${e.id}:${e.type}`)).toEqual([
+		expect((await log.since(0)).map((e) => `${e.id}:${e.type}`)).toEqual([
 			"1:worker.spawned",
 			"2:worker.updated",
 			"3:worker.updated",
 			"4:worker.updated",
 			"5:worker.exited",
 		]);
-		expect(log.since(3).map((e) => e.id)).toEqual([4, 5]);
-		expect(log.since(5)).toEqual([]);
+		expect((await log.since(3)).map((e) => e.id)).toEqual([4, 5]);
+		expect(await log.since(5)).toEqual([]);
 		// What is stored is the same text subscribers are sent.
-		expect(JSON.parse(eventJson(log.since(4)[0]!))).toMatchObject({ id: 5, type: "worker.exited", hiveId: "h", workerId: "a", data: { w: "a" } });
+		expect(JSON.parse(eventJson((await log.since(4))[0]!))).toMatchObject({ id: 5, type: "worker.exited", hiveId: "h", workerId: "a", data: { w: "a" } });
 		store.close();
 	});
 
-	it("a resume from before the window gets the durable events from the database, then the window, with no duplicate", () => {
+	it("a resume from before the window gets the durable events from the database, then the window, with no duplicate", async () => {
 		const store = new Store(dbPath());
 		const log = new EventLog(store, { recent: 4 });
 		for (let i = 0; i < 6; i++) {
@@ -79,18 +79,18 @@ describe("event log", () => {
 			]);
 		}
 		// Ids 1..12; spawned are odd. The window holds at least the last 4 (9..12).
-		const got = log.since(0);
+		const got = await log.since(0);
 		const ids = got.map((e) => e.id);
 		expect(ids).toEqual([...ids].sort((a, b) => a - b));
 		expect(new Set(ids).size).toBe(ids.length);
 		expect(got.filter((e) => e.type === "worker.spawned").map((e) => e.id)).toEqual([1, 3, 5, 7, 9, 11]);
 		expect(ids.slice(-4)).toEqual([9, 10, 11, 12]); // the window's samples are there
 		expect(ids).not.toContain(2); // samples older than the window are gone
-		expect(log.since(0, 2).length).toBeGreaterThanOrEqual(2); // limit is honoured roughly (whole batches)
+		expect((await log.since(0, 2)).length).toBeGreaterThanOrEqual(2); // limit is honoured roughly (whole batches)
 		store.close();
 	});
 
-	it("ids continue exactly after a clean stop, and are never reused after a crash although samples are never written", () => {
+	it("ids continue exactly after a clean stop, and are never reused after a crash although samples are never written", async () => {
 		const path = dbPath();
 		let store = new Store(path);
 		let log = new EventLog(store);
@@ -109,11 +109,11 @@ describe("event log", () => {
 		log = new EventLog(store);
 		const [next] = commit(store, log, [["worker.spawned", "b"]]);
 		expect(next).toBeGreaterThan(3);
-		expect(log.since(2).map((e) => e.id)).toEqual([next]);
+		expect((await log.since(2)).map((e) => e.id)).toEqual([next]);
 		store.close();
 	});
 
-	it("a rolled-back transaction hands its ids out again and publishes nothing", () => {
+	it("a rolled-back transaction hands its ids out again and publishes nothing", async () => {
 		const store = new Store(dbPath());
 		const log = new EventLog(store);
 		const heard: number[] = [];
@@ -128,7 +128,7 @@ describe("event log", () => {
 		log.discard();
 		expect(commit(store, log, [["worker.spawned", "a"]])).toEqual([1]);
 		expect(heard).toEqual([1]);
-		expect(log.since(0).map((e) => e.id)).toEqual([1]);
+		expect((await log.since(0)).map((e) => e.id)).toEqual([1]);
 		store.close();
 	});
 });

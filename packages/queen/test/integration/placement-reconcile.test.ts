@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { PlacementAnswer } from "@apiary/protocol";
 import { FakeHive, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, tempDir } from "@apiary/test-support/procs";
+import { queenDb } from "@apiary/test-support/queen-db";
 import { until } from "@apiary/test-support/util";
 import { afterEach, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
@@ -34,7 +35,7 @@ describe("placement reconciles a spawn whose answer was lost", () => {
 
 	it("the hive started it and went away before answering: 503, then the retry returns that worker, and no second spawn is asked for", async () => {
 		dir = tempDir("reconcile");
-		q = await startQueenDaemon({ listen: "127.0.0.1:0", db: join(dir, "q.db"), staleAfterMs: 3000, evictAfterMs: 90_000, token: null });
+		q = await startQueenDaemon({ listen: "127.0.0.1:0", db: await queenDb(join(dir, "q.db")), staleAfterMs: 3000, evictAfterMs: 90_000, token: null });
 		const h = await connect("fh");
 		const body = { command: ["sleep", "60"], hive: "fh", idempotencyKey: "k-1" };
 		const first = post(body);

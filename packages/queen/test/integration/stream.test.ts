@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
 import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, tempDir } from "@apiary/test-support/procs";
+import { queenDb } from "@apiary/test-support/queen-db";
 import { sleep, until } from "@apiary/test-support/util";
 
 // biome-ignore lint/suspicious/noExplicitAny: test JSON
@@ -18,7 +19,14 @@ describe("the queen's event stream under load, claims and bad input", () => {
 	const closers: (() => void)[] = [];
 	const boot = async (o: Partial<Parameters<typeof startQueenDaemon>[0]> = {}) => {
 		dir = tempDir("queen");
-		q = await startQueenDaemon({ listen: "127.0.0.1:0", db: join(dir, "queen.db"), staleAfterMs: 3000, evictAfterMs: 90_000, token: null, ...o });
+		q = await startQueenDaemon({
+			listen: "127.0.0.1:0",
+			db: await queenDb(join(dir, "queen.db")),
+			staleAfterMs: 3000,
+			evictAfterMs: 90_000,
+			token: null,
+			...o,
+		});
 		return q;
 	};
 	const connect = async (id: string, o: ConstructorParameters<typeof FakeHive>[2] = {}) => {
@@ -303,7 +311,7 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		expect(after[0].filter((h: { id: string }) => h.id !== "bad")).toEqual(beforeParsed[0]);
 		expect(after[1]).toEqual(beforeParsed[1]);
 		expect(after[2]).toEqual(beforeParsed[2]);
-		expect(q!.registry.events.since(lastId).filter((e) => e.hiveId !== "bad")).toEqual([]);
+		expect((await q!.registry.events.since(lastId)).filter((e) => e.hiveId !== "bad")).toEqual([]);
 		// The good hive was not disturbed.
 		good.heartbeat([worker("w1")]);
 		await until(() => good.acks.length === 2, 5000, "good hive still acked");
@@ -324,7 +332,7 @@ describe("the queen's event stream under load, claims and bad input", () => {
 
 	it("after a restart every hive is unknown until it reconnects, with workers and claims back from disk", async () => {
 		const d = await boot();
-		const db = join(dir, "queen.db");
+		const db = await queenDb(join(dir, "queen.db"));
 		const h = await connect("h", { gpus: [gpu(0), gpu(1)] });
 		h.heartbeat([worker("keep", { gpus: ["0"] })]);
 		await until(() => h.acks.length === 1, 5000, "ack");
@@ -347,7 +355,7 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		back.heartbeat([worker("keep", { gpus: ["0"] })]);
 		await until(async () => (await j(`${q!.url}/v1/hives/h`)).state === "ready", 5000, "ready");
 		expect(await j(`${q.url}/v1/gpus?free=true`)).toEqual([]); // 0 held by keep, 1 claimed
-		const next = q.registry.events.since(lastId);
+		const next = await q.registry.events.since(lastId);
 		expect(next[0]!.id).toBe(lastId + 1); // ids continue
 	});
 });

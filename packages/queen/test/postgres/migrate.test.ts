@@ -33,7 +33,7 @@ describe("queen migrate --from queen.db --to postgres://…", () => {
 		dbFile = join(dir, "queen.db");
 		// A fleet's worth of state from a real queen: a hive with GPUs, a running
 		// and an exited worker (with usage: a right-sizing run), a claim, events.
-		const queen = await startQueen({ db: dbFile, staleAfter: "30s", evictAfter: "60s" });
+		const queen = await startQueen({ db: dbFile, staleAfter: "30s", evictAfter: "60s", sqlite: true });
 		try {
 			const fh = new FakeHive(queen.url, "mig-hive", { gpus: [gpu(0), gpu(1)] });
 			await fh.opened();

@@ -104,7 +104,7 @@ describe("liveness on the queen's clock", () => {
 		expect(t.reg.getWorker("a")!.state).toBe("running");
 	});
 
-	it("an exit record is stored once however often it is sent", () => {
+	it("an exit record is stored once however often it is sent", async () => {
 		const t = setup();
 		t.reg.hello(t.hello("h"));
 		const exited = worker("w1", {
@@ -126,7 +126,7 @@ describe("liveness on the queen's clock", () => {
 		t.beat("h", [exited], 3);
 		t.reg.workerEvent("h", { type: "event", seq: 4, event: "worker.exited", worker: exited });
 		expect(t.types().filter((x) => x === "worker.exited")).toHaveLength(1);
-		expect(t.reg.exitsOf("h", "w1")).toHaveLength(1);
+		expect(await t.reg.exitsOf("h", "w1")).toHaveLength(1);
 	});
 
 	it("worker.updated only when a new sample arrives", () => {

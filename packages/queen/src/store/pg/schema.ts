@@ -20,6 +20,8 @@ export const MIGRATIONS: readonly string[] = [
 	 INSERT INTO event_counter (last_id) VALUES (0);
 	 CREATE TABLE events (id bigint PRIMARY KEY, type text NOT NULL, at timestamptz NOT NULL, hive_id text, worker_id text, data jsonb NOT NULL);`,
 	`CREATE TABLE placements (key text PRIMARY KEY, answer jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`,
+	// One queen per database (PgStore): the event ids it reserved ahead of use, as on SQLite.
+	`CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

@@ -1,0 +1,142 @@
+import { join } from "node:path";
+import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
+import { type Postgres, startPostgres } from "@apiary/test-support/postgres";
+import { json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
+import { sleep, until } from "@apiary/test-support/util";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// `queen start --db postgres://…` against a real server: what the queen's
+// suites (run again on PostgreSQL in this tier) cannot see from outside.
+describe("the queen on PostgreSQL", () => {
+	let server: Postgres;
+	let dir: string;
+	const dbUrl = (name: string) => server.url.replace(/\/postgres$/, `/${name}`);
+	const admin = async (name: string) => {
+		const c = new pg.Client({ connectionString: dbUrl(name) });
+		await c.connect();
+		return c;
+	};
+
+	beforeAll(async () => {
+		server = await startPostgres();
+		dir = tempDir("pgstore");
+		const c = await admin("postgres");
+		for (const db of ["one", "acks"]) await c.query(`CREATE DATABASE ${db}`);
+		await c.end();
+	}, 120_000);
+	afterAll(async () => {
+		await server?.stop();
+		if (dir) removeDir(dir);
+	});
+
+	it("serves from the database, and a second queen on the same database is refused with the reason while the first serves on", async () => {
+		const first = await startQueen({ db: dbUrl("one"), sqlite: true });
+		try {
+			expect(first.out()).toContain(`db: ${dbUrl("one")}`);
+			const second = await runCli("queen", ["start", "--listen", "127.0.0.1:0", "--db", dbUrl("one")], {}, 30_000);
+			expect(second.code).toBe(1);
+			expect(second.stderr).toBe("queen start: another queen is serving this database: several queens on one database are not supported yet (issue #12)\n");
+			expect((await json(`${first.url}/healthz`)).status).toBe(200);
+			const c = await admin("one");
+			try {
+				// The schema is there, applied once.
+				expect((await c.query("SELECT count(*)::int AS n FROM schema_migrations")).rows[0].n).toBeGreaterThanOrEqual(3);
+			} finally {
+				await c.end();
+			}
+		} finally {
+			await first.stop();
+		}
+		// Once the first is gone, its lock went with its connection: a new queen comes up.
+		const again = await startQueen({ db: dbUrl("one"), sqlite: true });
+		await again.stop();
+	});
+
+	it("acknowledges nothing before it is committed: a heartbeat's ack and a claim's answer wait while the database holds their rows locked", async () => {
+		const queen = await startQueen({ db: dbUrl("acks"), sqlite: true, staleAfter: "30s", evictAfter: "60s" });
+		const blocker = await admin("acks");
+		try {
+			const fh = new FakeHive(queen.url, "h", { gpus: [gpu(0), gpu(1)] });
+			await fh.opened();
+			fh.hello();
+			const first = fh.heartbeat([worker("a")]);
+			await until(() => fh.acks.includes(first), 5000, "first ack");
+			// Another session holds the workers and claims tables: the queen's next commits wait behind it.
+			await blocker.query("BEGIN");
+			await blocker.query("LOCK TABLE workers, claims IN ACCESS EXCLUSIVE MODE");
+			const seq = fh.heartbeat([worker("a"), worker("b")]);
+			const claim = json(`${queen.url}/v1/claims`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ count: 1, ttlSeconds: 600, holder: "ci" }),
+			});
+			let answered = false;
+			void claim.then(() => {
+				answered = true;
+			});
+			await sleep(700);
+			expect(fh.acks).not.toContain(seq);
+			expect(answered).toBe(false);
+			// The queen itself already knows (its memory is ahead of the commit, its answers to changes are not).
+			expect((await json<{ id: string }[]>(`${queen.url}/v1/workers?hive=h`)).body.map((w) => w.id).sort()).toEqual(["a", "b"]);
+			await blocker.query("ROLLBACK");
+			await until(() => fh.acks.includes(seq), 5000, "ack after commit");
+			const c = await claim;
+			expect(c.status).toBe(201);
+			const rows = await blocker.query<{ id: string }>("SELECT id FROM workers ORDER BY id");
+			expect(rows.rows.map((r) => r.id)).toEqual(["a", "b"]);
+			expect((await blocker.query("SELECT id FROM claims")).rows).toEqual([{ id: c.body.id }]);
+			fh.close();
+		} finally {
+			await blocker.end();
+			await queen.stop();
+		}
+	});
+
+	it("a queen started on a migrated database has the fleet back, and a Last-Event-ID from the SQLite queen resumes on it", async () => {
+		const file = join(dir, "queen.db");
+		const old = await startQueen({ db: file, sqlite: true, staleAfter: "30s", evictAfter: "60s" });
+		try {
+			const fh = new FakeHive(old.url, "mig", { gpus: [gpu(0)] });
+			await fh.opened();
+			fh.hello();
+			const s1 = fh.heartbeat([worker("w1")]);
+			await until(() => fh.acks.includes(s1), 5000, "ack");
+			fh.close();
+		} finally {
+			await old.stop();
+		}
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE moved");
+		await c.end();
+		expect((await runCli("queen", ["migrate", "--from", file, "--to", dbUrl("moved")])).code).toBe(0);
+		const moved = await admin("moved");
+		const ids = (await moved.query<{ id: string }>("SELECT id FROM events ORDER BY id")).rows.map((r) => Number(r.id));
+		await moved.end();
+		expect(ids.length).toBeGreaterThan(2);
+		const lastSeen = ids[0]!;
+
+		const queen = await startQueen({ db: dbUrl("moved"), sqlite: true });
+		try {
+			expect((await json(`${queen.url}/v1/hives/mig`)).body).toMatchObject({ id: "mig", state: "unknown" });
+			expect((await json(`${queen.url}/v1/workers/w1`)).body).toMatchObject({ hiveId: "mig", state: "running" });
+			// Resume from the first event the SQLite queen logged: exactly the rest, in order.
+			const res = await fetch(`${queen.url}/v1/events`, { headers: { "last-event-id": String(lastSeen) } });
+			const reader = res.body!.getReader();
+			let text = "";
+			const want = ids.slice(1);
+			for (let i = 0; i < 50; i++) {
+				const { value } = await Promise.race([reader.read(), sleep(200).then(() => ({ value: undefined }))]);
+				if (value) text += Buffer.from(value).toString();
+				const got = [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+				if (got.length >= want.length) break;
+			}
+			await reader.cancel();
+			expect([...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]))).toEqual(want);
+			expect(text).not.toContain("event: snapshot");
+		} finally {
+			await queen.stop();
+		}
+	});
+});
