@@ -19,7 +19,16 @@ interface LoadResult {
 }
 
 /** N simulated hives × 50 workers over real WebSockets: optionally all joining at once, then paced at 1 Hz each. */
-async function drive(url: string, pid: number, hives: number, seconds: number, withJoin: boolean, warmup: number): Promise<LoadResult> {
+export async function drive(
+	url: string,
+	pid: number,
+	hives: number,
+	seconds: number,
+	withJoin: boolean,
+	warmup: number,
+	/** Called around the measured window (after the join and warm-up). */
+	around?: { before(): Promise<void>; after(): Promise<void> },
+): Promise<LoadResult> {
 	const fakes: FakeHive[] = [];
 	try {
 		for (let i = 0; i < hives; i++) fakes.push(new FakeHive(url, `h${i}`, { gpus: [gpu(0), gpu(1)] }));
@@ -89,10 +98,12 @@ async function drive(url: string, pid: number, hives: number, seconds: number, w
 			warm = { seconds: warmup, acked: lat.length, sent: n, ackP99Ms: r3(pct(lat, 99)), ackMaxMs: r3(Math.max(...lat)) };
 			lat.length = 0;
 		}
+		await around?.before();
 		const c0 = cpuOf(pid);
 		const start = performance.now();
 		const sent = await pace(seconds);
 		const c1 = cpuOf(pid);
+		await around?.after();
 		return {
 			sent,
 			lat,

@@ -16,7 +16,7 @@ export async function tick() {
 		const hive = new Hive({ driver: createDriver(detect({ requested: "v1", cgroupRoot: rootName })), stateDir, hiveId: "bench" });
 		await hive.start();
 		try {
-			for (let i = 0; i < n; i++) hive.spawn({ id: `b${i}`, command: ["sleep", "600"], cpu: 0.5, memoryBytes: 64 << 20 });
+			for (let i = 0; i < n; i++) await hive.spawn({ id: `b${i}`, command: ["sleep", "600"], cpu: 0.5, memoryBytes: 64 << 20 });
 			await sleep(200);
 			await hive.tick();
 			const snap = await hive.tick();

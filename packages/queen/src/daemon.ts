@@ -30,6 +30,9 @@ export interface QueenDaemonOptions {
 	maxMessageBytes?: number;
 	clock?: Clock;
 	log?: (msg: string, extra?: object) => void;
+	/** PostgreSQL: how long failing commits are retried, and what then (default: exit 1). */
+	dbRetryMs?: number;
+	onDbFatal?: (err: Error) => void;
 	/** Called when an SSE subscriber is closed for lagging. */
 	onLag?: (dropped: number) => void;
 }
@@ -50,7 +53,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
 	const log = o.log ?? (() => {});
-	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log }) : new SqliteStore(o.db);
+	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log, retryMs: o.dbRetryMs, onFatal: o.onDbFatal }) : new SqliteStore(o.db);
 	const durable = store instanceof PgStore ? () => store.durable() : undefined;
 	const events = new EventLog(store);
 	const registry = new Registry(store, events, {
@@ -69,7 +72,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
 		durable,
 	});
-	const metrics = queenMetrics(registry, () => sockets.connections);
+	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
 	const placer = new Placer(registry, sockets);
 	const app = await buildQueenApp({
 		registry,

@@ -9,7 +9,7 @@ export interface QueenMetrics {
 }
 
 /** The queen's /metrics: ingest, SSE fan-out, evictions, the fleet's hives, workers and GPUs. */
-export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetrics {
+export function queenMetrics(fleet: Fleet, connections: () => number, db?: { rowsWritten(): number; commits(): number }): QueenMetrics {
 	const reg = new Registry();
 	const heartbeats = new Counter({ name: "apiary_queen_heartbeats_total", help: "Heartbeats received from hives.", registers: [reg] });
 	const ingest = new Histogram({
@@ -52,6 +52,11 @@ export function queenMetrics(fleet: Fleet, connections: () => number): QueenMetr
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));
 	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.listWorkers({ state: "all" }), ["running", "exited", "evicted"]));
 	registerGpuMetrics(reg, () => fleet.listGpus());
+	if (db) {
+		// PostgreSQL only: what the queen costs the shared database.
+		cumulative(reg, "apiary_queen_db_rows_written_total", "Rows the queen inserted, updated or deleted in PostgreSQL.", [], () => [[{}, db.rowsWritten()]]);
+		cumulative(reg, "apiary_queen_db_commits_total", "PostgreSQL transactions the queen committed.", [], () => [[{}, db.commits()]]);
+	}
 	return {
 		registry: reg,
 		heartbeat(seconds) {

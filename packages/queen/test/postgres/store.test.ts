@@ -5,6 +5,7 @@ import { json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-suppo
 import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startQueenDaemon } from "../../src/daemon.ts";
 
 // `queen start --db postgres://…` against a real server: what the queen's
 // suites (run again on PostgreSQL in this tier) cannot see from outside.
@@ -137,6 +138,40 @@ describe("the queen on PostgreSQL", () => {
 			expect(text).not.toContain("event: snapshot");
 		} finally {
 			await queen.stop();
+		}
+	});
+
+	it("a database that goes away: nothing more is acked, commits are retried, then the queen gives up with the reason (its restart reloads what was committed)", async () => {
+		const own = await startPostgres();
+		const fatal: Error[] = [];
+		const q = await startQueenDaemon({
+			listen: "127.0.0.1:0",
+			db: own.url,
+			staleAfterMs: 30_000,
+			evictAfterMs: 60_000,
+			token: null,
+			dbRetryMs: 1500,
+			onDbFatal: (err) => fatal.push(err),
+		});
+		try {
+			const fh = new FakeHive(q.url, "h", { gpus: [gpu(0)] });
+			await fh.opened();
+			fh.hello();
+			const ok = fh.heartbeat([worker("a")]);
+			await until(() => fh.acks.includes(ok), 5000, "ack while the database is up");
+			await own.stop();
+			const lost = fh.heartbeat([worker("a"), worker("b")]);
+			await until(() => fatal.length > 0, 15_000, "the queen gives up");
+			// Whichever it notices first: the commits failing past their retries, or the lock's connection gone.
+			expect(fatal[0]!.message).toMatch(
+				/^postgres: (committing the queen's changes failed for 1\.5 s|the connection holding this queen's lock on the database was lost): /,
+			);
+			expect(fh.acks).not.toContain(lost);
+			// The hive is told: its socket is closed, so it keeps the heartbeat's exits for the next queen.
+			await until(() => fh.closed !== null, 5000, "socket closed");
+			expect(fh.closed).toMatchObject({ code: 1011 });
+		} finally {
+			await q.close().catch(() => {});
 		}
 	});
 });

@@ -39,6 +39,8 @@ export interface PgStoreOptions {
 	log?: (msg: string, extra?: object) => void;
 	/** The database is unusable past the retries (default: log and exit 1). */
 	onFatal?: (err: Error) => void;
+	/** How long a failing commit is retried (default 30 s). */
+	retryMs?: number;
 }
 
 interface Loaded {
@@ -123,6 +125,8 @@ export class PgStore implements QueenStore {
 	private writing: Promise<void> | null = null;
 	private failed: Error | null = null;
 	private closed = false;
+	private rows = 0;
+	private committed = 0;
 
 	/** Connects, applies migrations, takes the serving lock and loads what the registry starts from. */
 	static async open(url: string, o: PgStoreOptions = {}): Promise<PgStore> {
@@ -148,6 +152,13 @@ export class PgStore implements QueenStore {
 		this.pool = pool;
 		this.holder = holder;
 		this.o = o;
+		// The connection holding the serving lock is gone (the server restarted or failed over): so is
+		// the lock, and another queen could take the database. This one stops; its restart takes it again.
+		holder.on("error", (err) => {
+			if (this.closed || this.failed) return;
+			this.failed = new Error(`postgres: the connection holding this queen's lock on the database was lost: ${err.message}`, { cause: err });
+			(this.o.onFatal ?? defaultFatal)(this.failed);
+		});
 		const w = (sql: string, ...params: unknown[]) => this.write({ sql, params });
 		const exitKeys = new Set(l.exitKeys);
 		let lastEventId = l.lastEventId;
@@ -307,14 +318,15 @@ export class PgStore implements QueenStore {
 		while (this.queue.length > 0) {
 			const batch = this.queue;
 			this.queue = [];
-			const deadline = performance.now() + RETRY_MS;
+			const retryMs = this.o.retryMs ?? RETRY_MS;
+			const deadline = performance.now() + retryMs;
 			for (let attempt = 0; ; attempt++) {
 				try {
 					await this.commit(batch);
 					break;
 				} catch (err) {
 					if (performance.now() > deadline || this.closed) {
-						this.failed = new Error(`postgres: committing the queen's changes failed for ${RETRY_MS / 1000} s: ${(err as Error).message}`, { cause: err });
+						this.failed = new Error(`postgres: committing the queen's changes failed for ${retryMs / 1000} s: ${(err as Error).message}`, { cause: err });
 						this.o.log?.("postgres writes failed; the queen cannot go on", { err: (err as Error).message });
 						(this.o.onFatal ?? defaultFatal)(this.failed);
 						return;
@@ -328,16 +340,36 @@ export class PgStore implements QueenStore {
 
 	private async commit(batch: Op[][]): Promise<void> {
 		const c = await this.pool.connect();
+		// A connection dying mid-commit rejects the query in flight; its 'error' event is the same news.
+		const quiet = () => {};
+		c.on("error", quiet);
+		let broken = false;
 		try {
 			await c.query("BEGIN");
-			for (const unit of batch) for (const op of unit) await c.query(op.sql, op.params);
+			let rows = 0;
+			for (const unit of batch) for (const op of unit) rows += (await c.query(op.sql, op.params)).rowCount ?? 0;
 			await c.query("COMMIT");
+			this.rows += rows;
+			this.committed++;
 		} catch (err) {
-			await c.query("ROLLBACK").catch(() => {});
+			await c.query("ROLLBACK").catch(() => {
+				broken = true;
+			});
 			throw err;
 		} finally {
-			c.release();
+			c.off("error", quiet);
+			// A connection that could not even roll back is not given to the next commit.
+			c.release(broken);
 		}
+	}
+
+	/** Rows inserted, updated or deleted by committed transactions (for /metrics). */
+	rowsWritten(): number {
+		return this.rows;
+	}
+
+	commits(): number {
+		return this.committed;
 	}
 
 	/** Resolves once everything changed so far is committed; rejects if it never can be. */
