@@ -6,6 +6,7 @@ import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueenDaemon } from "../../src/daemon.ts";
+import { PgStore } from "../../src/store/pg/store.ts";
 
 // `queen start --db postgres://…` against a real server: what the queen's
 // suites (run again on PostgreSQL in this tier) cannot see from outside.
@@ -172,6 +173,45 @@ describe("the queen on PostgreSQL", () => {
 			expect(fh.closed).toMatchObject({ code: 1011 });
 		} finally {
 			await q.close().catch(() => {});
+		}
+	});
+
+	it("values written as literals come back byte for byte, hostile ones included (quotes, backslashes, $1, SQL, unicode)", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE literals");
+		await c.end();
+		const store = await PgStore.open(dbUrl("literals"), { retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		const nasty = ["it's", "a\\b", "$1 $2", "'); DROP TABLE workers; --", "E'x'", "emoji 🐝 ü", "tab\tnew\nline", "\\x00"];
+		try {
+			store.tx(() => {
+				nasty.forEach((label, i) => {
+					store.workers.save({ ...worker(`w${i}`, { labels: { k: label }, command: [label] }), hiveId: label, state: "running", exit: null });
+				});
+				store.hives.save({
+					id: "h'1",
+					instanceId: "$2",
+					state: "ready",
+					lastSeenAt: "2026-11-30T10:00:00.123Z",
+					version: "\\",
+					host: { hostname: "x", os: "o", kernel: "k", arch: "a", cpuModel: "'", cores: 2, memoryBytes: 1 },
+					driver: { name: "v2", enforced: true, root: null, reason: "r" },
+					labels: {},
+				});
+			});
+			await store.durable();
+			const q = await admin("literals");
+			try {
+				const rows = (await q.query<{ hive_id: string; info: { labels: { k: string }; command: string[] } }>("SELECT hive_id, info FROM workers ORDER BY id"))
+					.rows;
+				expect(rows.map((r) => [r.hive_id, r.info.labels.k, r.info.command[0]])).toEqual(nasty.map((x) => [x, x, x]));
+				const [h] = (await q.query("SELECT id, instance_id, last_seen_at, info->>'version' AS version FROM hives")).rows;
+				expect(h).toEqual({ id: "h'1", instance_id: "$2", last_seen_at: new Date("2026-11-30T10:00:00.123Z"), version: "\\" });
+				expect((await q.query("SELECT count(*)::int AS n FROM workers")).rows[0].n).toBe(nasty.length);
+			} finally {
+				await q.end();
+			}
+		} finally {
+			await store.close();
 		}
 	});
 });

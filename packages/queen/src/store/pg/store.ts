@@ -26,7 +26,7 @@ import { migrate } from "./schema.ts";
 // queen's life, and a second queen is refused until several queens share the
 // fleet (issue #12).
 
-type Op = { sql: string; params: unknown[] };
+export type Op = { sql: string; params: unknown[] };
 
 /** Held by the queen serving a database. */
 const SERVING_LOCK = 70_700_002;
@@ -345,11 +345,10 @@ export class PgStore implements QueenStore {
 		c.on("error", quiet);
 		let broken = false;
 		try {
-			await c.query("BEGIN");
-			let rows = 0;
-			for (const unit of batch) for (const op of unit) rows += (await c.query(op.sql, op.params)).rowCount ?? 0;
-			await c.query("COMMIT");
-			this.rows += rows;
+			// The whole batch as one simple-protocol query: one round trip and one socket write, where a
+			// statement each cost a round trip (and on these machines 0.3 ms of syscalls) apiece.
+			const results = (await c.query(`BEGIN;${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`)) as unknown as pg.QueryResult[];
+			this.rows += results.reduce((n, r) => n + (r.command === "BEGIN" || r.command === "COMMIT" ? 0 : (r.rowCount ?? 0)), 0);
 			this.committed++;
 		} catch (err) {
 			await c.query("ROLLBACK").catch(() => {
@@ -385,6 +384,24 @@ export class PgStore implements QueenStore {
 		this.holder.release();
 		await this.pool.end();
 	}
+}
+
+/**
+ * A statement with its parameters written in as literals (escapeLiteral:
+ * quotes and backslashes escaped, so a hostile value stays one string).
+ * Only for the queen's own statements, which hold no `$` but their parameters.
+ */
+export function inline(op: Op): string {
+	return op.sql.replace(/\$(\d+)/g, (_, n: string) => {
+		const v = op.params[Number(n) - 1];
+		if (v === null || v === undefined) return "NULL";
+		if (typeof v === "number") {
+			if (!Number.isFinite(v)) throw new Error(`postgres: parameter $${n} is not a finite number`);
+			return String(v);
+		}
+		if (typeof v === "boolean") return v ? "TRUE" : "FALSE";
+		return pg.escapeLiteral(String(v));
+	});
 }
 
 function defaultFatal(err: Error): void {
