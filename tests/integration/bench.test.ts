@@ -9,7 +9,20 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	execFileSync(process.execPath, ["bench/run.ts", "--quick"], { cwd: root, stdio: "pipe", timeout: 170_000 });
 	const out = JSON.parse(readFileSync(`${root}bench/results/quick.json`, "utf8"));
 	expect(out.quick).toBe(true);
-	expect(Object.keys(out.results).sort()).toEqual(["advise", "cli", "fanout", "gpu", "heartbeat", "ingest", "memory", "placement", "spawnToSse", "tick_5"]);
+	expect(Object.keys(out.results).sort()).toEqual([
+		"advise",
+		"cli",
+		"fanout",
+		"gpu",
+		"heartbeat",
+		"ingest",
+		"memory",
+		"pg",
+		"placement",
+		"spawnToSse",
+		"tick_5",
+	]);
+	expect(out.results.pg.hives).toBe(5); // the PostgreSQL section ran its load
 	expect(out.results.fanout.lost).toBe(0);
 	// Events really flowed (a hive refused by the queen once made "0 lost" of 0 events).
 	expect(out.results.fanout.events).toBeGreaterThan(0);

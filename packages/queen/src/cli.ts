@@ -44,7 +44,7 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
                           not loopback needs a token
   --db PATH|URL           SQLite file (default $APIARY_STATE_DIR/queen.db, /var/lib/apiary/queen/queen.db
                           as root, else ~/.local/state/apiary/queen/queen.db), or a PostgreSQL
-                          database, postgres://USER@HOST:PORT/DB (one queen per database for now)
+                          database, postgres://USER@HOST:PORT/DB, which several queens may share
   --stale-after DURATION  a hive silent this long is stale (default 3s)
   --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)

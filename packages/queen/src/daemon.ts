@@ -1,10 +1,11 @@
+import { randomUUID } from "node:crypto";
 import type { Clock } from "@apiary/kit/clock";
 import { isLoopback, parseListen } from "@apiary/kit/listen";
 import { readVersion } from "@apiary/kit/version";
 import type { FastifyInstance } from "fastify";
 import { buildQueenApp } from "./app.ts";
 import { EventLog } from "./events.ts";
-import { Registry } from "./registry.ts";
+import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Placer } from "./placement/placer.ts";
 import { HiveSocketServer } from "./socket.ts";
@@ -53,7 +54,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
 	const log = o.log ?? (() => {});
-	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log, retryMs: o.dbRetryMs, onFatal: o.onDbFatal }) : new SqliteStore(o.db);
+	const queenId = randomUUID();
+	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log, retryMs: o.dbRetryMs, onFatal: o.onDbFatal, queenId }) : new SqliteStore(o.db);
 	const durable = store instanceof PgStore ? () => store.durable() : undefined;
 	const events = new EventLog(store);
 	const registry = new Registry(store, events, {
@@ -91,6 +93,31 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	});
 	const hiveSockets = sockets;
 	app.server.on("upgrade", (req, socket, head) => hiveSockets.handleUpgrade(req, socket, head));
+	let sweep: NodeJS.Timeout | null = null;
+	if (store instanceof PgStore) {
+		// Other queens' commits: their hives' rows replace what this queen holds of them, then every event is published.
+		await store.startTail(events.lastId, async (batch) => {
+			const theirs = new Set<string>();
+			for (const e of batch) if (e.origin !== queenId && e.hiveId) theirs.add(e.hiveId);
+			registry.applyRemote(theirs.size > 0 ? await store.loadHives([...theirs]) : { hives: [], workers: [], gpus: [] }, batch, queenId);
+			events.committed(batch.map(({ origin: _o, ...e }) => e));
+		});
+		let sweeps = 0;
+		sweep = setInterval(() => {
+			store
+				.withLock(
+					SWEEP_LOCK,
+					async () => {
+						registry.sweep(await store.livenessAges());
+						// The log keeps its newest million events, as on SQLite.
+						if (++sweeps % 60 === 0) await store.pruneEvents(1_000_000);
+					},
+					true,
+				)
+				.catch((err) => log("liveness sweep failed", { err: String(err) }));
+		}, 1000);
+		sweep.unref();
+	}
 	const liveness = setInterval(
 		() => {
 			try {
@@ -106,6 +133,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		await app.listen({ host, port });
 	} catch (err) {
 		clearInterval(liveness);
+		if (sweep) clearInterval(sweep);
 		placer.close();
 		hiveSockets.close();
 		await store.close();
@@ -122,6 +150,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		placer,
 		async close() {
 			clearInterval(liveness);
+			if (sweep) clearInterval(sweep);
 			placer.close();
 			hiveSockets.close();
 			await app.close();

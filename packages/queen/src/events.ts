@@ -69,11 +69,19 @@ export class EventLog {
 	/** …and up to this once the running transaction commits. */
 	private reserving: number;
 	lastId: number;
+	/**
+	 * Several queens on one database: durable events get their ids in the
+	 * committing transaction, and are published when read back (committed());
+	 * stats samples, never stored, go out at once with the id of the last
+	 * event published before them.
+	 */
+	readonly numberedAtCommit: boolean;
 
 	constructor(store: { events: EventTable }, o: EventLogOptions = {}) {
 		this.table = store.events;
 		this.keep = o.keep ?? 1_000_000;
 		this.recentLimit = o.recent ?? 50_000;
+		this.numberedAtCommit = this.table.insertUnnumbered !== undefined;
 		this.lastId = Math.max(this.table.lastLoggedId(), this.table.reservedUpTo());
 		this.reserved = this.lastId;
 		this.reserving = this.lastId;
@@ -83,6 +91,12 @@ export class EventLog {
 	append(type: EventType, data: unknown, hiveId: string | null = null, workerId: string | null = null): QueenEvent {
 		// One timestamp per transaction: its events happen at the same instant.
 		if (this.pending.length === 0) this.at = new Date().toISOString();
+		if (this.numberedAtCommit) {
+			// 0: numbered by the database at commit (a sample keeps the last published id).
+			const e: QueenEvent = { id: isDurable(type) ? 0 : this.lastId, type, at: this.at, hiveId, workerId, data };
+			this.pending.push(e);
+			return e;
+		}
 		const e: QueenEvent = { id: this.lastId + 1, type, at: this.at, hiveId, workerId, data };
 		this.lastId = e.id;
 		this.pending.push(e);
@@ -97,6 +111,10 @@ export class EventLog {
 			if (isDurable(e.type)) batch.push(e);
 		}
 		this.persisted = this.pending.length;
+		if (this.numberedAtCommit) {
+			if (batch.length > 0) this.table.insertUnnumbered!(JSON.stringify(batch.map(({ id: _id, ...e }) => e)), batch.length);
+			return;
+		}
 		if (this.lastId > this.reserving) {
 			this.reserving = this.lastId + ID_BLOCK;
 			this.saveReservation(this.reserving);
@@ -108,10 +126,23 @@ export class EventLog {
 
 	/** Publish what the last transaction appended. */
 	flush(): void {
-		const batch = this.pending;
+		let batch = this.pending;
 		this.pending = [];
 		this.persisted = 0;
 		this.reserved = this.reserving;
+		// Numbered at commit: only the samples now; the rest when committed() reads them back.
+		if (this.numberedAtCommit) batch = batch.filter((e) => !isDurable(e.type));
+		this.publish(batch);
+	}
+
+	/** Events read back from the database in id order (several queens): published as they are. */
+	committed(batch: readonly QueenEvent[]): void {
+		if (batch.length === 0) return;
+		this.lastId = Math.max(this.lastId, batch.at(-1)!.id);
+		this.publish(batch);
+	}
+
+	private publish(batch: readonly QueenEvent[]): void {
 		if (batch.length === 0) return;
 		for (const e of batch) {
 			this.recent.push(e);
@@ -125,7 +156,7 @@ export class EventLog {
 
 	/** The transaction rolled back: its events never happened. */
 	discard(): void {
-		if (this.pending.length > 0) this.lastId = this.pending[0]!.id - 1;
+		if (this.pending.length > 0 && !this.numberedAtCommit) this.lastId = this.pending[0]!.id - 1;
 		this.pending = [];
 		this.persisted = 0;
 		this.reserving = this.reserved;
@@ -154,7 +185,7 @@ export class EventLog {
 	 */
 	async since(id: number, limit = 10_000): Promise<QueenEvent[]> {
 		const out: QueenEvent[] = [];
-		const windowStart = this.recent[0]?.id ?? this.lastId + 1;
+		const windowStart = this.windowStart();
 		if (id + 1 < windowStart) {
 			for (const json of await this.table.batchesBetween(id, windowStart, limit)) {
 				for (const e of JSON.parse(json) as QueenEvent[]) if (e.id > id && e.id < windowStart) out.push(e);
@@ -174,14 +205,25 @@ export class EventLog {
 	 */
 	oldestRetained(): number {
 		const durable = this.table.firstLoggedId();
-		const memory = this.recent[0]?.id ?? null;
+		const memory = this.recent.length > 0 ? this.windowStart() : null;
 		const candidates = [durable, memory].filter((x): x is number => x !== null);
 		return candidates.length === 0 ? this.lastId + 1 : Math.min(...candidates);
 	}
 
+	/**
+	 * The lowest id the memory window holds every event of. Numbered at
+	 * commit, a sample carries the id of the event before it, which the
+	 * window need not hold: a window starting with a sample starts after it.
+	 */
+	private windowStart(): number {
+		const first = this.recent[0];
+		if (!first) return this.lastId + 1;
+		return this.numberedAtCommit && !isDurable(first.type) ? first.id + 1 : first.id;
+	}
+
 	/** On a clean stop: the next start continues right after the last id. */
 	close(): void {
-		this.saveReservation(this.lastId);
+		if (!this.numberedAtCommit) this.saveReservation(this.lastId);
 	}
 
 	private saveReservation(upTo: number): void {

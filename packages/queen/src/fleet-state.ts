@@ -62,8 +62,8 @@ export class FleetState {
 	/** After a restart: everything back from disk, every hive `unknown` until it reconnects. */
 	private load(): void {
 		for (const r of this.store.hives.all()) {
-			// Nobody is connected after a restart: unknown until the hive says hello.
-			const state = r.state === "lost" || r.state === "left" ? r.state : "unknown";
+			// Nobody is connected after a restart: unknown until the hive says hello (unless other queens serve it).
+			const state = this.store.shared || r.state === "lost" || r.state === "left" ? r.state : "unknown";
 			this.hives.set(r.id, { ...r, state, lastSeen: null, connected: false });
 		}
 		for (const v of this.store.workers.all()) this.putWorker(v.hiveId, v.id, { view: v, sampledAt: null });

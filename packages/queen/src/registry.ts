@@ -15,6 +15,7 @@ import { HttpError } from "@apiary/kit/errors";
 import { type ClaimRec, FleetState, key, type WorkerRec } from "./fleet-state.ts";
 import { gpuChanged, pickGpus } from "./gpu-pick.ts";
 import { livenessTransition } from "./liveness.ts";
+import type { CommittedEvent, HiveRows } from "./store/pg/store.ts";
 import { claimView, type HiveRec } from "./views.ts";
 
 export type { RegistryOptions } from "./fleet-state.ts";
@@ -31,6 +32,13 @@ export class RegistryError extends HttpError {
  * tells an operator roughly when it was last heard from.
  */
 const LAST_SEEN_WRITE_MS = 10_000;
+/** Several queens: a hive's row is renewed this often (one write per hive per 5 s), liveness on the database's clock. */
+const SHARED_RENEW_MS = 5_000;
+/** …so another queen's sweep allows this much more before a hive is stale. */
+const SHARED_SLACK_MS = SHARED_RENEW_MS + 2_000;
+/** Advisory locks several queens take: claims are decided one at a time fleet-wide; one queen sweeps at a time. */
+export const CLAIMS_LOCK = 70_700_010;
+export const SWEEP_LOCK = 70_700_011;
 
 /**
  * The fleet as the queen knows it: hot state in memory, every change written
@@ -107,7 +115,8 @@ export class Registry extends FleetState {
 			this.touch(h);
 			h.state = "ready";
 			h.connected = true;
-			if (wasNotReady || this.now - (h.savedMono ?? Number.NEGATIVE_INFINITY) >= LAST_SEEN_WRITE_MS) this.saveHive(h);
+			const every = this.store.shared ? SHARED_RENEW_MS : LAST_SEEN_WRITE_MS;
+			if (wasNotReady || this.now - (h.savedMono ?? Number.NEGATIVE_INFINITY) >= every) this.saveHive(h);
 			if (wasNotReady) this.events.append("hive.joined", { hive: this.hiveView(h), reconnected: true }, h.id);
 			const known = this.byHive.get(hiveId);
 			for (const w of m.snapshot.workers) {
@@ -240,28 +249,105 @@ export class Registry extends FleetState {
 		const now = this.now;
 		this.change(() => {
 			for (const h of this.hives.values()) {
+				// Several queens: only hives heard from here; the others' are swept on the database's clock.
+				if (this.store.shared && h.lastSeen === null) continue;
 				const age = now - (h.lastSeen ?? this.startedMono);
-				const next = livenessTransition(h.state, age, this.o);
-				if (next === "lost") {
-					h.state = "lost";
-					h.connected = false;
-					this.saveHive(h);
-					const evicted: string[] = [];
-					for (const rec of this.hiveWorkers(h.id)) {
-						if (rec.view.state === "running") {
-							this.evict(rec.view, "its hive was lost");
-							evicted.push(rec.view.id);
-						}
-					}
-					this.events.append("hive.lost", { hiveId: h.id, lastSeenAt: h.lastSeenAt, evictedWorkers: evicted }, h.id);
-				} else if (next === "stale") {
-					h.state = "stale";
-					this.saveHive(h);
-					this.events.append("hive.stale", { hiveId: h.id, lastSeenAt: h.lastSeenAt, lastSeenAgoMs: Math.round(age) }, h.id);
-				}
+				this.transition(h, livenessTransition(h.state, age, this.o), age);
 			}
 			for (const c of this.claims.values()) if (c.expiresMono <= now) this.dropClaim(c, "expired");
 		});
+	}
+
+	private transition(h: HiveRec, next: ReturnType<typeof livenessTransition>, age: number): void {
+		if (next === "lost") {
+			h.state = "lost";
+			h.connected = false;
+			this.saveHive(h);
+			const evicted: string[] = [];
+			for (const rec of this.hiveWorkers(h.id)) {
+				if (rec.view.state === "running") {
+					this.evict(rec.view, "its hive was lost");
+					evicted.push(rec.view.id);
+				}
+			}
+			this.events.append("hive.lost", { hiveId: h.id, lastSeenAt: h.lastSeenAt, evictedWorkers: evicted }, h.id);
+		} else if (next === "stale") {
+			h.state = "stale";
+			this.saveHive(h);
+			this.events.append("hive.stale", { hiveId: h.id, lastSeenAt: h.lastSeenAt, lastSeenAgoMs: Math.round(age) }, h.id);
+		}
+	}
+
+	// ---- several queens on one database ----------------------------------------------------
+
+	/**
+	 * The sweep (one queen at a time): hives no queen has renewed, by their age
+	 * on the database's clock, past stale-after or evict-after plus the renewal
+	 * period. A hive connected here is this queen's own check's.
+	 */
+	sweep(ages: { id: string; state: string; ownerAlive: boolean; ageMs: number }[]): void {
+		this.change(() => {
+			for (const a of ages) {
+				const h = this.hives.get(a.id);
+				if (!h || h.connected) continue;
+				h.state = a.state as HiveRec["state"];
+				if (!a.ownerAlive && h.state !== "unknown") {
+					// Its queen is gone: unknown (not stale, not lost) while it fails over to another; evict-after is the grace.
+					h.state = "unknown";
+					h.lastSeen = null;
+					this.saveHive(h);
+				}
+				const age = a.ageMs - SHARED_SLACK_MS;
+				this.transition(h, livenessTransition(h.state, age, this.o), age);
+			}
+		});
+	}
+
+	/**
+	 * What other queens committed: their hives' rows replace what this queen
+	 * held of them (a hive that moved to another queen is no longer this
+	 * one's to check), and their claims come and go.
+	 */
+	applyRemote(rows: HiveRows, events: readonly CommittedEvent[], queenId: string): void {
+		const loaded = new Set(rows.hives.map((h) => h.id));
+		for (const r of rows.hives) {
+			const prev = this.hives.get(r.id);
+			const mine = r.owner === queenId && prev?.connected === true;
+			this.hives.set(r.id, {
+				...r,
+				remoteSpawn: prev?.remoteSpawn,
+				storage: prev?.storage,
+				lastSeen: mine ? prev!.lastSeen : null,
+				connected: mine,
+				savedMono: prev?.savedMono,
+			});
+		}
+		for (const id of loaded) {
+			const keep = new Map(this.byHive.get(id) ?? []);
+			for (const k of [...keep.keys()]) this.workers.delete(key(id, k));
+			this.byHive.delete(id);
+			for (const [k, g] of this.gpus) if (g.hiveId === id) this.gpus.delete(k);
+			for (const v of rows.workers.filter((w) => w.hiveId === id)) {
+				const prev = keep.get(v.id);
+				const same = prev && prev.view.startedAt === v.startedAt && prev.view.state === v.state;
+				this.putWorker(id, v.id, { view: same ? { ...v, stats: prev.view.stats } : v, sampledAt: same ? prev.sampledAt : null });
+			}
+			for (const g of rows.gpus.filter((x) => x.hiveId === id)) this.gpus.set(key(id, g.info.uuid), g);
+		}
+		const wall = this.o.clock.wall();
+		for (const e of events) {
+			if (e.origin === queenId) continue;
+			const d = e.data as { claim?: Claim; worker?: QueenWorkerView; exit?: { startedAt: string } };
+			if (e.type === "claim.created" && d.claim) this.claims.set(d.claim.id, { ...d.claim, expiresMono: this.now + (Date.parse(d.claim.expiresAt) - wall) });
+			else if (e.type === "claim.released" && d.claim) this.claims.delete(d.claim.id);
+			else if (e.type === "worker.exited" && d.worker) this.store.exits.remember?.(d.worker.hiveId, d.worker.id, d.worker.startedAt);
+		}
+	}
+
+	/** A claim, decided one at a time across queens when several share the database. */
+	async claimShared(req: ClaimBody): Promise<Claim> {
+		if (!this.store.withLock) return this.claim(req);
+		return (await this.store.withLock(CLAIMS_LOCK, () => this.claim(req)))!;
 	}
 
 	// ---- claims -------------------------------------------------------------------------------

@@ -13,6 +13,12 @@ export interface EventTable {
 	insertBatch(firstId: number, lastId: number, json: string): void;
 	/** Drops batches wholly at or below `lastId`. */
 	pruneUpTo(lastId: number): void;
+	/**
+	 * Several queens on one database: events are numbered by the database in
+	 * the committing transaction (a JSON array of events without ids), and
+	 * the queen publishes them when it reads them back.
+	 */
+	insertUnnumbered?(json: string, count: number): void;
 	/** Batches holding ids in (after, before), oldest first, as JSON array texts: about `limit` events or more. */
 	batchesBetween(after: number, before: number, limit: number): Promise<string[]>;
 }

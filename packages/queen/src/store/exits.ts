@@ -5,6 +5,8 @@ export interface ExitTable {
 	/** Records an exit once per (hive, worker, start); false when it was already there (a resend). */
 	insert(hiveId: string, workerId: string, startedAt: string, exit: ExitRecord): boolean;
 	of(hiveId: string, workerId: string): Promise<ExitRecord[]>;
+	/** Several queens: an exit another queen recorded, so a resend here is known as one. */
+	remember?(hiveId: string, workerId: string, startedAt: string): void;
 }
 
 export function sqliteExits(db: SqliteDb): ExitTable {

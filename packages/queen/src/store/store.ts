@@ -22,6 +22,10 @@ export interface QueenStore {
 	readonly runs: RunTable;
 	/** Runs fn in one transaction (nested calls join the outer one); rolls back if it throws. */
 	tx<T>(fn: () => T): T;
+	/** Several queens share this store (PostgreSQL): see docs/several-queens.md. */
+	readonly shared?: boolean;
+	/** Shared: runs fn under a database-wide lock, caught up with the other queens, until its changes are committed. */
+	withLock?<T>(key: number, fn: () => T | Promise<T>, tryOnly?: boolean): Promise<T | null>;
 	/** Resolves once every transaction run so far is durable (at once on SQLite, whose commits are synchronous). */
 	durable(): Promise<void>;
 	close(): void | Promise<void>;

@@ -355,7 +355,15 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		back.heartbeat([worker("keep", { gpus: ["0"] })]);
 		await until(async () => (await j(`${q!.url}/v1/hives/h`)).state === "ready", 5000, "ready");
 		expect(await j(`${q.url}/v1/gpus?free=true`)).toEqual([]); // 0 held by keep, 1 claimed
-		const next = await q.registry.events.since(lastId);
+		// Published once committed (at once on SQLite; read back from the log on PostgreSQL).
+		const next = await until(
+			async () => {
+				const n = await q!.registry.events.since(lastId);
+				return n.length > 0 ? n : null;
+			},
+			5000,
+			"events after the restart",
+		);
 		expect(next[0]!.id).toBe(lastId + 1); // ids continue
 	});
 });

@@ -22,6 +22,11 @@ export const MIGRATIONS: readonly string[] = [
 	`CREATE TABLE placements (key text PRIMARY KEY, answer jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`,
 	// One queen per database (PgStore): the event ids it reserved ahead of use, as on SQLite.
 	`CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);`,
+	// Several queens: which queen wrote an event (the others apply it), and which serves a hive.
+	`ALTER TABLE events ADD COLUMN origin text;
+	 ALTER TABLE hives ADD COLUMN owner text;`,
+	// The queens serving now, each renewing its row every second: a hive whose queen is gone is unknown.
+	`CREATE TABLE queens (id text PRIMARY KEY, seen_at timestamptz NOT NULL);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

@@ -1,4 +1,5 @@
-import type { Claim, ExitRecord, GpuInfo, QueenWorkerView } from "@apiary/protocol";
+import type { Claim, ExitRecord, GpuInfo, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { RunSummary } from "../../advise/run.ts";
 import type { ClaimTable } from "../claims.ts";
@@ -22,16 +23,21 @@ import { migrate } from "./schema.ts";
 // failing (the database is gone past the retries) ends the queen: its memory
 // is ahead of the database, and a restart reloads from what was committed.
 //
-// One queen per database for now: a session advisory lock is held for the
-// queen's life, and a second queen is refused until several queens share the
-// fleet (issue #12).
+// Several queens share one database (docs/several-queens.md): events are
+// numbered in the committing transaction from a counter row and read back by
+// every queen (LISTEN/NOTIFY and a poll), which publishes them and reloads
+// the rows of hives another queen changed; a hive's row names the queen it is
+// connected to, which renews it on the database's clock; each queen renews
+// its own row in `queens`, and the hives of a queen that is gone are unknown.
+// Claims are decided one at a time fleet-wide under an advisory lock.
 
 export type Op = { sql: string; params: unknown[] };
 
-/** Held by the queen serving a database. */
-const SERVING_LOCK = 70_700_002;
 /** How long a failing commit is retried before the queen gives up. */
 const RETRY_MS = 30_000;
+/** Several queens: each renews its row this often; one silent past QUEEN_GONE_MS is gone, and its hives are unknown. */
+const QUEEN_RENEW_MS = 1000;
+const QUEEN_GONE_MS = 3000;
 /** Exit keys remembered to answer "already recorded?" (a resend older than these is deduplicated by the table alone). */
 const EXIT_KEYS = 200_000;
 
@@ -41,6 +47,18 @@ export interface PgStoreOptions {
 	onFatal?: (err: Error) => void;
 	/** How long a failing commit is retried (default 30 s). */
 	retryMs?: number;
+	/** This queen, in the rows and events it writes (several queens share the database). */
+	queenId?: string;
+}
+
+/** A batch of events read back from the log, with the queen that wrote each. */
+export type CommittedEvent = QueenEvent & { origin: string | null };
+
+/** What several queens share of one hive: its row, workers and GPUs as committed. */
+export interface HiveRows {
+	hives: (HiveRow & { owner: string | null })[];
+	workers: QueenWorkerView[];
+	gpus: GpuRow[];
 }
 
 interface Loaded {
@@ -128,17 +146,23 @@ export class PgStore implements QueenStore {
 	private rows = 0;
 	private committed = 0;
 
-	/** Connects, applies migrations, takes the serving lock and loads what the registry starts from. */
-	static async open(url: string, o: PgStoreOptions = {}): Promise<PgStore> {
+	/** Connects, applies migrations, registers this queen and loads what the registry starts from. */
+	static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
+		const o = { ...opts, queenId: opts.queenId ?? randomUUID() };
 		const pool = new pg.Pool({ connectionString: url, max: 4 });
 		// A connection lost while idle is the pool's to replace; the next query says if the database is gone.
 		pool.on("error", (err) => o.log?.("postgres connection lost", { err: err.message }));
 		let holder: pg.PoolClient | null = null;
 		try {
 			holder = await pool.connect();
-			const { rows } = await holder.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [SERVING_LOCK]);
-			if (!rows[0]!.ok) throw new Error("another queen is serving this database: several queens on one database are not supported yet (issue #12)");
 			await migrate(holder);
+			await holder.query("INSERT INTO queens (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()", [o.queenId]);
+			// Hives whose queen is gone (a restart is a new queen) are unknown until they connect again.
+			await holder.query(
+				`UPDATE hives SET state = 'unknown' WHERE state IN ('ready', 'stale')
+					   AND (owner IS NULL OR owner NOT IN (SELECT id FROM queens WHERE now() - seen_at < $1 * interval '1 millisecond'))`,
+				[QUEEN_GONE_MS],
+			);
 			const loaded = await load(holder);
 			return new PgStore(pool, holder, loaded, o);
 		} catch (err) {
@@ -152,11 +176,11 @@ export class PgStore implements QueenStore {
 		this.pool = pool;
 		this.holder = holder;
 		this.o = o;
-		// The connection holding the serving lock is gone (the server restarted or failed over): so is
-		// the lock, and another queen could take the database. This one stops; its restart takes it again.
+		// The connection this queen listens on is gone (the server restarted or failed over): it would
+		// hear of no other queen's change again. It stops; its restart reloads and listens again.
 		holder.on("error", (err) => {
 			if (this.closed || this.failed) return;
-			this.failed = new Error(`postgres: the connection holding this queen's lock on the database was lost: ${err.message}`, { cause: err });
+			this.failed = new Error(`postgres: the connection this queen listens on was lost: ${err.message}`, { cause: err });
 			(this.o.onFatal ?? defaultFatal)(this.failed);
 		});
 		const w = (sql: string, ...params: unknown[]) => this.write({ sql, params });
@@ -167,15 +191,22 @@ export class PgStore implements QueenStore {
 		this.hives = {
 			all: () => l.hives,
 			save: (h) =>
+				// Ready is written only by the queen the hive is connected to: it becomes the hive's
+				// owner and renews its liveness on the database's clock. Other states keep both.
 				w(
-					"INSERT INTO hives (id, instance_id, state, last_seen_at, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, last_seen_at = excluded.last_seen_at, info = excluded.info",
+					`INSERT INTO hives (id, instance_id, state, last_seen_at, info, owner) VALUES ($1, $2, $3, now(), $4, $5)
+							 ON CONFLICT (id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, info = excluded.info,
+							   last_seen_at = CASE WHEN excluded.state = 'ready' THEN now() ELSE hives.last_seen_at END,
+							   owner = CASE WHEN excluded.state = 'ready' THEN excluded.owner ELSE hives.owner END`,
 					h.id,
 					h.instanceId,
 					h.state,
-					h.lastSeenAt,
 					JSON.stringify({ version: h.version, host: h.host, driver: h.driver, labels: h.labels }),
+					o.queenId ?? null,
 				),
 			markAllUnknown: () => {
+				// Several queens: the others still serve their hives (a gone queen's are marked unknown at start).
+				return;
 				for (const h of l.hives) if (h.state !== "lost" && h.state !== "left") h.state = "unknown";
 				w("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')");
 			},
@@ -207,6 +238,7 @@ export class PgStore implements QueenStore {
 				);
 				return true;
 			},
+			remember: (hiveId, workerId, startedAt) => void exitKeys.add(exitKey(hiveId, workerId, startedAt)),
 			of: async (hiveId, workerId) => {
 				await this.durable();
 				const { rows } = await this.pool.query<{ record: ExitRecord }>("SELECT record FROM exits WHERE hive_id = $1 AND worker_id = $2 ORDER BY started_at", [
@@ -252,6 +284,20 @@ export class PgStore implements QueenStore {
 			saveReservation: (upTo) => {
 				reserved = upTo;
 				w("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", upTo);
+			},
+			insertUnnumbered: (json, count) => {
+				// Numbered from the counter row in this transaction: its lock holds other writers until
+				// the commit, so ids are gapless and become visible in order; then every queen is told.
+				w(
+					`WITH c AS (UPDATE event_counter SET last_id = last_id + $2 RETURNING last_id)
+							 INSERT INTO events (id, type, at, hive_id, worker_id, data, origin)
+							 SELECT c.last_id - $2 + x.ord, x.e->>'type', now(), x.e->>'hiveId', x.e->>'workerId', coalesce(x.e->'data', 'null'), $3
+							 FROM c, jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord)`,
+					json,
+					count,
+					o.queenId ?? null,
+				);
+				w("SELECT pg_notify('apiary_events', '')");
 			},
 			insertBatch: (first, last, json) => {
 				lastEventId = last;
@@ -348,7 +394,7 @@ export class PgStore implements QueenStore {
 			// The whole batch as one simple-protocol query: one round trip and one socket write, where a
 			// statement each cost a round trip (and on these machines 0.3 ms of syscalls) apiece.
 			const results = (await c.query(`BEGIN;${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`)) as unknown as pg.QueryResult[];
-			this.rows += results.reduce((n, r) => n + (r.command === "BEGIN" || r.command === "COMMIT" ? 0 : (r.rowCount ?? 0)), 0);
+			this.rows += results.reduce((n, r) => n + (r.command === "INSERT" || r.command === "UPDATE" || r.command === "DELETE" ? (r.rowCount ?? 0) : 0), 0);
 			this.committed++;
 		} catch (err) {
 			await c.query("ROLLBACK").catch(() => {
@@ -362,6 +408,182 @@ export class PgStore implements QueenStore {
 		}
 	}
 
+	/** Several queens may share the database (docs/several-queens.md). */
+	readonly shared = true;
+
+	// ---- several queens (shared) ------------------------------------------------------------
+
+	private tailLast = 0;
+	private tailing: Promise<void> | null = null;
+	private tailAgain = false;
+	private onBatch: ((events: CommittedEvent[]) => Promise<void>) | null = null;
+	private tailTimer: NodeJS.Timeout | null = null;
+	private renewTimer: NodeJS.Timeout | null = null;
+
+	/** Reads the event log after `fromId` whenever a queen commits (LISTEN) and every second, batch by batch, in id order. */
+	async startTail(fromId: number, onBatch: (events: CommittedEvent[]) => Promise<void>): Promise<void> {
+		this.renewTimer = setInterval(() => {
+			this.pool
+				.query("UPDATE queens SET seen_at = now() WHERE id = $1", [this.o.queenId])
+				.catch((err) => this.o.log?.("renewing this queen's row failed", { err: (err as Error).message }));
+		}, QUEEN_RENEW_MS);
+		this.renewTimer.unref();
+		this.tailLast = fromId;
+		this.onBatch = onBatch;
+		this.holder.on("notification", () => void this.catchUp().catch(() => {}));
+		await this.holder.query("LISTEN apiary_events");
+		this.tailTimer = setInterval(() => void this.catchUp().catch(() => {}), 1000);
+		this.tailTimer.unref();
+		await this.catchUp();
+	}
+
+	/** Resolves once every event committed before the call has been read back and handled. */
+	async catchUp(): Promise<void> {
+		if (this.tailing) {
+			this.tailAgain = true;
+			while (this.tailing) await this.tailing;
+			return;
+		}
+		this.tailing = (async () => {
+			try {
+				do {
+					this.tailAgain = false;
+					for (;;) {
+						const { rows } = await this.pool.query<{
+							id: string;
+							type: QueenEvent["type"];
+							at: string;
+							hive_id: string | null;
+							worker_id: string | null;
+							data: unknown;
+							origin: string | null;
+						}>(
+							`SELECT id, type, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, hive_id, worker_id, data, origin
+							   FROM events WHERE id > $1 ORDER BY id LIMIT 2000`,
+							[this.tailLast],
+						);
+						if (rows.length === 0) break;
+						const batch = rows.map((r) => ({
+							id: Number(r.id),
+							type: r.type,
+							at: r.at,
+							hiveId: r.hive_id,
+							workerId: r.worker_id,
+							data: r.data,
+							origin: r.origin,
+						}));
+						await this.onBatch?.(batch);
+						this.tailLast = batch.at(-1)!.id;
+						if (rows.length < 2000) break;
+					}
+				} while (this.tailAgain);
+			} finally {
+				this.tailing = null;
+			}
+		})();
+		await this.tailing;
+	}
+
+	/** The committed rows of these hives, for a queen to replace what it holds of them. */
+	async loadHives(ids: string[]): Promise<HiveRows> {
+		const [h, wk, g] = await Promise.all([
+			this.pool.query<{
+				id: string;
+				instance_id: string;
+				state: HiveRow["state"];
+				last_seen_at: Date | null;
+				owner: string | null;
+				info: Pick<HiveRow, "version" | "host" | "driver" | "labels">;
+			}>("SELECT id, instance_id, state, last_seen_at, owner, info FROM hives WHERE id = ANY($1)", [ids]),
+			this.pool.query<{ info: QueenWorkerView }>("SELECT info FROM workers WHERE hive_id = ANY($1)", [ids]),
+			this.pool.query<{ hive_id: string; info: GpuInfo }>("SELECT hive_id, info FROM gpus WHERE hive_id = ANY($1)", [ids]),
+		]);
+		return {
+			hives: h.rows.map((r) => ({
+				id: r.id,
+				instanceId: r.instance_id,
+				state: r.state,
+				lastSeenAt: r.last_seen_at?.toISOString() ?? null,
+				owner: r.owner,
+				version: r.info.version,
+				host: r.info.host,
+				driver: r.info.driver,
+				labels: r.info.labels ?? {},
+			})),
+			workers: wk.rows.map((r) => r.info),
+			gpus: g.rows.map((r) => ({ hiveId: r.hive_id, info: r.info })),
+		};
+	}
+
+	/** Hives whose liveness another queen renews, with how long ago on the database's clock (the sweep). */
+	async livenessAges(): Promise<{ id: string; state: HiveRow["state"]; ownerAlive: boolean; ageMs: number }[]> {
+		const { rows } = await this.pool.query<{ id: string; state: HiveRow["state"]; owner_alive: boolean; age_ms: number }>(
+			`SELECT id, state, (extract(epoch FROM now() - last_seen_at) * 1000)::float8 AS age_ms,
+			        owner IN (SELECT id FROM queens WHERE now() - seen_at < $1 * interval '1 millisecond') AS owner_alive
+			   FROM hives WHERE state IN ('ready', 'stale', 'unknown') AND last_seen_at IS NOT NULL`,
+			[QUEEN_GONE_MS],
+		);
+		return rows.map((r) => ({ id: r.id, state: r.state, ownerAlive: r.owner_alive === true, ageMs: r.age_ms }));
+	}
+
+	/**
+	 * Runs fn holding a database-wide advisory lock (every queen's claims take
+	 * the same one), after the tail has caught up, and until what fn changed
+	 * is committed: two queens never decide on the same state. `tryOnly`:
+	 * skip (null) when another queen holds it.
+	 */
+	async withLock<T>(key: number, fn: () => T | Promise<T>, tryOnly = false): Promise<T | null> {
+		// One at a time in this queen first: waiters on the database's lock would each hold one of the
+		// pool's connections, and the holder would find none left to catch up or commit with.
+		const prev = this.localLocks.get(key) ?? Promise.resolve();
+		if (tryOnly && this.localLocks.has(key)) return null;
+		let done!: () => void;
+		const mine = new Promise<void>((r) => {
+			done = r;
+		});
+		const chain = prev.then(() => mine);
+		this.localLocks.set(key, chain);
+		await prev;
+		try {
+			return await this.withDbLock(key, fn, tryOnly);
+		} finally {
+			done();
+			if (this.localLocks.get(key) === chain) this.localLocks.delete(key);
+		}
+	}
+
+	private readonly localLocks = new Map<number, Promise<void>>();
+
+	private async withDbLock<T>(key: number, fn: () => T | Promise<T>, tryOnly: boolean): Promise<T | null> {
+		const c = await this.pool.connect();
+		const quiet = () => {};
+		c.on("error", quiet);
+		let broken = false;
+		try {
+			if (tryOnly) {
+				if (!(await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [key])).rows[0]!.ok) return null;
+			} else await c.query("SELECT pg_advisory_lock($1)", [key]);
+			try {
+				await this.catchUp();
+				const out = await fn();
+				await this.durable();
+				return out;
+			} finally {
+				await c.query("SELECT pg_advisory_unlock($1)", [key]).catch(() => {
+					broken = true;
+				});
+			}
+		} finally {
+			c.off("error", quiet);
+			c.release(broken);
+		}
+	}
+
+	/** Keeps the newest `keep` events of the log (one queen at a time, from the sweep). */
+	async pruneEvents(keep: number): Promise<void> {
+		await this.pool.query("DELETE FROM events WHERE id <= (SELECT last_id FROM event_counter) - $1", [keep]);
+	}
+
 	/** Rows inserted, updated or deleted by committed transactions (for /metrics). */
 	rowsWritten(): number {
 		return this.rows;
@@ -373,14 +595,24 @@ export class PgStore implements QueenStore {
 
 	/** Resolves once everything changed so far is committed; rejects if it never can be. */
 	async durable(): Promise<void> {
-		while (this.writing) await this.writing;
+		let wrote = false;
+		while (this.writing) {
+			wrote = true;
+			await this.writing;
+		}
 		if (this.failed) throw this.failed;
+		// Several queens: and published (read back), so an answer is never ahead of the stream.
+		if (wrote && this.onBatch) await this.catchUp();
 	}
 
 	async close(): Promise<void> {
 		await this.durable().catch(() => {});
 		this.closed = true;
-		await this.holder.query("SELECT pg_advisory_unlock($1)", [SERVING_LOCK]).catch(() => {});
+		if (this.tailTimer) clearInterval(this.tailTimer);
+		if (this.renewTimer) clearInterval(this.renewTimer);
+		await this.tailing?.catch(() => {});
+		// A clean stop: its hives are unknown to the other queens at once, not after QUEEN_GONE_MS.
+		await this.pool.query("DELETE FROM queens WHERE id = $1", [this.o.queenId]).catch(() => {});
 		this.holder.release();
 		await this.pool.end();
 	}
