@@ -214,7 +214,8 @@ describe("the queen on PostgreSQL", () => {
 					.rows;
 				expect(rows.map((r) => [r.hive_id, r.info.labels.k, r.info.command[0]])).toEqual(nasty.map((x) => [x, x, x]));
 				// last_seen_at is the database's clock for a ready hive (its queen renews it), not the value given.
-				const [h] = (await q.query("SELECT id, instance_id, info->>'version' AS version, now() - last_seen_at < interval '1 minute' AS renewed FROM hives")).rows;
+				const [h] = (await q.query("SELECT id, instance_id, info->>'version' AS version, now() - last_seen_at < interval '1 minute' AS renewed FROM hives"))
+					.rows;
 				expect(h).toEqual({ id: "h'1", instance_id: "$2", version: "\\", renewed: true });
 				expect((await q.query("SELECT count(*)::int AS n FROM workers")).rows[0].n).toBe(nasty.length);
 			} finally {

@@ -204,12 +204,8 @@ export class PgStore implements QueenStore {
 					JSON.stringify({ version: h.version, host: h.host, driver: h.driver, labels: h.labels }),
 					o.queenId ?? null,
 				),
-			markAllUnknown: () => {
-				// Several queens: the others still serve their hives (a gone queen's are marked unknown at start).
-				return;
-				for (const h of l.hives) if (h.state !== "lost" && h.state !== "left") h.state = "unknown";
-				w("UPDATE hives SET state = 'unknown' WHERE state NOT IN ('lost', 'left')");
-			},
+			// Several queens: the others still serve their hives; a gone queen's were marked unknown at start (open()).
+			markAllUnknown: () => {},
 		};
 		this.workers = {
 			all: () => l.workers,
