@@ -57,6 +57,7 @@ export default defineConfig({
 					name: "postgres",
 					include: [
 						"packages/*/test/postgres/**/*.test.ts",
+						"tests/postgres/**/*.test.ts",
 						"packages/queen/test/integration/stream.test.ts",
 						"packages/queen/test/integration/placement-reconcile.test.ts",
 						"tests/integration/fleet.test.ts",

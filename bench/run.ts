@@ -7,6 +7,7 @@ import { cpus, totalmem } from "node:os";
 import { exitCodeFor, parseFlags, UsageError } from "@apiary/kit/cli";
 import { ctx, log, r3 } from "./lib.ts";
 import { advise } from "./sections/advise.ts";
+import { failover } from "./sections/failover.ts";
 import { pgStore } from "./sections/pg.ts";
 import { placement } from "./sections/placement.ts";
 import { cliStart } from "./sections/cli.ts";
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	advise,
 	placement,
 	pg: pgStore,
+	failover,
 };
 
 const HELP = `Usage: npm run bench [-- --quick] [-- --only SECTION[,SECTION...]]

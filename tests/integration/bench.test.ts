@@ -12,6 +12,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	expect(Object.keys(out.results).sort()).toEqual([
 		"advise",
 		"cli",
+		"failover",
 		"fanout",
 		"gpu",
 		"heartbeat",
@@ -23,6 +24,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 		"tick_5",
 	]);
 	expect(out.results.pg.hives).toBe(5); // the PostgreSQL section ran its load
+	expect(out.results.failover.kills).toBe(2); // and the queen-kill one moved its hive each time
 	expect(out.results.fanout.lost).toBe(0);
 	// Events really flowed (a hive refused by the queen once made "0 lost" of 0 events).
 	expect(out.results.fanout.events).toBeGreaterThan(0);

@@ -12,7 +12,7 @@ describe("three queens on one database", () => {
 	let server: Postgres;
 	const queens: QueenDaemon[] = [];
 	const hives: FakeHive[] = [];
-	const j = async <T = any>(url: string, init?: RequestInit) => {
+	const j = async <T = unknown>(url: string, init?: RequestInit) => {
 		const r = await fetch(url, init);
 		return { status: r.status, body: (await r.json()) as T };
 	};

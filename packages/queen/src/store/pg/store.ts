@@ -35,6 +35,8 @@ export type Op = { sql: string; params: unknown[] };
 
 /** How long a failing commit is retried before the queen gives up. */
 const RETRY_MS = 30_000;
+/** How an event insert starts (counted to know when the tail has read a commit's events back). */
+const EVENT_INSERT = "WITH c AS (UPDATE event_counter SET last_id = last_id + $2 RETURNING last_id)";
 /** Several queens: each renews its row this often; one silent past QUEEN_GONE_MS is gone, and its hives are unknown. */
 const QUEEN_RENEW_MS = 1000;
 const QUEEN_GONE_MS = 3000;
@@ -282,10 +284,11 @@ export class PgStore implements QueenStore {
 				w("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", upTo);
 			},
 			insertUnnumbered: (json, count) => {
+				this.eventWrites++;
 				// Numbered from the counter row in this transaction: its lock holds other writers until
 				// the commit, so ids are gapless and become visible in order; then every queen is told.
 				w(
-					`WITH c AS (UPDATE event_counter SET last_id = last_id + $2 RETURNING last_id)
+					`${EVENT_INSERT}
 							 INSERT INTO events (id, type, at, hive_id, worker_id, data, origin)
 							 SELECT c.last_id - $2 + x.ord, x.e->>'type', now(), x.e->>'hiveId', x.e->>'workerId', coalesce(x.e->'data', 'null'), $3
 							 FROM c, jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord)`,
@@ -390,6 +393,7 @@ export class PgStore implements QueenStore {
 			// The whole batch as one simple-protocol query: one round trip and one socket write, where a
 			// statement each cost a round trip (and on these machines 0.3 ms of syscalls) apiece.
 			const results = (await c.query(`BEGIN;${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`)) as unknown as pg.QueryResult[];
+			this.eventsCommitted += batch.reduce((n, unit) => n + unit.filter((op) => op.sql.startsWith(EVENT_INSERT)).length, 0);
 			this.rows += results.reduce((n, r) => n + (r.command === "INSERT" || r.command === "UPDATE" || r.command === "DELETE" ? (r.rowCount ?? 0) : 0), 0);
 			this.committed++;
 		} catch (err) {
@@ -410,6 +414,10 @@ export class PgStore implements QueenStore {
 	// ---- several queens (shared) ------------------------------------------------------------
 
 	private tailLast = 0;
+	/** Event inserts queued, committed, and committed before the tail last caught up. */
+	private eventWrites = 0;
+	private eventsCommitted = 0;
+	private caughtUp = 0;
 	private tailing: Promise<void> | null = null;
 	private tailAgain = false;
 	private onBatch: ((events: CommittedEvent[]) => Promise<void>) | null = null;
@@ -440,6 +448,7 @@ export class PgStore implements QueenStore {
 			while (this.tailing) await this.tailing;
 			return;
 		}
+		const upTo = this.eventsCommitted;
 		this.tailing = (async () => {
 			try {
 				do {
@@ -473,6 +482,7 @@ export class PgStore implements QueenStore {
 						if (rows.length < 2000) break;
 					}
 				} while (this.tailAgain);
+				this.caughtUp = Math.max(this.caughtUp, upTo);
 			} finally {
 				this.tailing = null;
 			}
@@ -591,14 +601,12 @@ export class PgStore implements QueenStore {
 
 	/** Resolves once everything changed so far is committed; rejects if it never can be. */
 	async durable(): Promise<void> {
-		let wrote = false;
-		while (this.writing) {
-			wrote = true;
-			await this.writing;
-		}
+		const events = this.eventWrites;
+		while (this.writing) await this.writing;
 		if (this.failed) throw this.failed;
-		// Several queens: and published (read back), so an answer is never ahead of the stream.
-		if (wrote && this.onBatch) await this.catchUp();
+		// And its events published (read back), so an answer is never ahead of the stream;
+		// a commit of rows alone (a hive's renewal) needs no read.
+		if (this.caughtUp < events && this.onBatch) await this.catchUp();
 	}
 
 	async close(): Promise<void> {
