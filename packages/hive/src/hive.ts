@@ -312,18 +312,9 @@ export class Hive extends EventEmitter {
 			this.undoCreate(id);
 			throw err;
 		}
-		let child: WorkerProcess;
-		try {
-			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id) });
-		} catch (err) {
-			// The log could not be opened or the exec of the wrapper failed (EAGAIN, EMFILE…): it never ran.
-			this.undoCreate(id);
-			throw new HiveError(500, `spawning ${id} failed: the process could not be started: ${messageOf(err)}`, { cause: err });
-		}
-		const pid = child.pid;
 		const info: WorkerInfo = {
 			...spec,
-			pid,
+			pid: null,
 			state: "running",
 			startedAt: new Date(this.clock.wall()).toISOString(),
 			cgroup: this.driver.pathOf(id),
@@ -331,19 +322,34 @@ export class Hive extends EventEmitter {
 			stats: null,
 			exit: null,
 		};
-		const entry = this.entry(info, this.driver.reader(id, pid, this.badFile), this.clock.now());
-		entry.child = child;
-		entry.startTicks = procStartTicks(this.host.proc, pid);
+		// Recorded before it runs: no record, no worker (a worker the hive cannot remember would be
+		// lost on its restart), and a worker writing fast (its log on the same disk) could fill the
+		// disk between its start and its record.
 		try {
-			this.records.save(entry.info, entry.startTicks, false);
+			this.records.save(info, null, false);
 		} catch (err) {
-			// No record, no worker: a worker the hive cannot remember would be lost on its restart.
-			kill9(-pid);
 			this.undoCreate(id);
 			this.storageHealth.failed(null, err);
 			throw new HiveError(507, `cannot record worker ${id} in ${this.stateDir}: ${messageOf(err)}; new workers are refused until it can`, { cause: err });
 		}
+		let child: WorkerProcess;
+		try {
+			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id) });
+		} catch (err) {
+			// The log could not be opened or the exec of the wrapper failed (EAGAIN, EMFILE…): it never ran.
+			this.records.remove(id);
+			this.undoCreate(id);
+			throw new HiveError(500, `spawning ${id} failed: the process could not be started: ${messageOf(err)}`, { cause: err });
+		}
+		const pid = child.pid;
+		info.pid = pid;
+		const entry = this.entry(info, this.driver.reader(id, pid, this.badFile), this.clock.now());
+		entry.child = child;
+		entry.startTicks = procStartTicks(this.host.proc, pid);
 		this.workers.set(id, entry);
+		// With its pid now; if the disk filled meanwhile, kept in memory and written when it can (the earlier record
+		// already names it: a restart finds its process in its cgroup).
+		this.persist(entry);
 		child.onExit((code, signal) => {
 			entry.finishing = this.finish(entry, code, signal);
 		});

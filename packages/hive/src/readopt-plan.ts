@@ -40,7 +40,8 @@ export function planReadoption(inp: ReadoptInputs): ReadoptAction[] {
 		let alive = ticks !== null && (rec?.startTicks == null || ticks === rec.startTicks);
 		if (inp.driver !== "none") {
 			if (pid !== null && !cgPids.includes(pid)) alive = false;
-			if (!rec && cgPids.length > 0) {
+			// No record, or one written before its process started (its pid never recorded): the cgroup's first process.
+			if ((!rec || rec.pid === null) && cgPids.length > 0) {
 				pid = cgPids[0]!;
 				alive = true;
 			}

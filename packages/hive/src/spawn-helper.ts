@@ -11,7 +11,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { ENTER, type HelperSays, type SpawnAsk } from "./spawner.ts";
 
-const POOL = 4;
+/** Shells kept forked ahead (argv[2]; tests set 0 to take the on-demand path every time). */
+const POOL = Number(process.argv[2] ?? 4);
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const send = (m: HelperSays) => process.send?.(m);

@@ -79,15 +79,18 @@ export class SpawnHelper {
 	private readonly asks = new Map<number, { resolve: (w: WorkerProcess) => void; reject: (e: Error) => void }>();
 	private readonly children = new Map<number, WorkerProcess>();
 	private readonly log: (msg: string, extra?: object) => void;
+	private readonly pool: number;
 
-	constructor(log: (msg: string, extra?: object) => void = () => {}) {
+	/** `pool`: shells kept forked ahead (default 4). */
+	constructor(log: (msg: string, extra?: object) => void = () => {}, o: { pool?: number } = {}) {
 		this.log = log;
+		this.pool = o.pool ?? 4;
 	}
 
 	/** Starts the helper now (else the first spawn does): call it once the hive is in its own cgroup. */
 	start(): void {
 		if (this.proc) return;
-		const p = fork(HELPER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
+		const p = fork(HELPER, [String(this.pool)], { stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
 		p.on("message", (m: HelperSays) => this.said(m));
 		p.on("error", (err) => this.log("spawn helper error", { err: err.message }));
 		p.on("exit", (code, signal) => this.ended(p, `the hive's spawn helper ended (${signal ?? `exit ${code}`})`));

@@ -344,6 +344,12 @@ export class Registry extends FleetState {
 		}
 	}
 
+	/** Runs fn one at a time fleet-wide when several queens share the database (at once otherwise). */
+	async exclusive<T>(fn: () => T): Promise<T> {
+		if (!this.store.withLock) return fn();
+		return (await this.store.withLock(CLAIMS_LOCK, fn)) as T;
+	}
+
 	/** A claim, decided one at a time across queens when several share the database. */
 	async claimShared(req: ClaimBody): Promise<Claim> {
 		if (!this.store.withLock) return this.claim(req);

@@ -54,6 +54,13 @@ describe("re-adoption plan (pure)", () => {
 			]),
 		);
 	});
+	it("a record written before its process started (no pid) is adopted by its cgroup's first process; without one it is lost", () => {
+		const rec = saved(worker("early", { pid: null }), null);
+		const plan = planReadoption({ ...base, saved: new Map([["early", rec]]), cgroups: ["early"], pidsOf: () => [40] });
+		expect(plan).toEqual([expect.objectContaining({ kind: "adopt", id: "early", rec, pid: 40 })]);
+		const none = planReadoption({ ...base, saved: new Map([["early", rec]]), cgroups: ["early"], pidsOf: () => [] });
+		expect(none).toEqual([expect.objectContaining({ kind: "lost", id: "early", pid: null, leftovers: false })]);
+	});
 	it("exited records are kept as they are; the none driver trusts the pid and its start time alone", () => {
 		const plan = planReadoption({
 			...base,

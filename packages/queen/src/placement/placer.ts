@@ -91,9 +91,19 @@ export class Placer {
 	}
 
 	/** Places a worker and starts it; answers once the hive has started it. */
-	place(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+	async place(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
 		const key = body.idempotencyKey;
 		if (key === undefined) return this.placeOnce(body, signal);
+		// Several queens: a key another queen answered is found in the database.
+		const shared = this.registry.store.placementAnswer;
+		if (shared && !this.keys.has(key)) {
+			const earlier = await shared.call(this.registry.store, key);
+			if (earlier) return earlier;
+		}
+		return this.placeKeyed(key, body, signal);
+	}
+
+	private placeKeyed(key: string, body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
 		const now = Date.now();
 		for (const [k, v] of this.keys) if (now - v.at > KEY_TTL_MS) this.keys.delete(k);
 		const seen = this.keys.get(key);
@@ -111,10 +121,13 @@ export class Placer {
 		// Bounded whatever the request rate: past the cap the oldest keys go first (Map keeps insertion order).
 		if (this.keys.size > MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
 		// A failure that changed nothing may be retried under the same key; a lost answer is looked into on the retry.
-		answer.catch((err) => {
-			if (err instanceof PlacementError && err.doubt) entry.doubt = err.doubt;
-			else this.keys.delete(key);
-		});
+		answer.then(
+			(a) => this.registry.store.tx(() => this.registry.store.savePlacement?.(key, a)),
+			(err) => {
+				if (err instanceof PlacementError && err.doubt) entry.doubt = err.doubt;
+				else this.keys.delete(key);
+			},
+		);
 		return answer;
 	}
 
@@ -131,7 +144,8 @@ export class Placer {
 		if (claimId !== undefined) grant = this.fromClaim(claimId, hive);
 		else {
 			// Waiters came first: the hives they could use are theirs to take.
-			const now = this.tryGrant(id, want, this.claimedByWaiters());
+			// Several queens: reserved one at a time fleet-wide (held only for the claim, not the spawn).
+			const now = await this.registry.exclusive(() => this.tryGrant(id, want, this.claimedByWaiters()));
 			if ("error" in now) {
 				if (!waitMs) {
 					const alone = this.tryGrant(id, want, null, true);
@@ -269,6 +283,12 @@ export class Placer {
 		this.pumping = true;
 		queueMicrotask(() => {
 			this.pumping = false;
+			void this.registry.exclusive(() => this.pumpNow()).catch(() => {});
+		});
+	}
+
+	private pumpNow(): void {
+		{
 			const avoid = new Set<string>();
 			const hives = this.registry.candidates(() => true).length;
 			for (let i = 0; i < this.queue.length; i++) {
@@ -283,7 +303,7 @@ export class Placer {
 				this.queue.splice(i--, 1);
 				w.resolve(g);
 			}
-		});
+		}
 	}
 
 	private expire(): void {

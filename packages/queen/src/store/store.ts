@@ -1,3 +1,4 @@
+import type { PlacementAnswer } from "@apiary/protocol";
 import type { ClaimTable } from "./claims.ts";
 import type { EventTable } from "./events.ts";
 import type { ExitTable } from "./exits.ts";
@@ -26,6 +27,10 @@ export interface QueenStore {
 	readonly shared?: boolean;
 	/** Shared: runs fn under a database-wide lock, caught up with the other queens, until its changes are committed. */
 	withLock?<T>(key: number, fn: () => T | Promise<T>, tryOnly?: boolean): Promise<T | null>;
+	/** Several queens: the answer a placement with this idempotency key got on any queen. */
+	placementAnswer?(key: string): Promise<PlacementAnswer | null>;
+	/** …kept with its key (inside a transaction). */
+	savePlacement?(key: string, answer: PlacementAnswer): void;
 	/** Resolves once every transaction run so far is durable (at once on SQLite, whose commits are synchronous). */
 	durable(): Promise<void>;
 	close(): void | Promise<void>;

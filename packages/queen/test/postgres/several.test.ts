@@ -129,4 +129,37 @@ describe("three queens on one database", () => {
 			await db.end();
 		}
 	});
+
+	it("placements through the three queens at once never place two workers on one GPU, and an idempotency key answered by one queen is answered alike by another", async () => {
+		// The simulated hives start what they are asked to: reply 201, then report the worker running.
+		const spawned: string[] = [];
+		for (const h of hives) {
+			h.ws.on("message", (d) => {
+				const m = JSON.parse(d.toString());
+				if (m.type !== "command" || m.op !== "spawn") return;
+				spawned.push(m.body.id);
+				const w = worker(m.body.id, { gpus: m.body.gpus ?? [] });
+				h.send({ type: "reply", id: m.id, status: 201, body: w });
+				h.send({ type: "event", seq: 1000 + spawned.length, event: "worker.spawned", worker: w });
+			});
+		}
+		const post = (q: number, body: object) =>
+			j<{ hiveId: string; id: string; gpus: string[] }>(`${queens[q]!.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify(body),
+			});
+		const first = await post(0, { id: "keyed", command: ["true"], gpus: { count: 1 }, idempotencyKey: "k-1" });
+		expect(first.status).toBe(201);
+		const again = await post(1, { id: "keyed", command: ["true"], gpus: { count: 1 }, idempotencyKey: "k-1" });
+		expect(again).toEqual(first);
+		expect(spawned.filter((id) => id === "keyed")).toHaveLength(1);
+		for (const q of queens) await until(async () => (await j<unknown[]>(`${q.url}/v1/gpus?free=true`)).body.length === 11, 5000, "11 free everywhere");
+		const answers = await Promise.all(Array.from({ length: 23 }, (_, i) => post(i % 3, { id: `p${i}`, command: ["true"], gpus: { count: 1 } })));
+		expect(answers.filter((a) => a.status !== 201 && a.status !== 409)).toEqual([]);
+		const placed = [first.body, ...answers.filter((a) => a.status === 201).map((a) => a.body)];
+		expect(placed).toHaveLength(12);
+		const gpus = placed.flatMap((p) => p.gpus.map((g) => `${p.hiveId}/${g}`));
+		expect(new Set(gpus).size).toBe(12);
+	});
 });

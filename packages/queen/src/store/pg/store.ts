@@ -1,4 +1,4 @@
-import type { Claim, ExitRecord, GpuInfo, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import type { Claim, ExitRecord, GpuInfo, PlacementAnswer, QueenEvent, QueenWorkerView } from "@apiary/protocol";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { RunSummary } from "../../advise/run.ts";
@@ -583,6 +583,15 @@ export class PgStore implements QueenStore {
 			c.off("error", quiet);
 			c.release(broken);
 		}
+	}
+
+	async placementAnswer(key: string): Promise<PlacementAnswer | null> {
+		const { rows } = await this.pool.query<{ answer: PlacementAnswer }>("SELECT answer FROM placements WHERE key = $1", [key]);
+		return rows[0]?.answer ?? null;
+	}
+
+	savePlacement(key: string, answer: PlacementAnswer): void {
+		this.write({ sql: "INSERT INTO placements (key, answer) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", params: [key, JSON.stringify(answer)] });
 	}
 
 	/** Keeps the newest `keep` events of the log (one queen at a time, from the sweep). */
