@@ -104,6 +104,11 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		});
 		let sweeps = 0;
 		sweep = setInterval(() => {
+			// Other queens' hives' samples, written with their renewals.
+			store
+				.samplesSince()
+				.then((rows) => registry.applySamples(rows, queenId))
+				.catch((err) => log("reading other queens' samples failed", { err: String(err) }));
 			store
 				.withLock(
 					SWEEP_LOCK,

@@ -4,6 +4,7 @@ import {
 	type ClaimBody,
 	type GpuInfo,
 	type HeartbeatMessage,
+	packStats,
 	type HelloMessage,
 	type QueenWorkerView,
 	unpackStats,
@@ -15,6 +16,7 @@ import { HttpError } from "@apiary/kit/errors";
 import { type ClaimRec, FleetState, key, type WorkerRec } from "./fleet-state.ts";
 import { gpuChanged, pickGpus } from "./gpu-pick.ts";
 import { livenessTransition } from "./liveness.ts";
+import type { HiveSamples } from "./store/hives.ts";
 import type { CommittedEvent, HiveRows } from "./store/pg/store.ts";
 import { claimView, type HiveRec } from "./views.ts";
 
@@ -64,7 +66,15 @@ export class Registry extends FleetState {
 
 	private saveHive(h: HiveRec): void {
 		h.savedMono = this.now;
-		this.store.hives.save(h);
+		if (!this.store.shared || h.state !== "ready") {
+			this.store.hives.save(h);
+			return;
+		}
+		// Several queens: its running workers' latest samples ride on its renewal (the other queens poll them).
+		const samples: HiveSamples = [];
+		for (const r of this.hiveWorkers(h.id))
+			if (r.view.state === "running" && r.view.stats) samples.push({ id: r.view.id, startedAt: r.view.startedAt, s: packStats(r.view.stats) });
+		this.store.hives.save({ ...h, samples });
 	}
 
 	private saveWorker(v: QueenWorkerView): void {
@@ -342,6 +352,25 @@ export class Registry extends FleetState {
 			else if (e.type === "claim.released" && d.claim) this.claims.delete(d.claim.id);
 			else if (e.type === "worker.exited" && d.worker) this.store.exits.remember?.(d.worker.hiveId, d.worker.id, d.worker.startedAt);
 		}
+	}
+
+	/** Several queens: another queen's hive's latest samples, published here as `worker.updated` (at most ~5 s old). */
+	applySamples(rows: { id: string; owner: string | null; samples: HiveSamples }[], queenId: string): void {
+		this.change(() => {
+			for (const row of rows) {
+				if (row.owner === queenId || this.hives.get(row.id)?.connected) continue;
+				const known = this.byHive.get(row.id);
+				for (const t of row.samples) {
+					const rec = known?.get(t.id);
+					if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt) continue;
+					const stats = unpackStats(t.s);
+					if (stats.sampledAt === rec.sampledAt) continue;
+					rec.sampledAt = stats.sampledAt;
+					rec.view.stats = stats;
+					this.events.append("worker.updated", { hiveId: row.id, workerId: t.id, stats }, row.id, t.id);
+				}
+			}
+		});
 	}
 
 	/** Runs fn one at a time fleet-wide when several queens share the database (at once otherwise). */

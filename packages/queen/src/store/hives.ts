@@ -1,4 +1,4 @@
-import type { DriverInfo, HiveState, HostFacts } from "@apiary/protocol";
+import type { DriverInfo, HiveState, HostFacts, PackedStats } from "@apiary/protocol";
 import type { SqliteDb } from "./sqlite.ts";
 
 export interface HiveRow {
@@ -10,7 +10,12 @@ export interface HiveRow {
 	host: HostFacts;
 	driver: DriverInfo;
 	labels: Record<string, string>;
+	/** Several queens: its running workers' latest samples, written with its renewal (never on SQLite). */
+	samples?: HiveSamples;
 }
+
+/** A hive's running workers' latest stats, packed as on the socket. */
+export type HiveSamples = { id: string; startedAt: string; s: PackedStats }[];
 
 export interface HiveTable {
 	all(): HiveRow[];

@@ -1,5 +1,5 @@
 import type { Claim, QueenEvent } from "@apiary/protocol";
-import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
+import { FakeHive, gpu, stats, worker } from "@apiary/test-support/fake-hive";
 import { type Postgres, startPostgres } from "@apiary/test-support/postgres";
 import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
@@ -161,5 +161,25 @@ describe("three queens on one database", () => {
 		expect(placed).toHaveLength(12);
 		const gpus = placed.flatMap((p) => p.gpus.map((g) => `${p.hiveId}/${g}`));
 		expect(new Set(gpus).size).toBe(12);
+	});
+
+	it("a hive's stats samples reach the other queens, coarsened (with its renewal, every 5 s)", async () => {
+		const h = hives[3]!; // on queen 0
+		const beat = setInterval(() => h.heartbeat([worker("w3", { stats: stats(Date.now()) })]), 500);
+		try {
+			const t0 = Date.now();
+			const seen = await until(
+				async () => {
+					const w = (await j<{ stats: { sampledAt: number } | null }>(`${queens[1]!.url}/v1/workers/w3`)).body;
+					return w.stats && w.stats.sampledAt >= t0 ? w.stats : null;
+				},
+				10_000,
+				"a sample of w3 on queen 1",
+			);
+			// At most a renewal period and a poll old when it arrived.
+			expect(Date.now() - seen.sampledAt).toBeLessThan(7000);
+		} finally {
+			clearInterval(beat);
+		}
 	});
 });

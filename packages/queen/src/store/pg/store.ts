@@ -6,7 +6,7 @@ import type { ClaimTable } from "../claims.ts";
 import type { EventTable } from "../events.ts";
 import type { ExitTable } from "../exits.ts";
 import type { GpuRow, GpuTable } from "../gpus.ts";
-import type { HiveRow, HiveTable } from "../hives.ts";
+import type { HiveRow, HiveSamples, HiveTable } from "../hives.ts";
 import type { RunTable } from "../runs.ts";
 import type { QueenStore } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
@@ -196,15 +196,17 @@ export class PgStore implements QueenStore {
 				// Ready is written only by the queen the hive is connected to: it becomes the hive's
 				// owner and renews its liveness on the database's clock. Other states keep both.
 				w(
-					`INSERT INTO hives (id, instance_id, state, last_seen_at, info, owner) VALUES ($1, $2, $3, now(), $4, $5)
+					`INSERT INTO hives (id, instance_id, state, last_seen_at, info, owner, samples, beat) VALUES ($1, $2, $3, now(), $4, $5, $6, nextval('hive_beats'))
 							 ON CONFLICT (id) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, info = excluded.info,
 							   last_seen_at = CASE WHEN excluded.state = 'ready' THEN now() ELSE hives.last_seen_at END,
-							   owner = CASE WHEN excluded.state = 'ready' THEN excluded.owner ELSE hives.owner END`,
+							   owner = CASE WHEN excluded.state = 'ready' THEN excluded.owner ELSE hives.owner END,
+							   samples = CASE WHEN excluded.state = 'ready' THEN excluded.samples ELSE NULL END, beat = excluded.beat`,
 					h.id,
 					h.instanceId,
 					h.state,
 					JSON.stringify({ version: h.version, host: h.host, driver: h.driver, labels: h.labels }),
 					o.queenId ?? null,
+					h.samples ? JSON.stringify(h.samples) : null,
 				),
 			// Several queens: the others still serve their hives; a gone queen's were marked unknown at start (open()).
 			markAllUnknown: () => {},
@@ -519,6 +521,18 @@ export class PgStore implements QueenStore {
 			workers: wk.rows.map((r) => r.info),
 			gpus: g.rows.map((r) => ({ hiveId: r.hive_id, info: r.info })),
 		};
+	}
+
+	private lastBeat = 0;
+
+	/** Hives' samples written since the last call (by any queen), oldest first. */
+	async samplesSince(): Promise<{ id: string; owner: string | null; samples: HiveSamples }[]> {
+		const { rows } = await this.pool.query<{ id: string; owner: string | null; samples: HiveSamples; beat: string }>(
+			"SELECT id, owner, samples, beat FROM hives WHERE beat > $1 AND samples IS NOT NULL ORDER BY beat",
+			[this.lastBeat],
+		);
+		if (rows.length > 0) this.lastBeat = Number(rows.at(-1)!.beat);
+		return rows.map((r) => ({ id: r.id, owner: r.owner, samples: r.samples }));
 	}
 
 	/** Hives whose liveness another queen renews, with how long ago on the database's clock (the sweep). */
