@@ -350,7 +350,11 @@ export class Registry extends FleetState {
 			const d = e.data as { claim?: Claim; worker?: QueenWorkerView; exit?: { startedAt: string } };
 			if (e.type === "claim.created" && d.claim) this.claims.set(d.claim.id, { ...d.claim, expiresMono: this.now + (Date.parse(d.claim.expiresAt) - wall) });
 			else if (e.type === "claim.released" && d.claim) this.claims.delete(d.claim.id);
-			else if (e.type === "worker.exited" && d.worker) this.store.exits.remember?.(d.worker.hiveId, d.worker.id, d.worker.startedAt);
+			else if (e.type === "worker.exited" && d.worker?.exit) {
+				this.store.exits.remember?.(d.worker.hiveId, d.worker.id, d.worker.startedAt);
+				// Its run reached the shared history with the other queen's exit record: this queen's advisor learns it too.
+				this.advisor.record(d.worker, d.worker.exit, true);
+			}
 		}
 	}
 

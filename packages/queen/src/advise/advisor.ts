@@ -65,14 +65,22 @@ export class Advisor {
 		return g;
 	}
 
-	/** Records a finished run (inside the caller's transaction); returns its summary, or null for a run that never ran. */
-	record(worker: { profile: string | null; labels: Record<string, string>; limits: Limits }, exit: ExitRecord): RunSummary | null {
+	/**
+	 * Records a finished run (inside the caller's transaction); returns its
+	 * summary, or null for a run that never ran. `stored`: another queen
+	 * recorded it in the shared store already; only this queen's memory learns it.
+	 */
+	record(worker: { profile: string | null; labels: Record<string, string>; limits: Limits }, exit: ExitRecord, stored = false): RunSummary | null {
 		const run = summarize(worker, exit);
 		if (!run) return null;
 		const { key } = this.keyOf(run);
 		const g = this.group(key, run);
 		g.runs.push(run);
 		g.cached = null;
+		if (stored) {
+			if (g.runs.length > this.runsPerKey) g.runs.splice(0, g.runs.length - this.runsPerKey);
+			return run;
+		}
 		this.table.insert(key, run);
 		if (g.runs.length > this.runsPerKey) {
 			g.runs.splice(0, g.runs.length - this.runsPerKey);

@@ -1,5 +1,5 @@
 import type { Claim, QueenEvent } from "@apiary/protocol";
-import { FakeHive, gpu, stats, worker } from "@apiary/test-support/fake-hive";
+import { exitedWorker, FakeHive, gpu, stats, worker } from "@apiary/test-support/fake-hive";
 import { type Postgres, startPostgres } from "@apiary/test-support/postgres";
 import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
@@ -180,6 +180,26 @@ describe("three queens on one database", () => {
 			expect(Date.now() - seen.sampledAt).toBeLessThan(7000);
 		} finally {
 			clearInterval(beat);
+		}
+	});
+
+	it("a run recorded through one queen is in every queen's right-sizing history", async () => {
+		const run = exitedWorker("sized", {
+			startedAt: Date.now() - 120_000,
+			durationMs: 60_000,
+			peakBytes: 300 << 20,
+			cores: 0.5,
+			profile: null,
+			labels: { suite: "shared" },
+			limits: { cpu: 1, memoryBytes: 1 << 30, pids: null, timeoutMs: null },
+		});
+		hives[4]!.send({ type: "event", seq: 5000, event: "worker.exited", worker: run });
+		for (const q of queens) {
+			await until(
+				async () => (await j<{ groups: { runs: number }[] }>(`${q.url}/v1/recommendations?label=suite=shared`)).body.groups[0]?.runs === 1,
+				5000,
+				"the run in this queen's history",
+			);
 		}
 	});
 });
