@@ -343,6 +343,8 @@ export class Hive extends EventEmitter {
 		}
 		const pid = child.pid;
 		info.pid = pid;
+		// Started now, not when its record was first written: its run's duration (and so its average cores) is its own.
+		info.startedAt = new Date(this.clock.wall()).toISOString();
 		const entry = this.entry(info, this.driver.reader(id, pid, this.badFile), this.clock.now());
 		entry.child = child;
 		entry.startTicks = procStartTicks(this.host.proc, pid);
