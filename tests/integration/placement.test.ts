@@ -43,8 +43,9 @@ describe("placement through the queen", () => {
 			hive("local", "no-driver", ["--no-remote-spawn", "--label", "pool=local"]),
 		]);
 		// The H100 is listed with its two MIG instances.
-		await until(async () => (await gpus()).length === 8 + 3 + 4 + 8, 20_000, "every hive's GPUs");
-	}, 60_000);
+		// Five hives, each with its spawn helper and fake nvidia-smi (Node processes too), starting at once on two cores.
+		await until(async () => (await gpus()).length === 8 + 3 + 4 + 8, 45_000, "every hive's GPUs");
+	}, 90_000);
 	afterAll(async () => {
 		for (const h of hives.values()) await h.stop();
 		await queen?.stop();
