@@ -288,21 +288,19 @@ export class Placer {
 	}
 
 	private pumpNow(): void {
-		{
-			const avoid = new Set<string>();
-			const hives = this.registry.candidates(() => true).length;
-			for (let i = 0; i < this.queue.length; i++) {
-				// Every hive is some earlier waiter's: nobody behind can be placed (a long queue costs one pass, not one per waiter).
-				if (avoid.size >= hives) break;
-				const w = this.queue[i]!;
-				const g = this.tryGrant(w.id, w.want, avoid);
-				if ("error" in g) {
-					for (const h of this.eligible(w.want)) avoid.add(h);
-					continue;
-				}
-				this.queue.splice(i--, 1);
-				w.resolve(g);
+		const avoid = new Set<string>();
+		const hives = this.registry.candidates(() => true).length;
+		for (let i = 0; i < this.queue.length; i++) {
+			// Every hive is some earlier waiter's: nobody behind can be placed (a long queue costs one pass, not one per waiter).
+			if (avoid.size >= hives) break;
+			const w = this.queue[i]!;
+			const g = this.tryGrant(w.id, w.want, avoid);
+			if ("error" in g) {
+				for (const h of this.eligible(w.want)) avoid.add(h);
+				continue;
 			}
+			this.queue.splice(i--, 1);
+			w.resolve(g);
 		}
 	}
 
