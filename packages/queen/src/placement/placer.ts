@@ -132,7 +132,6 @@ export class Placer {
 	}
 
 	private async placeOnce(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
-		(globalThis as any).P0 = performance.now();
 		const { hive, constraints, gpus, claimId, waitMs, idempotencyKey: _k, ...spawn } = body;
 		if (claimId !== undefined && gpus !== undefined) throw new PlacementError(400, "body: give gpus or claimId, not both");
 		const id = spawn.id ?? `w-${randomBytes(4).toString("hex")}`;
@@ -324,13 +323,11 @@ export class Placer {
 		list.push(promise);
 		this.inFlight.set(g.hiveId, list);
 		let r: CommandReply;
-		const C0 = performance.now();
 		try {
 			r = await this.sockets.command(g.hiveId, { op: "spawn", body: { ...body, gpus: g.gpus } }, { timeoutMs: SPAWN_TIMEOUT_MS });
 		} finally {
 			list.splice(list.indexOf(promise), 1);
 		}
-		process.stderr.write(`PQ pre ${(C0 - (globalThis as any).P0).toFixed(2)} cmd ${(performance.now() - C0).toFixed(2)}\n`);
 		if (r.status === 201) return { hiveId: g.hiveId, id, gpus: g.gpus, claimId: g.claimId };
 		if (r.status === 503 || r.status === 504) {
 			// The hive may have started it: its next snapshot says; the claim waits for that.
