@@ -74,9 +74,20 @@ function checkPacked(a: unknown[]): void {
 	}
 }
 
-export function unpackStats(a: PackedStats): WorkerStats {
+/**
+ * Checks a sample as it came off the socket and returns it as it is: the
+ * queen keeps the latest packed and unpacks it when read (a nested object per
+ * worker per second, held until the next sample, is what its heap was
+ * promoting and collecting most).
+ */
+export function checkPackedStats(a: PackedStats): PackedStats {
 	if (!Array.isArray(a) || a.length < PACKED_STATS_LENGTH) throw new ProtocolError(`packed stats must be an array of ${PACKED_STATS_LENGTH}`);
 	checkPacked(a);
+	return a;
+}
+
+export function unpackStats(a: PackedStats): WorkerStats {
+	checkPackedStats(a);
 	const n = (i: number) => a[i] as N;
 	const pressure: PressureStats = { cpu: psiIn(a[24] as N[] | null), memory: psiIn(a[25] as N[] | null), io: psiIn(a[26] as N[] | null) };
 	return {

@@ -6,7 +6,7 @@ type Listener = (e: QueenEvent) => void;
 export interface EventLogOptions {
 	/** Durable events kept in SQLite before old batches are pruned. */
 	keep?: number;
-	/** Recent events (all types) kept in memory for resuming subscribers. */
+	/** Recent lifecycle events kept in memory for resuming subscribers. */
 	recent?: number;
 }
 
@@ -42,9 +42,13 @@ const ID_BLOCK = 1_000_000;
  * are persisted in the same transaction as the change itself, the events of
  * one transaction (a heartbeat's worth) as one row of `event_batches` (the
  * `events` view shows them one per row); old batches are pruned past `keep`.
- * Every event, durable or not, is also kept in a bounded in-memory window,
- * which serves resumes that fall inside it. Listeners (SSE subscribers) hear
- * of events after the commit.
+ * Durable events are also kept in a bounded in-memory window, which serves
+ * resumes that fall inside it. Stats samples are not: the registry keeps each
+ * worker's latest, and a resume gets those after its cursor (coalesced per
+ * worker, latest wins, as a live subscriber's queue does). At 100,000 workers a
+ * window of samples covered half a second and was most of what the queen's
+ * heap promoted and collected. Listeners (SSE subscribers) hear of events
+ * after the commit.
  *
  * Ids outlive the process although `worker.updated` is never written: the
  * highest id that may have been handed out is reserved in `meta` ahead of
@@ -80,7 +84,7 @@ export class EventLog {
 	constructor(store: { events: EventTable }, o: EventLogOptions = {}) {
 		this.table = store.events;
 		this.keep = o.keep ?? 1_000_000;
-		this.recentLimit = o.recent ?? 50_000;
+		this.recentLimit = o.recent ?? 10_000;
 		this.numberedAtCommit = this.table.insertUnnumbered !== undefined;
 		this.lastId = Math.max(this.table.lastLoggedId(), this.table.reservedUpTo());
 		this.reserved = this.lastId;
@@ -145,7 +149,7 @@ export class EventLog {
 	private publish(batch: readonly QueenEvent[]): void {
 		if (batch.length === 0) return;
 		for (const e of batch) {
-			this.recent.push(e);
+			if (isDurable(e.type)) this.recent.push(e);
 			this.counts.set(e.type, (this.counts.get(e.type) ?? 0) + 1);
 		}
 		// Trim in chunks, so the window costs O(1) per event.
@@ -178,23 +182,24 @@ export class EventLog {
 	}
 
 	/**
-	 * Events after `id`, oldest first, at most about `limit`: from memory when
-	 * the window reaches back that far, else the durable ones from the
-	 * database up to where the window begins (stats samples older than the
-	 * window are gone: the next heartbeat brings fresh ones).
+	 * Durable events after `id` up to `upTo`, oldest first, at most about
+	 * `limit`: from memory when the window reaches back that far, else from
+	 * the database up to where the window begins. Samples are not here
+	 * (Registry.samplesAfter).
 	 */
-	async since(id: number, limit = 10_000): Promise<QueenEvent[]> {
+	async since(id: number, limit = 10_000, upTo = Number.POSITIVE_INFINITY): Promise<QueenEvent[]> {
 		const out: QueenEvent[] = [];
 		const windowStart = this.windowStart();
 		if (id + 1 < windowStart) {
 			for (const json of await this.table.batchesBetween(id, windowStart, limit)) {
-				for (const e of JSON.parse(json) as QueenEvent[]) if (e.id > id && e.id < windowStart) out.push(e);
+				for (const e of JSON.parse(json) as QueenEvent[]) if (e.id > id && e.id < windowStart && e.id <= upTo) out.push(e);
 				if (out.length >= limit) return out;
 			}
 		}
 		// Read after the await: events published meanwhile are in the window.
 		const recent = this.recent;
-		for (let i = firstAfter(recent, Math.max(id, out.at(-1)?.id ?? id)); i < recent.length && out.length < limit; i++) out.push(recent[i]!);
+		for (let i = firstAfter(recent, Math.max(id, out.at(-1)?.id ?? id)); i < recent.length && out.length < limit && recent[i]!.id <= upTo; i++)
+			out.push(recent[i]!);
 		return out;
 	}
 
@@ -210,15 +215,9 @@ export class EventLog {
 		return candidates.length === 0 ? this.lastId + 1 : Math.min(...candidates);
 	}
 
-	/**
-	 * The lowest id the memory window holds every event of. Numbered at
-	 * commit, a sample carries the id of the event before it, which the
-	 * window need not hold: a window starting with a sample starts after it.
-	 */
+	/** The lowest id the memory window holds every durable event from. */
 	private windowStart(): number {
-		const first = this.recent[0];
-		if (!first) return this.lastId + 1;
-		return this.numberedAtCommit && !isDurable(first.type) ? first.id + 1 : first.id;
+		return this.recent[0]?.id ?? this.lastId + 1;
 	}
 
 	/** On a clean stop: the next start continues right after the last id. */

@@ -1,9 +1,21 @@
-import type { Claim, ExitRecord, GpuInfo, GpuView, HiveView, QueenWorkerView } from "@apiary/protocol";
+import {
+	type Claim,
+	type ExitRecord,
+	type GpuInfo,
+	type GpuView,
+	type HiveView,
+	type PackedStats,
+	type QueenEvent,
+	type QueenWorkerView,
+	unpackStats,
+	type WorkerStats,
+} from "@apiary/protocol";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import type { EventLog } from "./events.ts";
 import { Advisor } from "./advise/advisor.ts";
 import type { Candidate } from "./placement/choose.ts";
 import { byBestFit, freeMemoryMiB, isGpuFree } from "./gpu-pick.ts";
+import type { LatestSample } from "./latest-sample.ts";
 import type { QueenStore } from "./store/store.ts";
 import { claimView, gpuView, type HiveRec, hiveView } from "./views.ts";
 
@@ -21,6 +33,29 @@ export interface WorkerRec {
 	view: QueenWorkerView;
 	/** sampledAt of the last stats published, to publish each sample once. */
 	sampledAt: number | null;
+	/**
+	 * Its latest sample from a heartbeat tick, overwritten in place by the
+	 * next (then `view.stats` is null and the stats are unpacked from this
+	 * when read).
+	 */
+	stats?: LatestSample | null;
+	/** Id and time of its latest `worker.updated`: a resume is sent each worker's latest sample after its cursor. */
+	sampleId?: number;
+	sampleAt?: string;
+}
+
+/** The worker as served: its latest stats unpacked. */
+export const workerView = (r: WorkerRec): QueenWorkerView => (r.stats ? { ...r.view, stats: unpackStats(r.stats.packed()) } : r.view);
+
+/** A `worker.updated` event's stats, kept packed until the event is serialized (with nobody subscribed, never). */
+export class PackedSample {
+	readonly s: PackedStats;
+	constructor(s: PackedStats) {
+		this.s = s;
+	}
+	toJSON(): WorkerStats {
+		return unpackStats(this.s);
+	}
 }
 
 export type ClaimRec = Claim & { expiresMono: number };
@@ -137,16 +172,27 @@ export class FleetState {
 
 	listWorkers(f: { hive?: string; state?: string; label?: [string, string] } = {}): QueenWorkerView[] {
 		return [...(f.hive ? this.hiveWorkers(f.hive) : this.workers.values())]
-			.map((r) => r.view)
 			.filter(
-				(v) => (!f.hive || v.hiveId === f.hive) && (!f.state || f.state === "all" || v.state === f.state) && (!f.label || v.labels[f.label[0]] === f.label[1]),
+				(r) =>
+					(!f.hive || r.view.hiveId === f.hive) &&
+					(!f.state || f.state === "all" || r.view.state === f.state) &&
+					(!f.label || r.view.labels[f.label[0]] === f.label[1]),
 			)
+			.map(workerView)
 			.sort((a, b) => (a.hiveId === b.hiveId ? a.id.localeCompare(b.id) : a.hiveId.localeCompare(b.hiveId)));
 	}
 
+	/** Every worker's state, for counting (nothing unpacked). */
+	workerStates(): { state: string }[] {
+		return [...this.workers.values()].map((r) => r.view);
+	}
+
 	getWorker(id: string, hive?: string): QueenWorkerView | null {
-		const all = this.listWorkers({ hive }).filter((v) => v.id === id);
-		return all.find((v) => v.state === "running") ?? all[0] ?? null;
+		const all = [...(hive ? this.hiveWorkers(hive) : this.workers.values())]
+			.filter((r) => r.view.id === id)
+			.sort((a, b) => a.view.hiveId.localeCompare(b.view.hiveId));
+		const r = all.find((x) => x.view.state === "running") ?? all[0];
+		return r ? workerView(r) : null;
 	}
 
 	exitsOf(hiveId: string, workerId: string): Promise<ExitRecord[]> {
@@ -213,6 +259,26 @@ export class FleetState {
 
 	listClaims(): Claim[] {
 		return [...this.claims.values()].map(claimView);
+	}
+
+	/**
+	 * Each worker's latest sample published after event `id`, as its
+	 * `worker.updated`, oldest first: what a resume from `id` is sent besides
+	 * the lifecycle events (coalesced per worker, latest wins, as a live
+	 * subscriber's queue does). Numbered at commit, a sample carries the id of
+	 * the event before it, so one carrying `id` itself may be after the cursor
+	 * too: sent again rather than missed.
+	 */
+	samplesAfter(id: number): QueenEvent[] {
+		const out: QueenEvent[] = [];
+		const from = this.events.numberedAtCommit ? id : id + 1;
+		for (const r of this.workers.values()) {
+			if (r.sampleId === undefined || r.sampleId < from) continue;
+			const { hiveId, id: workerId } = r.view;
+			const stats = workerView(r).stats;
+			if (stats) out.push({ id: r.sampleId, type: "worker.updated", at: r.sampleAt!, hiveId, workerId, data: { hiveId, workerId, stats } });
+		}
+		return out.sort((a, b) => a.id - b.id);
 	}
 
 	/** The whole current state, for a fresh SSE subscriber. */

@@ -50,7 +50,7 @@ export function queenMetrics(fleet: Fleet, connections: () => number, db?: { row
 	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] =>
 		states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));
-	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.listWorkers({ state: "all" }), ["running", "exited", "evicted"]));
+	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.workerStates(), ["running", "exited", "evicted"]));
 	registerGpuMetrics(reg, () => fleet.listGpus());
 	if (db) {
 		// PostgreSQL only: what the queen costs the shared database.

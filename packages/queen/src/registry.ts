@@ -4,17 +4,20 @@ import {
 	type ClaimBody,
 	type GpuInfo,
 	type HeartbeatMessage,
+	checkPackedStats,
 	packStats,
 	type HelloMessage,
+	type PackedStats,
+	type QueenEvent,
 	type QueenWorkerView,
-	unpackStats,
 	type WorkerEventMessage,
 	type WorkerInfo,
 	type WorkerTick,
 } from "@apiary/protocol";
 import { HttpError } from "@apiary/kit/errors";
-import { type ClaimRec, FleetState, key, type WorkerRec } from "./fleet-state.ts";
+import { type ClaimRec, FleetState, key, PackedSample, type WorkerRec, workerView } from "./fleet-state.ts";
 import { gpuChanged, pickGpus } from "./gpu-pick.ts";
+import { LatestSample } from "./latest-sample.ts";
 import { livenessTransition } from "./liveness.ts";
 import type { HiveSamples } from "./store/hives.ts";
 import type { CommittedEvent, HiveRows } from "./store/pg/store.ts";
@@ -72,13 +75,16 @@ export class Registry extends FleetState {
 		}
 		// Several queens: its running workers' latest samples ride on its renewal (the other queens poll them).
 		const samples: HiveSamples = [];
-		for (const r of this.hiveWorkers(h.id))
-			if (r.view.state === "running" && r.view.stats) samples.push({ id: r.view.id, startedAt: r.view.startedAt, s: packStats(r.view.stats) });
+		for (const r of this.hiveWorkers(h.id)) {
+			if (r.view.state !== "running") continue;
+			const s = r.stats ? r.stats.packed() : r.view.stats ? packStats(r.view.stats) : null;
+			if (s) samples.push({ id: r.view.id, startedAt: r.view.startedAt, s });
+		}
 		this.store.hives.save({ ...h, samples });
 	}
 
-	private saveWorker(v: QueenWorkerView): void {
-		this.store.workers.save(v);
+	private saveWorker(r: WorkerRec): void {
+		this.store.workers.save(workerView(r));
 	}
 
 	private touch(h: HiveRec): void {
@@ -138,8 +144,7 @@ export class Registry extends FleetState {
 			if (fresh) {
 				const seen = new Set(m.snapshot.workers.map((w) => w.id));
 				for (const rec of this.hiveWorkers(hiveId)) {
-					const v = rec.view;
-					if (v.state === "running" && !seen.has(v.id)) this.evict(v, "absent from the hive's snapshot after it reconnected");
+					if (rec.view.state === "running" && !seen.has(rec.view.id)) this.evict(rec, "absent from the hive's snapshot after it reconnected");
 				}
 			}
 			this.applyGpus(hiveId, m.snapshot.gpu.gpus);
@@ -164,7 +169,7 @@ export class Registry extends FleetState {
 			this.saveHive(h);
 			this.events.append("hive.left", { hiveId }, hiveId);
 			for (const rec of this.hiveWorkers(hiveId)) {
-				if (rec.view.state === "running") this.evict(rec.view, "its hive left");
+				if (rec.view.state === "running") this.evict(rec, "its hive left");
 			}
 		});
 	}
@@ -184,8 +189,9 @@ export class Registry extends FleetState {
 			if (inserted) this.advisor.record(w, w.exit);
 			if (rec?.view.state === "exited" && rec.view.startedAt === w.startedAt) return;
 			const view: QueenWorkerView = { ...rest, hiveId, state: "exited", exit: w.exit };
-			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });
-			this.saveWorker(view);
+			const exited = { view, sampledAt: w.stats?.sampledAt ?? null };
+			this.putWorker(hiveId, w.id, exited);
+			this.saveWorker(exited);
 			if (inserted || rec?.view.state === "running") this.events.append("worker.exited", { hiveId, workerId: w.id, exit: w.exit, worker: view }, hiveId, w.id);
 			if (rec?.view.state === "running") this.gpusChanged(hiveId, view.gpus);
 			this.releasePlacementClaims(hiveId, w.id);
@@ -193,19 +199,21 @@ export class Registry extends FleetState {
 		}
 		const view: QueenWorkerView = { ...rest, hiveId, state: "running", exit: null };
 		if (!rec || rec.view.state !== "running" || rec.view.startedAt !== w.startedAt) {
-			this.putWorker(hiveId, w.id, { view, sampledAt: w.stats?.sampledAt ?? null });
-			this.saveWorker(view);
+			const spawned = { view, sampledAt: w.stats?.sampledAt ?? null };
+			this.putWorker(hiveId, w.id, spawned);
+			this.saveWorker(spawned);
 			this.events.append("worker.spawned", { hiveId, worker: view }, hiveId, w.id);
 			this.gpusChanged(hiveId, view.gpus);
 			return;
 		}
 		rec.view = view;
+		rec.stats = null;
 		// Stats are hot state: kept in memory (and in the event log's in-memory
 		// window), not rewritten into the workers table every tick (the next
 		// heartbeat brings them back).
 		if (w.stats && w.stats.sampledAt !== rec.sampledAt) {
 			rec.sampledAt = w.stats.sampledAt;
-			this.events.append("worker.updated", { hiveId, workerId: w.id, stats: w.stats }, hiveId, w.id);
+			this.sampled(rec, this.events.append("worker.updated", { hiveId, workerId: w.id, stats: w.stats }, hiveId, w.id));
 		}
 	}
 
@@ -214,17 +222,31 @@ export class Registry extends FleetState {
 		// Unknown (e.g. described before a queen restart that lost it): the hive
 		// describes every worker in full again when it reconnects.
 		if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt || !t.s) return;
-		const stats = unpackStats(t.s);
-		if (stats.sampledAt === rec.sampledAt) return;
-		rec.sampledAt = stats.sampledAt;
-		rec.view.stats = stats;
+		const s = checkPackedStats(t.s);
+		const sampledAt = s[0] as number;
+		if (sampledAt === rec.sampledAt) return;
+		rec.sampledAt = sampledAt;
+		this.keepSample(rec, s);
 		rec.view.pid = t.pid;
-		this.events.append("worker.updated", { hiveId, workerId: t.id, stats }, hiveId, t.id);
+		this.sampled(rec, this.events.append("worker.updated", { hiveId, workerId: t.id, stats: new PackedSample(s) }, hiveId, t.id));
 	}
 
-	private evict(v: QueenWorkerView, reason: string): void {
+	private keepSample(rec: WorkerRec, s: PackedStats): void {
+		if (rec.stats) rec.stats.set(s);
+		else rec.stats = new LatestSample(s);
+	}
+
+	/** Its latest sample is `e` (the view's stats object, if any, is superseded by the packed one). */
+	private sampled(rec: WorkerRec, e: QueenEvent): void {
+		rec.sampleId = e.id;
+		rec.sampleAt = e.at;
+		if (rec.stats && rec.view.stats) rec.view.stats = null;
+	}
+
+	private evict(r: WorkerRec, reason: string): void {
+		const v = r.view;
 		v.state = "evicted";
-		this.saveWorker(v);
+		this.saveWorker(r);
 		this.events.append("worker.evicted", { hiveId: v.hiveId, workerId: v.id, reason }, v.hiveId, v.id);
 		this.gpusChanged(v.hiveId, v.gpus);
 		this.releasePlacementClaims(v.hiveId, v.id);
@@ -276,7 +298,7 @@ export class Registry extends FleetState {
 			const evicted: string[] = [];
 			for (const rec of this.hiveWorkers(h.id)) {
 				if (rec.view.state === "running") {
-					this.evict(rec.view, "its hive was lost");
+					this.evict(rec, "its hive was lost");
 					evicted.push(rec.view.id);
 				}
 			}
@@ -340,7 +362,11 @@ export class Registry extends FleetState {
 			for (const v of rows.workers.filter((w) => w.hiveId === id)) {
 				const prev = keep.get(v.id);
 				const same = prev && prev.view.startedAt === v.startedAt && prev.view.state === v.state;
-				this.putWorker(id, v.id, { view: same ? { ...v, stats: prev.view.stats } : v, sampledAt: same ? prev.sampledAt : null });
+				this.putWorker(
+					id,
+					v.id,
+					same ? { view: { ...v, stats: prev.view.stats }, sampledAt: prev.sampledAt, stats: prev.stats } : { view: v, sampledAt: null },
+				);
 			}
 			for (const g of rows.gpus.filter((x) => x.hiveId === id)) this.gpus.set(key(id, g.info.uuid), g);
 		}
@@ -367,11 +393,12 @@ export class Registry extends FleetState {
 				for (const t of row.samples) {
 					const rec = known?.get(t.id);
 					if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt) continue;
-					const stats = unpackStats(t.s);
-					if (stats.sampledAt === rec.sampledAt) continue;
-					rec.sampledAt = stats.sampledAt;
-					rec.view.stats = stats;
-					this.events.append("worker.updated", { hiveId: row.id, workerId: t.id, stats }, row.id, t.id);
+					const s = checkPackedStats(t.s);
+					const sampledAt = s[0] as number;
+					if (sampledAt === rec.sampledAt) continue;
+					rec.sampledAt = sampledAt;
+					this.keepSample(rec, s);
+					this.sampled(rec, this.events.append("worker.updated", { hiveId: row.id, workerId: t.id, stats: new PackedSample(s) }, row.id, t.id));
 				}
 			}
 		});

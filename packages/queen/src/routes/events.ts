@@ -48,11 +48,20 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 			setTimeout(() => raw.destroy(), LAG_GRACE_MS).unref();
 			sub.close();
 		};
+		// Subscribing and taking what the replay or snapshot covers happen in
+		// one synchronous step: every event the queue gets is newer than them,
+		// so nothing is sent twice or skipped (a stats sample numbered at commit
+		// carries the id of the event before it, so ids alone cannot tell).
 		const unsubscribe = events.subscribe((e) => {
 			if (!matches(filter, e)) return;
 			sub.push(e);
 			if (sub.lagged) lag();
 		});
+		const head = events.lastId;
+		const oldest = events.oldestRetained();
+		const outOfLog = resumeFrom !== null && (resumeFrom > head || resumeFrom + 1 < oldest);
+		const snapshot = resumeFrom === null || outOfLog ? registry.snapshot() : null;
+		const samples = resumeFrom !== null && !outOfLog ? registry.samplesAfter(resumeFrom).filter((e) => matches(filter, e)) : [];
 		sse.keepAlive();
 		sse.onClose(() => {
 			unsubscribe();
@@ -63,21 +72,16 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 			sub.lastSentId = e.id;
 		};
 		const sendSnapshot = async () => {
-			const at = events.lastId;
-			const snap = { id: at, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: registry.snapshot() };
-			await sse.send({ id: String(at), event: "snapshot", data: snap });
-			sub.lastSentId = at;
-			return at;
+			const snap = { id: head, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: snapshot };
+			await sse.send({ id: String(head), event: "snapshot", data: snap });
+			sub.lastSentId = head;
 		};
 		// Headers go out at once, whether or not an event follows soon (a
 		// resume at the head would otherwise wait for the next change).
 		sse.sendHeaders();
 		raw.flushHeaders();
-		let cursor: number;
 		try {
-			const head = events.lastId;
-			const oldest = events.oldestRetained();
-			if (resumeFrom !== null && (resumeFrom > head || resumeFrom + 1 < oldest)) {
+			if (outOfLog) {
 				// A cursor from the future (a restore from backup) or older than the
 				// log keeps: say so at once and start over from a snapshot, never a
 				// silent wait or a silent gap.
@@ -92,27 +96,30 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 					data: { reason, askedFor: resumeFrom, lastEventId: head, oldestRetained: oldest },
 				};
 				await sse.send({ id: String(head), event: "stream.reset", data: reset });
-				cursor = await sendSnapshot();
+				await sendSnapshot();
 			} else if (resumeFrom !== null) {
-				// Replay the persisted log after the resume point, then go live.
-				cursor = resumeFrom;
+				// Replay the lifecycle log after the resume point up to the head,
+				// each worker's latest sample merged in at its id, then go live.
+				let cursor = resumeFrom;
+				let s = 0;
 				for (;;) {
-					const batch = await events.since(cursor, 2000);
+					const batch = await events.since(cursor, 2000, head);
 					for (const e of batch) {
+						while (s < samples.length && samples[s]!.id < e.id) await send(samples[s++]!);
 						cursor = e.id;
 						if (matches(filter, e)) await send(e);
 						if (sub.closed) return;
 					}
 					if (batch.length < 2000) break;
 				}
+				while (s < samples.length && !sub.closed) await send(samples[s++]!);
 			} else {
-				cursor = await sendSnapshot();
+				await sendSnapshot();
 			}
 			for (;;) {
 				const batch = await sub.next();
 				if (!batch) return;
 				for (const e of batch) {
-					if (e.id <= cursor) continue; // already replayed
 					await send(e);
 					if (sub.closed) return;
 				}

@@ -1,10 +1,10 @@
 import { request } from "node:http";
 import { join } from "node:path";
-import type { QueenEvent } from "@apiary/protocol";
+import { packStats, type QueenEvent, type WorkerInfo, type WorkerStats } from "@apiary/protocol";
 import { EventSource } from "eventsource";
 import { afterEach, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
-import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
+import { FakeHive, gpu, stats as sample, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, tempDir } from "@apiary/test-support/procs";
 import { queenDb } from "@apiary/test-support/queen-db";
 import { sleep, until } from "@apiary/test-support/util";
@@ -122,6 +122,62 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		const batch = (await s.next())!;
 		expect(batch.map((e) => e.id)).toEqual([2, 4, 5]);
 		expect(s.coalesced).toBe(2);
+	});
+
+	it("a resume gets each worker's latest sample after its cursor once, in id order with the lifecycle events; samples keep flowing after it", async () => {
+		await boot();
+		const h = await connect("h");
+		const tick = (id: string, t: number) =>
+			({ id, state: "running", startedAt: worker(id).startedAt, pid: 1000, s: packStats(sample(t)) }) as unknown as WorkerInfo;
+		const sampledAt = async (id: string) => (await j(`${q!.url}/v1/workers/${id}?hive=h`)).stats?.sampledAt ?? null;
+		h.heartbeat([worker("a"), worker("b")]);
+		await until(async () => (await j(`${q!.url}/v1/workers`)).length === 2, 5000, "a and b");
+		const T = 1_800_000_000_000;
+		h.heartbeat([tick("a", T + 1), tick("b", T + 1)]);
+		await until(async () => (await sampledAt("b")) === T + 1, 5000, "first samples");
+		const cursor = q!.registry.events.lastId;
+		// After the cursor: four samples each, a new worker, then one more sample of a.
+		for (let i = 2; i <= 5; i++) h.heartbeat([tick("a", T + i), tick("b", T + i)]);
+		h.heartbeat([tick("a", T + 5), tick("b", T + 5), worker("c")]);
+		h.heartbeat([tick("a", T + 6), tick("b", T + 5), tick("c", T + 6)]);
+		await until(async () => (await sampledAt("a")) === T + 6 && (await sampledAt("c")) === T + 6, 5000, "the last samples");
+		const got: QueenEvent[] = [];
+		const es = new EventSource(`${q!.url}/v1/events?since=${cursor}&hive=h`);
+		closers.push(() => es.close());
+		for (const t of ["worker.updated", "worker.spawned", "snapshot", "stream.reset"]) es.addEventListener(t, (ev) => got.push(JSON.parse(ev.data)));
+		await until(() => got.filter((e) => e.type === "worker.updated").length >= 3, 5000, "the replayed samples");
+		await sleep(300);
+		const ids = got.map((e) => e.id);
+		expect(ids).toEqual([...ids].sort((x, y) => x - y));
+		expect(got.map((e) => e.type)).not.toContain("snapshot");
+		const replayed = got.filter((e) => e.type === "worker.updated");
+		// Coalesced: exactly the latest of each worker, not the four before it.
+		expect(replayed.map((e) => [e.workerId, (e.data as { stats: WorkerStats }).stats.sampledAt]).sort()).toEqual([
+			["a", T + 6],
+			["b", T + 5],
+			["c", T + 6],
+		]);
+		// b's latest sample came before c was described, a's after it (numbered
+		// at commit, a sample goes out at once, before a change made with it is
+		// read back, so only the first holds there).
+		const spawned = got.find((e) => e.type === "worker.spawned" && e.workerId === "c")!;
+		const order = got.map((e) => `${e.type === "worker.spawned" ? "spawned" : "updated"}:${e.workerId}`);
+		expect(order.indexOf("updated:b")).toBeLessThan(order.indexOf("spawned:c"));
+		if (!q!.registry.events.numberedAtCommit) expect(order.indexOf("updated:a")).toBeGreaterThan(order.indexOf("spawned:c"));
+		expect(spawned.id).toBeGreaterThan(cursor);
+		// Live after the replay, with no lifecycle event in between (a sample
+		// numbered at commit carries the id of the event before it); and a
+		// fresh subscriber gets samples after its snapshot the same way.
+		const fresh: QueenEvent[] = [];
+		const es2 = new EventSource(`${q!.url}/v1/events?types=worker.updated`);
+		closers.push(() => es2.close());
+		es2.addEventListener("worker.updated", (ev) => fresh.push(JSON.parse(ev.data)));
+		await new Promise((r) => es2.addEventListener("snapshot", r));
+		h.heartbeat([tick("a", T + 7), tick("b", T + 7), tick("c", T + 7)]);
+		const live = (e: QueenEvent) => e.workerId === "a" && (e.data as { stats: WorkerStats }).stats.sampledAt === T + 7;
+		await until(() => got.some(live), 5000, "a live sample after the resume");
+		await until(() => fresh.some(live), 5000, "a live sample after the snapshot");
+		expect(got.filter((e) => e.type === "worker.updated" && e.workerId === "a").length).toBe(2);
 	});
 
 	it("describes itself in OpenAPI and serves the dashboard", async () => {
