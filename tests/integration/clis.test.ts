@@ -1,4 +1,5 @@
 import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep, until } from "@apiary/test-support/util";
@@ -92,6 +93,19 @@ describe("the queen CLI against real daemons", () => {
 			await restored.stop();
 		}
 		expect((await queenCli(["backup", "--db", join(dir, "missing.db"), copy])).stderr).toMatch(/no database at/);
+	});
+
+	it("queen start runs Node with 16 MiB semi-spaces in the process it was started as (same pid), unless a size is given", async () => {
+		const argv = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+		expect(argv(queen.proc.pid!).slice(0, 3)).toEqual([process.execPath, "--max-semi-space-size=16", QUEEN_BIN]);
+		expect((await json(`${queen.url}/v1/hives`)).status).toBe(200);
+		const own = await startQueen({ db: join(dir, "semi.db"), env: { NODE_OPTIONS: "--max-semi-space-size=32" } });
+		try {
+			expect(argv(own.proc.pid!)).not.toContain("--max-semi-space-size=16");
+			expect(argv(own.proc.pid!)[1]).toBe(QUEEN_BIN);
+		} finally {
+			await own.stop();
+		}
 	});
 
 	it("bad usage exits 2 naming the flag; an unreachable queen exits 1", async () => {

@@ -74,6 +74,7 @@ export interface QueenArgs {
 	extra?: string[];
 	/** On the SQLite file even in the postgres tier (a test of the file itself). */
 	sqlite?: boolean;
+	env?: NodeJS.ProcessEnv;
 }
 
 /** A queen on `a.db`: that SQLite file, or in the postgres tier a database of its own for that path. */
@@ -90,7 +91,7 @@ export async function startQueen(a: QueenArgs): Promise<Daemon> {
 		a.evictAfter ?? "3s",
 	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
-	return launch(QUEEN_BIN, [...args, ...(a.extra ?? [])]);
+	return launch(QUEEN_BIN, [...args, ...(a.extra ?? [])], a.env);
 }
 
 export interface HiveArgs {
