@@ -1,5 +1,5 @@
 import type { EventType, QueenEvent } from "@apiary/protocol";
-import type { EventTable } from "./store/events.ts";
+import { type EventTable, numberedAtCommit } from "./store/events.ts";
 
 type Listener = (e: QueenEvent) => void;
 
@@ -85,8 +85,9 @@ export class EventLog {
 		this.table = store.events;
 		this.keep = o.keep ?? 1_000_000;
 		this.recentLimit = o.recent ?? 10_000;
-		this.numberedAtCommit = this.table.insertUnnumbered !== undefined;
-		this.lastId = Math.max(this.table.lastLoggedId(), this.table.reservedUpTo());
+		const t = this.table;
+		this.numberedAtCommit = numberedAtCommit(t);
+		this.lastId = numberedAtCommit(t) ? t.lastLoggedId() : Math.max(t.lastLoggedId(), t.reservedUpTo());
 		this.reserved = this.lastId;
 		this.reserving = this.lastId;
 	}
@@ -115,17 +116,18 @@ export class EventLog {
 			if (isDurable(e.type)) batch.push(e);
 		}
 		this.persisted = this.pending.length;
-		if (this.numberedAtCommit) {
-			if (batch.length > 0) this.table.insertUnnumbered!(JSON.stringify(batch.map(({ id: _id, ...e }) => e)), batch.length);
+		const t = this.table;
+		if (numberedAtCommit(t)) {
+			if (batch.length > 0) t.insertUnnumbered(JSON.stringify(batch.map(({ id: _id, ...e }) => e)), batch.length);
 			return;
 		}
 		if (this.lastId > this.reserving) {
 			this.reserving = this.lastId + ID_BLOCK;
-			this.saveReservation(this.reserving);
+			t.saveReservation(this.reserving);
 		}
 		if (batch.length === 0) return;
-		this.table.insertBatch(batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
-		if (++this.batches % 1000 === 0) this.table.pruneUpTo(this.lastId - this.keep);
+		t.insertBatch(batch[0]!.id, batch.at(-1)!.id, `[${batch.map(eventJson).join(",")}]`);
+		if (++this.batches % 1000 === 0) t.pruneUpTo(this.lastId - this.keep);
 	}
 
 	/** Publish what the last transaction appended. */
@@ -191,10 +193,19 @@ export class EventLog {
 		const out: QueenEvent[] = [];
 		const windowStart = this.windowStart();
 		if (id + 1 < windowStart) {
+			let first: number | null = null;
 			for (const json of await this.table.batchesBetween(id, windowStart, limit)) {
-				for (const e of JSON.parse(json) as QueenEvent[]) if (e.id > id && e.id < windowStart && e.id <= upTo) out.push(e);
-				if (out.length >= limit) return out;
+				for (const e of JSON.parse(json) as QueenEvent[]) {
+					if (e.id <= id || e.id >= windowStart) continue;
+					first ??= e.id;
+					if (e.id <= upTo) out.push(e);
+				}
+				if (out.length >= limit) break;
 			}
+			// Numbered at commit, ids are gapless: a missing next id was pruned
+			// (by another queen, since this one last looked).
+			if (this.numberedAtCommit && (first ?? windowStart) > id + 1) throw new EventsGone(id);
+			if (out.length >= limit) return out;
 		}
 		// Read after the await: events published meanwhile are in the window.
 		const recent = this.recent;
@@ -222,11 +233,16 @@ export class EventLog {
 
 	/** On a clean stop: the next start continues right after the last id. */
 	close(): void {
-		if (!this.numberedAtCommit) this.saveReservation(this.lastId);
+		const t = this.table;
+		if (!numberedAtCommit(t)) t.saveReservation(this.lastId);
 	}
+}
 
-	private saveReservation(upTo: number): void {
-		this.table.saveReservation(upTo);
+/** Events after a resume id are no longer in the log: the subscriber gets stream.reset. */
+export class EventsGone extends Error {
+	override name = "EventsGone";
+	constructor(after: number) {
+		super(`events after ${after} are no longer in the log`);
 	}
 }
 

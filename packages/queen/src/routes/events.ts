@@ -1,7 +1,7 @@
 import { EventsQuery, type QueenEvent } from "@apiary/protocol";
 import type {} from "@fastify/sse";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { eventJson } from "../events.ts";
+import { EventsGone, eventJson, isDurable } from "../events.ts";
 import { matches, parseTypes } from "../filter.ts";
 import type { Registry } from "../registry.ts";
 import { Subscriber } from "../subscriber.ts";
@@ -60,8 +60,10 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 		const head = events.lastId;
 		const oldest = events.oldestRetained();
 		const outOfLog = resumeFrom !== null && (resumeFrom > head || resumeFrom + 1 < oldest);
-		const snapshot = resumeFrom === null || outOfLog ? registry.snapshot() : null;
+		let snapshot = resumeFrom === null || outOfLog ? registry.snapshot() : null;
 		const samples = resumeFrom !== null && !outOfLog ? registry.samplesAfter(resumeFrom).filter((e) => matches(filter, e)) : [];
+		/** Set when a snapshot had to be taken after subscribing: what the queue holds up to it is in the snapshot already. */
+		let inSnapshotUpTo: number | null = null;
 		sse.keepAlive();
 		sse.onClose(() => {
 			unsubscribe();
@@ -71,10 +73,19 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 			await sse.send({ id: String(e.id), event: e.type, data: eventJson(e) });
 			sub.lastSentId = e.id;
 		};
-		const sendSnapshot = async () => {
-			const snap = { id: head, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: snapshot };
-			await sse.send({ id: String(head), event: "snapshot", data: snap });
-			sub.lastSentId = head;
+		const sendSnapshot = async (at: number) => {
+			const snap = { id: at, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: snapshot };
+			await sse.send({ id: String(at), event: "snapshot", data: snap });
+			sub.lastSentId = at;
+		};
+		// A cursor from the future (a restore from backup) or older than the
+		// log keeps: say so at once and start over from a snapshot, never a
+		// silent wait or a silent gap.
+		const reset = async (at: number, reason: string, oldestRetained: number) => {
+			const data = { reason, askedFor: resumeFrom, lastEventId: at, oldestRetained };
+			const e = { id: at, type: "stream.reset", at: new Date().toISOString(), hiveId: null, workerId: null, data };
+			await sse.send({ id: String(at), event: "stream.reset", data: e });
+			await sendSnapshot(at);
 		};
 		// Headers go out at once, whether or not an event follows soon (a
 		// resume at the head would otherwise wait for the next change).
@@ -82,44 +93,42 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 		raw.flushHeaders();
 		try {
 			if (outOfLog) {
-				// A cursor from the future (a restore from backup) or older than the
-				// log keeps: say so at once and start over from a snapshot, never a
-				// silent wait or a silent gap.
 				const reason =
 					resumeFrom > head ? "the resume id is newer than this queen's log (restored from a backup?)" : "the resume id is older than the log keeps";
-				const reset = {
-					id: head,
-					type: "stream.reset",
-					at: new Date().toISOString(),
-					hiveId: null,
-					workerId: null,
-					data: { reason, askedFor: resumeFrom, lastEventId: head, oldestRetained: oldest },
-				};
-				await sse.send({ id: String(head), event: "stream.reset", data: reset });
-				await sendSnapshot();
+				await reset(head, reason, oldest);
 			} else if (resumeFrom !== null) {
 				// Replay the lifecycle log after the resume point up to the head,
 				// each worker's latest sample merged in at its id, then go live.
 				let cursor = resumeFrom;
 				let s = 0;
-				for (;;) {
-					const batch = await events.since(cursor, 2000, head);
-					for (const e of batch) {
-						while (s < samples.length && samples[s]!.id < e.id) await send(samples[s++]!);
-						cursor = e.id;
-						if (matches(filter, e)) await send(e);
-						if (sub.closed) return;
+				try {
+					for (;;) {
+						const batch = await events.since(cursor, 2000, head);
+						for (const e of batch) {
+							while (s < samples.length && samples[s]!.id < e.id) await send(samples[s++]!);
+							cursor = e.id;
+							if (matches(filter, e)) await send(e);
+							if (sub.closed) return;
+						}
+						if (batch.length < 2000) break;
 					}
-					if (batch.length < 2000) break;
+					while (s < samples.length && !sub.closed) await send(samples[s++]!);
+				} catch (err) {
+					if (!(err instanceof EventsGone)) throw err;
+					// Pruned meanwhile (by another queen): as above, from a snapshot taken now.
+					snapshot = registry.snapshot();
+					inSnapshotUpTo = events.lastId;
+					await reset(inSnapshotUpTo, "the resume id is older than the log keeps", events.oldestRetained());
 				}
-				while (s < samples.length && !sub.closed) await send(samples[s++]!);
 			} else {
-				await sendSnapshot();
+				await sendSnapshot(head);
 			}
 			for (;;) {
 				const batch = await sub.next();
 				if (!batch) return;
 				for (const e of batch) {
+					// Numbered at commit, a sample carrying the snapshot's id came after it.
+					if (inSnapshotUpTo !== null && (e.id < inSnapshotUpTo || (e.id === inSnapshotUpTo && isDurable(e.type)))) continue;
 					await send(e);
 					if (sub.closed) return;
 				}

@@ -1,11 +1,16 @@
 import type { SqliteDb } from "./sqlite.ts";
 
-/** The durable event log: one row per transaction's events (already serialized), plus the id reservation. */
-export interface EventTable {
+interface EventReads {
 	/** The highest id logged, or 0. */
 	lastLoggedId(): number;
 	/** The lowest id still logged, or null when the log is empty. */
 	firstLoggedId(): number | null;
+	/** Batches holding ids in (after, before), oldest first, as JSON array texts: about `limit` events or more. */
+	batchesBetween(after: number, before: number, limit: number): Promise<string[]>;
+}
+
+/** One queen numbers its events itself (SQLite): one row per transaction's events, already serialized, plus the id reservation. */
+export interface NumberedEventTable extends EventReads {
 	/** Ids reserved ahead of use (see EventLog), or 0. */
 	reservedUpTo(): number;
 	saveReservation(upTo: number): void;
@@ -13,17 +18,23 @@ export interface EventTable {
 	insertBatch(firstId: number, lastId: number, json: string): void;
 	/** Drops batches wholly at or below `lastId`. */
 	pruneUpTo(lastId: number): void;
-	/**
-	 * Several queens on one database: events are numbered by the database in
-	 * the committing transaction (a JSON array of events without ids), and
-	 * the queen publishes them when it reads them back.
-	 */
-	insertUnnumbered?(json: string, count: number): void;
-	/** Batches holding ids in (after, before), oldest first, as JSON array texts: about `limit` events or more. */
-	batchesBetween(after: number, before: number, limit: number): Promise<string[]>;
 }
 
-export function sqliteEvents(db: SqliteDb): EventTable {
+/**
+ * Several queens on one database: events are numbered by the database in
+ * the committing transaction (a JSON array of events without ids), and each
+ * queen publishes them when it reads them back. Ids are gapless.
+ */
+export interface CommitNumberedEventTable extends EventReads {
+	insertUnnumbered(json: string, count: number): void;
+}
+
+/** The durable event log. */
+export type EventTable = NumberedEventTable | CommitNumberedEventTable;
+
+export const numberedAtCommit = (t: EventTable): t is CommitNumberedEventTable => "insertUnnumbered" in t;
+
+export function sqliteEvents(db: SqliteDb): NumberedEventTable {
 	return {
 		lastLoggedId: () => (db.q("SELECT MAX(last_id) AS id FROM event_batches").get() as { id: number | null }).id ?? 0,
 		firstLoggedId: () => (db.q("SELECT MIN(first_id) AS id FROM event_batches").get() as { id: number | null }).id,

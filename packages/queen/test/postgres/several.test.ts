@@ -5,6 +5,7 @@ import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
+import type { PgStore } from "../../src/store/pg/store.ts";
 
 // Several queens on one real PostgreSQL server, each serving the whole fleet:
 // six simulated hives spread over three queens.
@@ -127,6 +128,36 @@ describe("three queens on one database", () => {
 			expect([...new Set(ids())]).toEqual(want);
 		} finally {
 			await db.end();
+		}
+	});
+
+	it("a resume from before what the log keeps gets stream.reset and a snapshot, also on a queen that has not pruned since another did", async () => {
+		// A queen started now: its memory window is empty, and the oldest id it knows is the one it loaded.
+		const late = await startQueenDaemon({ listen: "127.0.0.1:0", db: server.url, staleAfterMs: 3000, evictAfterMs: 60_000, token: null });
+		try {
+			await (queens[0]!.registry.store as PgStore).pruneEvents(2);
+			const res = await fetch(`${late.url}/v1/events?since=1`);
+			const reader = res.body!.getReader();
+			let text = "";
+			for (let i = 0; i < 50 && !text.includes("event: snapshot"); i++) {
+				const { value } = await Promise.race([reader.read(), sleep(200).then(() => ({ value: undefined }))]);
+				if (value) text += Buffer.from(value).toString();
+			}
+			await reader.cancel();
+			// Told at once, nothing replayed across the gap, then the whole state.
+			expect(text.indexOf("event: stream.reset")).toBeGreaterThanOrEqual(0);
+			expect(text.indexOf("event: stream.reset")).toBeLessThan(text.indexOf("event: snapshot"));
+			expect(text).not.toContain("event: worker.spawned");
+			expect(text).not.toContain("event: hive.joined");
+			// The queen that pruned knows the new bound.
+			const db = new pg.Client({ connectionString: server.url });
+			await db.connect();
+			const first = Number((await db.query("SELECT min(id) AS id FROM events")).rows[0].id);
+			await db.end();
+			expect(queens[0]!.registry.events.oldestRetained()).toBeLessThanOrEqual(first);
+			expect((queens[0]!.registry.store as PgStore).events.firstLoggedId()).toBe(first);
+		} finally {
+			await late.close();
 		}
 	});
 

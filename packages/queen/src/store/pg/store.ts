@@ -72,7 +72,6 @@ interface Loaded {
 	exitKeys: string[];
 	lastEventId: number;
 	firstEventId: number | null;
-	reserved: number;
 }
 
 const exitKey = (hiveId: string, workerId: string, startedAt: string) => `${hiveId}\u0000${workerId}\u0000${startedAt}`;
@@ -112,7 +111,7 @@ async function load(c: pg.ClientBase): Promise<Loaded> {
 		)
 	).map((r) => exitKey(r.hive_id, r.worker_id, r.started_at));
 	const [ev] = await rows<{ last: string | null; first: string | null }>("SELECT max(id) AS last, min(id) AS first FROM events");
-	const [res] = await rows<{ value: string }>("SELECT value FROM meta WHERE key = 'event_ids_reserved'");
+	const [counter] = await rows<{ last_id: string }>("SELECT last_id FROM event_counter");
 	return {
 		hives,
 		workers,
@@ -120,9 +119,9 @@ async function load(c: pg.ClientBase): Promise<Loaded> {
 		claims,
 		runs,
 		exitKeys,
-		lastEventId: Number(ev?.last ?? 0),
+		// The counter, not the log: every event may have been pruned.
+		lastEventId: Math.max(Number(ev?.last ?? 0), Number(counter?.last_id ?? 0)),
 		firstEventId: ev?.first == null ? null : Number(ev.first),
-		reserved: Number(res?.value ?? 0),
 	};
 }
 
@@ -187,9 +186,8 @@ export class PgStore implements QueenStore {
 		});
 		const w = (sql: string, ...params: unknown[]) => this.write({ sql, params });
 		const exitKeys = new Set(l.exitKeys);
-		let lastEventId = l.lastEventId;
-		let firstEventId = l.firstEventId;
-		let reserved = l.reserved;
+		const lastEventId = l.lastEventId;
+		this.firstEventId = l.firstEventId;
 		this.hives = {
 			all: () => l.hives,
 			save: (h) =>
@@ -279,12 +277,7 @@ export class PgStore implements QueenStore {
 		};
 		this.events = {
 			lastLoggedId: () => lastEventId,
-			firstLoggedId: () => firstEventId,
-			reservedUpTo: () => reserved,
-			saveReservation: (upTo) => {
-				reserved = upTo;
-				w("INSERT INTO meta (key, value) VALUES ('event_ids_reserved', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", upTo);
-			},
+			firstLoggedId: () => this.firstEventId,
 			insertUnnumbered: (json, count) => {
 				this.eventWrites++;
 				// Numbered from the counter row in this transaction: its lock holds other writers until
@@ -299,19 +292,6 @@ export class PgStore implements QueenStore {
 					o.queenId ?? null,
 				);
 				w("SELECT pg_notify('apiary_events', '')");
-			},
-			insertBatch: (first, last, json) => {
-				lastEventId = last;
-				firstEventId ??= first;
-				// The events as the queen serialized them, one row each; `at` back as the same ISO text on the way out.
-				w(
-					"INSERT INTO events (id, type, at, hive_id, worker_id, data) SELECT (e->>'id')::bigint, e->>'type', (e->>'at')::timestamptz, e->>'hiveId', e->>'workerId', coalesce(e->'data', 'null') FROM jsonb_array_elements($1::jsonb) AS e",
-					json,
-				);
-			},
-			pruneUpTo: (lastId) => {
-				if (firstEventId !== null && firstEventId <= lastId) firstEventId = lastId < lastEventId ? lastId + 1 : null;
-				w("DELETE FROM events WHERE id <= $1", lastId);
 			},
 			batchesBetween: async (after, before, limit) => {
 				await this.durable();
@@ -423,6 +403,8 @@ export class PgStore implements QueenStore {
 	private tailing: Promise<void> | null = null;
 	private tailAgain = false;
 	private onBatch: ((events: CommittedEvent[]) => Promise<void>) | null = null;
+	/** The oldest event id the log still holds: from the rows read back, and again after every prune (any queen's: they all prune). */
+	private firstEventId: number | null = null;
 	private tailTimer: NodeJS.Timeout | null = null;
 	private renewTimer: NodeJS.Timeout | null = null;
 
@@ -479,6 +461,7 @@ export class PgStore implements QueenStore {
 							data: r.data,
 							origin: r.origin,
 						}));
+						this.firstEventId ??= batch[0]!.id;
 						await this.onBatch?.(batch);
 						this.tailLast = batch.at(-1)!.id;
 						if (rows.length < 2000) break;
@@ -609,8 +592,16 @@ export class PgStore implements QueenStore {
 	}
 
 	/** Keeps the newest `keep` events of the log (one queen at a time, from the sweep). */
+	/**
+	 * Drops events more than `keep` behind the newest. Every queen runs it,
+	 * and reads the oldest id left afterwards: a resume from before it gets
+	 * stream.reset, never a silent gap (a queen that has not pruned since
+	 * another did also checks the replay itself: ids are gapless).
+	 */
 	async pruneEvents(keep: number): Promise<void> {
 		await this.pool.query("DELETE FROM events WHERE id <= (SELECT last_id FROM event_counter) - $1", [keep]);
+		const { rows } = await this.pool.query<{ first: string | null }>("SELECT min(id) AS first FROM events");
+		this.firstEventId = rows[0]?.first == null ? null : Number(rows[0].first);
 	}
 
 	/** Rows inserted, updated or deleted by committed transactions (for /metrics). */
