@@ -508,11 +508,13 @@ export class PgStore implements QueenStore {
 
 	private lastBeat = 0;
 
-	/** Hives' samples written since the last call (by any queen), oldest first. */
+	/** Samples of other queens' hives written since the last call, oldest first. */
 	async samplesSince(): Promise<{ id: string; owner: string | null; samples: HiveSamples }[]> {
+		// Not this queen's own hives: it has their samples first-hand, and
+		// reading them back parsed a row of 50 samples per hive per 5 s for nothing.
 		const { rows } = await this.pool.query<{ id: string; owner: string | null; samples: HiveSamples; beat: string }>(
-			"SELECT id, owner, samples, beat FROM hives WHERE beat > $1 AND samples IS NOT NULL ORDER BY beat",
-			[this.lastBeat],
+			"SELECT id, owner, samples, beat FROM hives WHERE beat > $1 AND samples IS NOT NULL AND owner IS DISTINCT FROM $2 ORDER BY beat",
+			[this.lastBeat, this.o.queenId ?? null],
 		);
 		if (rows.length > 0) this.lastBeat = Number(rows.at(-1)!.beat);
 		return rows.map((r) => ({ id: r.id, owner: r.owner, samples: r.samples }));
