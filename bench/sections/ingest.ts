@@ -148,9 +148,18 @@ export async function ingest() {
 	const queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "30s", evictAfter: "300s" });
 	let q: LoadResult;
 	let rss: number;
+	const rssSeen: number[] = [];
 	let ingestMeanMs: number;
 	try {
-		q = await drive(queen.url, queen.proc.pid!, hives, seconds, true, warmup);
+		// RSS through the measured window, every 250 ms: the heap's sawtooth
+		// between major collections is part of what the queen needs.
+		let sampler: NodeJS.Timeout | undefined;
+		q = await drive(queen.url, queen.proc.pid!, hives, seconds, true, warmup, {
+			before: async () => {
+				sampler = setInterval(() => rssSeen.push(rssOf(queen.proc.pid!)), 250);
+			},
+			after: async () => clearInterval(sampler),
+		});
 		const metrics = await (await fetch(`${queen.url}/metrics`)).text();
 		const sum = Number(/apiary_queen_ingest_duration_seconds_sum (\S+)/.exec(metrics)![1]);
 		const count = Number(/apiary_queen_ingest_duration_seconds_count (\S+)/.exec(metrics)![1]);
@@ -199,15 +208,22 @@ export async function ingest() {
 		transportFloor: { cpuPerHeartbeatMs: r3(fp.cpu), userCpuPerHeartbeatMs: r3(fp.user), acked: f.lat.length, sent: f.sent, ackP99Ms: r3(pct(f.lat, 99)) },
 		overTransportFloor: r3(qp.cpu / fp.cpu),
 		queenRssBytes: rss,
+		queenRssPeakBytes: Math.max(rss, ...rssSeen),
 	};
-	ctx.results.memory = { ...(ctx.results.memory as object), queenRssBytes: rss, queenHives: hives, queenWorkers: hives * workers };
+	ctx.results.memory = {
+		...(ctx.results.memory as object),
+		queenRssBytes: rss,
+		queenRssPeakBytes: Math.max(rss, ...rssSeen),
+		queenHives: hives,
+		queenWorkers: hives * workers,
+	};
 	if (q.join) log(`   join: ${q.join.acked}/${hives} first heartbeats (every worker in full) acked in ${q.join.ms} ms, ${q.join.cpuMs} ms queen CPU`);
 	if (q.warm) log(`   the ${q.warm.seconds} s after it: ${q.warm.acked}/${q.warm.sent} acked, ack p99 ${q.warm.ackP99Ms} ms, max ${q.warm.ackMaxMs} ms`);
 	log(
 		`   ${hives} hives × ${workers} workers at 1 Hz (${Buffer.byteLength(sample)} B each): ${q.lat.length}/${q.sent} acked, ack p50 ${r3(pct(q.lat, 50))} ms p99 ${r3(pct(q.lat, 99))} ms max ${r3(Math.max(...q.lat))} ms`,
 	);
 	log(
-		`   queen CPU ${r3(qp.cpu)} ms per heartbeat (user ${r3(qp.user)}) → ${Math.round(1000 / qp.cpu)} heartbeats/s per core; queen RSS ${(rss / 2 ** 20).toFixed(0)} MiB`,
+		`   queen CPU ${r3(qp.cpu)} ms per heartbeat (user ${r3(qp.user)}) → ${Math.round(1000 / qp.cpu)} heartbeats/s per core; queen RSS ${(rss / 2 ** 20).toFixed(0)} MiB at the end, at most ${(Math.max(rss, ...rssSeen) / 2 ** 20).toFixed(0)} MiB in the measured ${seconds} s`,
 	);
 	log(
 		`   floors: JSON.parse ${r3(parseMs)} ms → ${r3(qp.cpu / parseMs)}× (user ${r3(qp.user / parseMs)}×); parse + ack on the same ws ${r3(fp.cpu)} ms (user ${r3(fp.user)}; ${f.lat.length}/${f.sent} acked, ack p99 ${r3(pct(f.lat, 99))} ms) → ${r3(qp.cpu / fp.cpu)}×`,
