@@ -208,9 +208,9 @@ export class Registry extends FleetState {
 		}
 		rec.view = view;
 		rec.stats = null;
-		// Stats are hot state: kept in memory (and in the event log's in-memory
-		// window), not rewritten into the workers table every tick (the next
-		// heartbeat brings them back).
+		// Stats are hot state: each worker's latest kept in memory, not
+		// rewritten into the workers table every tick (the next heartbeat
+		// brings them back).
 		if (w.stats && w.stats.sampledAt !== rec.sampledAt) {
 			rec.sampledAt = w.stats.sampledAt;
 			this.sampled(rec, this.events.append("worker.updated", { hiveId, workerId: w.id, stats: w.stats }, hiveId, w.id));
