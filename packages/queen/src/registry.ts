@@ -222,18 +222,20 @@ export class Registry extends FleetState {
 		// Unknown (e.g. described before a queen restart that lost it): the hive
 		// describes every worker in full again when it reconnects.
 		if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt || !t.s) return;
-		const s = checkPackedStats(t.s);
-		const sampledAt = s[0] as number;
-		if (sampledAt === rec.sampledAt) return;
-		rec.sampledAt = sampledAt;
-		this.keepSample(rec, s);
-		rec.view.pid = t.pid;
-		this.sampled(rec, this.events.append("worker.updated", { hiveId, workerId: t.id, stats: new PackedSample(s) }, hiveId, t.id));
+		if (this.takeSample(hiveId, rec, t.s)) rec.view.pid = t.pid;
 	}
 
-	private keepSample(rec: WorkerRec, s: PackedStats): void {
+	/** A packed sample of a running worker: kept in place and published, unless it is the one it has. */
+	private takeSample(hiveId: string, rec: WorkerRec, packed: PackedStats): boolean {
+		const s = checkPackedStats(packed);
+		const sampledAt = s[0] as number;
+		if (sampledAt === rec.sampledAt) return false;
+		rec.sampledAt = sampledAt;
 		if (rec.stats) rec.stats.set(s);
 		else rec.stats = new LatestSample(s);
+		const workerId = rec.view.id;
+		this.sampled(rec, this.events.append("worker.updated", { hiveId, workerId, stats: new PackedSample(s) }, hiveId, workerId));
+		return true;
 	}
 
 	/** Its latest sample is `e` (the view's stats object, if any, is superseded by the packed one). */
@@ -392,13 +394,7 @@ export class Registry extends FleetState {
 				const known = this.byHive.get(row.id);
 				for (const t of row.samples) {
 					const rec = known?.get(t.id);
-					if (!rec || rec.view.state !== "running" || rec.view.startedAt !== t.startedAt) continue;
-					const s = checkPackedStats(t.s);
-					const sampledAt = s[0] as number;
-					if (sampledAt === rec.sampledAt) continue;
-					rec.sampledAt = sampledAt;
-					this.keepSample(rec, s);
-					this.sampled(rec, this.events.append("worker.updated", { hiveId: row.id, workerId: t.id, stats: new PackedSample(s) }, row.id, t.id));
+					if (rec && rec.view.state === "running" && rec.view.startedAt === t.startedAt) this.takeSample(row.id, rec, t.s);
 				}
 			}
 		});
@@ -408,12 +404,6 @@ export class Registry extends FleetState {
 	async exclusive<T>(fn: () => T): Promise<T> {
 		if (!this.store.withLock) return fn();
 		return (await this.store.withLock(CLAIMS_LOCK, fn)) as T;
-	}
-
-	/** A claim, decided one at a time across queens when several share the database. */
-	async claimShared(req: ClaimBody): Promise<Claim> {
-		if (!this.store.withLock) return this.claim(req);
-		return (await this.store.withLock(CLAIMS_LOCK, () => this.claim(req)))!;
 	}
 
 	// ---- claims -------------------------------------------------------------------------------

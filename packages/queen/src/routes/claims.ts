@@ -6,7 +6,7 @@ import type { Registry } from "../registry.ts";
 export const claimRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = async (app, o) => {
 	const { registry } = o;
 	app.post("/v1/claims", { schema: { body: ClaimBody, response: { 201: Claim, 409: ErrorBody } } }, async (req, reply) =>
-		reply.code(201).send(await registry.claimShared(req.body)),
+		reply.code(201).send(await registry.exclusive(() => registry.claim(req.body))),
 	);
 	app.get("/v1/claims", { schema: { response: { 200: Type.Array(Claim) } } }, async () => registry.listClaims());
 	app.delete("/v1/claims/:id", { schema: { params: ClaimParams, response: { 200: Claim, 404: ErrorBody } } }, async (req) => registry.release(req.params.id));
