@@ -63,10 +63,7 @@ export interface HiveRows {
 	gpus: GpuRow[];
 }
 
-interface Loaded {
-	hives: HiveRow[];
-	workers: QueenWorkerView[];
-	gpus: GpuRow[];
+interface Loaded extends HiveRows {
 	claims: Claim[];
 	runs: { key: string; run: RunSummary }[];
 	exitKeys: string[];
@@ -76,28 +73,42 @@ interface Loaded {
 
 const exitKey = (hiveId: string, workerId: string, startedAt: string) => `${hiveId}\u0000${workerId}\u0000${startedAt}`;
 
-async function load(c: pg.ClientBase): Promise<Loaded> {
-	const rows = async <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => (await c.query<T>(sql, params)).rows;
-	const hives = (
-		await rows<{
+/** Hives with their workers and GPUs as committed: every hive, or the ones named. */
+async function readHives(c: pg.Pool | pg.ClientBase, ids: string[] | null): Promise<HiveRows> {
+	const only = (col: string) => (ids ? ` WHERE ${col} = ANY($1)` : "");
+	const params = ids ? [ids] : [];
+	const [h, wk, g] = await Promise.all([
+		c.query<{
 			id: string;
 			instance_id: string;
 			state: HiveRow["state"];
 			last_seen_at: Date | null;
+			owner: string | null;
 			info: Pick<HiveRow, "version" | "host" | "driver" | "labels">;
-		}>("SELECT id, instance_id, state, last_seen_at, info FROM hives")
-	).map((r) => ({
-		id: r.id,
-		instanceId: r.instance_id,
-		state: r.state,
-		lastSeenAt: r.last_seen_at?.toISOString() ?? null,
-		version: r.info.version,
-		host: r.info.host,
-		driver: r.info.driver,
-		labels: r.info.labels ?? {},
-	}));
-	const workers = (await rows<{ info: QueenWorkerView }>("SELECT info FROM workers")).map((r) => r.info);
-	const gpus = (await rows<{ hive_id: string; info: GpuInfo }>("SELECT hive_id, info FROM gpus")).map((r) => ({ hiveId: r.hive_id, info: r.info }));
+		}>(`SELECT id, instance_id, state, last_seen_at, owner, info FROM hives${only("id")}`, params),
+		c.query<{ info: QueenWorkerView }>(`SELECT info FROM workers${only("hive_id")}`, params),
+		c.query<{ hive_id: string; info: GpuInfo }>(`SELECT hive_id, info FROM gpus${only("hive_id")}`, params),
+	]);
+	return {
+		hives: h.rows.map((r) => ({
+			id: r.id,
+			instanceId: r.instance_id,
+			state: r.state,
+			lastSeenAt: r.last_seen_at?.toISOString() ?? null,
+			owner: r.owner,
+			version: r.info.version,
+			host: r.info.host,
+			driver: r.info.driver,
+			labels: r.info.labels ?? {},
+		})),
+		workers: wk.rows.map((r) => r.info),
+		gpus: g.rows.map((r) => ({ hiveId: r.hive_id, info: r.info })),
+	};
+}
+
+async function load(c: pg.ClientBase): Promise<Loaded> {
+	const rows = async <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => (await c.query<T>(sql, params)).rows;
+	const { hives, workers, gpus } = await readHives(c, null);
 	const claims = (
 		await rows<{ id: string; holder: string; gpus: Claim["gpus"]; created_at: Date; expires_at: Date }>(
 			"SELECT id, holder, gpus, created_at, expires_at FROM claims",
@@ -477,33 +488,7 @@ export class PgStore implements QueenStore {
 
 	/** The committed rows of these hives, for a queen to replace what it holds of them. */
 	async loadHives(ids: string[]): Promise<HiveRows> {
-		const [h, wk, g] = await Promise.all([
-			this.pool.query<{
-				id: string;
-				instance_id: string;
-				state: HiveRow["state"];
-				last_seen_at: Date | null;
-				owner: string | null;
-				info: Pick<HiveRow, "version" | "host" | "driver" | "labels">;
-			}>("SELECT id, instance_id, state, last_seen_at, owner, info FROM hives WHERE id = ANY($1)", [ids]),
-			this.pool.query<{ info: QueenWorkerView }>("SELECT info FROM workers WHERE hive_id = ANY($1)", [ids]),
-			this.pool.query<{ hive_id: string; info: GpuInfo }>("SELECT hive_id, info FROM gpus WHERE hive_id = ANY($1)", [ids]),
-		]);
-		return {
-			hives: h.rows.map((r) => ({
-				id: r.id,
-				instanceId: r.instance_id,
-				state: r.state,
-				lastSeenAt: r.last_seen_at?.toISOString() ?? null,
-				owner: r.owner,
-				version: r.info.version,
-				host: r.info.host,
-				driver: r.info.driver,
-				labels: r.info.labels ?? {},
-			})),
-			workers: wk.rows.map((r) => r.info),
-			gpus: g.rows.map((r) => ({ hiveId: r.hive_id, info: r.info })),
-		};
+		return readHives(this.pool, ids);
 	}
 
 	private lastBeat = 0;
