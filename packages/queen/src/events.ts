@@ -191,7 +191,7 @@ export class EventLog {
 	 */
 	async since(id: number, limit = 10_000, upTo = Number.POSITIVE_INFINITY): Promise<QueenEvent[]> {
 		const out: QueenEvent[] = [];
-		const windowStart = this.windowStart();
+		const windowStart = this.recent[0]?.id ?? this.lastId + 1;
 		if (id + 1 < windowStart) {
 			let first: number | null = null;
 			for (const json of await this.table.batchesBetween(id, windowStart, limit)) {
@@ -221,14 +221,9 @@ export class EventLog {
 	 */
 	oldestRetained(): number {
 		const durable = this.table.firstLoggedId();
-		const memory = this.recent.length > 0 ? this.windowStart() : null;
+		const memory = this.recent[0]?.id ?? null;
 		const candidates = [durable, memory].filter((x): x is number => x !== null);
 		return candidates.length === 0 ? this.lastId + 1 : Math.min(...candidates);
-	}
-
-	/** The lowest id the memory window holds every durable event from. */
-	private windowStart(): number {
-		return this.recent[0]?.id ?? this.lastId + 1;
 	}
 
 	/** On a clean stop: the next start continues right after the last id. */
