@@ -44,8 +44,11 @@ export interface WorkerRec {
 	sampleAt?: string;
 }
 
+/** Its latest stats, unpacked. */
+const statsOf = (r: WorkerRec): WorkerStats | null => (r.stats ? unpackStats(r.stats.packed()) : r.view.stats);
+
 /** The worker as served: its latest stats unpacked. */
-export const workerView = (r: WorkerRec): QueenWorkerView => (r.stats ? { ...r.view, stats: unpackStats(r.stats.packed()) } : r.view);
+export const workerView = (r: WorkerRec): QueenWorkerView => (r.stats ? { ...r.view, stats: statsOf(r) } : r.view);
 
 /** A `worker.updated` event's stats, kept packed until the event is serialized (with nobody subscribed, never). */
 export class PackedSample {
@@ -275,7 +278,7 @@ export class FleetState {
 		for (const r of this.workers.values()) {
 			if (r.sampleId === undefined || r.sampleId < from) continue;
 			const { hiveId, id: workerId } = r.view;
-			const stats = workerView(r).stats;
+			const stats = statsOf(r);
 			if (stats) out.push({ id: r.sampleId, type: "worker.updated", at: r.sampleAt!, hiveId, workerId, data: { hiveId, workerId, stats } });
 		}
 		return out.sort((a, b) => a.id - b.id);
