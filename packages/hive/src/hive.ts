@@ -30,7 +30,7 @@ import { HOST, type HostRoot } from "./host-root.ts";
 import { procCmdline, procStartTicks } from "./procfs.ts";
 import { planReadoption, unrecordedWorker } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
-import { resolveCommand, SpawnHelper, type WorkerProcess } from "./spawner.ts";
+import { resolveCommand, SpawnHelper, type WorkerProcess, workerEnv } from "./spawner.ts";
 import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
 import { StorageHealth } from "./storage-health.ts";
 import { UsageTracker } from "./usage.ts";
@@ -271,13 +271,15 @@ export class Hive extends EventEmitter {
 		}
 		const limits = resolveLimits(req.profile ?? null, { cpu: req.cpu, memoryBytes: req.memoryBytes, pids: req.pids, timeoutMs: req.timeoutMs });
 		const gpus = this.checkGpus(req.gpus ?? []);
-		const env: NodeJS.ProcessEnv = { ...process.env, ...req.env, APIARY_WORKER_ID: id, APIARY_HIVE_ID: this.hiveId };
+		const cwd = req.cwd ?? process.cwd();
+		checkCwd(cwd);
+		const env = workerEnv(process.env, req.env, cwd);
+		env.APIARY_WORKER_ID = id;
+		env.APIARY_HIVE_ID = this.hiveId;
 		if (gpus.length > 0) {
 			env.CUDA_VISIBLE_DEVICES = gpus.join(",");
 			env.NVIDIA_VISIBLE_DEVICES = gpus.join(",");
 		}
-		const cwd = req.cwd ?? process.cwd();
-		checkCwd(cwd);
 		if (!resolveCommand(req.command[0]!, env.PATH, cwd))
 			throw new HiveError(400, `command: ${JSON.stringify(req.command[0])} is not an executable file or on PATH`);
 

@@ -9,7 +9,7 @@
 // pipe write, and the next fork happens after the answer, off the spawn's path.
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { ENTER, type HelperSays, type SpawnAsk } from "./spawner.ts";
+import { ENTER, type HelperSays, SHELL_SET, type SpawnAsk } from "./spawner.ts";
 
 /** Shells kept forked ahead (argv[2]; tests set 0 to take the on-demand path every time). */
 const POOL = Number(process.argv[2] ?? 4);
@@ -55,8 +55,11 @@ function refill(): void {
  */
 function script(ask: SpawnAsk): string {
 	const lines = [`exec >>${q(ask.logPath)} 2>&1 </dev/null`, `cd -- ${q(ask.cwd)} || exit 125`];
-	for (const [k, v] of Object.entries(ask.env)) if (v !== undefined && process.env[k] !== v && IDENT.test(k)) lines.push(`export ${k}=${q(v)}`);
-	for (const k of Object.keys(process.env)) if (ask.env[k] === undefined && IDENT.test(k)) lines.push(`unset ${k}`);
+	// Set or unset against the helper's own environment, which the waiting shell inherited; but `cd`
+	// has just rewritten PWD and OLDPWD, so those two are stated whatever the helper's were.
+	const own = (k: string) => (SHELL_SET.includes(k as (typeof SHELL_SET)[number]) ? undefined : process.env[k]);
+	for (const [k, v] of Object.entries(ask.env)) if (v !== undefined && own(k) !== v && IDENT.test(k)) lines.push(`export ${k}=${q(v)}`);
+	for (const k of new Set([...Object.keys(process.env), ...SHELL_SET])) if (ask.env[k] === undefined && IDENT.test(k)) lines.push(`unset ${k}`);
 	lines.push(`set -- ${[String(ask.procsFiles.length), ...ask.procsFiles, ...ask.command].map(q).join(" ")}`, ENTER);
 	// One line: the shell parses it whole before running any of it.
 	return `${lines.join("; ")}\n`;

@@ -8,6 +8,23 @@ import { delimiter, isAbsolute, join, resolve } from "node:path";
 export const ENTER =
 	'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "apiary: cannot enter cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; exec "$@"';
 
+/**
+ * A worker's environment: the hive's own, less what only describes the shell
+ * the hive was started from (OLDPWD), plus the spawn's, with PWD set to the
+ * worker's cwd as a login shell would set it (a stale PWD misleads tools that
+ * trust it over getcwd(): make, git, Python's os.getcwd fallbacks).
+ */
+export function workerEnv(base: NodeJS.ProcessEnv, asked: Record<string, string> | undefined, cwd: string): NodeJS.ProcessEnv {
+	const env: NodeJS.ProcessEnv = { ...base };
+	delete env.OLDPWD;
+	Object.assign(env, asked);
+	env.PWD = cwd;
+	return env;
+}
+
+/** Variables a shell sets by itself (`cd` writes both): the helper's script states them outright. */
+export const SHELL_SET = ["PWD", "OLDPWD"] as const;
+
 /** What the hive asks the helper to start. */
 export interface SpawnAsk {
 	rid: number;

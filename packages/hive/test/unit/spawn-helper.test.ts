@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SpawnHelper, type WorkerProcess } from "../../src/spawner.ts";
+import { SpawnHelper, type WorkerProcess, workerEnv } from "../../src/spawner.ts";
 import { helperPids } from "../helper-pids.ts";
 
 // The helper forks workers for the hive, mostly from shells forked ahead of
@@ -21,7 +21,8 @@ describe("the spawn helper", () => {
 			helper.start();
 			await new Promise((r) => setTimeout(r, 300)); // the pool fills
 			const argv = ["it's", 'a "b"', "$HOME `x` $(y)", "line1\nline2", "-n", "", "\\"];
-			const env: NodeJS.ProcessEnv = { ...process.env, ADDED: "a'b c", HOME: "/changed" };
+			// As the hive asks (workerEnv): PWD is the worker's cwd, no OLDPWD of the hive's.
+			const env = workerEnv(process.env, { ADDED: "a'b c", HOME: "/changed" }, "/tmp");
 			delete env.LANG;
 			delete env.PATH;
 			const command = ["/bin/sh", "-c", 'printf "%s|" "$@"; echo; pwd; /usr/bin/env | LC_ALL=C /usr/bin/sort; exit 7', "sh", ...argv];
@@ -73,6 +74,58 @@ describe("the spawn helper", () => {
 		} finally {
 			helper.close();
 		}
+	});
+
+	it("a worker's environment is exactly the one asked, whatever PWD and OLDPWD the hive had: the helper's own shell (its cd) adds or changes nothing", async () => {
+		// The hive's own environment, as the helper and its forked-ahead shells inherit it: with and without PWD/OLDPWD.
+		const hiveEnvs: Record<string, string | undefined>[] = [
+			{ PWD: "/usr", OLDPWD: "/var" },
+			{ PWD: undefined, OLDPWD: undefined },
+		];
+		const saved = { PWD: process.env.PWD, OLDPWD: process.env.OLDPWD };
+		const restore = () => {
+			for (const [k, v] of Object.entries(saved)) {
+				if (v === undefined) delete process.env[k];
+				else process.env[k] = v;
+			}
+		};
+		// The worker prints its environment with no shell of its own in between.
+		const printed = (log: string) =>
+			Object.fromEntries(
+				readFileSync(log, "utf8")
+					.split("\n")
+					.filter(Boolean)
+					.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+			);
+		const asked = (extra: Record<string, string>) => ({ PATH: "/usr/bin:/bin", LC_ALL: "C", ...extra });
+		let n = 0;
+		for (const hiveEnv of hiveEnvs) {
+			for (const [k, v] of Object.entries(hiveEnv)) {
+				if (v === undefined) delete process.env[k];
+				else process.env[k] = v;
+			}
+			// Pool and on-demand both: a cd happens only in the pooled shell, but neither may differ.
+			const helpers = [new SpawnHelper(), new SpawnHelper(undefined, { pool: 0 })];
+			try {
+				for (const h of helpers) h.start();
+				restore();
+				await new Promise((r) => setTimeout(r, 300)); // the pool fills
+				for (const h of helpers) {
+					for (const env of [asked({ PWD: "/tmp" }), asked({ PWD: "/tmp", OLDPWD: "/asked/for" })]) {
+						const log = join(dir, `env${n++}.log`);
+						const w = await h.spawn({ command: ["/usr/bin/env"], procsFiles: [], env, cwd: "/tmp", logPath: log });
+						expect(await ended(w)).toEqual([0, null]);
+						expect(printed(log)).toEqual(env);
+					}
+				}
+			} finally {
+				restore();
+				for (const h of helpers) h.close();
+			}
+		}
+		// The hive's side: its OLDPWD never reaches a worker, PWD is the worker's cwd, the spawn's values win.
+		expect(workerEnv({ A: "1", PWD: "/hive", OLDPWD: "/before" }, { B: "2" }, "/work/dir")).toEqual({ A: "1", B: "2", PWD: "/work/dir" });
+		expect(workerEnv({ A: "1" }, { A: "3", OLDPWD: "/asked" }, "/w")).toEqual({ A: "3", OLDPWD: "/asked", PWD: "/w" });
 	});
 
 	it("a worker enters every cgroup.procs file it is given before its command runs, and a refused write fails it with 125", async () => {
