@@ -1,5 +1,6 @@
 import { type CommandMessage, LogsQuery, type ReplyMessage, SpawnBody } from "@apiary/protocol";
 import { HttpError, messageOf } from "@apiary/kit/errors";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Ajv } from "ajv";
 import { shown } from "./shown.ts";
 import type { Hive } from "./hive.ts";
@@ -22,10 +23,22 @@ export interface CommandContext {
 	reply: (m: ReplyMessage) => void;
 	/** One chunk of a `logs` command's output (base64 on the wire). */
 	chunk: (id: string, data: Buffer) => void;
+	/** Bytes queued on the socket, not yet sent: a log stops being read while it is over SEND_BACKLOG. */
+	backlog?: () => number;
 }
 
-/** Runs one command; its reply is sent when it is done. Returns an abort for `cancel` (logs only). */
-export function runCommand(m: CommandMessage, ctx: CommandContext): (() => void) | null {
+/** A running `logs` command, as the queen steers it: `cancel`, and `pause`/`resume` while its reader is behind. */
+export interface CommandControl {
+	cancel(): void;
+	pause(): void;
+	resume(): void;
+}
+
+/** Queued socket bytes past which a log relay waits (the queen's own reader may be slow too). */
+const SEND_BACKLOG = 1 << 20;
+
+/** Runs one command; its reply is sent when it is done. Returns its control (logs only). */
+export function runCommand(m: CommandMessage, ctx: CommandContext): CommandControl | null {
 	const fail = (status: number, error: string) => ctx.reply({ type: "reply", id: m.id, status, error });
 	const failed = (err: unknown) => fail(err instanceof HttpError ? err.statusCode : 500, messageOf(err));
 	switch (m.op) {
@@ -68,15 +81,42 @@ export function runCommand(m: CommandMessage, ctx: CommandContext): (() => void)
 			}
 			const ac = new AbortController();
 			const follow = m.query.follow === "true" || m.query.follow === "1";
+			// Paused: the queen's reader is behind; nothing more is read from the file until it resumes.
+			const gate: { paused: { promise: Promise<void>; resolve: () => void } | null } = { paused: null };
+			const resume = () => {
+				gate.paused?.resolve();
+				gate.paused = null;
+			};
 			(async () => {
 				for await (const b of logStream(ctx.hive, m.workerId, m.query, follow, ac.signal)) {
-					for (let i = 0; i < b.length; i += MAX_CHUNK) ctx.chunk(m.id, b.subarray(i, i + MAX_CHUNK));
+					for (let i = 0; i < b.length; i += MAX_CHUNK) {
+						while (gate.paused || (ctx.backlog?.() ?? 0) > SEND_BACKLOG) {
+							if (ac.signal.aborted) return;
+							await (gate.paused?.promise ?? sleep(20));
+						}
+						if (ac.signal.aborted) return;
+						ctx.chunk(m.id, b.subarray(i, i + MAX_CHUNK));
+					}
 				}
 			})().then(
 				() => ctx.reply({ type: "reply", id: m.id, status: 200 }),
 				(err) => failed(err),
 			);
-			return () => ac.abort();
+			return {
+				cancel: () => {
+					ac.abort();
+					resume();
+				},
+				pause: () => {
+					if (gate.paused) return;
+					let resolve!: () => void;
+					const promise = new Promise<void>((r) => {
+						resolve = r;
+					});
+					gate.paused = { promise, resolve };
+				},
+				resume,
+			};
 		}
 	}
 }

@@ -10,7 +10,7 @@ import {
 } from "@apiary/protocol";
 import { backoffDelay } from "@apiary/kit/backoff";
 import WebSocket from "ws";
-import { runCommand } from "./commands.ts";
+import { type CommandControl, runCommand } from "./commands.ts";
 import type { GpuSource, Hive } from "./hive.ts";
 
 export interface QueenLinkOptions {
@@ -78,7 +78,7 @@ export class QueenLink {
 	/** Workers described in full on this connection (id@startedAt); later ticks send only their stats. */
 	private readonly announced = new Set<string>();
 	/** Commands still running (log readers), by id: what a cancel or a lost connection stops. */
-	private readonly running = new Map<string, () => void>();
+	private readonly running = new Map<string, CommandControl>();
 	private readonly onTick = (s: Snapshot) => this.heartbeat(s);
 	private readonly onSpawned = (w: WorkerInfo) => this.event("worker.spawned", w);
 	private readonly onExited = (w: WorkerInfo) => this.event("worker.exited", w);
@@ -135,9 +135,9 @@ export class QueenLink {
 		if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
 		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000 });
 		this.ws = ws;
+		let welcomed = false;
 		ws.on("open", () => {
 			this.open = true;
-			this.attempt = 0;
 			this.failedInRound = 0;
 			this.connects++;
 			this.pending.clear();
@@ -172,7 +172,7 @@ export class QueenLink {
 				this.pending.delete(m.seq);
 				if (ids && ids.length > 0) this.o.hive.markReported(ids);
 			} else if (m.type === "command") {
-				const abort = runCommand(m, {
+				const ctl = runCommand(m, {
 					hive: this.o.hive,
 					remoteSpawn: this.o.remoteSpawn !== false,
 					// A reply to a connection that is gone is dropped: the queen failed the command when it lost us.
@@ -183,16 +183,25 @@ export class QueenLink {
 					chunk: (id, data) => {
 						if (this.ws === ws) this.send({ type: "log", id, data: data.toString("base64") });
 					},
+					backlog: () => ws.bufferedAmount,
 				});
-				if (abort) this.running.set(m.id, abort);
+				if (ctl) this.running.set(m.id, ctl);
 			} else if (m.type === "cancel") {
-				this.running.get(m.id)?.();
+				this.running.get(m.id)?.cancel();
 				this.running.delete(m.id);
+			} else if (m.type === "pause") {
+				this.running.get(m.id)?.pause();
+			} else if (m.type === "resume") {
+				this.running.get(m.id)?.resume();
+			} else if (m.type === "welcome") {
+				// Accepted: a later drop starts its backoff afresh. (Not on open: a refusal follows an open.)
+				this.attempt = 0;
+				welcomed = true;
 			}
 		});
 		ws.on("close", (code, reason) => {
 			// Log readers for the queen stop with the connection that asked for them.
-			for (const abort of this.running.values()) abort();
+			for (const ctl of this.running.values()) ctl.cancel();
 			this.running.clear();
 			const was = this.open;
 			this.open = false;
@@ -200,10 +209,17 @@ export class QueenLink {
 			// 4409: another live hive holds this hive's id on that queen.
 			if (code === 4409) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
 			else if (was) this.o.log?.("disconnected from the queen", { queen: this.queen, code, reason: reason.toString() });
-			if (was) {
+			if (was && welcomed) {
 				// Dropped: the same queen first (a blip), then the others.
 				this.failedInRound = 0;
 				this.schedule();
+				return;
+			}
+			if (was) {
+				// Refused after the handshake (id taken, bad credential, bad hello): nothing a quick retry mends,
+				// so at least half of each backoff step (equal jitter), never the full jitter's near-zero waits.
+				this.failedInRound = 0;
+				this.schedule(backoffDelay(this.attempt++, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000, () => 0.5 + Math.random() / 2));
 				return;
 			}
 			// Unreachable: the next queen at once, until every one failed this round; then back off.

@@ -110,10 +110,18 @@ export const StopCommand = Type.Object({ type: Type.Literal("command"), id: Comm
 export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
 /** The queen no longer wants a command's answer (a relayed log reader went away). */
 export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });
+/**
+ * Flow control of a `logs` command: the queen's reader is behind, so the hive
+ * sends no more chunks until `resume` (the queen buffers a bounded amount).
+ */
+export const PauseMessage = Type.Object({ type: Type.Literal("pause"), id: CommandId });
+export const ResumeMessage = Type.Object({ type: Type.Literal("resume"), id: CommandId });
+export type PauseMessage = Static<typeof PauseMessage>;
+export type ResumeMessage = Static<typeof ResumeMessage>;
 export const CommandMessage = Type.Union([SpawnCommand, StopCommand, LogsCommand]);
 export type CommandMessage = Static<typeof CommandMessage>;
 export type CancelMessage = Static<typeof CancelMessage>;
-export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage;
+export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage | PauseMessage | ResumeMessage;
 
 export { EVENT_TYPES };
 export const EventType = StringEnum(EVENT_TYPES);

@@ -26,6 +26,12 @@ interface Pending {
 	timer: NodeJS.Timeout | null;
 }
 
+/** Flow control of a running `logs` command: the reader is behind (pause) or caught up (resume). */
+export interface CommandFlow {
+	pause(): void;
+	resume(): void;
+}
+
 type CommandBody = CommandMessage extends infer C ? (C extends CommandMessage ? Omit<C, "id" | "type"> : never) : never;
 
 /** Close code: the hive id asked for is held by another live hive. */
@@ -167,7 +173,11 @@ export class HiveSocketServer {
 	 * connected, goes away (503) or does not answer in time (504) is a reply.
 	 * `signal` cancels (the hive stops, the reply is 499).
 	 */
-	command(hiveId: string, cmd: CommandBody, o: { timeoutMs?: number; onChunk?: (b: Buffer) => void; signal?: AbortSignal } = {}): Promise<CommandReply> {
+	command(
+		hiveId: string,
+		cmd: CommandBody,
+		o: { timeoutMs?: number; onChunk?: (b: Buffer) => void; signal?: AbortSignal; flow?: (f: CommandFlow) => void } = {},
+	): Promise<CommandReply> {
 		const held = this.byHive.get(hiveId);
 		if (!held) return Promise.resolve({ status: 503, error: `hive ${hiveId} is not connected to this queen` });
 		const id = randomUUID();
@@ -182,6 +192,10 @@ export class HiveSocketServer {
 				this.settle(hiveId, id, { status: 499, error: "cancelled" });
 			});
 			held.ws.send(JSON.stringify({ type: "command", id, ...cmd } as QueenMessage));
+			const tell = (type: "pause" | "resume") => {
+				if (held.pending.has(id)) held.ws.send(JSON.stringify({ type, id } satisfies QueenMessage));
+			};
+			o.flow?.({ pause: () => tell("pause"), resume: () => tell("resume") });
 		});
 	}
 

@@ -120,6 +120,8 @@ export class FakeHive {
 	acks: number[] = [];
 	/** Commands the queen sent (placement), in order; a test answers them with send(). */
 	commands: CommandMessage[] = [];
+	/** Every message the queen sent, in order (acks, commands, cancel, pause, resume…). */
+	messages: QueenMessage[] = [];
 	closed: { code: number; reason: string } | null = null;
 	private seq = 0;
 	gpus: GpuInfo[];
@@ -131,6 +133,7 @@ export class FakeHive {
 		this.ws = new WebSocket(`${queenUrl.replace("http", "ws")}/v1/hives/connect`, { headers: o.token ? { authorization: `Bearer ${o.token}` } : {} });
 		this.ws.on("message", (d) => {
 			const m = JSON.parse(d.toString()) as QueenMessage;
+			this.messages.push(m);
 			if (m.type === "ack") this.acks.push(m.seq);
 			else if (m.type === "command") this.commands.push(m);
 		});

@@ -1,6 +1,6 @@
-import { PassThrough } from "node:stream";
 import { ErrorBody, IdParams, PendingPlacements, PlacementAnswer, PlacementBody, RelayLogsQuery, RelayQuery, WorkerInfo } from "@apiary/protocol";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { relayLogs } from "../log-relay.ts";
 import type { Placer } from "../placement/placer.ts";
 import { PlacementError } from "../placement/placer.ts";
 import { type Registry, RegistryError } from "../registry.ts";
@@ -39,37 +39,9 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 	app.get("/v1/workers/:id/logs", { schema: { params: IdParams, querystring: RelayLogsQuery } }, async (req, reply) => {
 		const { hive, ...query } = req.query;
 		const hiveId = hiveOf(req.params.id, hive);
-		const out = new PassThrough();
 		const ac = new AbortController();
 		reply.raw.on("close", () => ac.abort());
-		let started = false;
-		const first = new Promise<void>((resolve) => {
-			const done = sockets.command(
-				hiveId,
-				{ op: "logs", workerId: req.params.id, query },
-				{
-					signal: ac.signal,
-					onChunk: (b) => {
-						started = true;
-						resolve();
-						out.write(b);
-					},
-				},
-			);
-			done.then((r) => {
-				if (!started && r.status !== 200) {
-					out.destroy(new PlacementError(r.status === 499 ? 503 : r.status, `hive ${hiveId}: ${r.error}`));
-				}
-				out.end();
-				resolve();
-			});
-		});
-		// The status line waits for the first chunk or the answer, so a refusal is a 4xx, not a 200 with nothing.
-		await first;
-		if (out.destroyed && !started) {
-			const err = (out as unknown as { errored: Error | null }).errored;
-			if (err) throw err;
-		}
+		const out = await relayLogs(sockets, hiveId, req.params.id, query, { signal: ac.signal });
 		reply.type("text/plain; charset=utf-8");
 		return reply.send(out);
 	});
