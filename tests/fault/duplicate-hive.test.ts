@@ -32,7 +32,12 @@ describe("two hives with one name", () => {
 		second = await startHive({ queen: queen.url, name: "twin", stateDir: join(dir, "b"), cgroupRoot: roots[1]! });
 		await until(() => /the queen refused this hive/.test(second!.err()), 10_000, "the refusal in the second's log");
 		expect(second.err()).toMatch(/hive id twin is held by a live hive at [\d.:a-f]+; give this one another --name/);
-		await sleep(3000); // the second keeps retrying (with backoff) and keeps being refused
+		// The second keeps retrying and keeps being refused, backing off: a refusal is not a blip (it retried
+		// ~40 times in 7 s when each open reset its backoff; equal jitter from 500 ms allows at most 5).
+		await sleep(7000);
+		const refusals = second.err().match(/the queen refused this hive/g)?.length ?? 0;
+		expect(refusals).toBeGreaterThanOrEqual(2);
+		expect(refusals).toBeLessThanOrEqual(6);
 		const hive = (await json(`${queen.url}/v1/hives/twin`)).body;
 		expect(hive).toMatchObject({ state: "ready", instanceId: firstInstance });
 		const events = q(await fetchEvents(queen.url, since));
