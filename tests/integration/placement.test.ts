@@ -222,13 +222,25 @@ describe("placement through the queen", () => {
 			body: JSON.stringify({ count: 2, sameHive: true, ttlSeconds: 600, holder: "scheduler-7" }),
 		});
 		expect(c.status).toBe(201);
-		const r = await runCli("queen", ["run", "--queen", queen.url, "--claim", c.body.id, "--", "sh", "-c", "echo $CUDA_VISIBLE_DEVICES"]);
+		const r = await runCli("queen", [
+			"run",
+			"--queen",
+			queen.url,
+			"--claim",
+			c.body.id,
+			"--holder",
+			"scheduler-7",
+			"--",
+			"sh",
+			"-c",
+			"echo $CUDA_VISIBLE_DEVICES",
+		]);
 		expect(r.code).toBe(0);
 		expect(r.stdout.trim().split(",").sort()).toEqual(c.body.gpus.map((g) => g.uuid).sort());
 		const still = (await claims()).find((x) => x.id === c.body.id);
 		expect(still?.holder).toBe("scheduler-7");
 		expect((await json(`${queen.url}/v1/claims/${c.body.id}`, { method: "DELETE" })).status).toBe(200);
-		expect((await post({ command: ["true"], claimId: "c-000000000000" })).status).toBe(404);
+		expect((await post({ command: ["true"], claimId: "c-000000000000", holder: "scheduler-7" })).status).toBe(404);
 	});
 
 	it("a retry with the same idempotencyKey returns the same worker, never a second", async () => {

@@ -27,8 +27,8 @@ import { kill9, signalQuietly } from "./cgroup/fsutil.ts";
 import { buildExitRecord } from "./exit-record.ts";
 import { gpuMemoryOf, gpuUseByPid } from "./gpu-attribution.ts";
 import { HOST, type HostRoot } from "./host-root.ts";
-import { procCmdline, procStartTicks } from "./procfs.ts";
-import { planReadoption, unrecordedWorker } from "./readopt-plan.ts";
+import { procStartTicks } from "./procfs.ts";
+import { planReadoption } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
 import { resolveCommand, SpawnHelper, type WorkerProcess, workerEnv } from "./spawner.ts";
 import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
@@ -609,10 +609,19 @@ export class Hive extends EventEmitter {
 				this.workers.set(a.id, e);
 				continue;
 			}
-			const info = a.rec ? infoOf(a.rec) : unrecordedWorker(a.id, a.pid, procCmdline(this.host.proc, a.pid), this.driver.pathOf(a.id), this.clock.wall());
+			if (a.kind === "foreign") {
+				// Not this hive's (its record, written before any worker runs, is the ownership mark): never listed, adopted or killed.
+				this.log("a cgroup under the root has no record of this hive's: left alone", {
+					id: a.id,
+					cgroup: this.driver.pathOf(a.id),
+					pids: this.driver.pids(a.id),
+				});
+				continue;
+			}
+			const info = infoOf(a.rec);
 			info.adopted = true;
 			const e = this.entry(info, a.pid === null ? null : this.driver.reader(a.id, a.pid, this.badFile));
-			e.startTicks = a.rec?.startTicks ?? (a.pid === null ? null : procStartTicks(this.host.proc, a.pid));
+			e.startTicks = a.rec.startTicks ?? (a.pid === null ? null : procStartTicks(this.host.proc, a.pid));
 			this.workers.set(a.id, e);
 			if (a.kind === "adopt") {
 				this.log("worker re-adopted", { id: a.id, pid: a.pid });

@@ -11,10 +11,3 @@ export function procStartTicks(proc: string, pid: number): number | null {
 	const s = parseProcStat(text);
 	return s.state === "Z" ? null : s.startTicks;
 }
-
-/** A process's argv, [] when gone. */
-export function procCmdline(proc: string, pid: number | null): string[] {
-	if (pid === null) return [];
-	const text = readOptional(`${proc}/${pid}/cmdline`);
-	return text ? text.split("\0").filter(Boolean) : [];
-}

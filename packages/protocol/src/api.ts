@@ -223,6 +223,9 @@ export const PlacementBody = Type.Composite(
 			constraints: Type.Optional(StringMap("^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", { maxValueLength: 256, maxProperties: 16 })),
 			gpus: Type.Optional(GpuRequest),
 			claimId: Type.Optional(Type.String({ pattern: "^c-[0-9a-f]{12}$", description: "run on exactly the GPUs of this claim (it stays the holder's)" })),
+			holder: Type.Optional(
+				Type.String({ minLength: 1, maxLength: 128, description: "with claimId: the claim's holder, as it was created (only its holder places on it)" }),
+			),
 			waitMs: Type.Optional(
 				Type.Integer({ minimum: 0, maximum: 86_400_000, description: "wait for capacity, first come first served, instead of failing at once" }),
 			),
@@ -251,3 +254,21 @@ export type PendingPlacements = Static<typeof PendingPlacements>;
 export const RelayQuery = Type.Object({ hive: Type.Optional(Type.String({ pattern: ID_PATTERN, maxLength: 63 })) }, { additionalProperties: false });
 export const RelayLogsQuery = Type.Composite([LogsQuery, RelayQuery], { additionalProperties: false });
 export type RelayLogsQuery = Static<typeof RelayLogsQuery>;
+
+/**
+ * A queen → hive command forwarded to the queen the hive is connected to
+ * (`POST /v1/hives/:id/commands`, between queens on one database).
+ */
+export const RelayCommandBody = Type.Union([
+	Type.Object({ op: Type.Literal("spawn"), body: SpawnBody }, { additionalProperties: false }),
+	Type.Object({ op: Type.Literal("stop"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }) }, { additionalProperties: false }),
+	Type.Object({ op: Type.Literal("logs"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }), query: LogsQuery }, { additionalProperties: false }),
+]);
+export type RelayCommandBody = Static<typeof RelayCommandBody>;
+/** The hive's reply to a forwarded spawn or stop, as its queen got it. */
+export const RelayCommandReply = Type.Object({
+	status: Type.Integer(),
+	body: Type.Optional(Type.Unknown()),
+	error: Type.Optional(Type.String()),
+});
+export type RelayCommandReply = Static<typeof RelayCommandReply>;

@@ -8,6 +8,7 @@ import type { Registry as PromRegistry } from "prom-client";
 // function (decorations reach sibling plugins); the typings describe it as a
 // default export, which nodenext resolution reads as the namespace.
 const fastifySse = fastifySseModule as unknown as FastifyPluginAsync<{ heartbeatInterval: number }>;
+import type { HiveCommander } from "./hive-commands.ts";
 import type { Placer } from "./placement/placer.ts";
 import type { Registry } from "./registry.ts";
 import { placementRoutes } from "./routes/placement.ts";
@@ -22,6 +23,8 @@ export interface QueenAppOptions {
 	registry: Registry;
 	placer: Placer;
 	sockets: HiveSocketServer;
+	/** Commands for any hive: this queen's socket, or forwarded to the hive's queen. */
+	commands: HiveCommander;
 	token: string | null;
 	version: string;
 	keepaliveMs: number;
@@ -70,7 +73,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });
 	await app.register(recommendationRoutes, { registry: o.registry });
-	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets });
+	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets, commands: o.commands });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag });
 	return app as unknown as FastifyInstance;
 }

@@ -51,7 +51,10 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --advise-labels LIST    worker labels that, with the profile, group runs for
                           right-sizing (default suite)
   --token-file FILE       token for the hive socket and every route but /healthz
-                          (default $APIARY_TOKEN)`,
+                          (default $APIARY_TOKEN)
+  --advertise URL         several queens: where the others reach this one to relay
+                          commands for its hives (default the --listen address; the
+                          host name when that is 0.0.0.0 or ::)`,
 	tail: `Usage: queen tail [options]
 
   --types LIST       event types, * wildcards: worker.*,hive.lost
@@ -257,6 +260,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"evict-after": { type: "string", default: "90s" },
 			"busy-memory": { type: "string", default: "1G" },
 			"advise-labels": { type: "string", default: "suite" },
+			advertise: { type: "string" },
 		},
 		"start",
 	);
@@ -275,6 +279,11 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
 		adviseLabels: adviseLabels(v["advise-labels"]!),
 		token: loadToken(v["token-file"]),
+		advertise: flag("start", "advertise", v.advertise, (x) => {
+			const u = new URL(x);
+			if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("expected an http:// or https:// URL");
+			return u.origin;
+		}),
 		log,
 	});
 	out(

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { Clock } from "@apiary/kit/clock";
 import { isLoopback, parseListen } from "@apiary/kit/listen";
 import { readVersion } from "@apiary/kit/version";
@@ -8,9 +9,12 @@ import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Placer } from "./placement/placer.ts";
+import { HiveCommands } from "./hive-commands.ts";
 import { HiveSocketServer } from "./socket.ts";
 import { PgStore } from "./store/pg/store.ts";
 import { SqliteStore } from "./store/sqlite.ts";
+
+const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === "[::]";
 
 /** `--db postgres://…` or `postgresql://…`: the PostgreSQL store; anything else is a SQLite file. */
 export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//.test(db);
@@ -34,6 +38,8 @@ export interface QueenDaemonOptions {
 	/** PostgreSQL: how long failing commits are retried, and what then (default: exit 1). */
 	dbRetryMs?: number;
 	onDbFatal?: (err: Error) => void;
+	/** Several queens: the URL the others reach this one at (default: the listen address; the host name for 0.0.0.0 or ::). */
+	advertise?: string;
 	/** Called when an SSE subscriber is closed for lagging. */
 	onLag?: (dropped: number) => void;
 }
@@ -64,6 +70,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		busyMemoryMiB: o.busyMemoryMiB ?? 1024,
 		adviseLabels: o.adviseLabels,
 		clock: o.clock,
+		log,
 	});
 	const sockets = new HiveSocketServer({
 		registry,
@@ -75,11 +82,13 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		durable,
 	});
 	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
-	const placer = new Placer(registry, sockets);
+	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token);
+	const placer = new Placer(registry, commands);
 	const app = await buildQueenApp({
 		registry,
 		placer,
 		sockets,
+		commands,
 		token: o.token,
 		version: VERSION,
 		keepaliveMs: o.keepaliveMs ?? 15_000,
@@ -146,12 +155,15 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	}
 	const addr = app.server.address();
 	const boundPort = typeof addr === "object" && addr ? addr.port : port;
+	const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
+	// Where the other queens forward commands for this queen's hives: --advertise, else the address it listens on.
+	if (store instanceof PgStore) await store.advertise(o.advertise ?? (isWildcard(host) ? `http://${hostname()}:${boundPort}` : url));
 	return {
 		app,
 		registry,
 		sockets: hiveSockets,
 		metrics,
-		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
+		url,
 		placer,
 		async close() {
 			clearInterval(liveness);

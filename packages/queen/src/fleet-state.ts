@@ -27,6 +27,7 @@ export interface RegistryOptions {
 	/** Labels that, with the profile, group runs for right-sizing (default: suite). */
 	adviseLabels?: string[];
 	clock?: Clock;
+	log?: (msg: string, extra?: object) => void;
 }
 
 export interface WorkerRec {
@@ -87,8 +88,8 @@ export class FleetState {
 	constructor(store: QueenStore, events: EventLog, o: RegistryOptions) {
 		this.store = store;
 		this.events = events;
-		this.o = { ...o, clock: o.clock ?? systemClock, adviseLabels: o.adviseLabels ?? ["suite"] };
-		this.advisor = new Advisor(store.runs, { keyLabels: this.o.adviseLabels });
+		this.o = { ...o, clock: o.clock ?? systemClock, adviseLabels: o.adviseLabels ?? ["suite"], log: o.log ?? (() => {}) };
+		this.advisor = new Advisor(store.runs, { keyLabels: this.o.adviseLabels, log: this.o.log });
 		this.startedMono = this.o.clock.now();
 		this.load();
 	}
@@ -188,6 +189,13 @@ export class FleetState {
 	/** Every worker's state, for counting (nothing unpacked). */
 	workerStates(): { state: string }[] {
 		return [...this.workers.values()].map((r) => r.view);
+	}
+
+	/** The hives that report a worker with this id (a worker is (hive, id): two hives may use one id). */
+	hivesOfWorker(id: string): string[] {
+		const out = new Set<string>();
+		for (const r of this.workers.values()) if (r.view.id === id) out.add(r.view.hiveId);
+		return [...out].sort();
 	}
 
 	getWorker(id: string, hive?: string): QueenWorkerView | null {

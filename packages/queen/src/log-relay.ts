@@ -1,7 +1,8 @@
 import { Readable } from "node:stream";
 import type { LogsQuery } from "@apiary/protocol";
 import { PlacementError } from "./placement/placer.ts";
-import type { CommandFlow, HiveSocketServer } from "./socket.ts";
+import type { HiveCommander } from "./hive-commands.ts";
+import type { CommandFlow } from "./socket.ts";
 
 // A worker's log relayed from its hive to one HTTP reader. The reader sets the
 // pace: past HIGH_WATER buffered the hive is told to pause, and resumed when
@@ -16,7 +17,7 @@ const HARD_CAP = 8 << 20;
 
 /** The stream of the worker's log, once the hive sent its first byte or said it has none; rejects with the hive's refusal. */
 export function relayLogs(
-	sockets: HiveSocketServer,
+	sockets: Pick<HiveCommander, "command">,
 	hiveId: string,
 	workerId: string,
 	query: LogsQuery,

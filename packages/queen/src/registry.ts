@@ -51,6 +51,21 @@ export const SWEEP_LOCK = 70_700_011;
  * FleetState holds the records and answers the questions; this makes changes.
  */
 export class Registry extends FleetState {
+	/**
+	 * The worker a request names. A worker is (hive, id): an id that more than
+	 * one hive reports needs its hive, so a hive cannot take over another's
+	 * worker by reporting the same id (409 naming the hives).
+	 */
+	findWorker(id: string, hive?: string): QueenWorkerView {
+		if (hive === undefined) {
+			const hives = this.hivesOfWorker(id);
+			if (hives.length > 1) throw new RegistryError(409, `worker id ${id} is reported by ${hives.length} hives (${hives.join(", ")}): name one with ?hive=`);
+		}
+		const w = this.getWorker(id, hive);
+		if (!w) throw new RegistryError(404, `no worker ${id}${hive ? ` on hive ${hive}` : ""}`);
+		return w;
+	}
+
 	/** Run a change in one transaction and publish its events after commit. */
 	private change<T>(fn: () => T): T {
 		try {
@@ -147,7 +162,8 @@ export class Registry extends FleetState {
 					if (rec.view.state === "running" && !seen.has(rec.view.id)) this.evict(rec, "absent from the hive's snapshot after it reconnected");
 				}
 			}
-			this.applyGpus(hiveId, m.snapshot.gpu.gpus);
+			const gpu = m.snapshot.gpu;
+			this.applyGpus(hiveId, gpu.gpus, gpu.state === "ok" || gpu.state === "absent");
 		});
 	}
 
@@ -186,7 +202,10 @@ export class Registry extends FleetState {
 		if (state === "exited" && w.exit) {
 			const inserted = this.store.exits.insert(hiveId, w.id, w.startedAt, w.exit);
 			// Each run once into right-sizing's history, in the same transaction as its exit record.
-			if (inserted) this.advisor.record(w, w.exit);
+			if (inserted) {
+				const host = this.hives.get(hiveId)?.host;
+				this.advisor.record(w, w.exit, false, { hiveId, bounds: { memoryBytes: host?.memoryBytes ?? null, cores: host?.cores ?? null } });
+			}
 			if (rec?.view.state === "exited" && rec.view.startedAt === w.startedAt) return;
 			const view: QueenWorkerView = { ...rest, hiveId, state: "exited", exit: w.exit };
 			const exited = { view, sampledAt: w.stats?.sampledAt ?? null };
@@ -264,7 +283,24 @@ export class Registry extends FleetState {
 		}
 	}
 
-	private applyGpus(hiveId: string, gpus: GpuInfo[]): void {
+	/**
+	 * The hive's GPUs as it reports them. `complete`: the report is its whole
+	 * inventory (a heartbeat whose GPU reading is current, or says it has none),
+	 * so a GPU it no longer lists is gone: out of the free pool and the
+	 * claimable set, with an event that names any claim or worker holding it.
+	 * A stale or failing reading (nvidia-smi hung) removes nothing.
+	 */
+	private applyGpus(hiveId: string, gpus: GpuInfo[], complete = false): void {
+		if (complete) {
+			const listed = new Set(gpus.map((g) => g.uuid));
+			for (const [k, g] of this.gpus) {
+				if (g.hiveId !== hiveId || listed.has(g.info.uuid)) continue;
+				const view = this.gpuView(hiveId, g.info);
+				this.gpus.delete(k);
+				this.store.gpus.remove(hiveId, g.info.uuid);
+				this.events.append("gpu.updated", { hiveId, gpu: { ...view, free: false }, gone: true, claimId: view.claimId, heldBy: view.heldBy }, hiveId);
+			}
+		}
 		for (const g of gpus) {
 			const k = key(hiveId, g.uuid);
 			const prev = this.gpus.get(k)?.info;

@@ -27,7 +27,8 @@ period) and then exits 130 or 143. A drop-in for srun in a CI step.
   --gpus N           N GPUs, all on one hive (UUIDs in CUDA_VISIBLE_DEVICES)
   --min-memory SIZE  each GPU with at least this much free memory, e.g. 40G
   --gpu-name TEXT    GPU name contains TEXT, e.g. A100
-  --claim ID         run on the GPUs of this claim (it stays yours)
+  --claim ID         run on the GPUs of this claim (it stays yours; one worker at a time)
+  --holder NAME      with --claim: the claim's holder, as it was created
   --hive ID          run on this hive
   --constraint K=V   only hives with this label (repeatable)
   --wait DURATION    wait this long for capacity, first come first served (default: fail at once)
@@ -50,6 +51,7 @@ export async function run(argv: string[], defaultQueen: string, out: (s: string)
 		"min-memory": { type: "string" },
 		"gpu-name": { type: "string" },
 		claim: { type: "string" },
+		holder: { type: "string" },
 		hive: { type: "string" },
 		constraint: { type: "string", multiple: true },
 		wait: { type: "string" },
@@ -62,6 +64,7 @@ export async function run(argv: string[], defaultQueen: string, out: (s: string)
 	});
 	if (count === undefined && (v["min-memory"] !== undefined || v["gpu-name"] !== undefined))
 		throw new UsageError("queen run: --min-memory and --gpu-name go with --gpus N");
+	if ((v.claim === undefined) !== (v.holder === undefined)) throw new UsageError("queen run: --claim ID goes with --holder NAME (the claim's holder)");
 	const minMemory = flag("min-memory", v["min-memory"], parseSize);
 	const body: PlacementBody = {
 		...spawnBodyOf("queen run", v, command, positionals),
@@ -69,6 +72,7 @@ export async function run(argv: string[], defaultQueen: string, out: (s: string)
 		constraints: keyValues("queen run", "constraint", v.constraint),
 		gpus: count === undefined ? undefined : { count, minMemoryMiB: minMemory === undefined ? undefined : Math.ceil(minMemory / 2 ** 20), name: v["gpu-name"] },
 		claimId: v.claim,
+		holder: v.holder,
 		waitMs: flag("wait", v.wait, parseDuration),
 		// One key per invocation: a retry inside this run never starts a second worker.
 		idempotencyKey: randomUUID(),

@@ -32,7 +32,18 @@ export interface CommandFlow {
 	resume(): void;
 }
 
-type CommandBody = CommandMessage extends infer C ? (C extends CommandMessage ? Omit<C, "id" | "type"> : never) : never;
+export interface CommandOptions {
+	/** No reply in this long: 504. */
+	timeoutMs?: number;
+	/** A `logs` command's output, in order. */
+	onChunk?: (b: Buffer) => void;
+	/** Cancels: the hive stops, the reply is 499. */
+	signal?: AbortSignal;
+	/** Given the command's flow control once it is sent. */
+	flow?: (f: CommandFlow) => void;
+}
+
+export type CommandBody = CommandMessage extends infer C ? (C extends CommandMessage ? Omit<C, "id" | "type"> : never) : never;
 
 /** Close code: the hive id asked for is held by another live hive. */
 export const CLOSE_ID_TAKEN = 4409;
@@ -173,11 +184,7 @@ export class HiveSocketServer {
 	 * connected, goes away (503) or does not answer in time (504) is a reply.
 	 * `signal` cancels (the hive stops, the reply is 499).
 	 */
-	command(
-		hiveId: string,
-		cmd: CommandBody,
-		o: { timeoutMs?: number; onChunk?: (b: Buffer) => void; signal?: AbortSignal; flow?: (f: CommandFlow) => void } = {},
-	): Promise<CommandReply> {
+	command(hiveId: string, cmd: CommandBody, o: CommandOptions = {}): Promise<CommandReply> {
 		const held = this.byHive.get(hiveId);
 		if (!held) return Promise.resolve({ status: 503, error: `hive ${hiveId} is not connected to this queen` });
 		const id = randomUUID();

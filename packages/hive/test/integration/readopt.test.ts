@@ -29,11 +29,12 @@ describe("a restarted hive re-adopts its workers", () => {
 		await first.stop(); // the daemon goes away; its workers do not
 
 		process.kill(end.pid!, "SIGKILL"); // ends while no hive is watching
-		rmSync(join(stateDir, "workers", "orphan.json")); // a lost record: only the cgroup tree knows it
+		rmSync(join(stateDir, "workers", "orphan.json")); // no record: as good as a process someone else put under the root
 		await until(() => root.driver.pids("end").length === 0, 5000, "end's exit");
 
 		const driver = createDriver(detect({ requested: "v1", cgroupRoot: root.rootName }));
-		const second = new Hive({ driver, stateDir, hiveId: "h" });
+		const logged: string[] = [];
+		const second = new Hive({ driver, stateDir, hiveId: "h", log: (msg, extra) => logged.push(`${msg} ${JSON.stringify(extra)}`) });
 		hives.push(second);
 		await second.start();
 		expect(second.instanceId).not.toBe(first.instanceId);
@@ -44,8 +45,11 @@ describe("a restarted hive re-adopts its workers", () => {
 		const snap = await second.tick();
 		expect(snap.workers.find((w) => w.id === "keep")!.stats!.memory.limitBytes).toBe(128 << 20);
 
-		// Found by the cgroup walk alone: its command comes from /proc.
-		expect(second.get("orphan")).toMatchObject({ state: "running", pid: orphan.pid, adopted: true, command: ["sleep", "121"] });
+		// A cgroup with no record of this hive's is not its own: reported, never listed, adopted or killed.
+		expect(second.get("orphan")).toBeUndefined();
+		expect(driver.pids("orphan")).toContain(orphan.pid);
+		expect(() => process.kill(orphan.pid!, 0)).not.toThrow();
+		expect(logged.join("\n")).toMatch(/a cgroup under the root has no record of this hive's: left alone .*"id":"orphan"/);
 
 		const e = second.get("end")!;
 		expect(e.state).toBe("exited");

@@ -1,6 +1,6 @@
 import type { ExitRecord, Limits, Recommendation, RecommendationGroup, RecommendationsAnswer } from "@apiary/protocol";
 import { CONSTANTS, recommendAll } from "./estimator.ts";
-import { type RunSummary, summarize } from "./run.ts";
+import { type RunBounds, type RunSummary, sanitize, summarize } from "./run.ts";
 import type { RunTable } from "../store/runs.ts";
 
 export interface AdvisorOptions {
@@ -10,6 +10,8 @@ export interface AdvisorOptions {
 	runsPerKey?: number;
 	/** Keys kept; past it the key whose newest run is oldest goes. */
 	maxKeys?: number;
+	/** One line per event worth knowing (figures dropped, a group that failed). */
+	log?: (msg: string, extra?: object) => void;
 }
 
 /**
@@ -38,15 +40,23 @@ export class Advisor {
 	private readonly runsPerKey: number;
 	private readonly maxKeys: number;
 	private readonly groups = new Map<string, Group>();
+	private readonly o: AdvisorOptions;
 
 	private readonly table: RunTable;
 
 	constructor(table: RunTable, o: AdvisorOptions) {
 		this.table = table;
+		this.o = o;
 		this.keyLabels = [...o.keyLabels].sort();
 		this.runsPerKey = o.runsPerKey ?? 1000;
 		this.maxKeys = o.maxKeys ?? 1000;
-		for (const { key, run } of table.all()) this.group(key, run).runs.push(run);
+		// Rows from before figures were checked where they enter: out-of-range values are dropped here too.
+		let bad = 0;
+		for (const { key, run } of table.all()) {
+			if (sanitize(run).length > 0) bad++;
+			this.group(key, run).runs.push(run);
+		}
+		if (bad > 0) o.log?.("right-sizing: runs with figures out of range were loaded with those figures dropped", { runs: bad });
 		for (const g of this.groups.values()) if (g.runs.length > this.runsPerKey) g.runs.splice(0, g.runs.length - this.runsPerKey);
 	}
 
@@ -70,9 +80,16 @@ export class Advisor {
 	 * summary, or null for a run that never ran. `stored`: another queen
 	 * recorded it in the shared store already; only this queen's memory learns it.
 	 */
-	record(worker: { profile: string | null; labels: Record<string, string>; limits: Limits }, exit: ExitRecord, stored = false): RunSummary | null {
+	record(
+		worker: { profile: string | null; labels: Record<string, string>; limits: Limits },
+		exit: ExitRecord,
+		stored = false,
+		from?: { hiveId: string; bounds: RunBounds },
+	): RunSummary | null {
 		const run = summarize(worker, exit);
 		if (!run) return null;
+		const dropped = sanitize(run, from?.bounds);
+		if (dropped.length > 0) this.o.log?.("right-sizing: a run's figures out of range were dropped", { hiveId: from?.hiveId ?? null, fields: dropped });
 		const { key } = this.keyOf(run);
 		const g = this.group(key, run);
 		g.runs.push(run);
@@ -114,7 +131,13 @@ export class Advisor {
 			}
 			const last = runs.at(-1);
 			if (recs === null) {
-				recs = recommendAll([...runs].reverse(), { now });
+				try {
+					recs = recommendAll([...runs].reverse(), { now });
+				} catch (err) {
+					// One group's failure is that group's: the others are still answered.
+					this.o.log?.("right-sizing: a group's recommendations failed", { profile: g.profile, labels: g.labels, err: String(err) });
+					continue;
+				}
 				if (!filter.label) g.cached = { at: now, recs };
 			}
 			groups.push({

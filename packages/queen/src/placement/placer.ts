@@ -1,8 +1,9 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { HttpError } from "@apiary/kit/errors";
 import { type PendingPlacements, type PlacementAnswer, type PlacementBody, resolveLimits, type SpawnBody } from "@apiary/protocol";
 import type { Registry } from "../registry.ts";
-import type { CommandReply, HiveSocketServer } from "../socket.ts";
+import type { HiveCommander } from "../hive-commands.ts";
+import type { CommandReply } from "../socket.ts";
 import { choose, describeWant, type Want } from "./choose.ts";
 
 // Placement: find → reserve → run, over the socket each hive keeps open.
@@ -53,19 +54,54 @@ interface InDoubt {
 	ours: boolean;
 }
 
+/** An idempotency key as this queen knows it: its request's hash and its answer (or, lost, the spawn in doubt). */
+interface KeyEntry {
+	at: number;
+	hash: string;
+	answer: Promise<PlacementAnswer>;
+	doubt?: PlacementAnswer;
+}
+
+/** The request a key stands for, whatever the order of its fields: a retry must be the same request. */
+export function requestHash(body: PlacementBody): string {
+	const { idempotencyKey: _k, ...rest } = body;
+	const canon = (v: unknown): unknown =>
+		Array.isArray(v)
+			? v.map(canon)
+			: v !== null && typeof v === "object"
+				? Object.fromEntries(
+						Object.keys(v)
+							.sort()
+							.filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+							.map((k) => [k, canon((v as Record<string, unknown>)[k])]),
+					)
+				: v;
+	return createHash("sha256")
+		.update(JSON.stringify(canon(rest)))
+		.digest("hex");
+}
+
+const reused = (key: string) =>
+	new PlacementError(
+		422,
+		`idempotencyKey ${JSON.stringify(key)} was used for a different request: a retry must send the same body (use a new key for a new request)`,
+	);
+
 export class Placer {
 	private readonly registry: Registry;
-	private readonly sockets: HiveSocketServer;
+	private readonly sockets: HiveCommander;
 	private readonly queue: Waiter[] = [];
-	private readonly keys = new Map<string, { at: number; answer: Promise<PlacementAnswer>; doubt?: PlacementAnswer }>();
+	private readonly keys = new Map<string, KeyEntry>();
 	/** CPU and memory promised to placements not yet seen running, by hive. */
 	private readonly inFlight = new Map<string, { cpu: number; memoryBytes: number }[]>();
 	private readonly inDoubt: InDoubt[] = [];
+	/** Claims with a worker placed on them, by claim id. */
+	private readonly claimUse = new Map<string, { hiveId: string; id: string; at: number }>();
 	private pumping = false;
 	private readonly timer: NodeJS.Timeout;
 	private readonly unsubscribe: () => void;
 
-	constructor(registry: Registry, sockets: HiveSocketServer) {
+	constructor(registry: Registry, sockets: HiveCommander) {
 		this.registry = registry;
 		this.sockets = sockets;
 		// Capacity comes back with exits, releases, hives joining and GPU changes.
@@ -94,16 +130,29 @@ export class Placer {
 	async place(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
 		const key = body.idempotencyKey;
 		if (key === undefined) return this.placeOnce(body, signal);
-		// Several queens: a key another queen answered is found in the database.
+		const hash = requestHash(body);
+		const seen = this.keys.get(key);
+		if (seen && seen.hash !== hash) throw reused(key);
+		// Several queens: a key another queen answered (or lost the answer of) is found in the database.
 		const shared = this.registry.store.placementAnswer;
-		if (shared && !this.keys.has(key)) {
+		if (shared && !seen) {
 			const earlier = await shared.call(this.registry.store, key);
-			if (earlier) return earlier;
+			if (earlier) {
+				if (earlier.bodyHash !== null && earlier.bodyHash !== hash) throw reused(key);
+				if (earlier.doubtAt === null) return earlier.answer;
+				const d = earlier.answer;
+				if (this.registry.getWorker(d.id, d.hiveId)) return d;
+				// The hive has come back since without it: it never started; placed again, under the id first given.
+				const h = this.registry.getHive(d.hiveId);
+				if (!(h?.state === "ready" && h.lastSeenAt && Date.parse(h.lastSeenAt) > earlier.doubtAt + 1000))
+					throw new PlacementError(503, `hive ${d.hiveId} has not yet said whether worker ${d.id} started; retry shortly`);
+				body = { ...body, id: d.id };
+			}
 		}
-		return this.placeKeyed(key, body, signal);
+		return this.placeKeyed(key, hash, body, signal);
 	}
 
-	private placeKeyed(key: string, body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+	private placeKeyed(key: string, hash: string, body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
 		const now = Date.now();
 		for (const [k, v] of this.keys) if (now - v.at > KEY_TTL_MS) this.keys.delete(k);
 		const seen = this.keys.get(key);
@@ -116,32 +165,48 @@ export class Placer {
 			this.keys.delete(key); // it did not: place it again
 		} else if (seen) return seen.answer;
 		const answer = this.placeOnce(body, signal);
-		const entry: { at: number; answer: Promise<PlacementAnswer>; doubt?: PlacementAnswer } = { at: now, answer };
+		const entry: KeyEntry = { at: now, hash, answer };
 		this.keys.set(key, entry);
 		// Bounded whatever the request rate: past the cap the oldest keys go first (Map keeps insertion order).
 		if (this.keys.size > MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
 		// A failure that changed nothing may be retried under the same key; a lost answer is looked into on the retry.
+		// Kept for every queen: the answer, or (several queens) the doubt, so a retry anywhere finds out.
+		const save = (a: PlacementAnswer, doubtAt: number | null) =>
+			this.registry.store.tx(() => this.registry.store.savePlacement?.(key, { answer: a, bodyHash: hash, doubtAt }));
 		answer.then(
-			(a) => this.registry.store.tx(() => this.registry.store.savePlacement?.(key, a)),
+			(a) => save(a, null),
 			(err) => {
-				if (err instanceof PlacementError && err.doubt) entry.doubt = err.doubt;
-				else this.keys.delete(key);
+				if (err instanceof PlacementError && err.doubt) {
+					entry.doubt = err.doubt;
+					save(err.doubt, Date.now());
+				} else this.keys.delete(key);
 			},
 		);
 		return answer;
 	}
 
 	private async placeOnce(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
-		const { hive, constraints, gpus, claimId, waitMs, idempotencyKey: _k, ...spawn } = body;
+		const { hive, constraints, gpus, claimId, holder, waitMs, idempotencyKey: _k, ...spawn } = body;
 		if (claimId !== undefined && gpus !== undefined) throw new PlacementError(400, "body: give gpus or claimId, not both");
+		if ((claimId === undefined) !== (holder === undefined))
+			throw new PlacementError(400, "body.holder goes with body.claimId: the claim's holder places on it");
 		const id = spawn.id ?? `w-${randomBytes(4).toString("hex")}`;
 		const running = this.registry.listWorkers({ state: "running" }).find((w) => w.id === id);
 		if (running) throw new PlacementError(409, `id ${id} is already in use by a running worker on hive ${running.hiveId}`);
 		const limits = resolveLimits(spawn.profile ?? null, { cpu: spawn.cpu, memoryBytes: spawn.memoryBytes, pids: spawn.pids, timeoutMs: spawn.timeoutMs });
 		const want: Want = { hive, constraints, gpus, cpu: limits.cpu, memoryBytes: limits.memoryBytes };
 		let grant: Grant;
-		if (claimId !== undefined) grant = this.fromClaim(claimId, hive);
-		else {
+		if (claimId !== undefined) {
+			grant = this.fromClaim(claimId, hive, holder!);
+			// One live worker per claim: taken now, until its worker exits (or the spawn fails).
+			this.claimUse.set(claimId, { hiveId: grant.hiveId, id, at: Date.now() });
+			try {
+				return await this.start(id, { ...spawn, id }, grant, want);
+			} catch (err) {
+				if (!(err instanceof PlacementError && err.doubt)) this.claimUse.delete(claimId);
+				throw err;
+			}
+		} else {
 			// Waiters came first: the hives they could use are theirs to take.
 			// Several queens: reserved one at a time fleet-wide (held only for the claim, not the spawn).
 			const now = await this.registry.exclusive(() => this.tryGrant(id, want, this.claimedByWaiters()));
@@ -162,14 +227,37 @@ export class Placer {
 		return this.start(id, { ...spawn, id }, grant, want);
 	}
 
-	private fromClaim(claimId: string, hive: string | undefined): Grant {
+	private fromClaim(claimId: string, hive: string | undefined, holder: string): Grant {
 		const c = this.registry.getClaim(claimId);
 		if (!c) throw new PlacementError(404, `claimId: no claim ${claimId}`);
+		if (c.holder !== holder) throw new PlacementError(403, `claimId: claim ${claimId} is held by another holder; body.holder must name its holder`);
+		const user = this.claimUser(claimId) ?? this.workerOnGpus(c.gpus);
+		if (user)
+			throw new PlacementError(409, `claimId: claim ${claimId}'s GPUs are in use by worker ${user.id} on hive ${user.hiveId} (one live worker per claim)`);
 		const hives = new Set(c.gpus.map((g) => g.hiveId));
 		if (hives.size !== 1) throw new PlacementError(409, `claimId: claim ${claimId} spans ${hives.size} hives; a worker runs on one`);
 		const hiveId = [...hives][0]!;
 		if (hive !== undefined && hive !== hiveId) throw new PlacementError(409, `claimId: claim ${claimId} is on hive ${hiveId}, not ${hive}`);
 		return { hiveId, gpus: c.gpus.map((g) => g.uuid), claimId, ours: false };
+	}
+
+	/** The worker placed on a claim that still holds it: placed and not seen to end (forgotten once ended, or never seen in a minute). */
+	private claimUser(claimId: string): { hiveId: string; id: string } | null {
+		const u = this.claimUse.get(claimId);
+		if (!u) return null;
+		const w = this.registry.getWorker(u.id, u.hiveId);
+		const live = w ? w.state === "running" : Date.now() - u.at < 60_000;
+		if (!live) this.claimUse.delete(claimId);
+		return live ? u : null;
+	}
+
+	/** A running worker on any of these GPUs (started by any queen or on its hive directly). */
+	private workerOnGpus(gpus: { hiveId: string; uuid: string }[]): { hiveId: string; id: string } | null {
+		for (const g of gpus) {
+			const held = this.registry.listGpus({ hive: g.hiveId }).find((x) => x.uuid === g.uuid)?.heldBy ?? [];
+			if (held.length > 0) return { hiveId: g.hiveId, id: held[0]! };
+		}
+		return null;
 	}
 
 	/** Hives that could ever serve a request (its hive or constraints, and GPUs of its kind in number), free or not. */

@@ -3,7 +3,7 @@ import type {} from "@fastify/sse";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { EventsGone, eventJson, isDurable } from "../events.ts";
 import { matches, parseTypes } from "../filter.ts";
-import type { Registry } from "../registry.ts";
+import { type Registry, RegistryError } from "../registry.ts";
 import { Subscriber } from "../subscriber.ts";
 
 export interface EventsRouteOptions {
@@ -24,7 +24,10 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 	app.get("/v1/events", { sse: { kind: "only", serializer }, schema: { querystring: EventsQuery } }, async (req, reply) => {
 		const q = req.query;
 		const header = req.headers["last-event-id"];
-		const resumeFrom = typeof header === "string" && /^\d{1,15}$/.test(header) ? Number(header) : q.since !== undefined ? Number(q.since) : null;
+		// A resume id that is not one is refused like a bad `since`, never taken as none (a silent fresh start).
+		if (header !== undefined && (typeof header !== "string" || !/^\d{1,15}$/.test(header)))
+			throw new RegistryError(400, `headers['last-event-id'] must be an event id (1-15 digits), got ${JSON.stringify(String(header).slice(0, 40))}`);
+		const resumeFrom = header !== undefined ? Number(header) : q.since !== undefined ? Number(q.since) : null;
 		const filter = { types: parseTypes(q.types), hive: q.hive ?? null, worker: q.worker ?? null };
 		const sub = new Subscriber(o.queueLimit);
 		const sse = reply.sse!;

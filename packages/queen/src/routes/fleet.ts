@@ -20,8 +20,7 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = as
 		return registry.listWorkers({ hive: q.hive, state: q.state ?? "all", label: q.label ? [q.label.slice(0, i), q.label.slice(i + 1)] : undefined });
 	});
 	app.get("/v1/workers/:id", { schema: { params: IdParams, querystring: HiveIdQuery, response: { 200: WorkerDetail, 404: ErrorBody } } }, async (req) => {
-		const w = registry.getWorker(req.params.id, req.query.hive);
-		if (!w) throw new RegistryError(404, `no worker ${req.params.id}`);
+		const w = registry.findWorker(req.params.id, req.query.hive);
 		return { ...w, exits: await registry.exitsOf(w.hiveId, w.id) };
 	});
 	app.get("/v1/gpus", { schema: { querystring: GpusQuery, response: { 200: Type.Array(GpuView) } } }, async (req) => {

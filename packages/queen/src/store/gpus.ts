@@ -9,6 +9,8 @@ export interface GpuRow {
 export interface GpuTable {
 	all(): GpuRow[];
 	save(hiveId: string, g: GpuInfo): void;
+	/** A GPU its hive no longer reports. */
+	remove(hiveId: string, uuid: string): void;
 }
 
 export function sqliteGpus(db: SqliteDb): GpuTable {
@@ -25,5 +27,6 @@ export function sqliteGpus(db: SqliteDb): GpuTable {
 				g.uuid,
 				JSON.stringify(g),
 			),
+		remove: (hiveId, uuid) => void db.run("DELETE FROM gpus WHERE hive_id = ? AND uuid = ?", hiveId, uuid),
 	};
 }

@@ -33,6 +33,28 @@ CREATE VIEW IF NOT EXISTS events AS
   FROM event_batches AS b, json_each(b.events) AS e;
 `;
 
+/** `PRAGMA application_id` of a queen's file ("APIQ"): what tells it from any other SQLite file. */
+export const QUEEN_APPLICATION_ID = 0x41504951;
+/** Tables every queen's file has had since the first: a file from before the application id was set is the queen's. */
+const QUEEN_TABLES = ["hives", "workers", "exits", "gpus", "claims", "meta", "event_batches"];
+
+/**
+ * Refuses a file that is not empty and not a queen's before writing anything
+ * to it (the schema, WAL mode): `--db` pointed at another program's database
+ * by mistake must leave it byte for byte as it was.
+ */
+function claimFile(db: DatabaseSync, path: string): void {
+	const id = Number((db.prepare("PRAGMA application_id").get() as { application_id: number }).application_id);
+	if (id === QUEEN_APPLICATION_ID) return;
+	const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+	const ours = QUEEN_TABLES.every((t) => tables.includes(t));
+	if (id !== 0 || (tables.length > 0 && !ours)) {
+		const what = id !== 0 ? `application_id ${id}` : `tables ${tables.slice(0, 8).join(", ")}${tables.length > 8 ? ", …" : ""}`;
+		throw new Error(`${path} is not a queen's database (${what}): refusing to write to it; give --db a new file or a queen's`);
+	}
+	db.exec(`PRAGMA application_id = ${QUEEN_APPLICATION_ID}`);
+}
+
 /** The SQLite connection the table modules share: cached statements and lazily opened transactions. */
 export class SqliteDb {
 	readonly db: DatabaseSync;
@@ -43,7 +65,13 @@ export class SqliteDb {
 	constructor(path: string) {
 		if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
 		this.db = new DatabaseSync(path);
-		this.db.exec(SCHEMA);
+		try {
+			claimFile(this.db, path);
+			this.db.exec(SCHEMA);
+		} catch (err) {
+			this.db.close();
+			throw err;
+		}
 	}
 
 	/** A cached prepared statement. */

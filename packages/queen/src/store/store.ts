@@ -28,10 +28,17 @@ export interface QueenStore {
 	/** Shared: runs fn under a database-wide lock, caught up with the other queens, until its changes are committed. */
 	withLock?<T>(key: number, fn: () => T | Promise<T>, tryOnly?: boolean): Promise<T | null>;
 	/** Several queens: the answer a placement with this idempotency key got on any queen. */
-	placementAnswer?(key: string): Promise<PlacementAnswer | null>;
-	/** …kept with its key (inside a transaction). */
-	savePlacement?(key: string, answer: PlacementAnswer): void;
+	placementAnswer?(key: string): Promise<KeyedPlacement | null>;
+	/** …kept with its key (inside a transaction); an answer replaces a doubt, never another answer. */
+	savePlacement?(key: string, p: KeyedPlacement): void;
 	/** Resolves once every transaction run so far is durable (at once on SQLite, whose commits are synchronous). */
 	durable(): Promise<void>;
 	close(): void | Promise<void>;
+}
+
+/** What an idempotency key stands for: its request's hash and its answer, or the spawn in doubt since `doubtAt` (ms). */
+export interface KeyedPlacement {
+	answer: PlacementAnswer;
+	bodyHash: string | null;
+	doubtAt: number | null;
 }

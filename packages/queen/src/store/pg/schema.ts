@@ -31,6 +31,11 @@ export const MIGRATIONS: readonly string[] = [
 	`ALTER TABLE hives ADD COLUMN samples jsonb;
 	 ALTER TABLE hives ADD COLUMN beat bigint;
 	 CREATE SEQUENCE hive_beats;`,
+	// Any queen answers for any hive: commands for a hive go to the queen it is connected to, at this address.
+	`ALTER TABLE queens ADD COLUMN url text;`,
+	// A key's request (a reuse with another body is refused) and, for a spawn whose answer was lost, since when it is in doubt.
+	`ALTER TABLE placements ADD COLUMN body_hash text;
+	 ALTER TABLE placements ADD COLUMN doubt_at timestamptz;`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

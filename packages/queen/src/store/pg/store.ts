@@ -8,7 +8,7 @@ import type { ExitTable } from "../exits.ts";
 import type { GpuRow, GpuTable } from "../gpus.ts";
 import type { HiveRow, HiveSamples, HiveTable } from "../hives.ts";
 import type { RunTable } from "../runs.ts";
-import type { QueenStore } from "../store.ts";
+import type { KeyedPlacement, QueenStore } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
 import { migrate } from "./schema.ts";
 
@@ -266,6 +266,7 @@ export class PgStore implements QueenStore {
 					g.uuid,
 					JSON.stringify(g),
 				),
+			remove: (hiveId, uuid) => w("DELETE FROM gpus WHERE hive_id = $1 AND uuid = $2", hiveId, uuid),
 		};
 		this.claims = {
 			all: () => l.claims,
@@ -569,13 +570,37 @@ export class PgStore implements QueenStore {
 		}
 	}
 
-	async placementAnswer(key: string): Promise<PlacementAnswer | null> {
-		const { rows } = await this.pool.query<{ answer: PlacementAnswer }>("SELECT answer FROM placements WHERE key = $1", [key]);
-		return rows[0]?.answer ?? null;
+	/** Where other queens reach this one (its commands relay), written once it listens. */
+	async advertise(url: string): Promise<void> {
+		await this.pool.query("UPDATE queens SET url = $2 WHERE id = $1", [this.o.queenId, url]);
 	}
 
-	savePlacement(key: string, answer: PlacementAnswer): void {
-		this.write({ sql: "INSERT INTO placements (key, answer) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", params: [key, JSON.stringify(answer)] });
+	/** The address of the live queen, not this one, that hive is connected to; null when none is. */
+	async queenUrlOf(hiveId: string): Promise<string | null> {
+		const { rows } = await this.pool.query<{ url: string | null }>(
+			`SELECT q.url FROM hives h JOIN queens q ON q.id = h.owner
+			  WHERE h.id = $1 AND h.state IN ('ready', 'stale') AND q.id <> $2 AND now() - q.seen_at < $3 * interval '1 millisecond'`,
+			[hiveId, this.o.queenId, QUEEN_GONE_MS],
+		);
+		return rows[0]?.url ?? null;
+	}
+
+	async placementAnswer(key: string): Promise<KeyedPlacement | null> {
+		const { rows } = await this.pool.query<{ answer: PlacementAnswer; body_hash: string | null; doubt_ms: number | null }>(
+			"SELECT answer, body_hash, (extract(epoch FROM doubt_at) * 1000)::float8 AS doubt_ms FROM placements WHERE key = $1",
+			[key],
+		);
+		const r = rows[0];
+		return r ? { answer: r.answer, bodyHash: r.body_hash, doubtAt: r.doubt_ms } : null;
+	}
+
+	savePlacement(key: string, p: KeyedPlacement): void {
+		this.write({
+			sql: `INSERT INTO placements (key, answer, body_hash, doubt_at) VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000))
+			      ON CONFLICT (key) DO UPDATE SET answer = EXCLUDED.answer, body_hash = EXCLUDED.body_hash, doubt_at = EXCLUDED.doubt_at
+			      WHERE placements.doubt_at IS NOT NULL`,
+			params: [key, JSON.stringify(p.answer), p.bodyHash, p.doubtAt],
+		});
 	}
 
 	/** Keeps the newest `keep` events of the log (one queen at a time, from the sweep). */

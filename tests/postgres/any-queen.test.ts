@@ -1,0 +1,115 @@
+import { createServer, type Server, connect } from "node:net";
+import { join } from "node:path";
+import type { HiveView } from "@apiary/protocol";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { until } from "@apiary/test-support/util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Any queen answers for any hive: three queens on one database behind a
+// round-robin TCP proxy (the load balancer docs/operations.md recommends),
+// three real hives each connected to one queen. Before, only the hive's own
+// queen could place on it, stop its workers or read their logs: through the
+// balancer two placements in three failed, and a logs request crashed a queen.
+
+/** A round-robin TCP proxy: each connection goes to the next queen. */
+function roundRobin(ports: number[]): Promise<{ server: Server; url: string; served: number[] }> {
+	let next = 0;
+	const served = ports.map(() => 0);
+	const server = createServer((client) => {
+		const i = next++ % ports.length;
+		served[i]!++;
+		const upstream = connect(ports[i]!, "127.0.0.1");
+		client.pipe(upstream).pipe(client);
+		const end = () => {
+			client.destroy();
+			upstream.destroy();
+		};
+		client.on("error", end);
+		upstream.on("error", end);
+		client.on("close", end);
+		upstream.on("close", end);
+	});
+	return new Promise((resolve) =>
+		server.listen(0, "127.0.0.1", () => {
+			const a = server.address();
+			resolve({ server, url: `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`, served });
+		}),
+	);
+}
+
+describe("any queen answers for any hive (three queens, one database, a round-robin balancer)", () => {
+	const dir = tempDir("any-queen");
+	const roots = [newCgroupRoot(), newCgroupRoot(), newCgroupRoot()];
+	const queens: Daemon[] = [];
+	const hives: Daemon[] = [];
+	let lb: Awaited<ReturnType<typeof roundRobin>>;
+	beforeAll(async () => {
+		// One path: in the postgres tier, one database for the three.
+		for (let i = 0; i < 3; i++) queens.push(await startQueen({ db: join(dir, "fleet.db"), staleAfter: "2s", evictAfter: "60s" }));
+		for (let i = 0; i < 3; i++)
+			hives.push(await startHive({ queen: queens[i]!.url, name: `aq${i}`, stateDir: join(dir, `hive${i}`), cgroupRoot: roots[i]!, interval: "500ms" }));
+		lb = await roundRobin(queens.map((q) => q.port));
+		for (const q of queens)
+			await until(
+				async () => (await json<HiveView[]>(`${q.url}/v1/hives`)).body.filter((h) => h.id.startsWith("aq") && h.state === "ready").length === 3,
+				20_000,
+				"every queen sees three hives ready",
+			);
+	}, 120_000);
+	afterAll(async () => {
+		lb?.server.close();
+		for (const h of hives) await h.stop();
+		for (const q of queens) await q.stop();
+		for (const r of roots) await removeCgroupRoot(r);
+		removeDir(dir);
+	});
+
+	const env = () => ({ APIARY_QUEEN: lb.url });
+
+	it("queen run through the balancer places on every hive and streams its output, every time", async () => {
+		for (let i = 0; i < 9; i++) {
+			// Each run is a new connection, to queen i % 3 (one per run, kept alive): hive i+1 is another queen's.
+			const hive = `aq${(i + 1) % 3}`;
+			const r = await runCli("queen", ["run", "--hive", hive, "--", "sh", "-c", `echo run-${i} on $APIARY_HIVE_ID; exit ${i % 2 ? 3 : 0}`], env());
+			expect(r.stderr).not.toMatch(/could not place|not connected/);
+			expect(r.stdout).toBe(`run-${i} on ${hive}\n`);
+			expect(r.code).toBe(i % 2 ? 3 : 0);
+		}
+		// Every queen took connections: the relays were exercised, not one lucky queen.
+		expect(lb.served.every((n) => n > 0)).toBe(true);
+	});
+
+	it("queen kill and queen logs -f through the balancer work for workers on every hive", async () => {
+		for (let i = 0; i < 6; i++) {
+			const hive = `aq${i % 3}`;
+			const id = `lk-${i}`;
+			const placed = await runCli("queen", ["run", "--detach", "--hive", hive, "--id", id, "--", "sh", "-c", "echo started; exec sleep 60"], env());
+			expect(placed.code, placed.stderr).toBe(0);
+			await until(async () => (await runCli("queen", ["logs", id], env())).stdout === "started\n", 15_000, `${id}'s output through the balancer`);
+			// Followed through the balancer while it runs; the kill (through the balancer too) ends it.
+			const following = runCli("queen", ["logs", "-f", id], env());
+			const killed = await runCli("queen", ["kill", id], env());
+			expect(killed.code, killed.stderr).toBe(0);
+			const followed = await following;
+			expect(followed.code, followed.stderr).toBe(0);
+			expect(followed.stdout).toBe("started\n");
+			await until(async () => (await json(`${queens[(i + 1) % 3]!.url}/v1/workers/${id}`)).body?.state === "exited", 15_000, `${id} exited`);
+		}
+	});
+
+	it("a queen asked for a hive of another relays it: logs, stop and placement each answered by a queen the hive is not connected to", async () => {
+		const [q0, q1] = queens;
+		const placed = await json(`${q1!.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "relayed", hive: "aq0", command: ["sh", "-c", "echo relayed-out; exec sleep 60"] }),
+		});
+		expect(placed.status).toBe(201);
+		expect(placed.body).toMatchObject({ hiveId: "aq0", id: "relayed" });
+		await until(async () => (await (await fetch(`${q1!.url}/v1/workers/relayed/logs?hive=aq0`)).text()) === "relayed-out\n", 15_000, "logs through q1");
+		const stopped = await json(`${queens[2]!.url}/v1/workers/relayed?hive=aq0`, { method: "DELETE" });
+		expect(stopped.status).toBe(200);
+		// The hive's own queen records it as stopped.
+		await until(async () => (await json(`${q0!.url}/v1/workers/relayed`)).body?.state === "exited", 15_000, "exited");
+	});
+});
