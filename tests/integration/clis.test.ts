@@ -111,6 +111,15 @@ describe("the queen CLI against real daemons", () => {
 	it("bad usage exits 2 naming the flag; an unreachable queen exits 1", async () => {
 		expect(await queenCli(["gpus", "--min-memory", "lots"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--min-memory: not a size: "lots"/) });
 		expect(await queenCli(["tail", "--types", "!!"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/querystring\.types must match pattern/) });
+		// Well-formed but unknown: the queen's 400 reaches the person (it used to exit 13 on an unsettled await).
+		expect(await queenCli(["tail", "--types", "worker.bogus"], env)).toMatchObject({
+			code: 2,
+			stderr: expect.stringMatching(/"worker\.bogus" matches no event type \(known: hive\.joined/),
+		});
+		expect(await queenCli(["workers", "--state", "bogus"], env)).toMatchObject({
+			code: 2,
+			stderr: expect.stringMatching(/--state: expected one of running, exited, evicted, all/),
+		});
 		expect(await queenCli(["start", "--stale-after", "5s", "--evict-after", "2s"], env)).toMatchObject({
 			code: 2,
 			stderr: expect.stringMatching(/--evict-after must be longer/),

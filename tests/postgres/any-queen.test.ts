@@ -112,4 +112,22 @@ describe("any queen answers for any hive (three queens, one database, a round-ro
 		// The hive's own queen records it as stopped.
 		await until(async () => (await json(`${q0!.url}/v1/workers/relayed`)).body?.state === "exited", 15_000, "exited");
 	});
+
+	it("every queen says when each hive was last seen, its own and the others' (within a renewal)", async () => {
+		for (const q of queens) {
+			const hives = await until(
+				async () => {
+					const hs = (await json<HiveView[]>(`${q.url}/v1/hives`)).body.filter((h) => h.id.startsWith("aq"));
+					return hs.every((h) => h.lastSeenAgoMs !== null) ? hs : null;
+				},
+				15_000,
+				"last seen known",
+			);
+			for (const h of hives) expect(h.lastSeenAgoMs!).toBeLessThan(15_000);
+			const table = await runCli("queen", ["hives", "--queen", q.url]);
+			for (const line of table.stdout.split("\n").filter((l) => l.startsWith("aq"))) expect(line).toMatch(/^aq\d\s+ready\s+\d+\.\ds ago/);
+		}
+		// And no queen overlapped queries on one client (pg's DeprecationWarning, printed once per process).
+		for (const q of queens) expect(q.err()).not.toMatch(/DeprecationWarning/);
+	});
 });

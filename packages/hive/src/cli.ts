@@ -5,7 +5,7 @@ import type { WorkerInfo } from "@apiary/protocol";
 
 import { checkId, LABEL_KEY_PATTERN } from "@apiary/protocol/ids";
 import { MAX_GRACE_MS } from "@apiary/protocol/limits";
-import { formatBytes, formatDuration, parseDuration, parseSize } from "@apiary/protocol/units";
+import { formatBytes, formatDuration, parseDuration, parseSize, shellJoin } from "@apiary/protocol/units";
 import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand, stopSignalOf, within } from "@apiary/kit/spawn-flags";
 import { call } from "@apiary/kit/client";
@@ -295,7 +295,7 @@ export function formatWorkers(workers: WorkerInfo[]): string {
 			formatBytes(w.limits.memoryBytes),
 			String(s?.pids.current ?? "-"),
 			formatDuration(w.state === "exited" ? w.exit?.durationMs : s?.uptimeMs),
-			w.command.join(" ").slice(0, 60),
+			shellJoin(w.command).slice(0, 60),
 		]);
 	}
 	const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

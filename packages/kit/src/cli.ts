@@ -48,7 +48,8 @@ export function exitCodeFor(prefix: string, e: unknown, err: (s: string) => void
 		err(`${e.message}\n`);
 		return 2;
 	}
-	if (e instanceof ClientError && e.status === 400) {
+	// The daemon refused the input (a field, a reused key): bad usage, with its own message.
+	if (e instanceof ClientError && (e.status === 400 || e.status === 422)) {
 		err(`${prefix}: ${e.message}\n`);
 		return 2;
 	}

@@ -57,6 +57,8 @@ export async function failure(res: IncomingMessage): Promise<ClientError> {
 	} catch {
 		// Not JSON (a proxy's page, say): the status line is the message.
 	}
+	// The daemon's 401 says a token is needed; the person needs to know how to give one.
+	if (res.statusCode === 401) message += " (give it with --token-file FILE or APIARY_TOKEN)";
 	return new ClientError(res.statusCode ?? 0, message);
 }
 

@@ -21,5 +21,9 @@ export async function printLogs(base: string, id: string, q: URLSearchParams, to
 	const res = await open(base, "GET", `/v1/workers/${id}/logs${q.size ? `?${q}` : ""}`, undefined, token);
 	if ((res.statusCode ?? 0) >= 300) throw await failure(res);
 	const decoder = new TextDecoder();
-	for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+	try {
+		for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+	} catch (err) {
+		throw new Error("the log stream was cut before its end (its hive, or the queen relaying it, went away)", { cause: err });
+	}
 }

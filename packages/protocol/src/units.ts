@@ -40,3 +40,8 @@ export function formatDuration(ms: number | null | undefined): string {
 	if (m < 60) return `${m}m${Math.floor(s % 60)}s`;
 	return `${Math.floor(m / 60)}h${m % 60}m`;
 }
+
+/** An argv as a person would type it back into a shell: each argument that needs it single-quoted. */
+export function shellJoin(argv: readonly string[]): string {
+	return argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(" ");
+}

@@ -125,6 +125,7 @@ const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v:
 
 const common = { queen: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" }, "token-file": { type: "string" } } as const;
 const queenUrl = (v: string | undefined) => v ?? process.env.APIARY_QUEEN ?? DEFAULT_QUEEN;
+const TOKEN_HINT = " (give it with --token-file FILE or APIARY_TOKEN)";
 
 export async function main(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
 	const [cmd, ...rest] = argv;
@@ -231,12 +232,17 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 					loadToken(v["token-file"]),
 				);
 				const { formatAdvice } = await import("./advise/format.ts");
-				out(v.json ? `${JSON.stringify(a)}\n` : formatAdvice(a));
+				out(v.json ? `${JSON.stringify(a)}\n` : formatAdvice(a, q.size > 0));
 				return 0;
 			}
 			case "workers": {
 				const { values: v } = parse(rest, { ...common, hive: { type: "string" }, state: { type: "string" } }, "workers");
-				const q = new URLSearchParams({ state: v.state ?? "running" });
+				const states = ["running", "exited", "evicted", "all"];
+				const state = flag("workers", "state", v.state, (x) => {
+					if (!states.includes(x)) throw new Error(`expected one of ${states.join(", ")}, got ${JSON.stringify(x)}`);
+					return x;
+				});
+				const q = new URLSearchParams({ state: state ?? "running" });
 				if (v.hive) q.set("hive", v.hive);
 				const ws = await call<QueenWorkerView[]>(queenUrl(v.queen), "GET", `/v1/workers?${q}`, undefined, loadToken(v["token-file"]));
 				out(v.json ? `${JSON.stringify(ws)}\n` : formatWorkers(ws));
@@ -310,11 +316,19 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 	// Check the request once so bad filters fail fast with the queen's message.
 	const token = loadToken(v["token-file"]);
 	const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
-	const probe = await fetch(url, { headers: { accept: "application/json", ...auth } }).catch((e) => {
+	// As the stream itself is asked for (an Accept the route does not serve would be a 406, not the filter's 400).
+	const probe = await fetch(url, { headers: { accept: "text/event-stream", ...auth } }).catch((e) => {
 		throw unreachable(queenUrl(v.queen), e);
 	});
-	if (probe.status === 400) throw new UsageError(`queen tail: ${((await probe.json()) as { message: string }).message}`);
-	if (probe.status === 401) throw new Error(((await probe.json()) as { message: string }).message);
+	if (!probe.ok) {
+		const why = await probe
+			.json()
+			.then((b) => (b as { message?: string }).message)
+			.catch(() => undefined);
+		const message = `${why ?? `${probe.status} ${probe.statusText}`}${probe.status === 401 ? TOKEN_HINT : ""}`;
+		if (probe.status === 400) throw new UsageError(`queen tail: ${message}`);
+		throw new Error(message);
+	}
 	await probe.body?.cancel();
 	const { EventSource } = await import("eventsource");
 	// The token goes in the Authorization header (never the URL): eventsource lets its fetch add it.
@@ -324,12 +338,18 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 		out(v.json ? `${JSON.stringify(e)}\n` : formatEvent(e, colour));
 	};
 	for (const t of EVENT_TYPES) es.addEventListener(t, show);
-	es.addEventListener("error", () => {
-		if (es.readyState === EventSource.CONNECTING) err("queen tail: disconnected; reconnecting\n");
-	});
-	await untilSignal();
+	// The stream refused for good (a 4xx after a reconnect: a revoked token, say) ends the command; nothing else would.
+	const refused = new Promise<string>((resolve) =>
+		es.addEventListener("error", (e) => {
+			if (es.readyState === EventSource.CONNECTING) err("queen tail: disconnected; reconnecting\n");
+			else if (es.readyState === EventSource.CLOSED) resolve((e as { message?: string }).message ?? "the queen closed the stream");
+		}),
+	);
+	const why = await Promise.race([untilSignal().then(() => null), refused]);
 	es.close();
-	return 0;
+	if (why === null) return 0;
+	err(`queen tail: ${why}\n`);
+	return 1;
 }
 
 /** --advise-labels: a comma-separated list of label names (the spawn API's label pattern), at most 8. */

@@ -133,7 +133,7 @@ export class FleetState {
 		for (const r of this.hiveWorkers(h.id)) if (r.view.state === "running") workers++;
 		let gpus = 0;
 		for (const g of this.gpus.values()) if (g.hiveId === h.id) gpus++;
-		return hiveView(h, { workers, gpus }, this.now);
+		return hiveView(h, { workers, gpus }, this.now, this.store.shared ? this.o.clock.wall() : undefined);
 	}
 
 	/** Every hive as placement weighs it: state, labels, size and what its running workers' limits commit. */

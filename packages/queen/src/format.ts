@@ -1,5 +1,5 @@
 import type { GpuView, HiveView, QueenEvent, QueenWorkerView } from "@apiary/protocol";
-import { formatBytes } from "@apiary/protocol/units";
+import { formatBytes, shellJoin } from "@apiary/protocol/units";
 
 /** Columns padded to their widest cell; the last column is not padded. */
 export function table(rows: string[][]): string {
@@ -31,10 +31,11 @@ export function formatWorkers(ws: QueenWorkerView[]): string {
 		...ws.map((w) => [
 			w.hiveId,
 			w.id,
-			w.state === "exited" ? `${w.exit?.reason}${w.exit?.oomKilled ? " OOM" : ""}` : w.state,
+			// "oom" says it already; an OOM kill behind another reason (timeout, killed) is worth a word.
+			w.state === "exited" ? `${w.exit?.reason}${w.exit?.oomKilled && w.exit.reason !== "oom" ? " OOM" : ""}` : w.state,
 			w.stats?.cpu.percent == null ? "-" : w.stats.cpu.percent.toFixed(1),
 			formatBytes(w.stats?.memory.currentBytes),
-			w.command.join(" ").slice(0, 60),
+			shellJoin(w.command).slice(0, 60),
 		]),
 	]);
 }
@@ -73,7 +74,7 @@ export function formatEvent(e: QueenEvent, colour: boolean): string {
 			detail = `${d.hives.length} hives, ${d.workers.length} running workers, ${d.gpus.length} GPUs (${d.gpus.filter((g: GpuView) => g.free).length} free)`;
 			break;
 		case "worker.spawned":
-			detail = d.worker.command.join(" ").slice(0, 80);
+			detail = shellJoin(d.worker.command).slice(0, 80);
 			break;
 		case "worker.updated":
 			detail = `cpu ${d.stats.cpu.percent ?? "-"}% mem ${formatBytes(d.stats.memory.currentBytes)}`;

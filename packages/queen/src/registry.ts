@@ -423,10 +423,13 @@ export class Registry extends FleetState {
 	}
 
 	/** Several queens: another queen's hive's latest samples, published here as `worker.updated` (at most ~5 s old). */
-	applySamples(rows: { id: string; owner: string | null; samples: HiveSamples }[], queenId: string): void {
+	applySamples(rows: { id: string; owner: string | null; samples: HiveSamples; seenAgoMs?: number | null }[], queenId: string): void {
 		this.change(() => {
 			for (const row of rows) {
-				if (row.owner === queenId || this.hives.get(row.id)?.connected) continue;
+				const h = this.hives.get(row.id);
+				if (row.owner === queenId || h?.connected) continue;
+				// Another queen's hive: when it was last seen, as that queen's renewal says (at most a renewal old).
+				if (h && row.seenAgoMs != null) h.lastSeenAt = new Date(this.o.clock.wall() - Math.max(0, row.seenAgoMs)).toISOString();
 				const known = this.byHive.get(row.id);
 				for (const t of row.samples) {
 					const rec = known?.get(t.id);

@@ -112,8 +112,12 @@ export async function run(argv: string[], defaultQueen: string, out: (s: string)
 		let q = "follow=true";
 		for (;;) {
 			const res = await open(base, "GET", `/v1/workers/${placed.id}/logs?${where}&${q}`, undefined, token).catch(() => null);
-			if (res && (res.statusCode ?? 0) < 300) for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
-			else if (res) await failure(res); // read and dropped: the state below says what happened
+			try {
+				if (res && (res.statusCode ?? 0) < 300) for await (const chunk of res) out(decoder.decode(chunk as Uint8Array, { stream: true }));
+				else if (res) await failure(res); // read and dropped: the state below says what happened
+			} catch {
+				// The relay was cut (its hive or queen went away): the worker's state below says what happened.
+			}
 			const w = await settled(base, placed, token);
 			if (w === "running") {
 				// The stream broke (the hive went away for a while) and the worker runs on: read on from the end.

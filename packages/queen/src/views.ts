@@ -25,7 +25,9 @@ export interface HiveRec {
 	savedMono?: number;
 }
 
-export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, nowMono: number): HiveView {
+/** `nowWall`: for a hive another queen serves, whose last sight this queen knows only as a time. */
+export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, nowMono: number, nowWall?: number): HiveView {
+	const seenAt = h.lastSeenAt === null ? Number.NaN : Date.parse(h.lastSeenAt);
 	return {
 		id: h.id,
 		instanceId: h.instanceId,
@@ -36,7 +38,12 @@ export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, 
 		labels: h.labels,
 		remoteSpawn: h.remoteSpawn !== false,
 		lastSeenAt: h.lastSeenAt,
-		lastSeenAgoMs: h.lastSeen === null ? null : Math.round(nowMono - h.lastSeen),
+		lastSeenAgoMs:
+			h.lastSeen !== null
+				? Math.round(nowMono - h.lastSeen)
+				: nowWall !== undefined && Number.isFinite(seenAt)
+					? Math.max(0, Math.round(nowWall - seenAt))
+					: null,
 		connected: h.connected,
 		workers: counts.workers,
 		gpus: counts.gpus,

@@ -38,6 +38,9 @@ export class GpuSampler {
 	private mig = new Map<string, MigDevice[]>();
 	private migReadAt = Number.NEGATIVE_INFINITY;
 	private lastLine: number | null = null;
+	/** When it last printed anything, parsed or not: silence is a hang, garbage is not. */
+	private lastOutput: number | null = null;
+	private lastBad: string | null = null;
 	private startedAt = 0;
 	private state: GpuStatus["state"] = "starting";
 	private message: string | null = null;
@@ -127,6 +130,7 @@ export class GpuSampler {
 
 	private onLine(line: string): void {
 		if (line.trim() === "") return;
+		this.lastOutput = this.o.now();
 		try {
 			const reading = parseGpuLine(line);
 			const now = this.o.now();
@@ -136,12 +140,15 @@ export class GpuSampler {
 		} catch (err) {
 			this.badLines++;
 			if (this.badLines <= 5 || this.badLines % 1000 === 0) this.o.log("unparseable nvidia-smi line", { err: String(err), count: this.badLines });
-			if (this.seen.size === 0) this.message = `unparseable nvidia-smi output: ${String((err as Error).message)}`;
+			this.lastBad = String((err as Error).message).slice(0, 200);
+			if (this.seen.size === 0 && this.state !== "error") this.message = `unparseable nvidia-smi output: ${this.lastBad}`;
 		}
 	}
 
 	private setState(state: GpuStatus["state"], message: string | null): void {
-		if (state !== this.state) this.o.log("gpu sampler state", { state, message });
+		// Logged when the state or the kind of trouble changes (the figures in a message change every time).
+		const kind = (m: string | null) => m?.replace(/\d+/g, "N") ?? null;
+		if (state !== this.state || kind(message) !== kind(this.message)) this.o.log("gpu sampler state", { state, message });
 		this.state = state;
 		this.message = message;
 	}
@@ -149,13 +156,22 @@ export class GpuSampler {
 	/** Watchdog and compute-apps cadence. */
 	private check(): void {
 		const now = this.o.now();
-		const last = this.lastLine ?? this.startedAt;
-		if (this.child && now - last > this.o.stallMs) {
-			this.setState(this.seen.size > 0 ? "stale" : "error", `nvidia-smi printed nothing for ${Math.round(now - last)} ms; restarting it`);
+		// Since this child started: an older child's last line says nothing of this one.
+		const last = Math.max(this.lastLine ?? 0, this.startedAt);
+		const printed = Math.max(this.lastOutput ?? 0, this.startedAt);
+		if (this.child && now - printed > this.o.stallMs) {
+			// Silent: hung (a driver or GPU that does not answer). A new child may get through.
+			this.setState(this.seen.size > 0 ? "stale" : "error", `nvidia-smi printed nothing for ${Math.round(now - printed)} ms; restarting it`);
 			const c = this.child;
 			this.child = null;
 			c.kill("SIGKILL");
 			this.scheduleRestart();
+		} else if (this.child && now - last > this.o.stallMs) {
+			// Talking, but nothing it says is a GPU line: not a hang, and a restart would print the same.
+			this.setState(
+				this.seen.size > 0 ? "stale" : "error",
+				`nvidia-smi prints output that is not the GPU lines asked for (${this.badLines} lines so far): ${this.lastBad ?? "?"}; not a hang: check that --nvidia-smi is nvidia-smi and that its driver knows the fields`,
+			);
 		}
 		if (this.state === "ok" && !this.appsBusy) this.queryApps();
 		if (this.state === "ok" && this.o.now() - this.migReadAt > MIG_EVERY_MS && [...this.seen.values()].some((s) => s.reading.migMode === "Enabled"))

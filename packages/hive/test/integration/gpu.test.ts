@@ -81,13 +81,20 @@ describe("GPU sampling through a long-lived nvidia-smi", () => {
 		await until(() => s.restartCount >= 1, 10_000, "a restart");
 	});
 
-	it("garbage output: no GPUs invented, the error is said", async () => {
-		const s = start("garbage");
-		await sleep(800);
-		const st = s.status();
+	it("garbage output: no GPUs invented, the error is said, and it is not taken for a hang", async () => {
+		const logged: string[] = [];
+		const s = start("garbage", { stallMs: 1000, log: (msg, extra) => logged.push(`${msg} ${JSON.stringify(extra)}`) });
+		const st = await until(() => (s.status().message ? s.status() : null), 5000, "a message");
 		expect(st.gpus).toEqual([]);
 		expect(st.state).not.toBe("ok");
 		expect(st.message).toMatch(/unparseable/);
+		// Past the stall time: it keeps printing, so no "printed nothing" and no restarts; the real cause is said and logged.
+		await until(() => /not a hang/.test(s.status().message ?? ""), 5000, "the cause said");
+		await sleep(1200);
+		expect(s.status().message).toMatch(/nvidia-smi prints output that is not the GPU lines asked for .*not a hang/);
+		expect(s.restartCount).toBe(0);
+		expect(logged.join("\n")).not.toMatch(/printed nothing/);
+		expect(logged.join("\n")).toMatch(/gpu sampler state.*not a hang/);
 	});
 
 	it("no nvidia-smi at all: absent, no GPUs", async () => {

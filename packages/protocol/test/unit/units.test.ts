@@ -1,5 +1,7 @@
+import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { checkId, formatBytes, isValidId, parseDuration, parseSize } from "../../src/index.ts";
+import { shellJoin } from "../../src/units.ts";
 
 describe("durations", () => {
 	it("take units; a bare number is seconds", () => {
@@ -32,6 +34,15 @@ describe("sizes", () => {
 	it("format for people", () => {
 		expect(formatBytes(64 * 1024 * 1024)).toBe("64.0M");
 		expect(formatBytes(null)).toBe("-");
+	});
+});
+
+describe("commands shown to people", () => {
+	it("quote what a shell would split or expand, so what is shown can be typed back", () => {
+		expect(shellJoin(["sh", "-c", "echo a b; exit 3"])).toBe("sh -c 'echo a b; exit 3'");
+		expect(shellJoin(["echo", "it's", "$HOME", "", "plain/path.txt"])).toBe("echo 'it'\\''s' '$HOME' '' plain/path.txt");
+		const r = spawnSync("sh", ["-c", `for a in ${shellJoin(["x y", "it's", "$HOME"])}; do echo "[$a]"; done`], { encoding: "utf8" });
+		expect(r.stdout).toBe("[x y]\n[it's]\n[$HOME]\n");
 	});
 });
 

@@ -46,8 +46,12 @@ function backtest(r: Recommendation): string {
 	return `${hit}${freed}`;
 }
 
-export function formatAdvice(a: RecommendationsAnswer): string {
-	if (a.groups.length === 0) return "no runs recorded yet (right-sizing learns from workers' exit records)\n";
+/** `filtered`: the request named a profile or label (so no group may mean no match, not no runs). */
+export function formatAdvice(a: RecommendationsAnswer, filtered = false): string {
+	if (a.groups.length === 0)
+		return filtered
+			? "no runs match that profile or label (queen advise without filters lists every group)\n"
+			: "no runs recorded yet (right-sizing learns from workers' exit records)\n";
 	const blocks = a.groups.map((g) => {
 		const labels = Object.entries(g.labels).map(([k, v]) => `${k}=${v}`);
 		const head = `${[`profile ${g.profile ?? "(none)"}`, ...labels].join("  ")}  —  ${g.runs} run${g.runs === 1 ? "" : "s"}, last ${g.lastRunAt?.replace("T", " ").slice(0, 16) ?? "-"}`;

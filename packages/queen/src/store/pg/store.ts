@@ -73,21 +73,33 @@ interface Loaded extends HiveRows {
 
 const exitKey = (hiveId: string, workerId: string, startedAt: string) => `${hiveId}\u0000${workerId}\u0000${startedAt}`;
 
+/** Runs the thunks one after another; their results in order. */
+async function inOrder<T extends unknown[]>(qs: { [K in keyof T]: () => Promise<T[K]> }): Promise<T> {
+	const out: unknown[] = [];
+	for (const q of qs) out.push(await q());
+	return out as T;
+}
+
 /** Hives with their workers and GPUs as committed: every hive, or the ones named. */
 async function readHives(c: pg.Pool | pg.ClientBase, ids: string[] | null): Promise<HiveRows> {
 	const only = (col: string) => (ids ? ` WHERE ${col} = ANY($1)` : "");
 	const params = ids ? [ids] : [];
-	const [h, wk, g] = await Promise.all([
-		c.query<{
-			id: string;
-			instance_id: string;
-			state: HiveRow["state"];
-			last_seen_at: Date | null;
-			owner: string | null;
-			info: Pick<HiveRow, "version" | "host" | "driver" | "labels">;
-		}>(`SELECT id, instance_id, state, last_seen_at, owner, info FROM hives${only("id")}`, params),
-		c.query<{ info: QueenWorkerView }>(`SELECT info FROM workers${only("hive_id")}`, params),
-		c.query<{ hive_id: string; info: GpuInfo }>(`SELECT hive_id, info FROM gpus${only("hive_id")}`, params),
+	// Three at once on a pool (three connections); one after another on one client, which runs one query at a time
+	// (pg queues overlapping ones and warns that it will stop doing so in pg@9).
+	const all =
+		c instanceof pg.Pool ? <T extends unknown[]>(qs: { [K in keyof T]: () => Promise<T[K]> }) => Promise.all(qs.map((q) => q())) as Promise<T> : inOrder;
+	const [h, wk, g] = await all([
+		() =>
+			c.query<{
+				id: string;
+				instance_id: string;
+				state: HiveRow["state"];
+				last_seen_at: Date | null;
+				owner: string | null;
+				info: Pick<HiveRow, "version" | "host" | "driver" | "labels">;
+			}>(`SELECT id, instance_id, state, last_seen_at, owner, info FROM hives${only("id")}`, params),
+		() => c.query<{ info: QueenWorkerView }>(`SELECT info FROM workers${only("hive_id")}`, params),
+		() => c.query<{ hive_id: string; info: GpuInfo }>(`SELECT hive_id, info FROM gpus${only("hive_id")}`, params),
 	]);
 	return {
 		hives: h.rows.map((r) => ({
@@ -495,15 +507,17 @@ export class PgStore implements QueenStore {
 	private lastBeat = 0;
 
 	/** Samples of other queens' hives written since the last call, oldest first. */
-	async samplesSince(): Promise<{ id: string; owner: string | null; samples: HiveSamples }[]> {
+	async samplesSince(): Promise<{ id: string; owner: string | null; samples: HiveSamples; seenAgoMs: number | null }[]> {
 		// Not this queen's own hives: it has their samples first-hand, and
 		// reading them back parsed a row of 50 samples per hive per 5 s for nothing.
-		const { rows } = await this.pool.query<{ id: string; owner: string | null; samples: HiveSamples; beat: string }>(
-			"SELECT id, owner, samples, beat FROM hives WHERE beat > $1 AND samples IS NOT NULL AND owner IS DISTINCT FROM $2 ORDER BY beat",
+		// With each renewal, how long ago (on the database's clock) the hive was last seen.
+		const { rows } = await this.pool.query<{ id: string; owner: string | null; samples: HiveSamples; beat: string; age_ms: number | null }>(
+			`SELECT id, owner, samples, beat, (extract(epoch FROM now() - last_seen_at) * 1000)::float8 AS age_ms
+			   FROM hives WHERE beat > $1 AND samples IS NOT NULL AND owner IS DISTINCT FROM $2 ORDER BY beat`,
 			[this.lastBeat, this.o.queenId ?? null],
 		);
 		if (rows.length > 0) this.lastBeat = Number(rows.at(-1)!.beat);
-		return rows.map((r) => ({ id: r.id, owner: r.owner, samples: r.samples }));
+		return rows.map((r) => ({ id: r.id, owner: r.owner, samples: r.samples, seenAgoMs: r.age_ms }));
 	}
 
 	/** Hives whose liveness another queen renews, with how long ago on the database's clock (the sweep). */
