@@ -1,6 +1,7 @@
 import { createServer, type Server, connect } from "node:net";
 import { join } from "node:path";
-import type { HiveView } from "@apiary/protocol";
+import type { HiveView, WorkerInfo } from "@apiary/protocol";
+import { FakeHive, worker } from "@apiary/test-support/fake-hive";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 import { until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -129,5 +130,59 @@ describe("any queen answers for any hive (three queens, one database, a round-ro
 		}
 		// And no queen overlapped queries on one client (pg's DeprecationWarning, printed once per process).
 		for (const q of queens) expect(q.err()).not.toMatch(/DeprecationWarning/);
+	});
+});
+
+describe("a relay whose queen dies mid-command", () => {
+	const dir = tempDir("relay-dies");
+	const queens: Daemon[] = [];
+	const hives: FakeHive[] = [];
+	beforeAll(async () => {
+		for (let i = 0; i < 3; i++) queens.push(await startQueen({ db: join(dir, "fleet.db"), staleAfter: "2s", evictAfter: "60s" }));
+	}, 60_000);
+	afterAll(async () => {
+		for (const h of hives) h.close();
+		for (const q of queens) await q.stop();
+		removeDir(dir);
+	});
+
+	it("fails cleanly (503, may have started), and a keyed retry on another queen gets the first answer once the hive has said", async () => {
+		const [a, b, c] = queens;
+		const connect = async (q: Daemon, instanceId: string, workers: WorkerInfo[]) => {
+			const h = new FakeHive(q.url, "fh", { instanceId });
+			hives.push(h);
+			await h.opened();
+			h.hello();
+			h.heartbeat(workers);
+			return h;
+		};
+		const first = await connect(b!, "fh-1", []);
+		await until(async () => (await json(`${a!.url}/v1/hives/fh`)).body?.state === "ready", 15_000, "fh ready on queen A");
+		const body = { command: ["sleep", "60"], hive: "fh", idempotencyKey: "relay-k1" };
+		const post = (q: Daemon, b2: object = body) =>
+			json(`${q.url}/v1/workers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(b2) });
+		const answer = post(a!);
+		// The spawn reaches the hive through queen B, which dies before the hive answers.
+		const cmd = await until(() => first.commands.find((m) => m.op === "spawn"), 15_000, "the spawn at the hive");
+		await b!.stop("SIGKILL");
+		const r1 = await answer;
+		expect(r1.status).toBe(503);
+		expect(r1.body.message).toMatch(/may have started: retry with the same idempotencyKey/);
+		const id = (cmd as { body: { id: string } }).body.id;
+		// Until the hive says, a retry on any queen is told to wait, and nothing is placed twice.
+		const early = await post(c!);
+		expect(early.status).toBe(503);
+		// The hive did start it, and reconnects to queen C with it running.
+		first.close();
+		await connect(c!, "fh-1", [worker(id)]);
+		const r2 = await until(async () => {
+			const r = await post(c!);
+			return r.status === 503 ? null : r;
+		}, 15_000, "the retry answered");
+		expect(r2.status).toBe(201);
+		expect(r2.body).toMatchObject({ hiveId: "fh", id });
+		// The same key with another body is still refused, on any queen.
+		expect((await post(a!, { ...body, command: ["true"] })).status).toBe(422);
+		expect(hives.flatMap((h) => h.commands.filter((m) => m.op === "spawn"))).toHaveLength(1);
 	});
 });
