@@ -175,10 +175,14 @@ describe("a relay whose queen dies mid-command", () => {
 		// The hive did start it, and reconnects to queen C with it running.
 		first.close();
 		await connect(c!, "fh-1", [worker(id)]);
-		const r2 = await until(async () => {
-			const r = await post(c!);
-			return r.status === 503 ? null : r;
-		}, 15_000, "the retry answered");
+		const r2 = await until(
+			async () => {
+				const r = await post(c!);
+				return r.status === 503 ? null : r;
+			},
+			15_000,
+			"the retry answered",
+		);
 		expect(r2.status).toBe(201);
 		expect(r2.body).toMatchObject({ hiveId: "fh", id });
 		// The same key with another body is still refused, on any queen.

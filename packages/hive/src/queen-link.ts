@@ -71,6 +71,8 @@ export class QueenLink {
 	private open = false;
 	private seq = 0;
 	private attempt = 0;
+	/** Refusals and back-off requests since the last ack: a backoff the queen's welcome does not reset. */
+	private refusals = 0;
 	private timer: NodeJS.Timeout | null = null;
 	private stopped = false;
 	/** seq → ids of exited workers that message carried */
@@ -168,6 +170,8 @@ export class QueenLink {
 				return;
 			}
 			if (m.type === "ack") {
+				// Stored: whatever refused this hive before has passed.
+				this.refusals = 0;
 				const ids = this.pending.get(m.seq);
 				this.pending.delete(m.seq);
 				if (ids && ids.length > 0) this.o.hive.markReported(ids);
@@ -209,17 +213,19 @@ export class QueenLink {
 			// 4409: another live hive holds this hive's id on that queen.
 			if (code === 4409) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
 			else if (was) this.o.log?.("disconnected from the queen", { queen: this.queen, code, reason: reason.toString() });
-			if (was && welcomed) {
+			if (was && welcomed && code !== 1013) {
 				// Dropped: the same queen first (a blip), then the others.
 				this.failedInRound = 0;
 				this.schedule();
 				return;
 			}
 			if (was) {
-				// Refused after the handshake (id taken, bad credential, bad hello): nothing a quick retry mends,
-				// so at least half of each backoff step (equal jitter), never the full jitter's near-zero waits.
+				// Refused after the handshake (id taken, bad credential, bad hello) or told to back off (1013: the
+				// queen cannot store what it is sent): nothing a quick retry mends, so a backoff that grows until
+				// an ack, at least half of each step (equal jitter), never the full jitter's near-zero waits.
+				if (code === 1013) this.o.log?.("the queen cannot store this hive's reports; backing off", { queen: this.queen, reason: reason.toString() });
 				this.failedInRound = 0;
-				this.schedule(backoffDelay(this.attempt++, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000, () => 0.5 + Math.random() / 2));
+				this.schedule(backoffDelay(this.refusals++, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000, () => 0.5 + Math.random() / 2));
 				return;
 			}
 			// Unreachable: the next queen at once, until every one failed this round; then back off.

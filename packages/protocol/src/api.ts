@@ -128,7 +128,17 @@ export const EventsQuery = Type.Object(
 );
 export type EventsQuery = Static<typeof EventsQuery>;
 
-export const QueenHealth = Type.Object({ ok: Type.Boolean(), version: Type.String(), lastEventId: Type.Integer(), hives: Type.Integer() });
+export const QueenHealth = Type.Object({
+	ok: Type.Boolean({ description: "false while the queen's store cannot commit (then the answer is a 503)" }),
+	version: Type.String(),
+	lastEventId: Type.Integer(),
+	hives: Type.Integer(),
+	store: Type.Object({
+		ok: Type.Boolean(),
+		error: Nullable(Type.String({ description: "the store's own error, e.g. SQLite's \"database or disk is full\"" })),
+		since: Nullable(Type.String()),
+	}),
+});
 export type QueenHealth = Static<typeof QueenHealth>;
 
 // ---- right-sizing -------------------------------------------------------------------

@@ -63,12 +63,17 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	}
 	const metrics = o.metrics;
 	if (metrics) app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
-	app.get("/healthz", { schema: { response: { 200: QueenHealth } } }, async () => ({
-		ok: true,
-		version: o.version,
-		lastEventId: o.registry.events.lastId,
-		hives: o.registry.listHives().length,
-	}));
+	app.get("/healthz", { schema: { response: { 200: QueenHealth, 503: QueenHealth } } }, async (_req, reply) => {
+		// A queen whose store cannot commit is not healthy: it refuses every change (a load balancer should pass it by).
+		const failure = o.registry.storeFailure;
+		return reply.code(failure ? 503 : 200).send({
+			ok: failure === null,
+			version: o.version,
+			lastEventId: o.registry.events.lastId,
+			hives: o.registry.listHives().length,
+			store: { ok: failure === null, error: failure?.error ?? null, since: failure?.since ?? null },
+		});
+	});
 	await app.register(dashboardRoutes);
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });

@@ -30,6 +30,11 @@ export class RegistryError extends HttpError {
 	override name = "RegistryError";
 }
 
+/** The queen's store could not commit a change (503, 507 for a full disk); the change was not made. */
+export class StoreError extends HttpError {
+	override name = "StoreError";
+}
+
 /**
  * A heartbeat that changes nothing but the hive's last-seen time rewrites
  * its row at most this often: liveness runs on the in-memory clock, and after
@@ -68,18 +73,45 @@ export class Registry extends FleetState {
 
 	/** Run a change in one transaction and publish its events after commit. */
 	private change<T>(fn: () => T): T {
+		const outer = this.undo === null;
+		if (outer) this.undo = [];
+		const commits = this.store.writeCommits;
 		try {
 			const out = this.store.tx(() => {
 				const r = fn();
 				this.events.persist();
 				return r;
 			});
+			if (outer) {
+				this.undo = null;
+				if (commits === undefined || (this.store.writeCommits ?? 0) > commits) this.storeFailure = null;
+			}
 			this.events.flush();
 			return out;
 		} catch (err) {
 			this.events.discard();
-			throw err;
+			if (!outer) throw err;
+			// What the failed transaction changed in memory goes with it (claims: a client told that
+			// its claim failed must not find it listed).
+			for (const u of this.undo!.reverse()) u();
+			this.undo = null;
+			if (err instanceof HttpError) throw err;
+			throw this.storeFailed(err);
 		}
+	}
+
+	/** Memory changes of the transaction in progress, undone if it fails. */
+	private undo: (() => void)[] | null = null;
+	/** The store's last failure, until a transaction commits again (/healthz says it). */
+	storeFailure: { error: string; since: string; status: number } | null = null;
+
+	/** A store failure as the client gets it: the database's own error, 507 for a full disk. */
+	private storeFailed(err: unknown): StoreError {
+		const msg = (err as Error)?.message ?? String(err);
+		const full = /full|ENOSPC|SQLITE_FULL/i.test(msg);
+		const status = full ? 507 : 503;
+		this.storeFailure = { error: msg, since: this.storeFailure?.since ?? new Date(this.o.clock.wall()).toISOString(), status };
+		return new StoreError(status, `the queen's store failed: ${msg}${full ? " (its disk is full)" : ""}; nothing was changed`, { cause: err });
 	}
 
 	private saveHive(h: HiveRec): void {
@@ -461,7 +493,7 @@ export class Registry extends FleetState {
 				expiresAt: new Date(wall + req.ttlSeconds * 1000).toISOString(),
 				expiresMono: this.now + req.ttlSeconds * 1000,
 			};
-			this.claims.set(c.id, c);
+			this.setClaim(c);
 			this.store.claims.insert(claimView(c));
 			this.events.append("claim.created", { claim: claimView(c) });
 			return claimView(c);
@@ -487,7 +519,7 @@ export class Registry extends FleetState {
 				expiresAt: new Date(wall + ttlSeconds * 1000).toISOString(),
 				expiresMono: this.now + ttlSeconds * 1000,
 			};
-			this.claims.set(c.id, c);
+			this.setClaim(c);
 			this.store.claims.insert(claimView(c));
 			this.events.append("claim.created", { claim: claimView(c) });
 			return claimView(c);
@@ -517,8 +549,14 @@ export class Registry extends FleetState {
 		this.change(() => this.releasePlacementClaims(hiveId, workerId));
 	}
 
+	private setClaim(c: ClaimRec): void {
+		this.claims.set(c.id, c);
+		this.undo?.push(() => this.claims.delete(c.id));
+	}
+
 	private dropClaim(c: ClaimRec, reason: string): void {
 		this.claims.delete(c.id);
+		this.undo?.push(() => this.claims.set(c.id, c));
 		this.store.claims.delete(c.id);
 		this.events.append("claim.released", { claim: claimView(c), reason });
 	}

@@ -5,12 +5,12 @@ import { type CommandMessage, HIVE_MESSAGES, type HiveMessage, ProtocolError, ty
 import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
 import { checkBearer } from "@apiary/kit/auth";
-import type { Registry } from "./registry.ts";
+import { type Registry, StoreError } from "./registry.ts";
 
 // Close codes: 1007 malformed JSON, 1008 a message that breaks the protocol
 // (with the field named in the reason), 1009 too big (ws enforces maxPayload),
-// 4000 replaced by a newer connection of the same hive, 4409 the hive id is
-// held by another live hive.
+// 1013 the queen's store is failing (back off), 4000 replaced by a newer
+// connection of the same hive, 4409 the hive id is held by another live hive.
 
 // Each message's validator is compiled from its one declaration in
 // @apiary/protocol (wire.ts); ajv's messages name the field.
@@ -44,6 +44,9 @@ export interface CommandOptions {
 }
 
 export type CommandBody = CommandMessage extends infer C ? (C extends CommandMessage ? Omit<C, "id" | "type"> : never) : never;
+
+/** Close code: the queen cannot store what the hive sends (its disk is full…): retry later, backing off. */
+export const CLOSE_STORE_FAILING = 1013;
 
 /** Close code: the hive id asked for is held by another live hive. */
 export const CLOSE_ID_TAKEN = 4409;
@@ -158,6 +161,9 @@ export class HiveSocketServer {
 				}
 			} catch (err) {
 				if (err instanceof ProtocolError) return reject(1008, `${type}: ${err.message}`);
+				// Nothing the hive sent is wrong; this queen cannot store it: the hive backs off (1013 Try Again Later)
+				// rather than reconnecting at once into the same failure.
+				if (err instanceof StoreError) return reject(CLOSE_STORE_FAILING, `the queen's store failed (${err.statusCode}); back off and retry`);
 				this.o.log("hive message failed", { hiveId, err: String(err) });
 				reject(1011, `internal error: ${(err as Error).message}`);
 			}

@@ -61,6 +61,8 @@ export class SqliteDb {
 	private readonly stmts = new Map<string, StatementSync>();
 	private depth = 0;
 	private open = false;
+	/** Transactions that wrote and committed (one that wrote nothing proves nothing of the disk). */
+	commits = 0;
 
 	constructor(path: string) {
 		if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -103,10 +105,15 @@ export class SqliteDb {
 		this.depth++;
 		try {
 			const out = fn();
-			if (this.open) this.db.exec("COMMIT");
+			if (this.open) {
+				this.db.exec("COMMIT");
+				this.commits++;
+			}
 			return out;
 		} catch (err) {
-			if (this.open) this.db.exec("ROLLBACK");
+			// SQLite may have rolled back already (SQLITE_FULL, IOERR): a second ROLLBACK would replace the
+			// real error with "cannot rollback - no transaction is active".
+			if (this.open && this.db.isTransaction) this.db.exec("ROLLBACK");
 			throw err;
 		} finally {
 			this.open = false;
@@ -135,6 +142,10 @@ export class SqliteStore implements QueenStore {
 		this.claims = sqliteClaims(this.sql);
 		this.events = sqliteEvents(this.sql);
 		this.runs = sqliteRuns(this.sql);
+	}
+
+	get writeCommits(): number {
+		return this.sql.commits;
 	}
 
 	/** The raw connection, for tests and `queen backup`. */

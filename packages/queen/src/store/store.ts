@@ -31,6 +31,8 @@ export interface QueenStore {
 	placementAnswer?(key: string): Promise<KeyedPlacement | null>;
 	/** …kept with its key (inside a transaction); an answer replaces a doubt, never another answer. */
 	savePlacement?(key: string, p: KeyedPlacement): void;
+	/** SQLite: transactions committed with writes so far (a store failure is over only once one commits). */
+	readonly writeCommits?: number;
 	/** Resolves once every transaction run so far is durable (at once on SQLite, whose commits are synchronous). */
 	durable(): Promise<void>;
 	close(): void | Promise<void>;
