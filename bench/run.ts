@@ -18,6 +18,7 @@ import { ingest } from "./sections/ingest.ts";
 import { hiveMemory } from "./sections/memory.ts";
 import { spawnToSse } from "./sections/spawn.ts";
 import { tick } from "./sections/tick.ts";
+import { waiters } from "./sections/waiters.ts";
 
 /** The sections in the order they run. */
 const SECTIONS: Record<string, () => Promise<void>> = {
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	cli: cliStart,
 	advise,
 	placement,
+	waiters,
 	pg: pgStore,
 	failover,
 };

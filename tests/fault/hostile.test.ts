@@ -228,3 +228,80 @@ describe("hostile clients and lying hives (second pass)", () => {
 		expect(existsSync(`${path}-wal`)).toBe(false);
 	});
 });
+
+describe("a burst of waiting placements", () => {
+	const dir = tempDir("fault-waiters");
+	let queen: Daemon;
+	beforeAll(async () => {
+		queen = await startQueen({ db: join(dir, "q.db"), sqlite: true, staleAfter: "2s", evictAfter: "30s" });
+	});
+	afterAll(async () => {
+		await queen.stop();
+		removeDir(dir);
+	});
+
+	it("3,000 unplaceable waiters, each on a pool of its own, are all queued while an honest hive never goes stale; each leaves when its client does", async () => {
+		const honest = await joined(queen, "honest", { gpus: 1 });
+		let beating = true;
+		const beats = (async () => {
+			while (beating) {
+				honest.heartbeat([]);
+				await sleep(300);
+			}
+		})();
+		const since = (await json(`${queen.url}/healthz`)).body.lastEventId as number;
+		const port = Number(new URL(queen.url).port);
+		const { request } = await import("node:http");
+		const pending: ReturnType<typeof request>[] = [];
+		try {
+			for (let i = 0; i < 3000; i++) {
+				const body = JSON.stringify({ id: `wait-${i}`, command: ["true"], constraints: { pool: `nowhere-${i}` }, waitMs: 600_000 });
+				const req = request({
+					host: "127.0.0.1",
+					port,
+					method: "POST",
+					path: "/v1/workers",
+					headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+				});
+				req.on("error", () => {});
+				req.end(body);
+				pending.push(req);
+			}
+			const listed = await until(
+				async () => {
+					const p = (await json<{ pending: { id: string }[] }>(`${queen.url}/v1/placements`)).body.pending;
+					return p.length === 3000 ? p : null;
+				},
+				60_000,
+				"3,000 waiters queued",
+			);
+			// In arrival order.
+			expect(listed[0]!.id).toBe("wait-0");
+			expect(listed.at(-1)!.id).toBe("wait-2999");
+			expect((await json(`${queen.url}/healthz`)).status).toBe(200);
+			expect((await json(`${queen.url}/v1/hives/honest`)).body.state).toBe("ready");
+			// A placement for the honest hive is not held back by waiters that cannot use it.
+			const placeable = await json(`${queen.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ id: "fits", command: ["true"], hive: "honest" }),
+				signal: AbortSignal.timeout(3000),
+			}).catch((e) => ({ status: String(e) }));
+			// (The fake hive answers no spawn: the point is that it was sent one.)
+			expect(placeable.status === 201 || /TimeoutError|aborted/.test(String(placeable.status))).toBe(true);
+			expect(honest.commands.some((m) => m.op === "spawn" && m.body.id === "fits")).toBe(true);
+		} finally {
+			for (const req of pending) req.destroy();
+			beating = false;
+			await beats;
+		}
+		await until(
+			async () => (await json<{ pending: unknown[] }>(`${queen.url}/v1/placements`)).body.pending.length === 0,
+			30_000,
+			"the waiters gone with their clients",
+		);
+		const staled = (await eventsSince(queen.url, since, "hive.stale")).filter((e) => e.hiveId === "honest");
+		expect(staled).toEqual([]);
+		honest.close();
+	});
+});

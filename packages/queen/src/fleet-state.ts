@@ -137,27 +137,30 @@ export class FleetState {
 	}
 
 	/** Every hive as placement weighs it: state, labels, size and what its running workers' limits commit. */
-	candidates(connected: (hiveId: string) => boolean): Candidate[] {
-		return [...this.hives.values()].map((h) => {
-			let cpu = 0;
-			let mem = 0;
-			for (const r of this.hiveWorkers(h.id)) {
-				if (r.view.state !== "running") continue;
-				cpu += r.view.limits.cpu ?? 0;
-				mem += r.view.limits.memoryBytes ?? 0;
-			}
-			return {
-				id: h.id,
-				state: h.state,
-				connected: connected(h.id),
-				remoteSpawn: h.remoteSpawn !== false,
-				labels: h.labels,
-				cores: h.host.cores,
-				memoryBytes: h.host.memoryBytes,
-				committedCpu: cpu,
-				committedMemoryBytes: mem,
-			};
-		});
+	/** Hives as placement weighs them; `only`: just these (each costs a walk of its workers). */
+	candidates(connected: (hiveId: string) => boolean, only?: (hiveId: string) => boolean): Candidate[] {
+		return [...this.hives.values()]
+			.filter((h) => !only || only(h.id))
+			.map((h) => {
+				let cpu = 0;
+				let mem = 0;
+				for (const r of this.hiveWorkers(h.id)) {
+					if (r.view.state !== "running") continue;
+					cpu += r.view.limits.cpu ?? 0;
+					mem += r.view.limits.memoryBytes ?? 0;
+				}
+				return {
+					id: h.id,
+					state: h.state,
+					connected: connected(h.id),
+					remoteSpawn: h.remoteSpawn !== false,
+					labels: h.labels,
+					cores: h.host.cores,
+					memoryBytes: h.host.memoryBytes,
+					committedCpu: cpu,
+					committedMemoryBytes: mem,
+				};
+			});
 	}
 
 	getClaim(id: string): Claim | null {
@@ -228,9 +231,10 @@ export class FleetState {
 	 * (placeable by its uuid); the MIG-mode GPU itself is not free (CUDA sees
 	 * only its instances).
 	 */
-	private allGpuViews(): GpuView[] {
+	private allGpuViews(only?: (hiveId: string) => boolean): GpuView[] {
 		const out: GpuView[] = [];
 		for (const { hiveId, info } of this.gpus.values()) {
+			if (only && !only(hiveId)) continue;
 			if (info.migMode !== "Enabled" || !info.mig?.length) {
 				out.push(this.gpuView(hiveId, info));
 				continue;
@@ -255,9 +259,33 @@ export class FleetState {
 		return out;
 	}
 
+	/**
+	 * The fixed facts of every GPU and MIG instance (hive, name, total memory,
+	 * MIG parent): what a request could ever use, without listGpus' who holds
+	 * it now (which walks each hive's workers and the claims per GPU).
+	 */
+	gpuKinds(): { hiveId: string; name: string; memoryTotalMiB: number | null; migParent: string | null }[] {
+		const out: { hiveId: string; name: string; memoryTotalMiB: number | null; migParent: string | null }[] = [];
+		for (const { hiveId, info } of this.gpus.values()) {
+			if (info.migMode !== "Enabled" || !info.mig?.length) {
+				out.push({ hiveId, name: info.name, memoryTotalMiB: info.memoryTotalMiB, migParent: null });
+				continue;
+			}
+			out.push({ hiveId, name: info.name, memoryTotalMiB: info.memoryTotalMiB, migParent: null });
+			for (const m of info.mig) out.push({ hiveId, name: `${info.name} MIG ${m.profile}`, memoryTotalMiB: m.memoryMiB, migParent: info.uuid });
+		}
+		return out;
+	}
+
+	/** Each hive's id and labels (placement constraints), cheaply. */
+	hiveLabels(): { id: string; labels: Record<string, string> }[] {
+		return [...this.hives.values()].map((h) => ({ id: h.id, labels: h.labels }));
+	}
+
 	/** Best fit first: the smallest free memory that still fits, then hive and index. */
-	listGpus(f: { free?: boolean; minMemoryMiB?: number; name?: string; hive?: string } = {}): GpuView[] {
-		return this.allGpuViews()
+	listGpus(f: { free?: boolean; minMemoryMiB?: number; name?: string; hive?: string; hives?: (hiveId: string) => boolean } = {}): GpuView[] {
+		const hive = f.hive;
+		return this.allGpuViews(hive !== undefined ? (h) => h === hive : f.hives)
 			.filter(
 				(g) =>
 					(f.free === undefined || g.free === f.free) &&

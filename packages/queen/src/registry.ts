@@ -95,8 +95,9 @@ export class Registry extends FleetState {
 			// its claim failed must not find it listed).
 			for (const u of this.undo!.reverse()) u();
 			this.undo = null;
-			if (err instanceof HttpError) throw err;
-			throw this.storeFailed(err);
+			// The database's own failures (a full disk, I/O) are the store's; anything else (bad input, a bug) is as thrown.
+			if ((err as { code?: unknown })?.code === "ERR_SQLITE_ERROR") throw this.storeFailed(err);
+			throw err;
 		}
 	}
 

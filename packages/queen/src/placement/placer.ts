@@ -5,6 +5,7 @@ import type { Registry } from "../registry.ts";
 import type { HiveCommander } from "../hive-commands.ts";
 import type { CommandReply } from "../socket.ts";
 import { choose, describeWant, type Want } from "./choose.ts";
+import { type HiveSet, WaitQueue, type Waiter } from "./waiters.ts";
 
 // Placement: find → reserve → run, over the socket each hive keeps open.
 // GPUs are reserved by a claim before the hive is asked (two placements can
@@ -27,14 +28,6 @@ export class PlacementError extends HttpError {
 	override name = "PlacementError";
 	/** A spawn whose answer was lost: what was asked, so a retry can find the worker. */
 	doubt?: PlacementAnswer;
-}
-
-interface Waiter {
-	id: string;
-	want: Want;
-	since: number;
-	deadline: number;
-	resolve: (grant: Grant | null, why?: string) => void;
 }
 
 interface Grant {
@@ -90,7 +83,9 @@ const reused = (key: string) =>
 export class Placer {
 	private readonly registry: Registry;
 	private readonly sockets: HiveCommander;
-	private readonly queue: Waiter[] = [];
+	private readonly queue: WaitQueue<Grant>;
+	/** GPUs seen, so a new one (or one gone) counts as a change of the fleet for the waiters. */
+	private readonly knownGpus = new Set<string>();
 	private readonly keys = new Map<string, KeyEntry>();
 	/** CPU and memory promised to placements not yet seen running, by hive. */
 	private readonly inFlight = new Map<string, { cpu: number; memoryBytes: number }[]>();
@@ -104,9 +99,25 @@ export class Placer {
 	constructor(registry: Registry, sockets: HiveCommander) {
 		this.registry = registry;
 		this.sockets = sockets;
+		this.queue = new WaitQueue<Grant>((want) => this.eligible(want));
 		// Capacity comes back with exits, releases, hives joining and GPU changes.
 		this.unsubscribe = registry.events.watch((batch) => {
-			if (batch.some((e) => e.type !== "worker.updated" && e.type !== "placement.failed")) this.pump();
+			let pump = false;
+			for (const e of batch) {
+				if (e.type === "worker.updated" || e.type === "placement.failed") continue;
+				pump = true;
+				// Which hives could serve whom changes only with the hives and their GPU inventory.
+				if (e.type === "hive.joined" || e.type === "hive.restarted" || e.type === "hive.left" || e.type === "hive.lost") this.queue.fleetChanged();
+				else if (e.type === "gpu.updated") {
+					const d = e.data as { gpu?: { uuid?: string }; gone?: boolean };
+					const uuid = d.gpu?.uuid;
+					if (uuid && (d.gone ? this.knownGpus.delete(uuid) : !this.knownGpus.has(uuid))) {
+						if (!d.gone) this.knownGpus.add(uuid);
+						this.queue.fleetChanged();
+					}
+				}
+			}
+			if (pump) this.pump();
 		});
 		this.timer = setInterval(() => {
 			this.expire();
@@ -118,12 +129,15 @@ export class Placer {
 	close(): void {
 		clearInterval(this.timer);
 		this.unsubscribe();
-		for (const w of this.queue.splice(0)) w.resolve(null, "the queen is stopping");
+		for (const w of [...this.queue.values()]) {
+			this.queue.remove(w);
+			w.resolve(null, "the queen is stopping");
+		}
 	}
 
 	pending(): PendingPlacements {
 		const now = performance.now();
-		return { pending: this.queue.map((w) => ({ id: w.id, waitingMs: Math.round(now - w.since), want: describeWant(w.want) })) };
+		return { pending: [...this.queue.values()].map((w) => ({ id: w.id, waitingMs: Math.round(now - w.since), want: describeWant(w.want) })) };
 	}
 
 	/** Places a worker and starts it; answers once the hive has started it. */
@@ -209,7 +223,7 @@ export class Placer {
 		} else {
 			// Waiters came first: the hives they could use are theirs to take.
 			// Several queens: reserved one at a time fleet-wide (held only for the claim, not the spawn).
-			const now = await this.registry.exclusive(() => this.tryGrant(id, want, this.claimedByWaiters()));
+			const now = await this.registry.exclusive(() => this.tryGrant(id, want, this.queue.wantedBy()));
 			if ("error" in now) {
 				if (!waitMs) {
 					const alone = this.tryGrant(id, want, null, true);
@@ -218,7 +232,7 @@ export class Placer {
 						want,
 						"error" in alone
 							? alone.error
-							: `${this.queue.length} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`,
+							: `${this.queue.size} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`,
 					);
 				}
 				grant = await this.wait(id, want, waitMs, signal);
@@ -262,45 +276,32 @@ export class Placer {
 
 	/** Hives that could ever serve a request (its hive or constraints, and GPUs of its kind in number), free or not. */
 	private eligible(want: Want): Set<string> {
-		const all = want.gpus ? this.registry.listGpus() : [];
+		const g = want.gpus;
+		const kinds = new Map<string, number>();
+		if (g)
+			for (const x of this.registry.gpuKinds())
+				if (
+					(g.count === 1 || !x.migParent) &&
+					(g.name === undefined || x.name.toLowerCase().includes(g.name.toLowerCase())) &&
+					(g.minMemoryMiB === undefined || (x.memoryTotalMiB ?? 0) >= g.minMemoryMiB)
+				)
+					kinds.set(x.hiveId, (kinds.get(x.hiveId) ?? 0) + 1);
 		const out = new Set<string>();
-		for (const h of this.registry.candidates(() => true)) {
+		for (const h of this.registry.hiveLabels()) {
 			if (want.hive !== undefined && h.id !== want.hive) continue;
 			if (want.constraints && !Object.entries(want.constraints).every(([k, v]) => h.labels[k] === v)) continue;
-			if (want.gpus) {
-				const g = want.gpus;
-				const kind = all.filter(
-					(x) =>
-						x.hiveId === h.id &&
-						(g.count === 1 || !x.migParent) &&
-						(g.name === undefined || x.name.toLowerCase().includes(g.name.toLowerCase())) &&
-						(g.minMemoryMiB === undefined || (x.memoryTotalMiB ?? 0) >= g.minMemoryMiB),
-				);
-				if (kind.length < g.count) continue;
-			}
+			if (g && (kinds.get(h.id) ?? 0) < g.count) continue;
 			out.add(h.id);
 		}
 		return out;
 	}
 
-	/** The hives the waiters could use. */
-	private claimedByWaiters(): Set<string> {
-		const out = new Set<string>();
-		if (this.queue.length === 0) return out;
-		const hives = this.registry.candidates(() => true).length;
-		for (const w of this.queue) {
-			// Every hive is taken already: the rest of a long queue changes nothing.
-			if (out.size >= hives) break;
-			for (const h of this.eligible(w.want)) out.add(h);
-		}
-		return out;
-	}
-
 	/** One attempt: choose and reserve (not on `avoid`'s hives), or say why not; `dryRun` reserves nothing. */
-	private tryGrant(id: string, want: Want, avoid: Set<string> | null = null, dryRun = false): Grant | { error: string } {
+	private tryGrant(id: string, want: Want, avoid: HiveSet | null = null, dryRun = false): Grant | { error: string } {
+		// Hives earlier waiters hold are not weighed at all (each weighed hive costs a walk of its workers).
+		const open = avoid ? (h: string) => !avoid.has(h) : undefined;
 		const candidates = this.registry
-			.candidates((h) => this.sockets.isConnected(h))
-			.filter((c) => !avoid?.has(c.id))
+			.candidates((h) => this.sockets.isConnected(h), open)
 			.map((c) => {
 				const extra = this.inFlight.get(c.id) ?? [];
 				return {
@@ -309,7 +310,7 @@ export class Placer {
 					committedMemoryBytes: c.committedMemoryBytes + extra.reduce((n, x) => n + x.memoryBytes, 0),
 				};
 			});
-		const choice = choose(candidates, want.gpus ? this.registry.listGpus({ free: true }) : [], want);
+		const choice = choose(candidates, want.gpus ? this.registry.listGpus({ free: true, hives: open }) : [], want);
 		if ("error" in choice) return choice;
 		if (dryRun) return { hiveId: choice.hiveId, gpus: choice.gpus.map((g) => g.uuid), claimId: null, ours: false };
 		if (choice.gpus.length === 0) return { hiveId: choice.hiveId, gpus: [], claimId: null, ours: false };
@@ -328,9 +329,9 @@ export class Placer {
 	}
 
 	private wait(id: string, want: Want, waitMs: number, signal?: AbortSignal): Promise<Grant> {
-		if (this.queue.length >= MAX_WAITERS) throw new PlacementError(503, `${this.queue.length} placements are waiting already; try again later`);
+		if (this.queue.size >= MAX_WAITERS) throw new PlacementError(503, `${this.queue.size} placements are waiting already; try again later`);
 		return new Promise<Grant>((resolve, reject) => {
-			const w: Waiter = {
+			const w = this.queue.add({
 				id,
 				want,
 				since: performance.now(),
@@ -346,18 +347,27 @@ export class Placer {
 						}
 					}
 				},
-			};
-			// A waiter that gives up (its client went away) leaves the queue.
+			});
+			// A waiter that gives up (its client went away) leaves the queue; what it held back may go now.
 			const onAbort = () => {
-				const i = this.queue.indexOf(w);
-				if (i >= 0) this.queue.splice(i, 1);
+				if (!this.queue.remove(w)) return;
 				reject(new PlacementError(499, "the client went away while waiting"));
 				this.pump();
 			};
 			signal?.addEventListener("abort", onAbort);
-			this.queue.push(w);
-			this.pump();
+			// Nothing changed for the waiters ahead of it: only the newcomer is tried (capacity may have come
+			// back between its first try and now), never the whole queue.
+			void this.registry.exclusive(() => this.tryNewest(w)).catch(() => {});
 		});
+	}
+
+	/** One waiter, newly queued: it may take what no other waiter (all earlier) could use. */
+	private tryNewest(w: Waiter<Grant>): void {
+		if (!this.queue.has(w)) return; // placed by a pump meanwhile, or gone
+		const g = this.tryGrant(w.id, w.want, this.queue.wantedBy(w));
+		if ("error" in g) return;
+		this.queue.remove(w);
+		w.resolve(g);
 	}
 
 	/**
@@ -376,27 +386,35 @@ export class Placer {
 
 	private pumpNow(): void {
 		const avoid = new Set<string>();
-		const hives = this.registry.candidates(() => true).length;
-		for (let i = 0; i < this.queue.length; i++) {
+		const hives = this.registry.hiveLabels().length;
+		for (const w of this.queue.values()) {
 			// Every hive is some earlier waiter's: nobody behind can be placed (a long queue costs one pass, not one per waiter).
 			if (avoid.size >= hives) break;
-			const w = this.queue[i]!;
+			const mine = this.queue.hivesOf(w);
+			// Nothing it could use is free of earlier waiters (or it can use nothing yet): no attempt, which costs O(fleet).
+			let open = false;
+			for (const h of mine) {
+				if (!avoid.has(h)) {
+					open = true;
+					break;
+				}
+			}
+			if (!open) continue;
 			const g = this.tryGrant(w.id, w.want, avoid);
 			if ("error" in g) {
-				for (const h of this.eligible(w.want)) avoid.add(h);
+				for (const h of mine) avoid.add(h);
 				continue;
 			}
-			this.queue.splice(i--, 1);
+			this.queue.remove(w);
 			w.resolve(g);
 		}
 	}
 
 	private expire(): void {
 		const now = performance.now();
-		for (let i = 0; i < this.queue.length; i++) {
-			const w = this.queue[i]!;
+		for (const w of this.queue.values()) {
 			if (w.deadline > now) continue;
-			this.queue.splice(i--, 1);
+			this.queue.remove(w);
 			// Only to say why: nothing is reserved for a waiter that gave up.
 			const g = this.tryGrant(w.id, w.want, null, true);
 			w.resolve(null, `${"error" in g ? g.error : "its turn had not come (earlier waiters hold those hives)"} (waited ${Math.round(now - w.since)} ms)`);
