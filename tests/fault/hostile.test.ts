@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { Claim, QueenEvent, RecommendationsAnswer, WorkerInfo } from "@apiary/protocol";
 import { exitedWorker, FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
-import { type Daemon, json, removeDir, startQueen, tempDir } from "@apiary/test-support/procs";
+import { type Daemon, json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -303,5 +303,68 @@ describe("a burst of waiting placements", () => {
 		const staled = (await eventsSince(queen.url, since, "hive.stale")).filter((e) => e.hiveId === "honest");
 		expect(staled).toEqual([]);
 		honest.close();
+	});
+});
+
+describe("exited workers past their retention", () => {
+	const dir = tempDir("fault-retention");
+	let queen: Daemon;
+	const start = () => startQueen({ db: join(dir, "q.db"), sqlite: true, staleAfter: "2s", evictAfter: "30s", extra: ["--keep-exited", "1000"] });
+	beforeAll(async () => {
+		queen = await start();
+	});
+	afterAll(async () => {
+		await queen.stop();
+		removeDir(dir);
+	});
+
+	it("leave memory beyond the newest N per hive (still found in the database), and the workers list pages with a cursor", async () => {
+		const h = await joined(queen, "busy");
+		const t0 = Date.parse("2026-12-01T00:00:00Z");
+		const limits = { cpu: null, memoryBytes: null, pids: null, timeoutMs: null };
+		const runs = Array.from({ length: 2500 }, (_, i) =>
+			exitedWorker(`done-${String(i).padStart(4, "0")}`, {
+				startedAt: t0 + i * 1000,
+				durationMs: 500,
+				peakBytes: 1,
+				cores: 0.1,
+				profile: null,
+				labels: {},
+				limits,
+			}),
+		);
+		const seq = h.heartbeat(runs);
+		await until(() => h.acks.includes(seq), 20_000, "the exits stored");
+		h.close();
+		// A restart applies the retention at once (it also runs every 10 s).
+		await queen.stop();
+		queen = await start();
+		const all: { id: string; hiveId: string }[] = [];
+		let pages = 0;
+		for (let cursor: string | null = null; ; pages++) {
+			const res = await fetch(`${queen.url}/v1/workers?hive=busy&state=all&limit=300${cursor ? `&cursor=${cursor}` : ""}`);
+			expect(res.status).toBe(200);
+			const page = (await res.json()) as { id: string; hiveId: string }[];
+			expect(page.length).toBeLessThanOrEqual(300);
+			all.push(...page);
+			cursor = res.headers.get("x-next-cursor");
+			if (!cursor) break;
+			expect(res.headers.get("link")).toMatch(/rel="next"/);
+		}
+		// The newest 1,000 are kept, each once, in order; the 1,500 oldest left memory.
+		expect(pages).toBe(3);
+		expect(all.map((w) => w.id)).toEqual(runs.slice(1500).map((w) => w.id));
+		// A worker memory no longer keeps is still found, from the database.
+		const old = await json(`${queen.url}/v1/workers/done-0000`);
+		expect(old.status).toBe(200);
+		expect(old.body).toMatchObject({ id: "done-0000", hiveId: "busy", state: "exited" });
+		// Unpaged asks are paged all the same: bounded answers.
+		const first = await fetch(`${queen.url}/v1/workers?state=all`);
+		expect(((await first.json()) as unknown[]).length).toBe(1000);
+		expect(first.headers.get("x-next-cursor")).toBeNull();
+		expect((await json(`${queen.url}/v1/workers?cursor=bm90LWEtY3Vyc29y`)).status).toBe(400);
+		// The command lists them all, page after page.
+		const listed = await runCli("queen", ["workers", "--queen", queen.url, "--state", "all", "--json"]);
+		expect(JSON.parse(listed.stdout)).toHaveLength(1000);
 	});
 });

@@ -62,6 +62,20 @@ export async function failure(res: IncomingMessage): Promise<ClientError> {
 	return new ClientError(res.statusCode ?? 0, message);
 }
 
+/** A GET's body and the headers that go with it (a paged answer's x-next-cursor). */
+export async function callWithHeaders<T>(
+	base: string,
+	method: string,
+	path: string,
+	token?: string | null,
+): Promise<{ body: T; headers: Record<string, string | undefined> }> {
+	const res = await open(base, method, path, undefined, token);
+	const status = res.statusCode ?? 0;
+	if (status < 200 || status >= 300) throw await failure(res);
+	const t = await text(res);
+	return { body: (t ? JSON.parse(t) : null) as T, headers: res.headers as Record<string, string | undefined> };
+}
+
 export async function call<T>(base: string, method: string, path: string, body?: unknown, token?: string | null): Promise<T> {
 	const res = await open(base, method, path, body, token);
 	const status = res.statusCode ?? 0;

@@ -86,6 +86,14 @@ export const QueenWorkersQuery = Type.Object(
 		hive: Type.Optional(Id),
 		state: Type.Optional(StringEnum(["running", "exited", "evicted", "all"] as const)),
 		label: Type.Optional(LabelFilter),
+		limit: Type.Optional(
+			Type.String({
+				pattern: "^[1-9][0-9]{0,3}$|^10000$",
+				description: "at most this many (1-10000, default 1000); the next page's cursor is in the x-next-cursor header",
+			}),
+		),
+		cursor: Type.Optional(Type.String({ maxLength: 200, pattern: "^[A-Za-z0-9_-]+$", description: "from the previous page's x-next-cursor header" })),
+		order: Type.Optional(StringEnum(["id", "recent"] as const, { description: "id: by hive and id, paged (default); recent: newest end first, one page" })),
 	},
 	{ additionalProperties: false },
 );

@@ -1,11 +1,11 @@
 // Durations and sizes as people type them on the command line.
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "500ms", "2s", "5m", "1h", "1.5s" → milliseconds. A bare number is seconds. */
+/** "500ms", "2s", "5m", "1h", "7d", "1.5s" → milliseconds. A bare number is seconds. */
 export function parseDuration(text: string): number {
-	const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-	if (!m) throw new Error(`not a duration: ${JSON.stringify(text)} (use e.g. 500ms, 2s, 5m, 1h)`);
+	const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
+	if (!m) throw new Error(`not a duration: ${JSON.stringify(text)} (use e.g. 500ms, 2s, 5m, 1h, 7d)`);
 	const ms = Number(m[1]) * durationUnits[m[2] ?? "s"]!;
 	return Math.round(ms);
 }

@@ -4,7 +4,7 @@ import { parseDuration, parseSize } from "@apiary/protocol/units";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
-import { call, unreachable } from "@apiary/kit/client";
+import { call, callWithHeaders, unreachable } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
@@ -52,6 +52,10 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
                           right-sizing (default suite)
   --token-file FILE       token for the hive socket and every route but /healthz
                           (default $APIARY_TOKEN)
+  --keep-exited N         exited workers kept in memory per hive (default 10000); older
+                          ones are still found in the database
+  --keep-exited-for DUR   …and for at most this long (default 7d)
+  --db-keep-for DUR       exited workers and exit records kept in the database (default 30d)
   --advertise URL         several queens: where the others reach this one to relay
                           commands for its hives (default the --listen address; the
                           host name when that is 0.0.0.0 or ::)`,
@@ -244,7 +248,15 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				});
 				const q = new URLSearchParams({ state: state ?? "running" });
 				if (v.hive) q.set("hive", v.hive);
-				const ws = await call<QueenWorkerView[]>(queenUrl(v.queen), "GET", `/v1/workers?${q}`, undefined, loadToken(v["token-file"]));
+				// Every page: the answer is paged (x-next-cursor), the command lists all.
+				const ws: QueenWorkerView[] = [];
+				for (let cursor: string | null = null; ; ) {
+					if (cursor) q.set("cursor", cursor);
+					const page = await callWithHeaders<QueenWorkerView[]>(queenUrl(v.queen), "GET", `/v1/workers?${q}`, loadToken(v["token-file"]));
+					ws.push(...page.body);
+					cursor = page.headers["x-next-cursor"] ?? null;
+					if (!cursor) break;
+				}
 				out(v.json ? `${JSON.stringify(ws)}\n` : formatWorkers(ws));
 				return 0;
 			}
@@ -267,6 +279,9 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"busy-memory": { type: "string", default: "1G" },
 			"advise-labels": { type: "string", default: "suite" },
 			advertise: { type: "string" },
+			"keep-exited": { type: "string", default: "10000" },
+			"keep-exited-for": { type: "string", default: "7d" },
+			"db-keep-for": { type: "string", default: "30d" },
 		},
 		"start",
 	);
@@ -285,6 +300,12 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
 		adviseLabels: adviseLabels(v["advise-labels"]!),
 		token: loadToken(v["token-file"]),
+		keepExited: flag("start", "keep-exited", v["keep-exited"], (x) => {
+			if (!/^\d{1,7}$/.test(x)) throw new Error(`expected a number of workers, got ${JSON.stringify(x)}`);
+			return Number(x);
+		}),
+		keepExitedMs: flag("start", "keep-exited-for", v["keep-exited-for"], parseDuration),
+		dbKeepMs: flag("start", "db-keep-for", v["db-keep-for"], parseDuration),
 		advertise: flag("start", "advertise", v.advertise, (x) => {
 			const u = new URL(x);
 			if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("expected an http:// or https:// URL");

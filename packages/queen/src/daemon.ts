@@ -38,6 +38,11 @@ export interface QueenDaemonOptions {
 	/** PostgreSQL: how long failing commits are retried, and what then (default: exit 1). */
 	dbRetryMs?: number;
 	onDbFatal?: (err: Error) => void;
+	/** Exited workers kept in memory per hive (default 10,000), and for how long (default 7 days). */
+	keepExited?: number;
+	keepExitedMs?: number;
+	/** …and in the database (default 30 days). */
+	dbKeepMs?: number;
 	/** Several queens: the URL the others reach this one at (default: the listen address; the host name for 0.0.0.0 or ::). */
 	advertise?: string;
 	/** Called when an SSE subscriber is closed for lagging. */
@@ -132,6 +137,36 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		}, 1000);
 		sweep.unref();
 	}
+	// Exited workers leave memory past their retention (at start too: a restart loads what the database kept)
+	// and the database past its longer one.
+	const keep = o.keepExited ?? 10_000;
+	const keepMs = o.keepExitedMs ?? 7 * 24 * 3_600_000;
+	const dbKeepMs = o.dbKeepMs ?? 30 * 24 * 3_600_000;
+	const prune = () => {
+		try {
+			const n = registry.pruneExited(keep, keepMs);
+			if (n > 0) log("exited workers past their retention left memory", { workers: n });
+		} catch (err) {
+			log("pruning exited workers failed", { err: String(err) });
+		}
+	};
+	const pruneDb = () => {
+		const before = new Date(Date.now() - dbKeepMs).toISOString();
+		try {
+			store.tx(() => {
+				store.workers.prune(before);
+				store.exits.prune(before);
+			});
+		} catch (err) {
+			log("pruning the database's old workers failed", { err: String(err) });
+		}
+	};
+	prune();
+	pruneDb();
+	const pruning = setInterval(prune, 10_000);
+	pruning.unref();
+	const pruningDb = setInterval(pruneDb, 600_000);
+	pruningDb.unref();
 	const liveness = setInterval(
 		() => {
 			try {
@@ -147,6 +182,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		await app.listen({ host, port });
 	} catch (err) {
 		clearInterval(liveness);
+		clearInterval(pruning);
+		clearInterval(pruningDb);
 		if (sweep) clearInterval(sweep);
 		placer.close();
 		hiveSockets.close();
@@ -167,6 +204,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		placer,
 		async close() {
 			clearInterval(liveness);
+			clearInterval(pruning);
+			clearInterval(pruningDb);
 			if (sweep) clearInterval(sweep);
 			placer.close();
 			hiveSockets.close();

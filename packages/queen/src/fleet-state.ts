@@ -122,6 +122,36 @@ export class FleetState {
 		m.set(id, rec);
 	}
 
+	protected removeWorker(hiveId: string, id: string): void {
+		this.workers.delete(key(hiveId, id));
+		this.byHive.get(hiveId)?.delete(id);
+	}
+
+	/**
+	 * Exited and evicted workers leave memory past a retention: beyond the
+	 * newest `keep` per hive, or ended more than `maxAgeMs` ago. Their records
+	 * stay in the database (read from there on a lookup) until its own, longer
+	 * retention. Returns how many left.
+	 */
+	pruneExited(keep: number, maxAgeMs: number): number {
+		const cutoff = this.o.clock.wall() - maxAgeMs;
+		const endOf = (r: WorkerRec) => {
+			const e = r.view.exit;
+			const t = Date.parse(e?.endedAt ?? e?.endedBefore ?? r.view.startedAt);
+			return Number.isNaN(t) ? 0 : t;
+		};
+		let pruned = 0;
+		for (const [hiveId, m] of this.byHive) {
+			const done = [...m.values()].filter((r) => r.view.state !== "running");
+			const drop = new Set(done.filter((r) => endOf(r) < cutoff));
+			const left = done.filter((r) => !drop.has(r));
+			if (left.length > keep) for (const r of left.sort((a, b) => endOf(a) - endOf(b)).slice(0, left.length - keep)) drop.add(r);
+			for (const r of drop) this.removeWorker(hiveId, r.view.id);
+			pruned += drop.size;
+		}
+		return pruned;
+	}
+
 	protected hiveWorkers(hiveId: string): Iterable<WorkerRec> {
 		return this.byHive.get(hiveId)?.values() ?? [];
 	}
@@ -178,15 +208,33 @@ export class FleetState {
 	}
 
 	listWorkers(f: { hive?: string; state?: string; label?: [string, string] } = {}): QueenWorkerView[] {
-		return [...(f.hive ? this.hiveWorkers(f.hive) : this.workers.values())]
-			.filter(
-				(r) =>
-					(!f.hive || r.view.hiveId === f.hive) &&
-					(!f.state || f.state === "all" || r.view.state === f.state) &&
-					(!f.label || r.view.labels[f.label[0]] === f.label[1]),
-			)
-			.map(workerView)
-			.sort((a, b) => (a.hiveId === b.hiveId ? a.id.localeCompare(b.id) : a.hiveId.localeCompare(b.hiveId)));
+		return this.pageWorkers(f).items;
+	}
+
+	/**
+	 * Workers in (hive, id) order, a page at a time: after `cursor` (the last
+	 * (hive, id) of the previous page), at most `limit`, and the cursor of the
+	 * next page when there is one. `recent`: exited ones, newest end first.
+	 */
+	pageWorkers(f: { hive?: string; state?: string; label?: [string, string]; limit?: number; after?: [string, string]; recent?: boolean }): {
+		items: QueenWorkerView[];
+		next: [string, string] | null;
+	} {
+		const [ah, ai] = f.after ?? ["", ""];
+		const recs = [...(f.hive ? this.hiveWorkers(f.hive) : this.workers.values())].filter(
+			(r) =>
+				(!f.hive || r.view.hiveId === f.hive) &&
+				(!f.state || f.state === "all" || r.view.state === f.state) &&
+				(!f.label || r.view.labels[f.label[0]] === f.label[1]) &&
+				(!f.after || r.view.hiveId > ah || (r.view.hiveId === ah && r.view.id > ai)),
+		);
+		const ended = (r: WorkerRec) => r.view.exit?.endedAt ?? r.view.exit?.endedBefore ?? r.view.startedAt;
+		if (f.recent) recs.sort((a, b) => ended(b).localeCompare(ended(a)));
+		else recs.sort((a, b) => (a.view.hiveId === b.view.hiveId ? (a.view.id < b.view.id ? -1 : 1) : a.view.hiveId < b.view.hiveId ? -1 : 1));
+		const limit = f.limit ?? recs.length;
+		const page = recs.slice(0, limit);
+		const last = page.at(-1);
+		return { items: page.map(workerView), next: !f.recent && recs.length > limit && last ? [last.view.hiveId, last.view.id] : null };
 	}
 
 	/** Every worker's state, for counting (nothing unpacked). */

@@ -71,6 +71,26 @@ export class Registry extends FleetState {
 		return w;
 	}
 
+	/** findWorker, and failing that the database: an exited worker memory no longer keeps (pruneExited) is still found. */
+	async findWorkerAnywhere(id: string, hive?: string): Promise<QueenWorkerView> {
+		try {
+			return this.findWorker(id, hive);
+		} catch (err) {
+			if (!(err instanceof RegistryError) || err.statusCode !== 404) throw err;
+			const stored = await this.store.workers.find(id, hive);
+			if (stored.length > 1)
+				throw new RegistryError(
+					409,
+					`worker id ${id} is reported by ${stored.length} hives (${stored
+						.map((w) => w.hiveId)
+						.sort()
+						.join(", ")}): name one with ?hive=`,
+				);
+			if (stored.length === 0) throw err;
+			return stored[0]!;
+		}
+	}
+
 	/** Run a change in one transaction and publish its events after commit. */
 	private change<T>(fn: () => T): T {
 		const outer = this.undo === null;

@@ -10,6 +10,7 @@ describe("durations", () => {
 		expect(parseDuration("1.5s")).toBe(1500);
 		expect(parseDuration("5m")).toBe(300_000);
 		expect(parseDuration("1h")).toBe(3_600_000);
+		expect(parseDuration("7d")).toBe(7 * 86_400_000);
 		expect(parseDuration("90")).toBe(90_000);
 	});
 	it("reject what is not one", () => {

@@ -240,7 +240,8 @@ const handlers = {
 		state.gpus = new Map(d.gpus.map((g) => [key(g.hiveId, g.uuid), g]));
 		for (const w of d.workers) recordStats(key(w.hiveId, w.id), w.stats);
 		refreshAdvice(0);
-		api("/v1/workers?state=exited").then((ws) => {
+		// The newest exits only: a fleet keeps many thousands.
+		api("/v1/workers?state=exited&order=recent&limit=200").then((ws) => {
 			state.exits = ws
 				.filter((w) => w.exit)
 				.map((w) => ({ hiveId: w.hiveId, workerId: w.id, exit: w.exit }))

@@ -42,10 +42,10 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 	app.get("/v1/placements", { schema: { response: { 200: PendingPlacements } } }, async () => placer.pending());
 
 	/** The worker's hive: the one asked for, else the only hive that reports that id (409 when several do). */
-	const hiveOf = (id: string, hive: string | undefined) => registry.findWorker(id, hive).hiveId;
+	const hiveOf = async (id: string, hive: string | undefined) => (await registry.findWorkerAnywhere(id, hive)).hiveId;
 
 	app.delete("/v1/workers/:id", { schema: { params: IdParams, querystring: RelayQuery, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) => {
-		const hiveId = hiveOf(req.params.id, req.query.hive);
+		const hiveId = await hiveOf(req.params.id, req.query.hive);
 		const r = await commands.command(hiveId, { op: "stop", workerId: req.params.id });
 		if (r.status !== 200) throw new PlacementError(r.status, `hive ${hiveId}: ${r.error}`);
 		return r.body as WorkerInfo;
@@ -53,7 +53,7 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 
 	app.get("/v1/workers/:id/logs", { schema: { params: IdParams, querystring: RelayLogsQuery } }, async (req, reply) => {
 		const { hive, ...query } = req.query;
-		const hiveId = hiveOf(req.params.id, hive);
+		const hiveId = await hiveOf(req.params.id, hive);
 		const ac = new AbortController();
 		reply.raw.on("close", () => ac.abort());
 		const out = await relayLogs(commands, hiveId, req.params.id, query, { signal: ac.signal });

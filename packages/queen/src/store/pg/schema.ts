@@ -36,6 +36,8 @@ export const MIGRATIONS: readonly string[] = [
 	// A key's request (a reuse with another body is refused) and, for a spawn whose answer was lost, since when it is in doubt.
 	`ALTER TABLE placements ADD COLUMN body_hash text;
 	 ALTER TABLE placements ADD COLUMN doubt_at timestamptz;`,
+	// Exited workers leave memory after a retention and are read from here until the database's longer one.
+	`CREATE INDEX workers_by_id ON workers (id);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

@@ -242,6 +242,15 @@ export class PgStore implements QueenStore {
 					v.state,
 					JSON.stringify(v),
 				),
+			find: async (id, hive) => {
+				await this.durable();
+				const { rows } = await this.pool.query<{ info: QueenWorkerView }>(
+					hive === undefined ? "SELECT info FROM workers WHERE id = $1" : "SELECT info FROM workers WHERE id = $1 AND hive_id = $2",
+					hive === undefined ? [id] : [id, hive],
+				);
+				return rows.map((r) => r.info);
+			},
+			prune: (before) => w("DELETE FROM workers WHERE state <> 'running' AND info->>'startedAt' < $1", before),
 		};
 		this.exits = {
 			insert: (hiveId, workerId, startedAt, exit) => {
@@ -268,6 +277,7 @@ export class PgStore implements QueenStore {
 				]);
 				return rows.map((r) => r.record);
 			},
+			prune: (before) => w("DELETE FROM exits WHERE started_at < $1", before),
 		};
 		this.gpus = {
 			all: () => l.gpus,
