@@ -22,6 +22,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 		"placement",
 		"spawnToSse",
 		"tick_5",
+		"waiters",
 	]);
 	expect(out.results.pg.hives).toBe(5); // the PostgreSQL section ran its load
 	expect(out.results.failover.kills).toBe(2); // and the queen-kill one moved its hive each time

@@ -111,7 +111,8 @@ describe("the docs' examples, run as written", () => {
 		const b = sh(local(backup!));
 		expect(b.status, b.stderr).toBe(0);
 		// The restored queen on a free port (its default 7070 may be taken here).
-		const child = spawn("bash", ["-c", `exec ${local(restore!)} --listen 127.0.0.1:0`], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+		// A process group of its own: npx runs the queen as its child, and both must go.
+		const child = spawn("bash", ["-c", `exec ${local(restore!)} --listen 127.0.0.1:0`], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
 		let out = "";
 		child.stdout.on("data", (d) => {
 			out += d;
@@ -119,8 +120,18 @@ describe("the docs' examples, run as written", () => {
 		try {
 			await until(() => /hives known: [1-9]/.test(out), 20_000, `the restored queen starting: ${out}`);
 		} finally {
-			child.kill("SIGTERM");
-			await new Promise((r) => child.once("exit", r));
+			const exited = new Promise((r) => child.once("exit", r));
+			process.kill(-child.pid!, "SIGTERM");
+			await exited;
+			// The queen itself (npx's child) ends on the same signal; wait until the group is empty.
+			await until(() => {
+				try {
+					process.kill(-child.pid!, 0);
+					return false;
+				} catch {
+					return true;
+				}
+			}, 10_000, "the restored queen gone");
 		}
 	});
 });
