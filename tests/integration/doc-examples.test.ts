@@ -124,14 +124,18 @@ describe("the docs' examples, run as written", () => {
 			process.kill(-child.pid!, "SIGTERM");
 			await exited;
 			// The queen itself (npx's child) ends on the same signal; wait until the group is empty.
-			await until(() => {
-				try {
-					process.kill(-child.pid!, 0);
-					return false;
-				} catch {
-					return true;
-				}
-			}, 10_000, "the restored queen gone");
+			await until(
+				() => {
+					try {
+						process.kill(-child.pid!, 0);
+						return false;
+					} catch {
+						return true;
+					}
+				},
+				10_000,
+				"the restored queen gone",
+			);
 		}
 	});
 });

@@ -56,7 +56,12 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --stop-signal SIG          stop: the signal that starts it (default SIGTERM)
   --log-max SIZE             per-worker log cap, newest output kept (default 64M)
   --log-budget SIZE          all logs together; exited workers' logs go first (default 1G)
-  --token-file FILE          bearer token every route but /healthz needs (default $APIARY_TOKEN)
+  --token-file FILE          bearer token every route but /healthz needs (default $APIARY_TOKEN);
+                             also this hive's credential for the queen, unless:
+  --queen-token-file FILE    this hive's credential for the queen: a hive token (queen token
+                             create --role hive --hive ID) or an enrolment token, which the queen
+                             answers with a secret of this hive's own, kept in the state dir
+                             (queen.credential, 0600) and used from then on
   --queen URL[,URL...]       queen to report to, e.g. http://127.0.0.1:7070 (default
                              $APIARY_QUEEN; none: a standalone hive); several: the next
                              is tried when one is unreachable
@@ -157,6 +162,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"log-budget": { type: "string", default: "1G" },
 			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
+			"queen-token-file": { type: "string" },
 			label: { type: "string", multiple: true },
 			"no-remote-spawn": { type: "boolean" },
 		},
@@ -191,6 +197,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		logMaxBytes,
 		logDirBudgetBytes,
 		token,
+		queenToken: v["queen-token-file"] === undefined ? undefined : loadToken(v["queen-token-file"]),
 		queen: queenList(v.queen ?? process.env.APIARY_QUEEN),
 		labels: hiveLabels(v.label),
 		remoteSpawn: v["no-remote-spawn"] !== true,

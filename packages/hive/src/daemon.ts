@@ -132,6 +132,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		? new QueenLink({
 				queen: o.queen,
 				token: o.queenToken === undefined ? o.token : o.queenToken,
+				credentialFile: join(h.stateDir, "queen.credential"),
 				hive: h,
 				host: facts,
 				gpus: gpu,

@@ -1,3 +1,4 @@
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import {
 	type HelloMessage,
 	type HiveMessage,
@@ -17,6 +18,11 @@ export interface QueenLinkOptions {
 	/** http(s):// or ws(s):// address of the queen, or several (`--queen URL1,URL2`): the next is tried when one is unreachable. */
 	queen: string | string[];
 	token: string | null;
+	/**
+	 * Where this hive keeps the credential of its own an enrolment gave it
+	 * (mode 0600, in its state dir): used in preference to `token` once there.
+	 */
+	credentialFile?: string;
 	hive: Hive;
 	host: HostFacts;
 	gpus: GpuSource | null;
@@ -134,7 +140,8 @@ export class QueenLink {
 
 	private connect(): void {
 		const headers: Record<string, string> = {};
-		if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+		const token = this.ownCredential() ?? this.o.token;
+		if (token) headers.authorization = `Bearer ${token}`;
 		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000 });
 		this.ws = ws;
 		let welcomed = false;
@@ -201,6 +208,7 @@ export class QueenLink {
 				// Accepted: a later drop starts its backoff afresh. (Not on open: a refusal follows an open.)
 				this.attempt = 0;
 				welcomed = true;
+				if (m.credential) this.keepCredential(m.credential);
 			}
 		});
 		ws.on("close", (code, reason) => {
@@ -242,6 +250,34 @@ export class QueenLink {
 		ws.on("error", () => {
 			// close follows
 		});
+	}
+
+	/** The credential an enrolment gave this hive, if it has one. */
+	private ownCredential(): string | null {
+		const f = this.o.credentialFile;
+		if (!f) return null;
+		try {
+			return readFileSync(f, "utf8").trim() || null;
+		} catch {
+			// None yet (not enrolled): the configured token is used.
+			return null;
+		}
+	}
+
+	/** Enrolled: the queen gave this hive a secret bound to its id. Kept 0600, written whole or not at all. */
+	private keepCredential(secret: string): void {
+		const f = this.o.credentialFile;
+		if (!f) {
+			this.o.log?.("the queen enrolled this hive, but it has no state dir to keep the credential in; it will enrol again", {});
+			return;
+		}
+		try {
+			writeFileSync(`${f}.tmp`, `${secret}\n`, { mode: 0o600 });
+			renameSync(`${f}.tmp`, f);
+			this.o.log?.("enrolled: this hive's own credential is kept in its state dir", { file: f });
+		} catch (err) {
+			this.o.log?.("cannot keep the enrolment credential", { file: f, err: String(err) });
+		}
 	}
 
 	/** The next dial: after `delayMs`, or after the backoff (exponential, full jitter, cap 30 s). */

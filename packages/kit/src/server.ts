@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifySchemaValidationError } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { RouteRole } from "@apiary/protocol";
 import { requireToken } from "./auth.ts";
 import { registerOpenApi } from "./openapi.ts";
 
@@ -12,6 +13,32 @@ export interface ServerOptions {
 	openapi: { title: string; version: string; description: string };
 	/** Routes that need no token even when one is set (default: /healthz). */
 	openPaths?: readonly string[];
+	/**
+	 * Every route must declare the role it needs (`config: { role }`), or
+	 * building the app fails naming it: a route added without one can never
+	 * ship open by mistake. Routes this kit registers itself (OpenAPI) take
+	 * theirs from `defaults`, by path prefix. Checking them is the caller's
+	 * (`req.routeOptions.config.role`).
+	 */
+	routeRoles?: { defaults: Record<string, RouteRole> };
+}
+
+/** A route and the role it declared (what a test walks: every route × every role). */
+export interface DeclaredRoute {
+	method: string;
+	url: string;
+	role: RouteRole;
+}
+
+declare module "fastify" {
+	interface FastifyInstance {
+		/** With routeRoles: every route registered, with its role. */
+		declaredRoutes: DeclaredRoute[];
+	}
+	interface FastifyContextConfig {
+		/** The role a request needs (roles.ts); checked by the queen's authorization hook. */
+		role?: RouteRole;
+	}
 }
 
 /**
@@ -29,6 +56,22 @@ export async function createServer(o: ServerOptions) {
 		schemaErrorFormatter: schemaError,
 	}).withTypeProvider<TypeBoxTypeProvider>();
 	requireToken(app as unknown as FastifyInstance, o.token, o.openPaths);
+	const roles = o.routeRoles;
+	const declared: DeclaredRoute[] = [];
+	app.decorate("declaredRoutes", declared);
+	if (roles) {
+		app.addHook("onRoute", (route) => {
+			const config = (route.config ?? {}) as { role?: RouteRole };
+			let role = config.role;
+			if (!role) {
+				const prefix = Object.keys(roles.defaults).find((p) => route.url === p || route.url.startsWith(`${p}/`));
+				if (!prefix) throw new Error(`route ${String(route.method)} ${route.url} declares no role (config: { role }): every route says who may use it`);
+				role = roles.defaults[prefix]!;
+				route.config = { ...config, role } as typeof route.config;
+			}
+			for (const method of [route.method].flat()) declared.push({ method: String(method), url: route.url, role });
+		});
+	}
 	await registerOpenApi(app as unknown as FastifyInstance, o.openapi);
 	return app;
 }

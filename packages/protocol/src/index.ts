@@ -7,3 +7,4 @@ export * from "./schema.ts";
 export * from "./profiles.ts";
 export * from "./api.ts";
 export * from "./limits.ts";
+export * from "./roles.ts";

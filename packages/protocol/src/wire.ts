@@ -98,6 +98,9 @@ export type AckMessage = Static<typeof AckMessage>;
 export const WelcomeMessage = Type.Object({
 	type: Type.Literal("welcome"),
 	staleAfterMs: Type.Number({ description: "heartbeat interval the queen expects, for the hive's information" }),
+	credential: Type.Optional(
+		Type.String({ description: "enrolment: this hive's own secret, bound to its id; it keeps it in its state dir and uses it from now on" }),
+	),
 });
 export type WelcomeMessage = Static<typeof WelcomeMessage>;
 

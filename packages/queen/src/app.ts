@@ -8,7 +8,10 @@ import type { Registry as PromRegistry } from "prom-client";
 // function (decorations reach sibling plugins); the typings describe it as a
 // default export, which nodenext resolution reads as the namespace.
 const fastifySse = fastifySseModule as unknown as FastifyPluginAsync<{ heartbeatInterval: number }>;
+import { authorize, type Principal } from "./auth/authorize.ts";
+import type { Credentials } from "./auth/credentials.ts";
 import type { HiveCommander } from "./hive-commands.ts";
+import { tokenRoutes } from "./routes/tokens.ts";
 import type { Placer } from "./placement/placer.ts";
 import type { Registry } from "./registry.ts";
 import { placementRoutes } from "./routes/placement.ts";
@@ -25,7 +28,8 @@ export interface QueenAppOptions {
 	sockets: HiveSocketServer;
 	/** Commands for any hive: this queen's socket, or forwarded to the hive's queen. */
 	commands: HiveCommander;
-	token: string | null;
+	/** Who may do what: tokens with roles (and --token-file, an admin token). */
+	credentials: Credentials;
 	version: string;
 	keepaliveMs: number;
 	queueLimit: number;
@@ -40,17 +44,29 @@ export interface QueenAppOptions {
 export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance> {
 	const app = await createServer({
 		bodyLimit: 64 * 1024,
-		token: o.token,
+		// Not the kit's single-token check: roles, below.
+		token: null,
 		logger: o.logger,
 		forceCloseConnections: true,
-		// The dashboard's shell carries no fleet data; it asks for the token itself.
-		openPaths: ["/healthz", "/", "/dashboard/app.js", "/dashboard/style.css"],
+		// Every route declares its role; the OpenAPI document and its UI are for readers.
+		routeRoles: { defaults: { "/openapi.json": "read", "/docs": "read" } },
 		openapi: {
 			title: "Apiary queen",
 			version: o.version,
 			description:
 				"The fleet registry: hives, workers, GPUs, claims, and the event stream (GET /v1/events, Server-Sent Events). Hives connect over a WebSocket at /v1/hives/connect.",
 		},
+	});
+	// Each request's credential against its route's role: 401 without a valid one, 403 naming the role needed.
+	const credentials = o.credentials;
+	app.decorateRequest("principal", null);
+	app.addHook("onRequest", async (req, reply) => {
+		const need = req.routeOptions.config?.role ?? "admin";
+		if (need === "open") return;
+		const principal = credentials.authOn ? await credentials.resolveFresh(req.headers.authorization) : null;
+		const d = authorize(principal, need, credentials.authOn);
+		if (!d.ok) return reply.code(d.status).send({ statusCode: d.status, error: d.status === 401 ? "Unauthorized" : "Forbidden", message: d.message });
+		(req as unknown as { principal: Principal | null }).principal = principal;
 	});
 	await app.register(fastifySse, { heartbeatInterval: o.keepaliveMs });
 	const durable = o.durable;
@@ -62,8 +78,8 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		});
 	}
 	const metrics = o.metrics;
-	if (metrics) app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
-	app.get("/healthz", { schema: { response: { 200: QueenHealth, 503: QueenHealth } } }, async (_req, reply) => {
+	if (metrics) app.get("/metrics", { config: { role: "read" } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+	app.get("/healthz", { config: { role: "open" }, schema: { response: { 200: QueenHealth, 503: QueenHealth } } }, async (_req, reply) => {
 		// A queen whose store cannot commit is not healthy: it refuses every change (a load balancer should pass it by).
 		const failure = o.registry.storeFailure;
 		return reply.code(failure ? 503 : 200).send({
@@ -78,7 +94,8 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });
 	await app.register(recommendationRoutes, { registry: o.registry });
+	await app.register(tokenRoutes, { credentials });
 	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets, commands: o.commands });
-	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag });
+	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag, credentials });
 	return app as unknown as FastifyInstance;
 }

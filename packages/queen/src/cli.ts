@@ -10,6 +10,7 @@ import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
 import { KILL_HELP, kill, LOGS_HELP, logs, RUN_HELP, run } from "./run-cmd.ts";
+import { TOKEN_HELP, token } from "./token-cmd.ts";
 
 // Client commands load only what they use: the daemon (fastify, ws, the
 // socket schemas), node:sqlite and the EventSource client are imported by
@@ -34,6 +35,7 @@ Commands:
   run        place a worker, stream its output, exit with its code (like srun)
   kill       stop a worker through the queen
   logs       a worker's output, relayed from its hive
+  token      make, list and revoke credentials with roles (admin)
   backup     copy the queen's SQLite file safely while it runs
   migrate    copy a queen's SQLite file into an empty PostgreSQL database
 
@@ -111,6 +113,7 @@ Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	run: RUN_HELP(DEFAULT_QUEEN),
 	kill: KILL_HELP(DEFAULT_QUEEN),
 	logs: LOGS_HELP(DEFAULT_QUEEN),
+	token: TOKEN_HELP(DEFAULT_QUEEN),
 	workers: `Usage: queen workers [options]
 
   --hive ID          only this hive
@@ -220,6 +223,8 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				return await kill(rest, DEFAULT_QUEEN, out);
 			case "logs":
 				return await logs(rest, DEFAULT_QUEEN, out);
+			case "token":
+				return await token(rest, DEFAULT_QUEEN, out);
 			case "advise": {
 				const { values: v } = parse(rest, { ...common, profile: { type: "string" }, label: { type: "string" } }, "advise");
 				const q = new URLSearchParams();

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
-import type { Clock } from "@apiary/kit/clock";
+import { type Clock, systemClock } from "@apiary/kit/clock";
 import { isLoopback, parseListen } from "@apiary/kit/listen";
 import { readVersion } from "@apiary/kit/version";
 import type { FastifyInstance } from "fastify";
@@ -9,6 +9,7 @@ import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Placer } from "./placement/placer.ts";
+import { Credentials } from "./auth/credentials.ts";
 import { HiveCommands } from "./hive-commands.ts";
 import { HiveSocketServer } from "./socket.ts";
 import { PgStore } from "./store/pg/store.ts";
@@ -77,9 +78,10 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		clock: o.clock,
 		log,
 	});
+	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log });
 	const sockets = new HiveSocketServer({
 		registry,
-		token: o.token,
+		credentials,
 		maxPayload: o.maxMessageBytes ?? 4 << 20,
 		staleAfterMs: o.staleAfterMs,
 		log,
@@ -94,7 +96,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		placer,
 		sockets,
 		commands,
-		token: o.token,
+		credentials,
 		version: VERSION,
 		keepaliveMs: o.keepaliveMs ?? 15_000,
 		queueLimit: o.queueLimit ?? 10_000,
@@ -181,6 +183,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	try {
 		await app.listen({ host, port });
 	} catch (err) {
+		credentials.close();
 		clearInterval(liveness);
 		clearInterval(pruning);
 		clearInterval(pruningDb);
@@ -203,6 +206,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		url,
 		placer,
 		async close() {
+			credentials.close();
 			clearInterval(liveness);
 			clearInterval(pruning);
 			clearInterval(pruningDb);

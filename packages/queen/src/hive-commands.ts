@@ -11,7 +11,8 @@ import type { CommandBody, CommandFlow, CommandOptions, CommandReply, HiveSocket
 // byte stream with TCP's backpressure end to end, and spawn and stop answer in
 // one round trip instead of two commits and two notifications. The queens
 // find each other through their rows (each writes the address it serves on)
-// and speak with the fleet's own credential.
+// and forward the caller's own credential (Nomad forwards the request's ACL
+// token the same way), or the fleet's --token-file when it has none.
 
 /** What the placer and the routes send commands through: this queen's socket, or the hive's queen. */
 export interface HiveCommander {
@@ -53,7 +54,8 @@ export class HiveCommands implements HiveCommander {
 			return { status: 503, error: `hive ${hiveId}: cannot look up its queen: ${(err as Error).message}` };
 		}
 		if (!url) return this.sockets.command(hiveId, cmd, o); // connected to no live queen: the socket says so
-		return forward(url, hiveId, cmd, o, this.token);
+		// The caller's credential when there is one (the other queen checks it as this one did), else the fleet's.
+		return forward(url, hiveId, cmd, o, o.auth ?? (this.token ? `Bearer ${this.token}` : null));
 	}
 }
 
@@ -62,11 +64,11 @@ export class HiveCommands implements HiveCommander {
  * local one: spawn and stop as that queen's envelope of the hive's reply, logs
  * as a stream whose pace the reader sets (pause stops reading the response).
  */
-function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptions, token: string | null): Promise<CommandReply> {
+function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptions, auth: string | null): Promise<CommandReply> {
 	const url = new URL(`/v1/hives/${encodeURIComponent(hiveId)}/commands`, base);
 	const payload = JSON.stringify(cmd);
 	const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) };
-	if (token) headers.authorization = `Bearer ${token}`;
+	if (auth) headers.authorization = auth;
 	const relayed = (why: string) => `hive ${hiveId} (through its queen at ${base}): ${why}`;
 	return new Promise<CommandReply>((resolve) => {
 		let done = false;

@@ -21,7 +21,7 @@ export function relayLogs(
 	hiveId: string,
 	workerId: string,
 	query: LogsQuery,
-	o: { signal?: AbortSignal; highWater?: number; hardCap?: number } = {},
+	o: { signal?: AbortSignal; highWater?: number; hardCap?: number; auth?: string } = {},
 ): Promise<Readable> {
 	const highWater = o.highWater ?? HIGH_WATER;
 	const hardCap = o.hardCap ?? HARD_CAP;
@@ -58,6 +58,7 @@ export function relayLogs(
 				{ op: "logs", workerId, query },
 				{
 					signal: ac.signal,
+					auth: o.auth,
 					flow: (f) => {
 						flow = f;
 					},

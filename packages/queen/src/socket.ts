@@ -4,7 +4,8 @@ import { randomUUID } from "node:crypto";
 import { type CommandMessage, HIVE_MESSAGES, type HiveMessage, ProtocolError, type QueenMessage, type ReplyMessage } from "@apiary/protocol";
 import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
-import { checkBearer } from "@apiary/kit/auth";
+import { authorize, mayBeHive, type Principal } from "./auth/authorize.ts";
+import type { Credentials } from "./auth/credentials.ts";
 import { type Registry, StoreError } from "./registry.ts";
 
 // Close codes: 1007 malformed JSON, 1008 a message that breaks the protocol
@@ -41,6 +42,8 @@ export interface CommandOptions {
 	signal?: AbortSignal;
 	/** Given the command's flow control once it is sent. */
 	flow?: (f: CommandFlow) => void;
+	/** Relayed to another queen: the caller's own Authorization, so that queen checks the same credential. */
+	auth?: string;
 }
 
 export type CommandBody = CommandMessage extends infer C ? (C extends CommandMessage ? Omit<C, "id" | "type"> : never) : never;
@@ -48,12 +51,15 @@ export type CommandBody = CommandMessage extends infer C ? (C extends CommandMes
 /** Close code: the queen cannot store what the hive sends (its disk is full…): retry later, backing off. */
 export const CLOSE_STORE_FAILING = 1013;
 
+/** Close code: this credential may not speak for that hive (another hive's, a taken enrolment), or it was revoked. */
+export const CLOSE_NOT_THIS_HIVE = 4403;
+
 /** Close code: the hive id asked for is held by another live hive. */
 export const CLOSE_ID_TAKEN = 4409;
 
 export interface HiveSocketOptions {
 	registry: Registry;
-	token: string | null;
+	credentials: Credentials;
 	maxPayload: number;
 	staleAfterMs: number;
 	log: (msg: string, extra?: object) => void;
@@ -80,16 +86,28 @@ export class HiveSocketServer {
 			socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
 			return;
 		}
-		if (this.o.token && !checkBearer(req.headers.authorization, this.o.token)) {
-			const body = JSON.stringify({ statusCode: 401, error: "Unauthorized", message: "authorization: a valid bearer token is required" });
-			socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-			return;
-		}
-		this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req.socket.remoteAddress ?? "unknown"));
+		const creds = this.o.credentials;
+		void creds.resolveFresh(req.headers.authorization).then((principal) => {
+			// The socket is the hive role's (and an admin's, as the one shared token was before roles).
+			const d = authorize(principal, "hive", creds.authOn);
+			const admin = principal?.role === "admin";
+			if (!d.ok && !admin) {
+				const status = d.ok ? 403 : d.status;
+				const body = JSON.stringify({ statusCode: status, error: status === 401 ? "Unauthorized" : "Forbidden", message: d.ok ? "" : d.message });
+				this.o.log("hive socket refused", { remote: req.socket.remoteAddress, status, why: d.ok ? "" : d.message });
+				socket.end(
+					`HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : "Forbidden"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+				);
+				return;
+			}
+			this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req.socket.remoteAddress ?? "unknown", principal));
+		});
 	}
 
-	private serve(ws: WebSocket, remote: string): void {
+	private serve(ws: WebSocket, remote: string, principal: Principal | null): void {
 		let hiveId: string | null = null;
+		let untrack: (() => void) | null = null;
+		ws.once("close", () => untrack?.());
 		let fresh = true;
 		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
 		const reject = (code: number, reason: string) => {
@@ -120,6 +138,25 @@ export class HiveSocketServer {
 			try {
 				if (m.type === "hello") {
 					if (hiveId) return reject(1008, "hello sent twice");
+					// A hive is only itself (NodeRestriction): its credential must speak for the id it claims.
+					const creds = this.o.credentials;
+					const may = mayBeHive(principal, m.hiveId, creds.authOn);
+					if (!may.ok) {
+						this.o.log("hive impersonation refused", { remote, claimed: m.hiveId, why: may.why, token: principal?.tokenId ?? null });
+						return reject(CLOSE_NOT_THIS_HIVE, `refused as hive ${m.hiveId}: ${may.why}`);
+					}
+					let credential: string | undefined;
+					if (creds.authOn && principal?.role === "hive" && principal.hive === null) {
+						// An enrolment token: the hive gets a secret of its own, bound to its id, this once.
+						const e = creds.enrol(principal, m.hiveId);
+						if (!e.ok) {
+							this.o.log("hive enrolment refused", { remote, claimed: m.hiveId, why: e.why });
+							return reject(CLOSE_NOT_THIS_HIVE, `refused as hive ${m.hiveId}: ${e.why}`);
+						}
+						credential = e.credential;
+						principal = e.principal;
+					}
+					if (principal) untrack = creds.track(principal, (why) => ws.close(CLOSE_NOT_THIS_HIVE, why.slice(0, 120)));
 					const prev = this.byHive.get(m.hiveId);
 					if (prev && prev.ws !== ws) {
 						// A hive id is held by one live hive at a time. The same hive
@@ -136,7 +173,7 @@ export class HiveSocketServer {
 					hiveId = m.hiveId;
 					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now(), pending: new Map() });
 					this.o.registry.hello(m);
-					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs });
+					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs, ...(credential ? { credential } : {}) });
 					return;
 				}
 				if (!hiveId) return reject(1008, "the first message must be hello"); // unreachable: checked before validation

@@ -141,9 +141,9 @@ export class Placer {
 	}
 
 	/** Places a worker and starts it; answers once the hive has started it. */
-	async place(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+	async place(body: PlacementBody, signal?: AbortSignal, auth?: string): Promise<PlacementAnswer> {
 		const key = body.idempotencyKey;
-		if (key === undefined) return this.placeOnce(body, signal);
+		if (key === undefined) return this.placeOnce(body, signal, auth);
 		const hash = requestHash(body);
 		const seen = this.keys.get(key);
 		if (seen && seen.hash !== hash) throw reused(key);
@@ -163,10 +163,10 @@ export class Placer {
 				body = { ...body, id: d.id };
 			}
 		}
-		return this.placeKeyed(key, hash, body, signal);
+		return this.placeKeyed(key, hash, body, signal, auth);
 	}
 
-	private placeKeyed(key: string, hash: string, body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+	private placeKeyed(key: string, hash: string, body: PlacementBody, signal?: AbortSignal, auth?: string): Promise<PlacementAnswer> {
 		const now = Date.now();
 		for (const [k, v] of this.keys) if (now - v.at > KEY_TTL_MS) this.keys.delete(k);
 		const seen = this.keys.get(key);
@@ -178,7 +178,7 @@ export class Placer {
 				return Promise.reject(new PlacementError(503, `hive ${d.hiveId} has not yet said whether worker ${d.id} started; retry shortly`));
 			this.keys.delete(key); // it did not: place it again
 		} else if (seen) return seen.answer;
-		const answer = this.placeOnce(body, signal);
+		const answer = this.placeOnce(body, signal, auth);
 		const entry: KeyEntry = { at: now, hash, answer };
 		this.keys.set(key, entry);
 		// Bounded whatever the request rate: past the cap the oldest keys go first (Map keeps insertion order).
@@ -199,7 +199,7 @@ export class Placer {
 		return answer;
 	}
 
-	private async placeOnce(body: PlacementBody, signal?: AbortSignal): Promise<PlacementAnswer> {
+	private async placeOnce(body: PlacementBody, signal?: AbortSignal, auth?: string): Promise<PlacementAnswer> {
 		const { hive, constraints, gpus, claimId, holder, waitMs, idempotencyKey: _k, ...spawn } = body;
 		if (claimId !== undefined && gpus !== undefined) throw new PlacementError(400, "body: give gpus or claimId, not both");
 		if ((claimId === undefined) !== (holder === undefined))
@@ -215,7 +215,7 @@ export class Placer {
 			// One live worker per claim: taken now, until its worker exits (or the spawn fails).
 			this.claimUse.set(claimId, { hiveId: grant.hiveId, id, at: Date.now() });
 			try {
-				return await this.start(id, { ...spawn, id }, grant, want);
+				return await this.start(id, { ...spawn, id }, grant, want, auth);
 			} catch (err) {
 				if (!(err instanceof PlacementError && err.doubt)) this.claimUse.delete(claimId);
 				throw err;
@@ -238,7 +238,7 @@ export class Placer {
 				grant = await this.wait(id, want, waitMs, signal);
 			} else grant = now;
 		}
-		return this.start(id, { ...spawn, id }, grant, want);
+		return this.start(id, { ...spawn, id }, grant, want, auth);
 	}
 
 	private fromClaim(claimId: string, hive: string | undefined, holder: string): Grant {
@@ -423,14 +423,14 @@ export class Placer {
 	}
 
 	/** Asks the hive to start it; undoes the reservation when the hive refuses. */
-	private async start(id: string, body: SpawnBody, g: Grant, want: Want): Promise<PlacementAnswer> {
+	private async start(id: string, body: SpawnBody, g: Grant, want: Want, auth?: string): Promise<PlacementAnswer> {
 		const promise = { cpu: want.cpu ?? 0, memoryBytes: want.memoryBytes ?? 0 };
 		const list = this.inFlight.get(g.hiveId) ?? [];
 		list.push(promise);
 		this.inFlight.set(g.hiveId, list);
 		let r: CommandReply;
 		try {
-			r = await this.sockets.command(g.hiveId, { op: "spawn", body: { ...body, gpus: g.gpus } }, { timeoutMs: SPAWN_TIMEOUT_MS });
+			r = await this.sockets.command(g.hiveId, { op: "spawn", body: { ...body, gpus: g.gpus } }, { timeoutMs: SPAWN_TIMEOUT_MS, auth });
 		} finally {
 			list.splice(list.indexOf(promise), 1);
 		}

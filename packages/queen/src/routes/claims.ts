@@ -5,9 +5,11 @@ import type { Registry } from "../registry.ts";
 /** GPU claims for schedulers: atomic reservation, listing, release; expiry releases by itself. */
 export const claimRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = async (app, o) => {
 	const { registry } = o;
-	app.post("/v1/claims", { schema: { body: ClaimBody, response: { 201: Claim, 409: ErrorBody } } }, async (req, reply) =>
+	app.post("/v1/claims", { config: { role: "schedule" }, schema: { body: ClaimBody, response: { 201: Claim, 409: ErrorBody } } }, async (req, reply) =>
 		reply.code(201).send(await registry.exclusive(() => registry.claim(req.body))),
 	);
-	app.get("/v1/claims", { schema: { response: { 200: Type.Array(Claim) } } }, async () => registry.listClaims());
-	app.delete("/v1/claims/:id", { schema: { params: ClaimParams, response: { 200: Claim, 404: ErrorBody } } }, async (req) => registry.release(req.params.id));
+	app.get("/v1/claims", { config: { role: "read" }, schema: { response: { 200: Type.Array(Claim) } } }, async () => registry.listClaims());
+	app.delete("/v1/claims/:id", { config: { role: "schedule" }, schema: { params: ClaimParams, response: { 200: Claim, 404: ErrorBody } } }, async (req) =>
+		registry.release(req.params.id),
+	);
 };

@@ -12,6 +12,8 @@ const files: Record<string, [string, string]> = {
 export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
 	for (const [path, [file, type]] of Object.entries(files)) {
 		const body = readFileSync(new URL(file, dir));
-		app.get(path, { schema: { hide: true } as object }, async (_req, reply) => reply.type(type).header("cache-control", "no-cache").send(body));
+		app.get(path, { config: { role: "open" }, schema: { hide: true } as object }, async (_req, reply) =>
+			reply.type(type).header("cache-control", "no-cache").send(body),
+		);
 	}
 }

@@ -3,11 +3,15 @@ import type {} from "@fastify/sse";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { EventsGone, eventJson, isDurable } from "../events.ts";
 import { matches, parseTypes } from "../filter.ts";
+import type { Principal } from "../auth/authorize.ts";
+import type { Credentials } from "../auth/credentials.ts";
 import { type Registry, RegistryError } from "../registry.ts";
 import { Subscriber } from "../subscriber.ts";
 
 export interface EventsRouteOptions {
 	registry: Registry;
+	/** A stream opened with a token is closed when the token is revoked or expires. */
+	credentials?: Credentials;
 	queueLimit: number;
 	/** A subscriber was closed for lagging; `dropped` events were queued for it. */
 	onLag?: (dropped: number) => void;
@@ -21,7 +25,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 	const { events } = registry;
 	// Events arrive already serialized (eventJson): the text goes out as it is.
 	const serializer = (d: unknown) => (typeof d === "string" ? d : JSON.stringify(d));
-	app.get("/v1/events", { sse: { kind: "only", serializer }, schema: { querystring: EventsQuery } }, async (req, reply) => {
+	app.get("/v1/events", { config: { role: "read" }, sse: { kind: "only", serializer }, schema: { querystring: EventsQuery } }, async (req, reply) => {
 		const q = req.query;
 		const header = req.headers["last-event-id"];
 		// A resume id that is not one is refused like a bad `since`, never taken as none (a silent fresh start).
@@ -68,7 +72,10 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 		/** Set when a snapshot had to be taken after subscribing: what the queue holds up to it is in the snapshot already. */
 		let inSnapshotUpTo: number | null = null;
 		sse.keepAlive();
+		const principal = (req as unknown as { principal?: Principal | null }).principal ?? null;
+		const untrack = principal && o.credentials ? o.credentials.track(principal, () => raw.destroy()) : null;
 		sse.onClose(() => {
+			untrack?.();
 			unsubscribe();
 			sub.close();
 		});

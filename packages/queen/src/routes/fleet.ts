@@ -17,37 +17,45 @@ function decodeCursor(c: string): [string, string] {
 /** Hives, workers and GPUs: the read side of the registry. */
 export const fleetRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = async (app, o) => {
 	const { registry } = o;
-	app.get("/v1/hives", { schema: { response: { 200: Type.Array(HiveView) } } }, async () => registry.listHives());
-	app.get("/v1/hives/:id", { schema: { params: IdParams, response: { 200: HiveView, 404: ErrorBody } } }, async (req) => {
+	app.get("/v1/hives", { config: { role: "read" }, schema: { response: { 200: Type.Array(HiveView) } } }, async () => registry.listHives());
+	app.get("/v1/hives/:id", { config: { role: "read" }, schema: { params: IdParams, response: { 200: HiveView, 404: ErrorBody } } }, async (req) => {
 		const h = registry.getHive(req.params.id);
 		if (!h) throw new RegistryError(404, `no hive ${req.params.id}`);
 		return h;
 	});
-	app.get("/v1/workers", { schema: { querystring: QueenWorkersQuery, response: { 200: Type.Array(QueenWorkerView) } } }, async (req, reply) => {
-		const q = req.query;
-		const i = q.label?.indexOf("=") ?? -1;
-		// Paged: an answer is bounded however many workers the queen keeps (a probe's 100,000 took 2.1 s in one answer).
-		const { items, next } = registry.pageWorkers({
-			hive: q.hive,
-			state: q.state ?? "all",
-			label: q.label ? [q.label.slice(0, i), q.label.slice(i + 1)] : undefined,
-			limit: q.limit === undefined ? DEFAULT_PAGE : Number(q.limit),
-			after: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
-			recent: q.order === "recent",
-		});
-		if (next) {
-			const cursor = Buffer.from(next.join("\u0000")).toString("base64url");
-			const more = new URLSearchParams(req.query as Record<string, string>);
-			more.set("cursor", cursor);
-			reply.header("x-next-cursor", cursor).header("link", `</v1/workers?${more}>; rel="next"`);
-		}
-		return items;
-	});
-	app.get("/v1/workers/:id", { schema: { params: IdParams, querystring: HiveIdQuery, response: { 200: WorkerDetail, 404: ErrorBody } } }, async (req) => {
-		const w = await registry.findWorkerAnywhere(req.params.id, req.query.hive);
-		return { ...w, exits: await registry.exitsOf(w.hiveId, w.id) };
-	});
-	app.get("/v1/gpus", { schema: { querystring: GpusQuery, response: { 200: Type.Array(GpuView) } } }, async (req) => {
+	app.get(
+		"/v1/workers",
+		{ config: { role: "read" }, schema: { querystring: QueenWorkersQuery, response: { 200: Type.Array(QueenWorkerView) } } },
+		async (req, reply) => {
+			const q = req.query;
+			const i = q.label?.indexOf("=") ?? -1;
+			// Paged: an answer is bounded however many workers the queen keeps (a probe's 100,000 took 2.1 s in one answer).
+			const { items, next } = registry.pageWorkers({
+				hive: q.hive,
+				state: q.state ?? "all",
+				label: q.label ? [q.label.slice(0, i), q.label.slice(i + 1)] : undefined,
+				limit: q.limit === undefined ? DEFAULT_PAGE : Number(q.limit),
+				after: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
+				recent: q.order === "recent",
+			});
+			if (next) {
+				const cursor = Buffer.from(next.join("\u0000")).toString("base64url");
+				const more = new URLSearchParams(req.query as Record<string, string>);
+				more.set("cursor", cursor);
+				reply.header("x-next-cursor", cursor).header("link", `</v1/workers?${more}>; rel="next"`);
+			}
+			return items;
+		},
+	);
+	app.get(
+		"/v1/workers/:id",
+		{ config: { role: "read" }, schema: { params: IdParams, querystring: HiveIdQuery, response: { 200: WorkerDetail, 404: ErrorBody } } },
+		async (req) => {
+			const w = await registry.findWorkerAnywhere(req.params.id, req.query.hive);
+			return { ...w, exits: await registry.exitsOf(w.hiveId, w.id) };
+		},
+	);
+	app.get("/v1/gpus", { config: { role: "read" }, schema: { querystring: GpusQuery, response: { 200: Type.Array(GpuView) } } }, async (req) => {
 		const q = req.query;
 		return registry.listGpus({
 			free: q.free === undefined ? undefined : q.free === "true",

@@ -29,34 +29,42 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 ) => {
 	const { registry, placer, sockets, commands } = o;
 
-	app.post("/v1/workers", { schema: { body: PlacementBody, response: { 201: PlacementAnswer, 409: ErrorBody } } }, async (req, reply) => {
-		// A waiter whose client goes away leaves the queue.
-		const ac = new AbortController();
-		// The response's close, not the request's: that one fires once the body is read.
-		reply.raw.on("close", () => {
-			if (!reply.raw.writableFinished) ac.abort();
-		});
-		return reply.code(201).send(await placer.place(req.body, ac.signal));
-	});
+	app.post(
+		"/v1/workers",
+		{ config: { role: "schedule" }, schema: { body: PlacementBody, response: { 201: PlacementAnswer, 409: ErrorBody } } },
+		async (req, reply) => {
+			// A waiter whose client goes away leaves the queue.
+			const ac = new AbortController();
+			// The response's close, not the request's: that one fires once the body is read.
+			reply.raw.on("close", () => {
+				if (!reply.raw.writableFinished) ac.abort();
+			});
+			return reply.code(201).send(await placer.place(req.body, ac.signal, req.headers.authorization));
+		},
+	);
 
-	app.get("/v1/placements", { schema: { response: { 200: PendingPlacements } } }, async () => placer.pending());
+	app.get("/v1/placements", { config: { role: "read" }, schema: { response: { 200: PendingPlacements } } }, async () => placer.pending());
 
 	/** The worker's hive: the one asked for, else the only hive that reports that id (409 when several do). */
 	const hiveOf = async (id: string, hive: string | undefined) => (await registry.findWorkerAnywhere(id, hive)).hiveId;
 
-	app.delete("/v1/workers/:id", { schema: { params: IdParams, querystring: RelayQuery, response: { 200: WorkerInfo, 404: ErrorBody } } }, async (req) => {
-		const hiveId = await hiveOf(req.params.id, req.query.hive);
-		const r = await commands.command(hiveId, { op: "stop", workerId: req.params.id });
-		if (r.status !== 200) throw new PlacementError(r.status, `hive ${hiveId}: ${r.error}`);
-		return r.body as WorkerInfo;
-	});
+	app.delete(
+		"/v1/workers/:id",
+		{ config: { role: "schedule" }, schema: { params: IdParams, querystring: RelayQuery, response: { 200: WorkerInfo, 404: ErrorBody } } },
+		async (req) => {
+			const hiveId = await hiveOf(req.params.id, req.query.hive);
+			const r = await commands.command(hiveId, { op: "stop", workerId: req.params.id }, { auth: req.headers.authorization });
+			if (r.status !== 200) throw new PlacementError(r.status, `hive ${hiveId}: ${r.error}`);
+			return r.body as WorkerInfo;
+		},
+	);
 
-	app.get("/v1/workers/:id/logs", { schema: { params: IdParams, querystring: RelayLogsQuery } }, async (req, reply) => {
+	app.get("/v1/workers/:id/logs", { config: { role: "schedule" }, schema: { params: IdParams, querystring: RelayLogsQuery } }, async (req, reply) => {
 		const { hive, ...query } = req.query;
 		const hiveId = await hiveOf(req.params.id, hive);
 		const ac = new AbortController();
 		reply.raw.on("close", () => ac.abort());
-		const out = await relayLogs(commands, hiveId, req.params.id, query, { signal: ac.signal });
+		const out = await relayLogs(commands, hiveId, req.params.id, query, { signal: ac.signal, auth: req.headers.authorization });
 		reply.type("text/plain; charset=utf-8");
 		return reply.send(out);
 	});
@@ -65,7 +73,7 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 	// again, so two queens that disagree on where a hive is cannot bounce a command between them).
 	app.post(
 		"/v1/hives/:id/commands",
-		{ schema: { params: IdParams, body: RelayCommandBody, response: { 200: RelayCommandReply, 503: ErrorBody } } },
+		{ config: { role: "schedule" }, schema: { params: IdParams, body: RelayCommandBody, response: { 200: RelayCommandReply, 503: ErrorBody } } },
 		async (req, reply) => {
 			const hiveId = req.params.id;
 			if (!sockets.isConnected(hiveId)) throw new PlacementError(503, `hive ${hiveId} is not connected to this queen`);

@@ -7,6 +7,7 @@ import { sqliteExits } from "./exits.ts";
 import { sqliteGpus } from "./gpus.ts";
 import { sqliteHives } from "./hives.ts";
 import { sqliteRuns } from "./runs.ts";
+import { sqliteTokens } from "./tokens.ts";
 import type { QueenStore } from "./store.ts";
 import { sqliteWorkers } from "./workers.ts";
 
@@ -27,6 +28,7 @@ CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, holder TEXT NOT NULL, gp
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, run TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT, hive TEXT, hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT, enrolled_by TEXT);
 CREATE TABLE IF NOT EXISTS event_batches (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, events TEXT NOT NULL);
 CREATE VIEW IF NOT EXISTS events AS
   SELECT json_extract(e.value, '$.id') AS id, json_extract(e.value, '$.type') AS type, json_extract(e.value, '$.at') AS at,
@@ -133,6 +135,7 @@ export class SqliteStore implements QueenStore {
 	readonly claims;
 	readonly events;
 	readonly runs;
+	readonly tokens;
 
 	constructor(path: string) {
 		this.sql = new SqliteDb(path);
@@ -143,6 +146,7 @@ export class SqliteStore implements QueenStore {
 		this.claims = sqliteClaims(this.sql);
 		this.events = sqliteEvents(this.sql);
 		this.runs = sqliteRuns(this.sql);
+		this.tokens = sqliteTokens(this.sql);
 	}
 
 	get writeCommits(): number {

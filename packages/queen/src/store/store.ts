@@ -1,4 +1,5 @@
 import type { PlacementAnswer } from "@apiary/protocol";
+import type { TokenTable } from "./tokens.ts";
 import type { ClaimTable } from "./claims.ts";
 import type { EventTable } from "./events.ts";
 import type { ExitTable } from "./exits.ts";
@@ -21,6 +22,8 @@ export interface QueenStore {
 	readonly events: EventTable;
 	/** Right-sizing's run history. */
 	readonly runs: RunTable;
+	/** Credentials (hashed) with their roles. */
+	readonly tokens: TokenTable;
 	/** Runs fn in one transaction (nested calls join the outer one); rolls back if it throws. */
 	tx<T>(fn: () => T): T;
 	/** Several queens share this store (PostgreSQL): see docs/several-queens.md. */

@@ -38,6 +38,9 @@ export const MIGRATIONS: readonly string[] = [
 	 ALTER TABLE placements ADD COLUMN doubt_at timestamptz;`,
 	// Exited workers leave memory after a retention and are read from here until the database's longer one.
 	`CREATE INDEX workers_by_id ON workers (id);`,
+	// Credentials with roles, honoured by every queen: the hash of each secret, never the secret.
+	`CREATE TABLE tokens (id text PRIMARY KEY, role text NOT NULL, name text, hive text, hash text NOT NULL, created_at text NOT NULL,
+	                      expires_at text, revoked_at text, enrolled_by text);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

@@ -8,6 +8,7 @@ import type { ExitTable } from "../exits.ts";
 import type { GpuRow, GpuTable } from "../gpus.ts";
 import type { HiveRow, HiveSamples, HiveTable } from "../hives.ts";
 import type { RunTable } from "../runs.ts";
+import { type TokenRow, type TokenTable, tokenOf } from "../tokens.ts";
 import type { KeyedPlacement, QueenStore } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
 import { migrate } from "./schema.ts";
@@ -66,6 +67,7 @@ export interface HiveRows {
 interface Loaded extends HiveRows {
 	claims: Claim[];
 	runs: { key: string; run: RunSummary }[];
+	tokens: TokenRow[];
 	exitKeys: string[];
 	lastEventId: number;
 	firstEventId: number | null;
@@ -127,6 +129,7 @@ async function load(c: pg.ClientBase): Promise<Loaded> {
 		)
 	).map((r) => ({ id: r.id, holder: r.holder, gpus: r.gpus, createdAt: r.created_at.toISOString(), expiresAt: r.expires_at.toISOString() }));
 	const runs = (await rows<{ key: string; run: RunSummary }>("SELECT key, run FROM runs ORDER BY seq")).map((r) => ({ key: r.key, run: r.run }));
+	const tokens = (await rows("SELECT * FROM tokens ORDER BY created_at, id")).map((r) => tokenOf(r as Parameters<typeof tokenOf>[0]));
 	const exitKeys = (
 		await rows<{ hive_id: string; worker_id: string; started_at: string }>(
 			"SELECT hive_id, worker_id, started_at FROM exits ORDER BY started_at DESC LIMIT $1",
@@ -141,6 +144,7 @@ async function load(c: pg.ClientBase): Promise<Loaded> {
 		gpus,
 		claims,
 		runs,
+		tokens,
 		exitKeys,
 		// The counter, not the log: every event may have been pruned.
 		lastEventId: Math.max(Number(ev?.last ?? 0), Number(counter?.last_id ?? 0)),
@@ -156,6 +160,7 @@ export class PgStore implements QueenStore {
 	readonly claims: ClaimTable;
 	readonly events: EventTable;
 	readonly runs: RunTable;
+	readonly tokens: TokenTable;
 	private readonly pool: pg.Pool;
 	private readonly holder: pg.PoolClient;
 	private readonly o: PgStoreOptions;
@@ -302,6 +307,27 @@ export class PgStore implements QueenStore {
 					c.expiresAt,
 				),
 			delete: (id) => w("DELETE FROM claims WHERE id = $1", id),
+		};
+		this.tokens = {
+			all: () => l.tokens,
+			insert: (t) =>
+				w(
+					"INSERT INTO tokens (id, role, name, hive, hash, created_at, expires_at, revoked_at, enrolled_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+					t.id,
+					t.role,
+					t.name,
+					t.hive,
+					t.hash,
+					t.createdAt,
+					t.expiresAt,
+					t.revokedAt,
+					t.enrolledBy,
+				),
+			revoke: (id, at) => w("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, at),
+			load: async () => {
+				await this.durable();
+				return (await this.pool.query("SELECT * FROM tokens ORDER BY created_at, id")).rows.map(tokenOf);
+			},
 		};
 		this.runs = {
 			all: () => l.runs,

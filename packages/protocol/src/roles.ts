@@ -1,0 +1,58 @@
+// Who may do what on the queen, as Nomad's ACL capabilities and Kubernetes'
+// view/edit/admin roles decide it. Each route declares the role it needs
+// beside its schema; a token has one role.
+import { Type } from "@sinclair/typebox";
+import { Nullable, type Static, StringEnum } from "./schema.ts";
+
+export const ROLES = ["read", "schedule", "admin", "hive"] as const;
+export type Role = (typeof ROLES)[number];
+
+/**
+ * What a route needs: a role, or `open` (no token: /healthz, the
+ * dashboard's shell). read ⊂ schedule ⊂ admin; `hive` is apart: the hive
+ * socket alone, and nothing else.
+ */
+export type RouteRole = Role | "open";
+
+const RANK: Record<Exclude<Role, "hive">, number> = { read: 1, schedule: 2, admin: 3 };
+
+/** Whether a token of role `have` may use a route that needs `need`. */
+export function allows(have: Role, need: RouteRole): boolean {
+	if (need === "open") return true;
+	if (have === "hive" || need === "hive") return have === need;
+	return RANK[have] >= RANK[need];
+}
+
+export const TokenBody = Type.Object(
+	{
+		role: StringEnum(ROLES),
+		name: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: "^[^\\u0000-\\u001f]*$" })),
+		hive: Type.Optional(
+			Type.String({ pattern: "^[a-z0-9][a-z0-9._-]{0,62}$", description: "role hive: the one hive id it speaks for (none: an enrolment token)" }),
+		),
+		ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 * 365 * 86_400 })),
+	},
+	{ additionalProperties: false },
+);
+export type TokenBody = Static<typeof TokenBody>;
+
+/** A token as listed: never its secret. */
+export const TokenView = Type.Object({
+	id: Type.String(),
+	role: StringEnum(ROLES),
+	name: Nullable(Type.String()),
+	hive: Nullable(Type.String()),
+	createdAt: Type.String(),
+	expiresAt: Nullable(Type.String()),
+	revokedAt: Nullable(Type.String()),
+	/** An enrolment token's hive got this one: it speaks for that hive alone. */
+	enrolledBy: Nullable(Type.String()),
+});
+export type TokenView = Static<typeof TokenView>;
+
+/** A token as created: its secret, shown this once. */
+export const TokenCreated = Type.Composite([TokenView, Type.Object({ token: Type.String({ description: "the secret: shown once, stored only as a hash" }) })]);
+export type TokenCreated = Static<typeof TokenCreated>;
+
+export const TokenParams = Type.Object({ id: Type.String({ pattern: "^t-[0-9a-f]{12}$" }) });
+export type TokenParams = Static<typeof TokenParams>;
