@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { createServer, type Server, connect } from "node:net";
 import { join } from "node:path";
 import type { HiveView, WorkerInfo } from "@apiary/protocol";
@@ -188,5 +189,33 @@ describe("a relay whose queen dies mid-command", () => {
 		// The same key with another body is still refused, on any queen.
 		expect((await post(a!, { ...body, command: ["true"] })).status).toBe(422);
 		expect(hives.flatMap((h) => h.commands.filter((m) => m.op === "spawn"))).toHaveLength(1);
+	});
+});
+
+describe("tokens across queens", () => {
+	const dir = tempDir("tokens-queens");
+	const queens: Daemon[] = [];
+	beforeAll(async () => {
+		writeFileSync(join(dir, "admin.token"), "fleet-admin-token-0123456789\n");
+		for (let i = 0; i < 2; i++) queens.push(await startQueen({ db: join(dir, "fleet.db"), tokenFile: join(dir, "admin.token") }));
+	}, 60_000);
+	afterAll(async () => {
+		for (const q of queens) await q.stop();
+		removeDir(dir);
+	});
+
+	it("a token made on one queen is honoured at once by another, and revoked there it stops on the first within 2 s", async () => {
+		const [a, b] = queens;
+		const admin = { authorization: "Bearer fleet-admin-token-0123456789" };
+		const made = await json(`${a!.url}/v1/tokens`, {
+			method: "POST",
+			headers: { ...admin, "content-type": "application/json" },
+			body: JSON.stringify({ role: "read", name: "viewer" }),
+		});
+		expect(made.status).toBe(201);
+		const viewer = { authorization: `Bearer ${made.body.token}` };
+		expect((await json(`${b!.url}/v1/hives`, { headers: viewer })).status).toBe(200);
+		expect((await json(`${b!.url}/v1/tokens/${made.body.id}`, { method: "DELETE", headers: admin })).status).toBe(200);
+		await until(async () => (await json(`${a!.url}/v1/hives`, { headers: viewer })).status === 401, 3000, "revoked on queen A too");
 	});
 });

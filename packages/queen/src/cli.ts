@@ -201,7 +201,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				try {
 					const c = await copyFromSqlite(from, client);
 					out(
-						`copied ${from} into ${redactUrl(v.to)}: ${c.hives} hives, ${c.workers} workers, ${c.exits} exit records, ${c.gpus} GPUs, ${c.claims} claims, ${c.runs} runs, ${c.events} events (last id ${c.lastEventId})\n`,
+						`copied ${from} into ${redactUrl(v.to)}: ${c.hives} hives, ${c.workers} workers, ${c.exits} exit records, ${c.gpus} GPUs, ${c.claims} claims, ${c.runs} runs, ${c.tokens} tokens, ${c.events} events (last id ${c.lastEventId})\n`,
 					);
 				} catch (e) {
 					if (e instanceof TargetNotEmpty) throw new UsageError(`queen migrate: --to ${redactUrl(v.to)}: ${e.message}`);

@@ -57,6 +57,13 @@ describe("queen migrate --from queen.db --to postgres://…", () => {
 				body: JSON.stringify({ count: 1, ttlSeconds: 3600, holder: "ci-42" }),
 			});
 			expect(claim.status).toBe(201);
+			// A credential too: its hash must reach the new database, or every token would stop working.
+			const token = await json(`${queen.url}/v1/tokens`, {
+				method: "POST",
+				headers: { "content-type": "application/json" },
+				body: JSON.stringify({ role: "read", name: "dashboard" }),
+			});
+			expect(token.status).toBe(201);
 			fh.close();
 		} finally {
 			await queen.stop();
@@ -88,7 +95,7 @@ describe("queen migrate --from queen.db --to postgres://…", () => {
 			expect(workers.map((w) => w.id)).toEqual(["done", "runner"]);
 			expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(["hive.joined", "worker.spawned", "worker.exited", "claim.created"]));
 			expect(out.stdout).toBe(
-				`copied ${dbFile} into ${dbUrl("fleet")}: 1 hives, 2 workers, 1 exit records, 2 GPUs, 1 claims, 1 runs, ${events.length} events (last id ${events.at(-1)!.id})\n`,
+				`copied ${dbFile} into ${dbUrl("fleet")}: 1 hives, 2 workers, 1 exit records, 2 GPUs, 1 claims, 1 runs, 1 tokens, ${events.length} events (last id ${events.at(-1)!.id})\n`,
 			);
 
 			const parsed = (r: Record<string, unknown>[], col: string) => r.map((x) => ({ ...x, [col]: JSON.parse(x[col] as string) }));
@@ -98,6 +105,8 @@ describe("queen migrate --from queen.db --to postgres://…", () => {
 			expect(await query("fleet", "SELECT hive_id, uuid, info FROM gpus ORDER BY uuid")).toEqual(parsed(gpus, "info"));
 			expect(await query("fleet", "SELECT id, holder, gpus FROM claims")).toEqual(parsed(claims, "gpus"));
 			expect(await query("fleet", "SELECT key, run FROM runs ORDER BY seq")).toEqual(parsed(runs, "run"));
+			expect(await query("fleet", "SELECT id, role, name, hash FROM tokens")).toEqual(rows("SELECT id, role, name, hash FROM tokens"));
+			expect(rows("SELECT id FROM tokens")).toHaveLength(1);
 			const pgEvents = await query<{ id: string }>("fleet", "SELECT id, type, hive_id, worker_id, data FROM events ORDER BY id");
 			expect(pgEvents.map((e) => ({ ...e, id: Number(e.id) }))).toEqual(parsed(events, "data"));
 			// Times are the same instants (timestamptz now, ISO text before).

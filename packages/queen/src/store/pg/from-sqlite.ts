@@ -16,6 +16,7 @@ export interface Copied {
 	gpus: number;
 	claims: number;
 	runs: number;
+	tokens: number;
 	events: number;
 	/** The event counter's value afterwards: the last id copied. */
 	lastEventId: number;
@@ -45,7 +46,7 @@ async function insertAll(client: pg.ClientBase, table: string, columns: string, 
 async function heldRows(client: pg.ClientBase): Promise<number> {
 	const { rows } = await client.query<{ n: string }>(
 		`SELECT (SELECT count(*) FROM hives) + (SELECT count(*) FROM workers) + (SELECT count(*) FROM exits) + (SELECT count(*) FROM claims)
-		      + (SELECT count(*) FROM runs) + (SELECT count(*) FROM events) + (SELECT last_id FROM event_counter) AS n`,
+		      + (SELECT count(*) FROM runs) + (SELECT count(*) FROM tokens) + (SELECT count(*) FROM events) + (SELECT last_id FROM event_counter) AS n`,
 	);
 	return Number(rows[0]!.n);
 }
@@ -77,6 +78,11 @@ export async function copyFromSqlite(from: string, client: pg.ClientBase): Promi
 			"SELECT id, holder, gpus, created_at, expires_at FROM claims",
 		).map((r) => ({ ...r, gpus: JSON.parse(r.gpus) }));
 		const runs = all<{ seq: number; key: string; run: string }>("SELECT seq, key, run FROM runs ORDER BY seq").map((r) => ({ ...r, run: JSON.parse(r.run) }));
+		// Credentials (their hashes) go too, so every token keeps working; a file from before tokens has none.
+		const hasTokens = all<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'tokens'")[0]!.n > 0;
+		const tokens = hasTokens
+			? all<Record<string, string | null>>("SELECT id, role, name, hive, hash, created_at, expires_at, revoked_at, enrolled_by FROM tokens")
+			: [];
 		// The log is kept as one JSON array per transaction; the PostgreSQL schema has a row per event.
 		const events = all<{ events: string }>("SELECT events FROM event_batches ORDER BY first_id").flatMap((b) =>
 			(JSON.parse(b.events) as { id: number; type: string; at: string; hiveId?: string | null; workerId?: string | null; data: unknown }[]).map((e) => ({
@@ -94,7 +100,7 @@ export async function copyFromSqlite(from: string, client: pg.ClientBase): Promi
 		await client.query("BEGIN");
 		try {
 			// Held until commit: a queen or a second migrate cannot write in between.
-			await client.query("LOCK TABLE hives, workers, exits, gpus, claims, runs, events, event_counter IN EXCLUSIVE MODE");
+			await client.query("LOCK TABLE hives, workers, exits, gpus, claims, runs, tokens, events, event_counter IN EXCLUSIVE MODE");
 			const held = await heldRows(client);
 			if (held > 0) throw new TargetNotEmpty("the target database already holds a fleet: migrate into an empty database");
 			await insertAll(client, "hives", "id text, instance_id text, state text, last_seen_at timestamptz, info jsonb", hives);
@@ -105,6 +111,12 @@ export async function copyFromSqlite(from: string, client: pg.ClientBase): Promi
 			await insertAll(client, "runs", "seq bigint, key text, run jsonb", runs);
 			if (runs.length > 0) await client.query("SELECT setval(pg_get_serial_sequence('runs', 'seq'), (SELECT max(seq) FROM runs))");
 			await insertAll(client, "events", "id bigint, type text, at timestamptz, hive_id text, worker_id text, data jsonb", events);
+			await insertAll(
+				client,
+				"tokens",
+				"id text, role text, name text, hive text, hash text, created_at text, expires_at text, revoked_at text, enrolled_by text",
+				tokens,
+			);
 			const lastEventId = events.reduce((m, e) => Math.max(m, e.id), 0);
 			await client.query("UPDATE event_counter SET last_id = $1", [lastEventId]);
 			await client.query("COMMIT");
@@ -115,6 +127,7 @@ export async function copyFromSqlite(from: string, client: pg.ClientBase): Promi
 				gpus: gpus.length,
 				claims: claims.length,
 				runs: runs.length,
+				tokens: tokens.length,
 				events: events.length,
 				lastEventId,
 			};
