@@ -193,6 +193,65 @@ describe("roles: every route × every credential", () => {
 	});
 });
 
+describe("the audit trail", () => {
+	const dir = mkdtempSync(join(tmpdir(), "apiary-test-audit-"));
+	let queen: QueenDaemon;
+	beforeAll(async () => {
+		queen = await startQueenDaemon({ listen: "127.0.0.1:0", db: join(dir, "q.db"), staleAfterMs: 2000, evictAfterMs: 30_000, token: ADMIN });
+	});
+	afterAll(async () => {
+		await queen.close();
+		removeDir(dir);
+	});
+
+	it("records every change and every refusal with who, from where, what and how it went; admin only", async () => {
+		const req = (path: string, token: string | null, init: RequestInit = {}) =>
+			fetch(`${queen.url}${path}`, {
+				...init,
+				headers: { ...(init.body ? { "content-type": "application/json" } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+			});
+		const ci = (await (
+			await req("/v1/tokens", ADMIN, { method: "POST", body: JSON.stringify({ role: "schedule", name: "ci-runner" }) })
+		).json()) as TokenCreated;
+		const viewer = (await (await req("/v1/tokens", ADMIN, { method: "POST", body: JSON.stringify({ role: "read", name: "viewer" }) })).json()) as TokenCreated;
+		expect((await req("/v1/claims/c-000000000000", ci.token, { method: "DELETE" })).status).toBe(404);
+		expect((await req("/v1/workers", viewer.token, { method: "POST", body: JSON.stringify({ command: ["true"], hive: "h9" }) })).status).toBe(403);
+		expect((await req("/v1/hives", null)).status).toBe(401);
+		const liar = new FakeHive(queen.url, "h2", { token: ADMIN.replace("admin", "wrong") });
+		await expect(liar.opened()).rejects.toThrow(/HTTP 401/);
+		const records = (await (await req("/v1/audit", ADMIN)).json()) as {
+			actor: string;
+			role: string | null;
+			op: string;
+			target: string | null;
+			outcome: number;
+			remote: string;
+		}[];
+		const brief = records.map((r) => `${r.actor}|${r.role}|${r.op}|${r.target}|${r.outcome}`);
+		expect(brief).toEqual(
+			expect.arrayContaining([
+				"--token-file|admin|POST /v1/tokens|null|201",
+				"ci-runner|schedule|DELETE /v1/claims/:id|c-000000000000|404",
+				"viewer|read|POST /v1/workers|hive h9|403",
+				"anonymous|null|GET /v1/hives|null|401",
+				"anonymous|null|hive socket|null|401",
+			]),
+		);
+		expect(records.every((r) => r.remote === "127.0.0.1" || r.remote === "::ffff:127.0.0.1")).toBe(true);
+		// Filters, and the role it needs.
+		const mine = (await (await req("/v1/audit?actor=ci-runner", ADMIN)).json()) as unknown[];
+		expect(mine).toHaveLength(1);
+		expect((await req("/v1/audit", ci.token)).status).toBe(403);
+		const cli = await runCli("queen", ["audit", "--op", "POST /v1/workers", "--json"], { APIARY_QUEEN: queen.url, APIARY_TOKEN: ADMIN });
+		expect(
+			cli.stdout
+				.trim()
+				.split("\n")
+				.map((l) => JSON.parse(l).actor),
+		).toEqual(["viewer"]);
+	});
+});
+
 describe("a real hive enrolled with an enrolment token", () => {
 	const dir = mkdtempSync(join(tmpdir(), "apiary-test-enrol-"));
 	const root = newCgroupRoot();

@@ -56,3 +56,29 @@ export type TokenCreated = Static<typeof TokenCreated>;
 
 export const TokenParams = Type.Object({ id: Type.String({ pattern: "^t-[0-9a-f]{12}$" }) });
 export type TokenParams = Static<typeof TokenParams>;
+
+/** One audit record: who did (or was refused) what, from where, and how it went. */
+export const AuditRecord = Type.Object({
+	id: Type.Integer(),
+	at: Type.String(),
+	actor: Type.String({ description: "the token's name (or id), --token-file, a hive id, or anonymous" }),
+	role: Nullable(Type.String()),
+	tokenId: Nullable(Type.String()),
+	remote: Nullable(Type.String()),
+	op: Type.String({ description: 'e.g. "POST /v1/workers", "hive socket"' }),
+	target: Nullable(Type.String()),
+	outcome: Type.Integer({ description: "the HTTP status answered (or the socket's close code)" }),
+	detail: Nullable(Type.String()),
+});
+export type AuditRecord = Static<typeof AuditRecord>;
+
+export const AuditQuery = Type.Object(
+	{
+		since: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$", description: "records after this id" })),
+		actor: Type.Optional(Type.String({ maxLength: 128 })),
+		op: Type.Optional(Type.String({ maxLength: 128, description: "records whose operation contains this" })),
+		limit: Type.Optional(Type.String({ pattern: "^[1-9][0-9]{0,3}$|^10000$" })),
+	},
+	{ additionalProperties: false },
+);
+export type AuditQuery = Static<typeof AuditQuery>;

@@ -9,6 +9,7 @@ import type { Registry as PromRegistry } from "prom-client";
 // default export, which nodenext resolution reads as the namespace.
 const fastifySse = fastifySseModule as unknown as FastifyPluginAsync<{ heartbeatInterval: number }>;
 import { authorize, type Principal } from "./auth/authorize.ts";
+import type { Auditor } from "./auth/audit.ts";
 import type { Credentials } from "./auth/credentials.ts";
 import type { HiveCommander } from "./hive-commands.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -30,6 +31,8 @@ export interface QueenAppOptions {
 	commands: HiveCommander;
 	/** Who may do what: tokens with roles (and --token-file, an admin token). */
 	credentials: Credentials;
+	/** The audit trail: every change and every refusal. */
+	auditor: Auditor;
 	version: string;
 	keepaliveMs: number;
 	queueLimit: number;
@@ -60,13 +63,33 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	// Each request's credential against its route's role: 401 without a valid one, 403 naming the role needed.
 	const credentials = o.credentials;
 	app.decorateRequest("principal", null);
-	app.addHook("onRequest", async (req, reply) => {
+	// preValidation: after the (size-limited) body is read, so a refusal's audit record can name its target, and
+	// before the schema is checked, so a caller without the role learns nothing from validation errors.
+	app.addHook("preValidation", async (req, reply) => {
 		const need = req.routeOptions.config?.role ?? "admin";
 		if (need === "open") return;
 		const principal = credentials.authOn ? await credentials.resolveFresh(req.headers.authorization) : null;
+		(req as unknown as { principal: Principal | null }).principal = principal;
 		const d = authorize(principal, need, credentials.authOn);
 		if (!d.ok) return reply.code(d.status).send({ statusCode: d.status, error: d.status === 401 ? "Unauthorized" : "Forbidden", message: d.message });
-		(req as unknown as { principal: Principal | null }).principal = principal;
+	});
+	// Every change, and every refusal, is an audit record: who, from where, what, on what, how it went.
+	const auditor = o.auditor;
+	app.addHook("onResponse", async (req, reply) => {
+		const status = reply.statusCode;
+		const reads = req.method === "GET" || req.method === "HEAD";
+		if (reads && status !== 401 && status !== 403) return;
+		if (req.routeOptions.config?.role === "open") return;
+		const params = (req.params ?? {}) as { id?: string };
+		const body = (req.body ?? {}) as { id?: unknown; hive?: unknown };
+		const target = params.id ?? (typeof body.id === "string" ? body.id : typeof body.hive === "string" ? `hive ${body.hive}` : null);
+		auditor.record({
+			principal: (req as unknown as { principal?: Principal | null }).principal ?? null,
+			remote: req.ip,
+			op: `${req.method} ${req.routeOptions.url ?? req.url.split("?")[0]}`,
+			target,
+			outcome: status,
+		});
 	});
 	await app.register(fastifySse, { heartbeatInterval: o.keepaliveMs });
 	const durable = o.durable;
@@ -94,7 +117,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(fleetRoutes, { registry: o.registry });
 	await app.register(claimRoutes, { registry: o.registry });
 	await app.register(recommendationRoutes, { registry: o.registry });
-	await app.register(tokenRoutes, { credentials });
+	await app.register(tokenRoutes, { credentials, store: o.registry.store });
 	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets, commands: o.commands });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag, credentials });
 	return app as unknown as FastifyInstance;

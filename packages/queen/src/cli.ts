@@ -10,7 +10,7 @@ import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
 import { KILL_HELP, kill, LOGS_HELP, logs, RUN_HELP, run } from "./run-cmd.ts";
-import { TOKEN_HELP, token } from "./token-cmd.ts";
+import { AUDIT_HELP, audit, TOKEN_HELP, token } from "./token-cmd.ts";
 
 // Client commands load only what they use: the daemon (fastify, ws, the
 // socket schemas), node:sqlite and the EventSource client are imported by
@@ -36,6 +36,7 @@ Commands:
   kill       stop a worker through the queen
   logs       a worker's output, relayed from its hive
   token      make, list and revoke credentials with roles (admin)
+  audit      who did, or was refused, what (admin)
   backup     copy the queen's SQLite file safely while it runs
   migrate    copy a queen's SQLite file into an empty PostgreSQL database
 
@@ -114,6 +115,7 @@ Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	kill: KILL_HELP(DEFAULT_QUEEN),
 	logs: LOGS_HELP(DEFAULT_QUEEN),
 	token: TOKEN_HELP(DEFAULT_QUEEN),
+	audit: AUDIT_HELP(DEFAULT_QUEEN),
 	workers: `Usage: queen workers [options]
 
   --hive ID          only this hive
@@ -225,6 +227,8 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				return await logs(rest, DEFAULT_QUEEN, out);
 			case "token":
 				return await token(rest, DEFAULT_QUEEN, out);
+			case "audit":
+				return await audit(rest, DEFAULT_QUEEN, out);
 			case "advise": {
 				const { values: v } = parse(rest, { ...common, profile: { type: "string" }, label: { type: "string" } }, "advise");
 				const q = new URLSearchParams();

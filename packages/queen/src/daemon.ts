@@ -9,6 +9,7 @@ import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Placer } from "./placement/placer.ts";
+import { Auditor } from "./auth/audit.ts";
 import { Credentials } from "./auth/credentials.ts";
 import { HiveCommands } from "./hive-commands.ts";
 import { HiveSocketServer } from "./socket.ts";
@@ -79,9 +80,11 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		log,
 	});
 	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log });
+	const auditor = new Auditor(store, o.clock ?? systemClock, log);
 	const sockets = new HiveSocketServer({
 		registry,
 		credentials,
+		auditor,
 		maxPayload: o.maxMessageBytes ?? 4 << 20,
 		staleAfterMs: o.staleAfterMs,
 		log,
@@ -97,6 +100,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		sockets,
 		commands,
 		credentials,
+		auditor,
 		version: VERSION,
 		keepaliveMs: o.keepaliveMs ?? 15_000,
 		queueLimit: o.queueLimit ?? 10_000,
@@ -158,6 +162,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			store.tx(() => {
 				store.workers.prune(before);
 				store.exits.prune(before);
+				// The audit trail: the newest million records, none older than 90 days.
+				store.audit.prune(1_000_000, new Date(Date.now() - 90 * 86_400_000).toISOString());
 			});
 		} catch (err) {
 			log("pruning the database's old workers failed", { err: String(err) });

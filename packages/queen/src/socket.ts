@@ -5,6 +5,7 @@ import { type CommandMessage, HIVE_MESSAGES, type HiveMessage, ProtocolError, ty
 import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
 import { authorize, mayBeHive, type Principal } from "./auth/authorize.ts";
+import type { Auditor } from "./auth/audit.ts";
 import type { Credentials } from "./auth/credentials.ts";
 import { type Registry, StoreError } from "./registry.ts";
 
@@ -60,6 +61,8 @@ export const CLOSE_ID_TAKEN = 4409;
 export interface HiveSocketOptions {
 	registry: Registry;
 	credentials: Credentials;
+	/** Refused sockets (a bad credential, an impersonation) are audit records. */
+	auditor?: Auditor;
 	maxPayload: number;
 	staleAfterMs: number;
 	log: (msg: string, extra?: object) => void;
@@ -95,6 +98,14 @@ export class HiveSocketServer {
 				const status = d.ok ? 403 : d.status;
 				const body = JSON.stringify({ statusCode: status, error: status === 401 ? "Unauthorized" : "Forbidden", message: d.ok ? "" : d.message });
 				this.o.log("hive socket refused", { remote: req.socket.remoteAddress, status, why: d.ok ? "" : d.message });
+				this.o.auditor?.record({
+					principal,
+					remote: req.socket.remoteAddress ?? null,
+					op: "hive socket",
+					target: null,
+					outcome: status,
+					detail: d.ok ? null : d.message,
+				});
 				socket.end(
 					`HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : "Forbidden"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
 				);
@@ -143,6 +154,7 @@ export class HiveSocketServer {
 					const may = mayBeHive(principal, m.hiveId, creds.authOn);
 					if (!may.ok) {
 						this.o.log("hive impersonation refused", { remote, claimed: m.hiveId, why: may.why, token: principal?.tokenId ?? null });
+						this.o.auditor?.record({ principal, remote, op: "hive socket", target: `hive ${m.hiveId}`, outcome: CLOSE_NOT_THIS_HIVE, detail: may.why });
 						return reject(CLOSE_NOT_THIS_HIVE, `refused as hive ${m.hiveId}: ${may.why}`);
 					}
 					let credential: string | undefined;
@@ -151,9 +163,18 @@ export class HiveSocketServer {
 						const e = creds.enrol(principal, m.hiveId);
 						if (!e.ok) {
 							this.o.log("hive enrolment refused", { remote, claimed: m.hiveId, why: e.why });
+							this.o.auditor?.record({ principal, remote, op: "hive enrolment", target: `hive ${m.hiveId}`, outcome: CLOSE_NOT_THIS_HIVE, detail: e.why });
 							return reject(CLOSE_NOT_THIS_HIVE, `refused as hive ${m.hiveId}: ${e.why}`);
 						}
 						credential = e.credential;
+						this.o.auditor?.record({
+							principal,
+							remote,
+							op: "hive enrolment",
+							target: `hive ${m.hiveId}`,
+							outcome: 200,
+							detail: `token ${e.principal.tokenId}`,
+						});
 						principal = e.principal;
 					}
 					if (principal) untrack = creds.track(principal, (why) => ws.close(CLOSE_NOT_THIS_HIVE, why.slice(0, 120)));

@@ -1,4 +1,4 @@
-import { ROLES, type TokenCreated, type TokenView } from "@apiary/protocol/roles";
+import { type AuditRecord, ROLES, type TokenCreated, type TokenView } from "@apiary/protocol/roles";
 import { parseDuration } from "@apiary/protocol/units";
 import { checkId } from "@apiary/protocol/ids";
 import { convertFlag, parseFlags, UsageError } from "@apiary/kit/cli";
@@ -7,7 +7,8 @@ import { loadToken } from "@apiary/kit/listen";
 import { table } from "./format.ts";
 
 // `queen token create|list|revoke`: credentials with roles, made by an admin
-// through the queen's API (POST/GET/DELETE /v1/tokens).
+// through the queen's API (POST/GET/DELETE /v1/tokens); `queen audit`: the
+// trail of who did, or was refused, what (GET /v1/audit).
 
 export const TOKEN_HELP = (defaultQueen: string) => `Usage: queen token create --role ROLE [--hive ID] [--name NAME] [--ttl DURATION]
        queen token list [--json]
@@ -94,4 +95,55 @@ export async function token(argv: string[], defaultQueen: string, out: (s: strin
 		return 0;
 	}
 	throw new UsageError(`queen token: expected create, list or revoke\n\n${TOKEN_HELP(defaultQueen)}`);
+}
+
+export const AUDIT_HELP = (defaultQueen: string) => `Usage: queen audit [-f] [--actor NAME|TOKEN-ID] [--op TEXT] [--since ID] [--json]
+
+The audit trail: every change made through the queen and every refused
+request (401/403, a hive that claimed another's id), with who, from where,
+what, on what and how it went. Admin only.
+
+  -f, --follow       keep printing new records as they come
+  --actor A          only this actor (a token's name or id, --token-file, "hive ID")
+  --op TEXT          only operations containing TEXT, e.g. "POST /v1/workers"
+  --since ID         records after this id
+  --json             one JSON record per line
+  --queen URL        queen (default $APIARY_QUEEN or ${defaultQueen})
+  --token-file FILE  an admin token (default $APIARY_TOKEN)`;
+
+export async function audit(argv: string[], defaultQueen: string, out: (s: string) => void): Promise<number> {
+	const { values: v, positionals } = parseFlags("queen audit", argv, {
+		follow: { type: "boolean", short: "f" },
+		actor: { type: "string" },
+		op: { type: "string" },
+		since: { type: "string" },
+		json: { type: "boolean" },
+		queen: { type: "string" },
+		"token-file": { type: "string" },
+	});
+	if (positionals.length > 0) throw new UsageError(`queen audit: unexpected argument ${JSON.stringify(positionals[0])}`);
+	let since = convertFlag("queen audit", "since", v.since, (x) => {
+		if (!/^\d{1,15}$/.test(x)) throw new Error(`expected a record id, got ${JSON.stringify(x)}`);
+		return Number(x);
+	});
+	const base = queenUrl(v.queen, defaultQueen);
+	const auth = loadToken(v["token-file"]);
+	let header = !v.json;
+	for (;;) {
+		const q = new URLSearchParams({ limit: "1000" });
+		if (since !== undefined) q.set("since", String(since));
+		if (v.actor) q.set("actor", v.actor);
+		if (v.op) q.set("op", v.op);
+		const records = await call<AuditRecord[]>(base, "GET", `/v1/audit?${q}`, undefined, auth);
+		if (v.json) for (const r of records) out(`${JSON.stringify(r)}\n`);
+		else if (records.length > 0 || header) {
+			const rows = records.map((r) => [r.at.slice(0, 19).replace("T", " "), r.actor, r.role ?? "-", r.remote ?? "-", r.op, r.target ?? "-", String(r.outcome)]);
+			const t = table([["TIME", "ACTOR", "ROLE", "FROM", "OPERATION", "TARGET", "OUTCOME"], ...rows]);
+			out(header ? t : t.split("\n").slice(1).join("\n"));
+			header = false;
+		}
+		if (records.length > 0) since = records.at(-1)!.id;
+		if (!v.follow) return 0;
+		if (records.length < 1000) await new Promise((r) => setTimeout(r, 1000));
+	}
 }

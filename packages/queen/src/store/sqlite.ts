@@ -7,6 +7,7 @@ import { sqliteExits } from "./exits.ts";
 import { sqliteGpus } from "./gpus.ts";
 import { sqliteHives } from "./hives.ts";
 import { sqliteRuns } from "./runs.ts";
+import { sqliteAudit } from "./audit.ts";
 import { sqliteTokens } from "./tokens.ts";
 import type { QueenStore } from "./store.ts";
 import { sqliteWorkers } from "./workers.ts";
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT, hive TEXT, hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT, enrolled_by TEXT);
+CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, token_id TEXT, remote TEXT, op TEXT NOT NULL, target TEXT, outcome INTEGER NOT NULL, detail TEXT);
 CREATE TABLE IF NOT EXISTS event_batches (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, events TEXT NOT NULL);
 CREATE VIEW IF NOT EXISTS events AS
   SELECT json_extract(e.value, '$.id') AS id, json_extract(e.value, '$.type') AS type, json_extract(e.value, '$.at') AS at,
@@ -136,6 +138,7 @@ export class SqliteStore implements QueenStore {
 	readonly events;
 	readonly runs;
 	readonly tokens;
+	readonly audit;
 
 	constructor(path: string) {
 		this.sql = new SqliteDb(path);
@@ -147,6 +150,7 @@ export class SqliteStore implements QueenStore {
 		this.events = sqliteEvents(this.sql);
 		this.runs = sqliteRuns(this.sql);
 		this.tokens = sqliteTokens(this.sql);
+		this.audit = sqliteAudit(this.sql);
 	}
 
 	get writeCommits(): number {

@@ -1,4 +1,5 @@
 import type { PlacementAnswer } from "@apiary/protocol";
+import type { AuditTable } from "./audit.ts";
 import type { TokenTable } from "./tokens.ts";
 import type { ClaimTable } from "./claims.ts";
 import type { EventTable } from "./events.ts";
@@ -24,6 +25,8 @@ export interface QueenStore {
 	readonly runs: RunTable;
 	/** Credentials (hashed) with their roles. */
 	readonly tokens: TokenTable;
+	/** Who did, or was refused, what. */
+	readonly audit: AuditTable;
 	/** Runs fn in one transaction (nested calls join the outer one); rolls back if it throws. */
 	tx<T>(fn: () => T): T;
 	/** Several queens share this store (PostgreSQL): see docs/several-queens.md. */

@@ -41,6 +41,9 @@ export const MIGRATIONS: readonly string[] = [
 	// Credentials with roles, honoured by every queen: the hash of each secret, never the secret.
 	`CREATE TABLE tokens (id text PRIMARY KEY, role text NOT NULL, name text, hive text, hash text NOT NULL, created_at text NOT NULL,
 	                      expires_at text, revoked_at text, enrolled_by text);`,
+	// The audit trail, every queen's.
+	`CREATE TABLE audit (id bigserial PRIMARY KEY, at text NOT NULL, actor text NOT NULL, role text, token_id text, remote text, op text NOT NULL,
+	                     target text, outcome integer NOT NULL, detail text);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

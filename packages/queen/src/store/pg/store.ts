@@ -9,6 +9,7 @@ import type { GpuRow, GpuTable } from "../gpus.ts";
 import type { HiveRow, HiveSamples, HiveTable } from "../hives.ts";
 import type { RunTable } from "../runs.ts";
 import { type TokenRow, type TokenTable, tokenOf } from "../tokens.ts";
+import { type AuditTable, auditOf } from "../audit.ts";
 import type { KeyedPlacement, QueenStore } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
 import { migrate } from "./schema.ts";
@@ -161,6 +162,7 @@ export class PgStore implements QueenStore {
 	readonly events: EventTable;
 	readonly runs: RunTable;
 	readonly tokens: TokenTable;
+	readonly audit: AuditTable;
 	private readonly pool: pg.Pool;
 	private readonly holder: pg.PoolClient;
 	private readonly o: PgStoreOptions;
@@ -327,6 +329,33 @@ export class PgStore implements QueenStore {
 			load: async () => {
 				await this.durable();
 				return (await this.pool.query("SELECT * FROM tokens ORDER BY created_at, id")).rows.map(tokenOf);
+			},
+		};
+		this.audit = {
+			append: (r) =>
+				w(
+					"INSERT INTO audit (at, actor, role, token_id, remote, op, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+					r.at,
+					r.actor,
+					r.role,
+					r.tokenId,
+					r.remote,
+					r.op,
+					r.target,
+					r.outcome,
+					r.detail,
+				),
+			list: async (f) => {
+				await this.durable();
+				const { rows } = await this.pool.query(
+					`SELECT * FROM audit WHERE id > $1 AND ($2::text IS NULL OR actor = $2 OR token_id = $2) AND ($3::text IS NULL OR strpos(op, $3) > 0) ORDER BY id LIMIT $4`,
+					[f.since ?? 0, f.actor ?? null, f.op ?? null, f.limit],
+				);
+				return rows.map(auditOf);
+			},
+			prune: (keep, before) => {
+				w("DELETE FROM audit WHERE at < $1", before);
+				w("DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET $1)", keep);
 			},
 		};
 		this.runs = {
