@@ -26,7 +26,7 @@ const hive = await startHiveDaemon({
 	cgroupRoot: process.env.APIARY_CGROUP_ROOT,
 	stateDir: join(state, "hive"),
 	nvidiaSmi: process.env.APIARY_NVIDIA_SMI ?? "nvidia-smi",
-	token: null,
+	// The hive's API needs a token on loopback too: the one it makes in its state dir.
 	queen: queen.url,
 	log,
 });
@@ -35,7 +35,8 @@ process.stdout.write(`Apiary (local): listening on ${queen.url}
   queen          ${queen.url}   events: ${queen.url}/v1/events   db: ${join(state, "queen.db")}
   hive "local"   ${hive.url}   cgroup driver ${info.name}${info.enforced ? "" : " (limits NOT enforced)"}
 
-Try, in another terminal:
+Try, in another terminal (the hive's API needs the token it made in its state dir):
+  export APIARY_HIVE_TOKEN=$(cat ${join(state, "hive", "api.token")})
   npx queen tail
   npx hive spawn --cpu 0.5 --memory 256M -- sh -c 'while :; do :; done'
   npx hive ps

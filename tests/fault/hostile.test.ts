@@ -275,9 +275,8 @@ describe("a burst of waiting placements", () => {
 				60_000,
 				"3,000 waiters queued",
 			);
-			// In arrival order.
-			expect(listed[0]!.id).toBe("wait-0");
-			expect(listed.at(-1)!.id).toBe("wait-2999");
+			// Each once (their order is the order they reached the queen over 3,000 connections, not the order sent).
+			expect(new Set(listed.map((w) => w.id)).size).toBe(3000);
 			expect((await json(`${queen.url}/healthz`)).status).toBe(200);
 			expect((await json(`${queen.url}/v1/hives/honest`)).body.state).toBe("ready");
 			// A placement for the honest hive is not held back by waiters that cannot use it.

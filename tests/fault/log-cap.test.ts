@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, tempDir } from "@apiary/test-support/procs";
+import { authFor, type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -54,7 +54,12 @@ describe("worker logs are capped", () => {
 		expect(w.logDroppedBytes).toBeGreaterThan(5 * MiB);
 		// The newest output is kept: the tail is the last two lines written.
 		const tail = await new Promise<string>((resolve) =>
-			execFile(process.execPath, [HIVE_BIN, "logs", "chatty", "-n", "2", "--hive", hive.url], { maxBuffer: 8 * MiB }, (_e, out) => resolve(out)),
+			execFile(
+				process.execPath,
+				[HIVE_BIN, "logs", "chatty", "-n", "2", "--hive", hive.url, "--state-dir", join(dir, "hive")],
+				{ maxBuffer: 8 * MiB },
+				(_e, out) => resolve(out),
+			),
 		);
 		const got = tail.trimEnd().split("\n");
 		expect(got).toHaveLength(2);
@@ -67,8 +72,8 @@ describe("worker logs are capped", () => {
 			201,
 		);
 		await until(async () => (await json(`${hive.url}/v1/workers/quiet`)).body.exit, 10_000, "exit");
-		expect(await (await fetch(`${hive.url}/v1/workers/quiet/logs?tail=2`)).text()).toBe("line-4\nline-5\n");
-		expect(await (await fetch(`${hive.url}/v1/workers/quiet/logs`)).text()).toBe("line-1\nline-2\nline-3\nline-4\nline-5\n");
-		expect((await fetch(`${hive.url}/v1/workers/quiet/logs?tail=lots`)).status).toBe(400);
+		expect(await (await fetch(`${hive.url}/v1/workers/quiet/logs?tail=2`, { headers: authFor(hive.url) })).text()).toBe("line-4\nline-5\n");
+		expect(await (await fetch(`${hive.url}/v1/workers/quiet/logs`, { headers: authFor(hive.url) })).text()).toBe("line-1\nline-2\nline-3\nline-4\nline-5\n");
+		expect((await fetch(`${hive.url}/v1/workers/quiet/logs?tail=lots`, { headers: authFor(hive.url) })).status).toBe(400);
 	});
 });

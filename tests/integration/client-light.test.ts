@@ -61,7 +61,8 @@ describe("client commands stay light", () => {
 	});
 
 	it("hive ps loads no server module and prints nothing on stderr", async () => {
-		const r = await probed("packages/hive/bin/hive.js", ["ps", "--hive", hive.url], join(dir, "h-ps.txt"));
+		// Its token from the hive's state dir, as a person's `hive ps` finds it.
+		const r = await probed("packages/hive/bin/hive.js", ["ps", "--hive", hive.url, "--state-dir", join(dir, "hive")], join(dir, "h-ps.txt"));
 		expect(r.code).toBe(0);
 		expect(r.stderr).toBe("");
 		expect(r.stdout).toMatch(/lw\s+running/);

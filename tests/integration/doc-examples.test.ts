@@ -52,7 +52,14 @@ describe("the docs' examples, run as written", () => {
 		queen = await startQueen({ db: join(dir, "queen.db"), sqlite: true });
 		hive = await startHive({ queen: queen.url, name: "docs", stateDir: join(dir, "hive"), cgroupRoot: root });
 		await until(async () => (await json(`${queen.url}/v1/gpus?free=true`)).body?.length > 0, 15_000, "the hive's GPUs at the queen");
-		env = { ...process.env, PATH: `${ROOT}node_modules/.bin:${process.env.PATH}`, APIARY_QUEEN: queen.url, APIARY_HIVE: hive.url };
+		// The hive's state dir as the default one, where `hive …` commands find its API token.
+		env = {
+			...process.env,
+			PATH: `${ROOT}node_modules/.bin:${process.env.PATH}`,
+			APIARY_QUEEN: queen.url,
+			APIARY_HIVE: hive.url,
+			APIARY_STATE_DIR: join(dir, "hive"),
+		};
 	});
 	afterAll(async () => {
 		await hive.stop();

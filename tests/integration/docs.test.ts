@@ -64,6 +64,8 @@ describe("the docs", () => {
 				"queen run",
 				"queen kill",
 				"queen logs",
+				"queen token",
+				"queen audit",
 			]),
 		);
 	});

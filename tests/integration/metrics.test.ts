@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { authFor, type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
 import { requireTools } from "@apiary/test-support/requires";
 import { sleep, until } from "@apiary/test-support/util";
 
@@ -47,7 +47,7 @@ describe("Prometheus metrics on queen and hive", () => {
 	});
 
 	it("the hive exports per-worker CPU, throttling, memory, IO, pids, and its GPUs; unmeasured values are absent, not 0", async () => {
-		const text = await (await fetch(`${hive.url}/metrics`)).text();
+		const text = await (await fetch(`${hive.url}/metrics`, { headers: authFor(hive.url) })).text();
 		expect(sample(text, "apiary_worker_cpu_usage_seconds_total", { worker: "busy" })!).toBeGreaterThan(0.1);
 		expect(sample(text, "apiary_worker_cpu_throttled_periods_total", { worker: "busy" })!).toBeGreaterThan(0);
 		expect(sample(text, "apiary_worker_memory_limit_bytes", { worker: "busy" })).toBe(64 << 20);
@@ -87,7 +87,7 @@ describe("Prometheus metrics on queen and hive", () => {
 
 	it("both pass promtool check metrics", async () => {
 		for (const url of [hive.url, queen.url]) {
-			const text = await (await fetch(`${url}/metrics`)).text();
+			const text = await (await fetch(`${url}/metrics`, { headers: authFor(url) })).text();
 			const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
 			expect(`${r.stdout}${r.stderr}`, url).toBe("");
 			expect(r.status).toBe(0);
@@ -100,7 +100,8 @@ describe("Prometheus metrics on queen and hive", () => {
 		const target = (u: string) => new URL(u).host;
 		writeFileSync(
 			join(pdir, "prometheus.yml"),
-			`global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: queen\n    static_configs: [{ targets: ["${target(queen.url)}"] }]\n  - job_name: hive\n    static_configs: [{ targets: ["${target(hive.url)}"] }]\n`,
+			// The hive's API needs its token on loopback too: Prometheus sends it as a bearer token (docs/operations.md).
+			`global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: queen\n    static_configs: [{ targets: ["${target(queen.url)}"] }]\n  - job_name: hive\n    authorization: { credentials_file: "${join(dir, "hive", "api.token")}" }\n    static_configs: [{ targets: ["${target(hive.url)}"] }]\n`,
 		);
 		const prom = spawn(
 			"prometheus",

@@ -1,6 +1,8 @@
 // Over 300 lines on purpose: every hive command's help text sits beside the
 // flags it documents, so --help cannot drift from the parser.
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import type { WorkerInfo } from "@apiary/protocol";
 
 import { checkId, LABEL_KEY_PATTERN } from "@apiary/protocol/ids";
@@ -58,6 +60,10 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
   --log-budget SIZE          all logs together; exited workers' logs go first (default 1G)
   --token-file FILE          bearer token every route but /healthz needs (default $APIARY_TOKEN);
                              also this hive's credential for the queen, unless:
+  --worker-user USER         as root, workers run as USER (default apiary-worker, else nobody),
+                             with its groups and HOME, after entering their cgroup
+  --allow-user U1,U2         users a spawn may ask for (--user)
+  --allow-root-workers       allow workers to run as root (--worker-user root, or --user root)
   --queen-token-file FILE    this hive's credential for the queen: a hive token (queen token
                              create --role hive --hive ID) or an enrolment token, which the queen
                              answers with a secret of this hive's own, kept in the state dir
@@ -72,7 +78,10 @@ Workers keep running when the hive stops; a restarted hive re-adopts them.`,
 ${SPAWN_FLAGS_HELP}
   --gpus LIST        GPU indexes or UUIDs, e.g. 0,1
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
-  --token-file FILE  bearer token (default $APIARY_TOKEN)
+  --token-file FILE  bearer token (default $APIARY_HIVE_TOKEN, $APIARY_TOKEN, else
+                     the hive's own: <state dir>/api.token)
+  --state-dir DIR    the hive's state dir, where its api.token is (default $APIARY_STATE_DIR/hive,
+                     /var/lib/apiary/hive as root)
 
 Flags override the profile's values. Prints the worker id.`,
 	ps: `Usage: hive ps [options]
@@ -81,7 +90,10 @@ Flags override the profile's values. Prints the worker id.`,
   --label K=V        only workers with this label
   --json             print JSON
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
-  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
+  --token-file FILE  bearer token (default $APIARY_HIVE_TOKEN, $APIARY_TOKEN, else
+                     the hive's own: <state dir>/api.token)
+  --state-dir DIR    the hive's state dir, where its api.token is (default $APIARY_STATE_DIR/hive,
+                     /var/lib/apiary/hive as root)`,
 	kill: `Usage: hive kill ID [options]
 
 Stops the worker: its stop signal (SIGTERM) to the whole tree, its grace period,
@@ -89,21 +101,46 @@ then SIGKILL of what is left; prints its exit record (graceful or not).
 
   --json             print JSON
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
-  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
+  --token-file FILE  bearer token (default $APIARY_HIVE_TOKEN, $APIARY_TOKEN, else
+                     the hive's own: <state dir>/api.token)
+  --state-dir DIR    the hive's state dir, where its api.token is (default $APIARY_STATE_DIR/hive,
+                     /var/lib/apiary/hive as root)`,
 	logs: `Usage: hive logs ID [options]
 
   -f, --follow       keep printing until the worker exits
   -n, --tail N       only the last N lines (then follow with -f)
   --hive URL         hive API (default $APIARY_HIVE or ${DEFAULT_HIVE})
-  --token-file FILE  bearer token (default $APIARY_TOKEN)`,
+  --token-file FILE  bearer token (default $APIARY_HIVE_TOKEN, $APIARY_TOKEN, else
+                     the hive's own: <state dir>/api.token)
+  --state-dir DIR    the hive's state dir, where its api.token is (default $APIARY_STATE_DIR/hive,
+                     /var/lib/apiary/hive as root)`,
 };
 
 const common = {
 	hive: { type: "string" },
 	"token-file": { type: "string" },
+	"state-dir": { type: "string" },
 	help: { type: "boolean", short: "h" },
 	json: { type: "boolean" },
 } as const;
+
+/**
+ * The token a local command gives the hive's API: --token-file, else
+ * APIARY_HIVE_TOKEN, else APIARY_TOKEN, else the one the hive made in its state
+ * dir (--state-dir, else the default one): whoever may read that file may use
+ * the hive, and a worker (another user) may not.
+ */
+function clientToken(v: { "token-file"?: string; "state-dir"?: string }): string | null {
+	if (v["token-file"] !== undefined) return loadToken(v["token-file"]);
+	const env = process.env.APIARY_HIVE_TOKEN?.trim() || process.env.APIARY_TOKEN?.trim();
+	if (env) return env;
+	try {
+		return readFileSync(join(v["state-dir"] ?? defaultStateDir("hive"), "api.token"), "utf8").trim() || null;
+	} catch {
+		// Not readable (not this user's hive, or none): the hive answers 401 and says how to give one.
+		return null;
+	}
+}
 
 const parse = <T extends Parameters<typeof parseFlags>[2]>(argv: string[], options: T, cmd: string) => parseFlags(`hive ${cmd}`, argv, options);
 const flag = <T>(cmd: string, name: string, value: string | undefined, conv: (v: string) => T) => convertFlag(`hive ${cmd}`, name, value, conv);
@@ -163,6 +200,9 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
 			"queen-token-file": { type: "string" },
+			"worker-user": { type: "string" },
+			"allow-user": { type: "string", multiple: true },
+			"allow-root-workers": { type: "boolean" },
 			label: { type: "string", multiple: true },
 			"no-remote-spawn": { type: "boolean" },
 		},
@@ -180,7 +220,14 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const stopSignal = flag("start", "stop-signal", v["stop-signal"], stopSignalOf)!;
 	const logMaxBytes = flag("start", "log-max", v["log-max"], (x) => within(parseSize(x), 64 * 1024, 2 ** 40, formatBytes))!;
 	const logDirBudgetBytes = flag("start", "log-budget", v["log-budget"], (x) => within(parseSize(x), logMaxBytes, 2 ** 50, formatBytes))!;
-	const token = loadToken(v["token-file"]);
+	// No --token-file and no APIARY_TOKEN: the API's token is made in the state dir (the daemon's default).
+	const token = loadToken(v["token-file"]) ?? undefined;
+	const userName = (flagName: string, x: string) => {
+		if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(x)) throw new UsageError(`hive start: --${flagName}: ${JSON.stringify(x)} is not a user name`);
+		return x;
+	};
+	const workerUser = v["worker-user"] === undefined ? undefined : userName("worker-user", v["worker-user"]);
+	const allowUsers = (v["allow-user"] ?? []).flatMap((x) => x.split(",")).map((x) => userName("allow-user", x));
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
 	const { startHiveDaemon } = await import("./daemon.ts");
 	const d = await startHiveDaemon({
@@ -197,6 +244,9 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		logMaxBytes,
 		logDirBudgetBytes,
 		token,
+		workerUser,
+		allowUsers,
+		allowRootWorkers: v["allow-root-workers"] === true,
 		queenToken: v["queen-token-file"] === undefined ? undefined : loadToken(v["queen-token-file"]),
 		queen: queenList(v.queen ?? process.env.APIARY_QUEEN),
 		labels: hiveLabels(v.label),
@@ -209,6 +259,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		`hive ${name} listening on ${d.url}\n` +
 			`  cgroup driver: ${info.name} (${info.enforced ? "limits enforced" : "limits NOT enforced"}) — ${info.reason}\n` +
 			`  state dir: ${d.hive.stateDir}\n` +
+			`  workers run as: ${d.workerUser ?? `this hive's own user (it is not root: it cannot run them as anyone else)`}\n` +
+			`  API token: ${v["token-file"] ? v["token-file"] : process.env.APIARY_TOKEN ? "$APIARY_TOKEN" : `${d.hive.stateDir}/api.token`}\n` +
 			`  GPUs: ${gpu.gpus.length > 0 ? gpu.gpus.length : gpu.state === "starting" ? "probing" : "none"}${gpu.message ? ` (${gpu.message})` : ""}\n` +
 			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n` +
 			`  queen: ${d.link ? queenList(v.queen ?? process.env.APIARY_QUEEN)!.join(", ") : "none (standalone)"}\n`,
@@ -264,7 +316,7 @@ async function spawnCmd(argv: string[], out: (s: string) => void): Promise<numbe
 	const { values: v, positionals } = parse(own, { ...common, ...SPAWN_FLAGS, gpus: { type: "string" } }, "spawn");
 	if (v.help) return help("spawn", out);
 	const body = { ...spawnBodyOf("hive spawn", v, command, positionals), gpus: v.gpus === undefined ? undefined : v.gpus.split(",").filter(Boolean) };
-	const w = await call<WorkerInfo>(hiveUrl(v.hive), "POST", "/v1/workers", body, loadToken(v["token-file"]));
+	const w = await call<WorkerInfo>(hiveUrl(v.hive), "POST", "/v1/workers", body, clientToken(v));
 	out(v.json ? `${JSON.stringify(w)}\n` : `${w.id}\n`);
 	return 0;
 }
@@ -274,7 +326,7 @@ async function ps(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("ps", out);
 	const q = new URLSearchParams({ state: v.all ? "all" : "running" });
 	if (v.label) q.set("label", v.label);
-	const workers = await call<WorkerInfo[]>(hiveUrl(v.hive), "GET", `/v1/workers?${q}`, undefined, loadToken(v["token-file"]));
+	const workers = await call<WorkerInfo[]>(hiveUrl(v.hive), "GET", `/v1/workers?${q}`, undefined, clientToken(v));
 	if (v.json) {
 		out(`${JSON.stringify(workers)}\n`);
 		return 0;
@@ -314,7 +366,7 @@ async function kill(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("kill", out);
 	if (positionals.length !== 1) throw new UsageError("hive kill: expected exactly one worker ID");
 	const id = flag("kill", "id", positionals[0], (x) => checkId(x, "ID"))!;
-	const w = await call<WorkerInfo>(hiveUrl(v.hive), "DELETE", `/v1/workers/${id}`, undefined, loadToken(v["token-file"]));
+	const w = await call<WorkerInfo>(hiveUrl(v.hive), "DELETE", `/v1/workers/${id}`, undefined, clientToken(v));
 	const how = w.exit?.graceful === true ? ", gracefully" : w.exit?.graceful === false ? ", SIGKILLed when its grace period ran out" : "";
 	out(
 		v.json
@@ -329,6 +381,6 @@ async function logs(argv: string[], out: (s: string) => void): Promise<number> {
 	if (v.help) return help("logs", out);
 	if (positionals.length !== 1) throw new UsageError("hive logs: expected exactly one worker ID");
 	const id = flag("logs", "id", positionals[0], (x) => checkId(x, "ID"))!;
-	await printLogs(hiveUrl(v.hive), id, logsQuery("hive logs", v), loadToken(v["token-file"]), out);
+	await printLogs(hiveUrl(v.hive), id, logsQuery("hive logs", v), clientToken(v), out);
 	return 0;
 }

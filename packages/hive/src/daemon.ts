@@ -1,4 +1,5 @@
-import { accessSync, constants } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CgroupDriverName, HostFacts } from "@apiary/protocol";
@@ -7,6 +8,7 @@ import { buildHiveApp } from "./api/app.ts";
 import { createDriver, detect } from "./cgroup/detect.ts";
 import { GpuSampler } from "./gpu/sampler.ts";
 import { Hive } from "./hive.ts";
+import { chooseUser, defaultWorkerUser, type RunAsPolicy, readAccounts } from "./run-as.ts";
 import { hostFacts } from "./host.ts";
 import type { Clock } from "@apiary/kit/clock";
 import { isLoopback, parseListen } from "@apiary/kit/listen";
@@ -32,7 +34,19 @@ export interface HiveDaemonOptions {
 	stopSignal?: NodeJS.Signals;
 	logMaxBytes?: number;
 	logDirBudgetBytes?: number;
-	token: string | null;
+	/**
+	 * The token every route of the hive's API but /healthz needs, on loopback
+	 * too (workers and local users reach it). undefined: the one in
+	 * `<state-dir>/api.token`, made (0600) at the first start; null: none
+	 * (a library user's own choice; the CLI never passes it).
+	 */
+	token?: string | null;
+	/** Whom workers run as when the hive is root (default: apiary-worker, else nobody). */
+	workerUser?: string;
+	/** Users a spawn may ask for. */
+	allowUsers?: string[];
+	/** root may be asked for (or be the worker user). */
+	allowRootWorkers?: boolean;
 	/** Queen to report to (http:// or ws://); none = a standalone hive. */
 	/** The queen, or several to fail over between (the next is tried when one is unreachable). */
 	queen?: string | string[];
@@ -56,6 +70,8 @@ export interface HiveDaemon {
 	host: HostFacts;
 	url: string;
 	link: QueenLink | null;
+	/** Whom workers run as by default; null: as the hive itself. */
+	workerUser: string | null;
 	close(): Promise<void>;
 }
 
@@ -65,6 +81,10 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	if (!isLoopback(host) && !o.token) {
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
+	// The queen's credential is the configured token (or its own --queen-token-file), never the local API token made below.
+	const queenToken = o.queenToken === undefined ? (o.token ?? null) : o.queenToken;
+	const apiToken = o.token === undefined ? localApiToken(o.stateDir) : o.token;
+	const runAs = runAsPolicy(o);
 	const root = hostRoot(o.hostRoot);
 	const detection = detect({ requested: o.cgroupDriver, cgroupRoot: o.cgroupRoot, host: root, hiveId: o.name });
 	const driver = createDriver(detection, root);
@@ -107,6 +127,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		stopSignal: o.stopSignal,
 		logMaxBytes: o.logMaxBytes,
 		logDirBudgetBytes: o.logDirBudgetBytes,
+		runAs: runAs ?? undefined,
 	});
 	let app: FastifyInstance;
 	let facts: HostFacts;
@@ -116,7 +137,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		gpu.start();
 		await hive.tick();
 		hive.startLoop(o.intervalMs);
-		app = await buildHiveApp({ hive, host: facts, token: o.token, logger: o.logger, version: VERSION });
+		app = await buildHiveApp({ hive, host: facts, token: apiToken, logger: o.logger, version: VERSION });
 		await app.listen({ host, port });
 	} catch (err) {
 		// e.g. the port is taken: stop what started so the process can exit.
@@ -131,7 +152,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	const link = o.queen
 		? new QueenLink({
 				queen: o.queen,
-				token: o.queenToken === undefined ? o.token : o.queenToken,
+				token: queenToken,
 				credentialFile: join(h.stateDir, "queen.credential"),
 				hive: h,
 				host: facts,
@@ -149,6 +170,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		app,
 		host: facts,
 		link,
+		workerUser: runAs?.workerUser ?? null,
 		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
 		async close() {
 			await link?.stop();
@@ -169,4 +191,38 @@ function lockDir(): string {
 		// Not root: cgroups are out of reach anyway; the temp dir serves.
 		return join(tmpdir(), "apiary-locks");
 	}
+}
+
+/**
+ * The local API's token when none is configured: `<state-dir>/api.token`,
+ * made at the first start (0600, the hive's user's), as Jupyter does for its
+ * local server; the local `hive …` commands read it from there.
+ */
+function localApiToken(stateDir: string): string {
+	const file = join(stateDir, "api.token");
+	try {
+		const t = readFileSync(file, "utf8").trim();
+		if (t) return t;
+	} catch {
+		// None yet: made below.
+	}
+	mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+	const t = randomBytes(32).toString("base64url");
+	writeFileSync(`${file}.tmp`, `${t}\n`, { mode: 0o600 });
+	renameSync(`${file}.tmp`, file);
+	return t;
+}
+
+/** Whom workers run as: a root hive's are not root; a hive that is not root runs them as itself (and says so). */
+function runAsPolicy(o: HiveDaemonOptions): (RunAsPolicy & { setpriv: string }) | null {
+	const uid = process.getuid?.() ?? 0;
+	if (uid !== 0) return { hiveUid: uid, workerUser: null, allowUsers: [], allowRoot: false, setpriv: "" };
+	const acc = readAccounts(hostRoot(o.hostRoot).etc);
+	const workerUser = o.workerUser ?? defaultWorkerUser(acc.passwd);
+	const policy = { hiveUid: 0, workerUser, allowUsers: o.allowUsers ?? [], allowRoot: o.allowRootWorkers === true };
+	// Checked at start: a configured user that does not exist, or root without the flag, is an error now, not at each spawn.
+	const u = chooseUser(undefined, policy, acc.passwd, acc.group);
+	const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+	if (u && u.uid !== 0 && !setpriv) throw new Error("running workers as another user needs setpriv (Debian's util-linux); it was not found");
+	return { ...policy, setpriv: setpriv ?? "" };
 }

@@ -30,7 +30,8 @@ import { HOST, type HostRoot } from "./host-root.ts";
 import { procStartTicks } from "./procfs.ts";
 import { planReadoption } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
-import { resolveCommand, SpawnHelper, type WorkerProcess, workerEnv } from "./spawner.ts";
+import { CREDENTIAL_VARS, chooseUser, type RunAsPolicy, readAccounts, type WorkerUser } from "./run-as.ts";
+import { resolveCommand, runAsArgs, SpawnHelper, type WorkerProcess, workerEnv } from "./spawner.ts";
 import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
 import { StorageHealth } from "./storage-health.ts";
 import { UsageTracker } from "./usage.ts";
@@ -103,6 +104,8 @@ export interface HiveOptions {
 	logMaxBytes?: number;
 	/** All logs together: exited workers' logs go, oldest first, past this. */
 	logDirBudgetBytes?: number;
+	/** Whom workers run as (run-as.ts) and util-linux setpriv's path; absent: as the hive itself. */
+	runAs?: RunAsPolicy & { setpriv: string };
 	log?: (msg: string, extra?: object) => void;
 }
 
@@ -138,6 +141,7 @@ export class Hive extends EventEmitter {
 	private readonly spawner: SpawnHelper;
 	/** Ids whose spawn is under way (between its checks and its entry). */
 	private readonly starting = new Set<string>();
+	private readonly runAs: (RunAsPolicy & { setpriv: string }) | null;
 
 	/** A cgroup file that could not be read: its fields are null; said once per worker and file. */
 	private readonly badFile = (path: string, err: Error) => this.log("cgroup file unreadable; its fields are null", { file: path, err: err.message });
@@ -156,6 +160,7 @@ export class Hive extends EventEmitter {
 		this.logMaxBytes = o.logMaxBytes ?? 64 * 2 ** 20;
 		this.logDirBudgetBytes = o.logDirBudgetBytes ?? 2 ** 30;
 		this.log = o.log ?? (() => {});
+		this.runAs = o.runAs ?? null;
 		this.records = new WorkerRecords(o.stateDir);
 		this.storageHealth = new StorageHealth(o.stateDir, () => this.clock.wall(), this.log);
 		this.spawner = new SpawnHelper(this.log);
@@ -271,9 +276,24 @@ export class Hive extends EventEmitter {
 		}
 		const limits = resolveLimits(req.profile ?? null, { cpu: req.cpu, memoryBytes: req.memoryBytes, pids: req.pids, timeoutMs: req.timeoutMs });
 		const gpus = this.checkGpus(req.gpus ?? []);
-		const cwd = req.cwd ?? process.cwd();
+		// Whom it runs as: a root hive's workers are not root (run-as.ts); asked-for users from --allow-user only.
+		let user: WorkerUser | null = null;
+		if (this.runAs) {
+			const acc = readAccounts(this.host.etc);
+			user = chooseUser(req.user, this.runAs, acc.passwd, acc.group);
+		} else if (req.user !== undefined) throw new HiveError(403, `user: this hive runs every worker as itself; it cannot run one as ${req.user}`);
+		const dropping = user !== null && user.uid !== process.getuid?.();
+		// A worker that is not the hive's user starts in its own home (the hive's cwd is the hive's) unless it asks.
+		const cwd = req.cwd ?? (dropping ? homeOrRoot(user!.home) : process.cwd());
 		checkCwd(cwd);
 		const env = workerEnv(process.env, req.env, cwd);
+		// The hive's credentials never reach a worker, whatever the hive's own environment holds.
+		for (const k of CREDENTIAL_VARS) if (req.env?.[k] === undefined) delete env[k];
+		if (user) {
+			env.HOME = user.home;
+			env.USER = user.name;
+			env.LOGNAME = user.name;
+		}
 		env.APIARY_WORKER_ID = id;
 		env.APIARY_HIVE_ID = this.hiveId;
 		if (gpus.length > 0) {
@@ -294,17 +314,18 @@ export class Hive extends EventEmitter {
 			cwd,
 			stopSignal: req.stopSignal ?? this.stopSignal,
 			graceMs: req.graceMs ?? this.graceMs,
+			user: user?.name ?? null,
 		};
 		this.starting.add(id);
 		try {
-			return await this.launch(id, req, spec, env, cwd);
+			return await this.launch(id, req, spec, env, cwd, dropping ? runAsArgs(user, this.runAs!.setpriv) : undefined);
 		} finally {
 			this.starting.delete(id);
 		}
 	}
 
 	/** spawn()'s side effects, once every check passed: each undone if a later one fails. */
-	private async launch(id: string, req: SpawnRequest, spec: WorkerSpec, env: NodeJS.ProcessEnv, cwd: string): Promise<WorkerInfo> {
+	private async launch(id: string, req: SpawnRequest, spec: WorkerSpec, env: NodeJS.ProcessEnv, cwd: string, runAs?: string[]): Promise<WorkerInfo> {
 		const limits = spec.limits;
 		let created: CreatedCgroup;
 		try {
@@ -336,7 +357,7 @@ export class Hive extends EventEmitter {
 		}
 		let child: WorkerProcess;
 		try {
-			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id) });
+			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id), runAs });
 		} catch (err) {
 			// The log could not be opened or the exec of the wrapper failed (EAGAIN, EMFILE…): it never ran.
 			this.records.remove(id);
@@ -682,6 +703,15 @@ export class Hive extends EventEmitter {
 }
 
 /** The working directory must exist and be a directory: else the spawn would fail after its cgroup was made. */
+/** A user's home when it is a directory, else / (nobody's is /nonexistent). */
+function homeOrRoot(home: string): string {
+	try {
+		return statSync(home).isDirectory() ? home : "/";
+	} catch {
+		return "/";
+	}
+}
+
 function checkCwd(cwd: string): void {
 	let st: ReturnType<typeof statSync>;
 	try {

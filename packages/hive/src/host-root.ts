@@ -8,10 +8,12 @@ import { join } from "node:path";
 export interface HostRoot {
 	proc: string;
 	sys: string;
+	/** The host's /etc (its users and groups, for whom workers run as). */
+	etc?: string;
 }
 
 export function hostRoot(root = "/"): HostRoot {
-	return { proc: join(root, "proc"), sys: join(root, "sys") };
+	return { proc: join(root, "proc"), sys: join(root, "sys"), etc: join(root, "etc") };
 }
 
 export const HOST: HostRoot = hostRoot("/");

@@ -9,7 +9,10 @@
 // pipe write, and the next fork happens after the answer, off the spawn's path.
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { ENTER, type HelperSays, SHELL_SET, type SpawnAsk } from "./spawner.ts";
+import { ENTER, type HelperSays, runAsArgs, SHELL_SET, type SpawnAsk } from "./spawner.ts";
+
+/** The wrapper's "stay who you are". */
+const STAY = runAsArgs(null, "");
 
 /** Shells kept forked ahead (argv[2]; tests set 0 to take the on-demand path every time). */
 const POOL = Number(process.argv[2] ?? 4);
@@ -60,7 +63,7 @@ function script(ask: SpawnAsk): string {
 	const own = (k: string) => (SHELL_SET.includes(k as (typeof SHELL_SET)[number]) ? undefined : process.env[k]);
 	for (const [k, v] of Object.entries(ask.env)) if (v !== undefined && own(k) !== v && IDENT.test(k)) lines.push(`export ${k}=${q(v)}`);
 	for (const k of new Set([...Object.keys(process.env), ...SHELL_SET])) if (ask.env[k] === undefined && IDENT.test(k)) lines.push(`unset ${k}`);
-	lines.push(`set -- ${[String(ask.procsFiles.length), ...ask.procsFiles, ...ask.command].map(q).join(" ")}`, ENTER);
+	lines.push(`set -- ${[String(ask.procsFiles.length), ...ask.procsFiles, ...(ask.runAs ?? STAY), ...ask.command].map(q).join(" ")}`, ENTER);
 	// One line: the shell parses it whole before running any of it.
 	return `${lines.join("; ")}\n`;
 }
@@ -78,7 +81,7 @@ function watch(child: ChildProcess, pid: number): void {
 
 /** No shell could be forked ahead (EAGAIN…): a plain fork, whose failure is the spawn's answer. */
 function fresh(ask: SpawnAsk, fd: number): void {
-	const argv = ["-c", ENTER, "apiary-enter", String(ask.procsFiles.length), ...ask.procsFiles, ...ask.command];
+	const argv = ["-c", ENTER, "apiary-enter", String(ask.procsFiles.length), ...ask.procsFiles, ...(ask.runAs ?? STAY), ...ask.command];
 	const child = spawn("/bin/sh", argv, { cwd: ask.cwd, env: ask.env, stdio: ["ignore", fd, fd], detached: true });
 	const pid = child.pid;
 	child.on("error", (err) => send(pid === undefined ? { t: "failed", rid: ask.rid, message: err.message } : { t: "error", pid, message: err.message }));

@@ -5,8 +5,20 @@ import { delimiter, isAbsolute, join, resolve } from "node:path";
 // The worker enters its cgroup before its command runs: a tiny POSIX sh
 // wrapper writes its own pid to every cgroup.procs file, then execs the argv
 // it was given. argv is passed as positional parameters, never as shell text.
+// Then, as root, it drops to the worker's user (uid gid groups, or "-" to stay
+// who it is) through util-linux's setpriv, with no-new-privileges: entering the
+// cgroup needs root, the command must not have it.
 export const ENTER =
-	'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "apiary: cannot enter cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; exec "$@"';
+	'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "apiary: cannot enter cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; ' +
+	'u=$1; g=$2; gs=$3; sp=$4; shift 4; [ "$u" = - ] && exec "$@"; ' +
+	'if [ -n "$gs" ]; then exec "$sp" --reuid="$u" --regid="$g" --groups="$gs" --no-new-privs -- "$@"; fi; ' +
+	'exec "$sp" --reuid="$u" --regid="$g" --clear-groups --no-new-privs -- "$@"';
+
+/** The ENTER wrapper's arguments after the cgroup files: whom to become (or stay), and setpriv's path. */
+export function runAsArgs(user: { uid: number; gid: number; groups: number[] } | null, setpriv: string): string[] {
+	if (!user) return ["-", "-", "", "-"];
+	return [String(user.uid), String(user.gid), user.groups.filter((g) => g !== user.gid).join(","), setpriv];
+}
 
 /**
  * A worker's environment: the hive's own, less what only describes the shell
@@ -34,6 +46,8 @@ export interface SpawnAsk {
 	cwd: string;
 	/** The worker's log file, for both stdout and stderr (opened for append). */
 	logPath: string;
+	/** runAsArgs(): whom the worker becomes once in its cgroup (default: it stays who the hive is). */
+	runAs?: string[];
 }
 
 /** What the helper answers: a spawn's pid or failure, and later how each worker ended. */

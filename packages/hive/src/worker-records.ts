@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { WorkerInfo } from "@apiary/protocol";
 
@@ -27,8 +27,10 @@ export class WorkerRecords {
 	constructor(stateDir: string) {
 		this.dir = join(stateDir, "workers");
 		this.logsDir = join(stateDir, "logs");
-		mkdirSync(this.dir, { recursive: true });
-		mkdirSync(this.logsDir, { recursive: true });
+		// The hive's alone: workers (another user) can neither read records (they hold env values) nor write logs.
+		mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+		mkdirSync(this.logsDir, { recursive: true, mode: 0o700 });
+		for (const d of [stateDir, this.dir, this.logsDir]) chmodSync(d, 0o700);
 	}
 
 	/**

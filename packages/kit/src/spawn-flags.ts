@@ -20,6 +20,7 @@ export const SPAWN_FLAGS = {
 	cwd: { type: "string" },
 	grace: { type: "string" },
 	"stop-signal": { type: "string" },
+	user: { type: "string" },
 } as const;
 
 export const SPAWN_FLAGS_HELP = `  --profile P        ${PROFILE_NAMES.join(" | ")}
@@ -33,7 +34,9 @@ export const SPAWN_FLAGS_HELP = `  --profile P        ${PROFILE_NAMES.join(" | "
   --cwd DIR          working directory (default: this directory)
   --grace DURATION   on a stop or timeout, wait this long after the stop signal before SIGKILL
                      (default: the hive's --grace, 10s)
-  --stop-signal SIG  ${STOP_SIGNALS.join(" | ")} (default: the hive's, SIGTERM)`;
+  --stop-signal SIG  ${STOP_SIGNALS.join(" | ")} (default: the hive's, SIGTERM)
+  --user USER        run as this user (a root hive's default: its --worker-user; others only
+                     from its --allow-user list)`;
 
 type Values = { [K in keyof typeof SPAWN_FLAGS]?: (typeof SPAWN_FLAGS)[K] extends { multiple: true } ? string[] : string };
 
@@ -85,5 +88,9 @@ export function spawnBodyOf(cmd: string, v: Values, command: string[], positiona
 		cwd: v.cwd ?? process.cwd(),
 		graceMs: flag("grace", v.grace, (x) => within(parseDuration(x), 0, MAX_GRACE_MS, formatDuration)),
 		stopSignal: flag("stop-signal", v["stop-signal"], stopSignalOf),
+		user: flag("user", v.user, (x) => {
+			if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(x)) throw new Error(`${JSON.stringify(x)} is not a user name`);
+			return x;
+		}),
 	};
 }

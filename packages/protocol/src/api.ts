@@ -40,6 +40,9 @@ export const SpawnBody = Type.Object(
 		graceMs: Type.Optional(
 			Type.Integer({ minimum: 0, maximum: MAX_GRACE_MS, description: "ms between the stop signal and SIGKILL (default: the hive's --grace, 10 s)" }),
 		),
+		user: Type.Optional(
+			Type.String({ pattern: "^[a-z_][a-z0-9_-]{0,31}$", description: "run as this user: the hive's --worker-user (default) or one of its --allow-user list" }),
+		),
 	},
 	{ additionalProperties: false },
 );

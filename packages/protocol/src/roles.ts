@@ -1,27 +1,10 @@
-// Who may do what on the queen, as Nomad's ACL capabilities and Kubernetes'
-// view/edit/admin roles decide it. Each route declares the role it needs
-// beside its schema; a token has one role.
+// The credential bodies and views (schemas); the roles themselves are in
+// role-names.ts, which a client command can load without TypeBox.
 import { Type } from "@sinclair/typebox";
 import { Nullable, type Static, StringEnum } from "./schema.ts";
 
-export const ROLES = ["read", "schedule", "admin", "hive"] as const;
-export type Role = (typeof ROLES)[number];
-
-/**
- * What a route needs: a role, or `open` (no token: /healthz, the
- * dashboard's shell). read ⊂ schedule ⊂ admin; `hive` is apart: the hive
- * socket alone, and nothing else.
- */
-export type RouteRole = Role | "open";
-
-const RANK: Record<Exclude<Role, "hive">, number> = { read: 1, schedule: 2, admin: 3 };
-
-/** Whether a token of role `have` may use a route that needs `need`. */
-export function allows(have: Role, need: RouteRole): boolean {
-	if (need === "open") return true;
-	if (have === "hive" || need === "hive") return have === need;
-	return RANK[have] >= RANK[need];
-}
+export { allows, ROLES, type Role, type RouteRole } from "./role-names.ts";
+import { ROLES } from "./role-names.ts";
 
 export const TokenBody = Type.Object(
 	{

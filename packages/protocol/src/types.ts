@@ -48,6 +48,7 @@ export const WorkerSpec = Type.Object({
 	cwd: Nullable(Str),
 	stopSignal: Type.Optional(Type.String({ maxLength: 16, description: "sent to the worker's process group to stop it (default: the hive's, SIGTERM)" })),
 	graceMs: Type.Optional(Type.Number({ description: "how long a stop waits after stopSignal before SIGKILL (default: the hive's, 10 s)" })),
+	user: Type.Optional(Nullable(Type.String({ maxLength: 64, description: "the user it runs as; null: the hive's own (a hive that is not root)" }))),
 });
 export type WorkerSpec = Static<typeof WorkerSpec>;
 

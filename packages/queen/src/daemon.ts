@@ -58,6 +58,8 @@ export interface QueenDaemon {
 	placer: Placer;
 	metrics: QueenMetrics;
 	url: string;
+	/** No credential configured at all (no --token-file, no token made): loopback only, open to every local user. */
+	readonly openToAll: boolean;
 	close(): Promise<void>;
 }
 
@@ -210,6 +212,9 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		sockets: hiveSockets,
 		metrics,
 		url,
+		get openToAll() {
+			return !credentials.authOn;
+		},
 		placer,
 		async close() {
 			credentials.close();

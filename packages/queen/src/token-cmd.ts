@@ -1,4 +1,5 @@
-import { type AuditRecord, ROLES, type TokenCreated, type TokenView } from "@apiary/protocol/roles";
+import { ROLES } from "@apiary/protocol/role-names";
+import type { AuditRecord, TokenCreated, TokenView } from "@apiary/protocol/roles";
 import { parseDuration } from "@apiary/protocol/units";
 import { checkId } from "@apiary/protocol/ids";
 import { convertFlag, parseFlags, UsageError } from "@apiary/kit/cli";

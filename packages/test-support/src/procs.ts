@@ -2,7 +2,7 @@
 // processes on loopback, with temp state, ended by pid.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDriver, detect } from "@apiary/hive";
@@ -94,6 +94,19 @@ export async function startQueen(a: QueenArgs): Promise<Daemon> {
 	return launch(QUEEN_BIN, [...args, ...(a.extra ?? [])], a.env);
 }
 
+/**
+ * The API token of each hive a test started (by its origin): `json()` and
+ * `runCli("hive")` give it, as a person's `hive …` commands find theirs in
+ * the state dir, so the suites speak to a hive that requires one on loopback.
+ */
+const hiveTokens = new Map<string, string>();
+
+/** The Authorization header a test's request to `url` needs, if it is a hive this test started. */
+export function authFor(url: string): Record<string, string> {
+	const t = hiveTokens.get(new URL(url).origin);
+	return t ? { authorization: `Bearer ${t}` } : {};
+}
+
 export interface HiveArgs {
 	/** The queen to report to; absent: a standalone hive. */
 	queen?: string;
@@ -105,9 +118,15 @@ export interface HiveArgs {
 	port?: number;
 	tokenFile?: string;
 	extra?: string[];
+	/**
+	 * Workers as root (`--worker-user root --allow-root-workers`), as the
+	 * suites written before workers ran as another user expect (they write
+	 * into the test's own 0700 folders); false: the hive's defaults.
+	 */
+	rootWorkers?: boolean;
 }
 
-export function startHive(a: HiveArgs): Promise<Daemon> {
+export async function startHive(a: HiveArgs): Promise<Daemon> {
 	const args = [
 		"start",
 		"--listen",
@@ -125,7 +144,11 @@ export function startHive(a: HiveArgs): Promise<Daemon> {
 		a.nvidiaSmi ?? FAKE_SMI("a100x4"),
 	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
-	return launch(HIVE_BIN, [...args, ...(a.extra ?? [])]);
+	if (a.rootWorkers !== false) args.push("--worker-user", "root", "--allow-root-workers");
+	const d = await launch(HIVE_BIN, [...args, ...(a.extra ?? [])]);
+	const token = a.tokenFile ? readFileSync(a.tokenFile, "utf8").trim() : readFileSync(join(a.stateDir, "api.token"), "utf8").trim();
+	hiveTokens.set(new URL(d.url).origin, token);
+	return d;
 }
 
 export const newCgroupRoot = () => `apiary-test-${randomBytes(4).toString("hex")}`;
@@ -145,7 +168,10 @@ export function removeDir(dir: string): void {
 }
 
 export async function json<T = any>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
-	const res = await fetch(url, init);
+	const given = new Headers(init?.headers);
+	const auth = authFor(url);
+	if (!given.has("authorization") && auth.authorization) given.set("authorization", auth.authorization);
+	const res = await fetch(url, { ...init, headers: given });
 	const text = await res.text();
 	return { status: res.status, body: text ? JSON.parse(text) : null };
 }
@@ -162,8 +188,18 @@ export function runCli(cli: "hive" | "queen", args: string[], env: NodeJS.Proces
 		execFile(
 			process.execPath,
 			[cli === "hive" ? HIVE_BIN : QUEEN_BIN, ...args],
-			{ env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 },
+			{ env: { ...process.env, ...hiveEnv(cli, args, env), ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 },
 			(err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
 		);
 	});
+}
+
+/** `hive …` commands against a hive this test started get its token, as they would read it from its state dir. */
+function hiveEnv(cli: "hive" | "queen", args: string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+	if (cli !== "hive") return {};
+	const i = args.indexOf("--hive");
+	const url = i >= 0 ? args[i + 1] : (env.APIARY_HIVE ?? process.env.APIARY_HIVE);
+	if (!url) return {};
+	const t = authFor(url).authorization?.slice("Bearer ".length);
+	return t ? { APIARY_HIVE_TOKEN: t } : {};
 }

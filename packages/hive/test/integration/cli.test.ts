@@ -10,7 +10,8 @@ const BIN = new URL("../../bin/hive.js", import.meta.url).pathname;
 const rootName = `apiary-test-cli-${process.pid}`;
 const stateDir = mkdtempSync(join(tmpdir(), "apiary-test-cli-"));
 const port = 17500 + (process.pid % 400);
-const env = { ...process.env, APIARY_HIVE: `http://127.0.0.1:${port}` };
+// The hive's state dir as the default one: the client commands read its API token there, as a person's do.
+const env = { ...process.env, APIARY_HIVE: `http://127.0.0.1:${port}`, APIARY_STATE_DIR: stateDir };
 
 function hive(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
 	return new Promise((resolve) => {
@@ -41,6 +42,10 @@ async function startDaemon() {
 			stateDir,
 			"--nvidia-smi",
 			"/nonexistent/nvidia-smi",
+			// As before workers ran as another user: these workers write where the test reads (tests/fault/run-as.test.ts covers the default).
+			"--worker-user",
+			"root",
+			"--allow-root-workers",
 		],
 		{ env, stdio: ["ignore", "pipe", "pipe"] },
 	);

@@ -53,16 +53,18 @@ it("a hive started inside its cgroup root moves to <root>/hive and enables cpu m
 		for (const dir of [root, `${root}/workers`]) {
 			expect(readFileSync(`${dir}/cgroup.subtree_control`, "utf8").trim().split(" ").sort()).toEqual(expect.arrayContaining(["cpu", "io", "memory", "pids"]));
 		}
+		// The API needs the token the hive made in its state dir, on loopback too.
+		const auth = { authorization: `Bearer ${readFileSync(join(stateDir, "api.token"), "utf8").trim()}` };
 		const res = await fetch(`${url}/v1/workers`, {
 			method: "POST",
-			headers: { "content-type": "application/json" },
+			headers: { "content-type": "application/json", ...auth },
 			body: JSON.stringify({ id: "inside", command: ["sleep", "30"], cpu: 0.25 }),
 		});
 		expect(res.status).toBe(201);
 		const w = (await res.json()) as { pid: number };
 		await until(() => readFileSync(`/proc/${w.pid}/cgroup`, "utf8").includes("/workers/inside"), 10_000, "the worker in its cgroup");
 		expect(readFileSync(`${root}/workers/inside/cpu.max`, "utf8").trim()).toBe("25000 100000");
-		await fetch(`${url}/v1/workers/inside`, { method: "DELETE" });
+		await fetch(`${url}/v1/workers/inside`, { method: "DELETE", headers: auth });
 	} finally {
 		if (proc.exitCode === null && proc.signalCode === null) {
 			proc.kill("SIGTERM");
