@@ -12,7 +12,7 @@ import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSigna
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand, stopSignalOf, within } from "@apiary/kit/spawn-flags";
 import { call } from "@apiary/kit/client";
 import { logsQuery, printLogs } from "@apiary/kit/logs-client";
-import { loadToken } from "@apiary/kit/listen";
+import { loadCa, loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
 
@@ -68,6 +68,8 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
                              create --role hive --hive ID) or an enrolment token, which the queen
                              answers with a secret of this hive's own, kept in the state dir
                              (queen.credential, 0600) and used from then on
+  --ca FILE                  an https:// queen's certificate is checked against this CA
+                             (default $APIARY_CA, else the system's CAs)
   --queen URL[,URL...]       queen to report to, e.g. http://127.0.0.1:7070 (default
                              $APIARY_QUEEN; none: a standalone hive); several: the next
                              is tried when one is unreachable
@@ -200,6 +202,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"stop-signal": { type: "string", default: "SIGTERM" },
 			queen: { type: "string" },
 			"queen-token-file": { type: "string" },
+			ca: { type: "string" },
 			"worker-user": { type: "string" },
 			"allow-user": { type: "string", multiple: true },
 			"allow-root-workers": { type: "boolean" },
@@ -248,6 +251,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		allowUsers,
 		allowRootWorkers: v["allow-root-workers"] === true,
 		queenToken: v["queen-token-file"] === undefined ? undefined : loadToken(v["queen-token-file"]),
+		queenCa: loadCa(v.ca),
 		queen: queenList(v.queen ?? process.env.APIARY_QUEEN),
 		labels: hiveLabels(v.label),
 		remoteSpawn: v["no-remote-spawn"] !== true,

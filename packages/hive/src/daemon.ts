@@ -56,6 +56,8 @@ export interface HiveDaemonOptions {
 	remoteSpawn?: boolean;
 	/** Token for the queen's socket; defaults to `token`. */
 	queenToken?: string | null;
+	/** https/wss queens: the CA their certificates are checked against. */
+	queenCa?: Buffer;
 	logger?: boolean;
 	clock?: Clock;
 	/** The host's root, under which /proc and /sys are read (default /). */
@@ -154,6 +156,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 				queen: o.queen,
 				token: queenToken,
 				credentialFile: join(h.stateDir, "queen.credential"),
+				ca: o.queenCa,
 				hive: h,
 				host: facts,
 				gpus: gpu,

@@ -23,6 +23,8 @@ export interface QueenLinkOptions {
 	 * (mode 0600, in its state dir): used in preference to `token` once there.
 	 */
 	credentialFile?: string;
+	/** https/wss queens: the CA their certificates are checked against (default: the system's). */
+	ca?: Buffer;
 	hive: Hive;
 	host: HostFacts;
 	gpus: GpuSource | null;
@@ -142,7 +144,7 @@ export class QueenLink {
 		const headers: Record<string, string> = {};
 		const token = this.ownCredential() ?? this.o.token;
 		if (token) headers.authorization = `Bearer ${token}`;
-		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000 });
+		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000, ...(this.o.ca ? { ca: this.o.ca } : {}) });
 		this.ws = ws;
 		let welcomed = false;
 		ws.on("open", () => {
@@ -247,8 +249,9 @@ export class QueenLink {
 		ws.on("unexpected-response", (_req, res) => {
 			this.o.log?.("the queen refused the connection", { status: res.statusCode });
 		});
-		ws.on("error", () => {
-			// close follows
+		ws.on("error", (err) => {
+			// close follows; a TLS failure (wrong CA, expired certificate) is said once per round, naming it.
+			if (/certificate|self.signed|SSL|TLS/i.test(err.message)) this.o.log?.("cannot verify the queen's certificate", { queen: this.queen, err: err.message });
 		});
 	}
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, request as Request } from "node:http";
 import { createRequire } from "node:module";
+import { loadCa } from "./listen.ts";
 
 // A small HTTP client for the CLIs: JSON in and out, errors as messages.
 // Built on node:http rather than fetch: fetch loads undici, which alone
@@ -28,6 +29,8 @@ export function unreachable(base: string, err: unknown): ClientError {
 export async function open(base: string, method: string, path: string, body?: unknown, token?: string | null): Promise<IncomingMessage> {
 	const url = new URL(path, base);
 	const { request } = require(url.protocol === "https:" ? "node:https" : "node:http") as { request: typeof Request };
+	// https: the daemon's certificate is checked against APIARY_CA (or --ca, which the commands set it from), else the system's CAs.
+	const ca = url.protocol === "https:" ? loadCa(undefined) : undefined;
 	const payload = body === undefined ? undefined : JSON.stringify(body);
 	const headers: Record<string, string> = {};
 	if (payload !== undefined) {
@@ -36,7 +39,7 @@ export async function open(base: string, method: string, path: string, body?: un
 	}
 	if (token) headers.authorization = `Bearer ${token}`;
 	return new Promise((resolve, reject) => {
-		const req = request(url, { method, headers }, resolve);
+		const req = request(url, { method, headers, ...(ca ? { ca } : {}) }, resolve);
 		req.on("error", (err) => reject(unreachable(base, err)));
 		req.end(payload);
 	});

@@ -21,3 +21,12 @@ export function loadToken(file: string | undefined, env: NodeJS.ProcessEnv = pro
 	}
 	return env.APIARY_TOKEN?.trim() || null;
 }
+
+/**
+ * The CA a client verifies a daemon's certificate against: --ca FILE, else
+ * APIARY_CA, else undefined (the system's CAs).
+ */
+export function loadCa(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Buffer | undefined {
+	const f = file ?? (env.APIARY_CA?.trim() || undefined);
+	return f ? readFileSync(f) : undefined;
+}

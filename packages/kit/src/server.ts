@@ -21,6 +21,8 @@ export interface ServerOptions {
 	 * (`req.routeOptions.config.role`).
 	 */
 	routeRoles?: { defaults: Record<string, RouteRole> };
+	/** HTTPS (and so WSS on the same port): PEM certificate chain and key. */
+	https?: { cert: Buffer; key: Buffer };
 }
 
 /** A route and the role it declared (what a test walks: every route × every role). */
@@ -49,6 +51,7 @@ declare module "fastify" {
  */
 export async function createServer(o: ServerOptions) {
 	const app = Fastify({
+		...(o.https ? { https: { cert: o.https.cert, key: o.https.key } } : {}),
 		logger: o.logger ?? false,
 		bodyLimit: o.bodyLimit,
 		forceCloseConnections: o.forceCloseConnections ?? false,

@@ -149,6 +149,7 @@ export const QueenHealth = Type.Object({
 		error: Nullable(Type.String({ description: "the store's own error, e.g. SQLite's \"database or disk is full\"" })),
 		since: Nullable(Type.String()),
 	}),
+	insecurePlaintext: Type.Optional(Type.Boolean({ description: "listening off loopback without TLS (--insecure-plaintext)" })),
 });
 export type QueenHealth = Static<typeof QueenHealth>;
 

@@ -33,6 +33,10 @@ export interface QueenAppOptions {
 	credentials: Credentials;
 	/** The audit trail: every change and every refusal. */
 	auditor: Auditor;
+	/** HTTPS (and WSS) with this certificate and key. */
+	https?: { cert: Buffer; key: Buffer };
+	/** Listening off loopback without TLS (--insecure-plaintext): /healthz says so. */
+	insecurePlaintext?: boolean;
 	version: string;
 	keepaliveMs: number;
 	queueLimit: number;
@@ -49,6 +53,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 		bodyLimit: 64 * 1024,
 		// Not the kit's single-token check: roles, below.
 		token: null,
+		https: o.https,
 		logger: o.logger,
 		forceCloseConnections: true,
 		// Every route declares its role; the OpenAPI document and its UI are for readers.
@@ -111,6 +116,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 			lastEventId: o.registry.events.lastId,
 			hives: o.registry.listHives().length,
 			store: { ok: failure === null, error: failure?.error ?? null, since: failure?.since ?? null },
+			...(o.insecurePlaintext ? { insecurePlaintext: true } : {}),
 		});
 	});
 	await app.register(dashboardRoutes);

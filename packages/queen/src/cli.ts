@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
 import { call, callWithHeaders, unreachable } from "@apiary/kit/client";
-import { loadToken } from "@apiary/kit/listen";
+import { loadCa, loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
@@ -59,6 +59,11 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
                           ones are still found in the database
   --keep-exited-for DUR   …and for at most this long (default 7d)
   --db-keep-for DUR       exited workers and exit records kept in the database (default 30d)
+  --tls-cert FILE         serve HTTPS and WSS with this certificate (PEM chain); SIGHUP reloads it
+  --tls-key FILE          …and this key
+  --insecure-plaintext    listen off loopback without TLS all the same (tokens in clear)
+  --ca FILE               several queens: the CA the others' certificates are checked against
+                          (default $APIARY_CA, else the system's)
   --advertise URL         several queens: where the others reach this one to relay
                           commands for its hives (default the --listen address; the
                           host name when that is 0.0.0.0 or ::)`,
@@ -288,6 +293,10 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"busy-memory": { type: "string", default: "1G" },
 			"advise-labels": { type: "string", default: "suite" },
 			advertise: { type: "string" },
+			"tls-cert": { type: "string" },
+			"tls-key": { type: "string" },
+			"insecure-plaintext": { type: "boolean" },
+			ca: { type: "string" },
 			"keep-exited": { type: "string", default: "10000" },
 			"keep-exited-for": { type: "string", default: "7d" },
 			"db-keep-for": { type: "string", default: "30d" },
@@ -309,6 +318,9 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
 		adviseLabels: adviseLabels(v["advise-labels"]!),
 		token: loadToken(v["token-file"]),
+		tls: tlsFiles(v["tls-cert"], v["tls-key"]),
+		insecurePlaintext: v["insecure-plaintext"] === true,
+		ca: loadCa(v.ca),
 		keepExited: flag("start", "keep-exited", v["keep-exited"], (x) => {
 			if (!/^\d{1,7}$/.test(x)) throw new Error(`expected a number of workers, got ${JSON.stringify(x)}`);
 			return Number(x);
@@ -323,11 +335,28 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		log,
 	});
 	out(
-		`queen listening on ${d.url}\n${d.openToAll ? "  no credential configured: every local user, and every worker on this host, may use this queen (docs/security.md)\n" : ""}  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${/^postgres(ql)?:\/\//.test(db) ? redactUrl(db) : db}\n  hives known: ${d.registry.listHives().length}\n`,
+		`queen listening on ${d.url}\n${v["insecure-plaintext"] && !v["tls-cert"] ? "  WARNING: --insecure-plaintext: no TLS off loopback, tokens cross the network in clear\n" : ""}${d.openToAll ? "  no credential configured: every local user, and every worker on this host, may use this queen (docs/security.md)\n" : ""}  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${/^postgres(ql)?:\/\//.test(db) ? redactUrl(db) : db}\n  hives known: ${d.registry.listHives().length}\n`,
 	);
+	// SIGHUP: the certificate and key again (a renewal), without a restart; open connections go on.
+	const reload = () => {
+		try {
+			d.reloadTls();
+		} catch (e) {
+			log("TLS reload failed; the previous certificate stays", { err: String(e) });
+		}
+	};
+	process.on("SIGHUP", reload);
 	await untilSignal();
+	process.off("SIGHUP", reload);
 	await d.close();
 	return 0;
+}
+
+/** --tls-cert and --tls-key go together. */
+function tlsFiles(cert: string | undefined, key: string | undefined): { certFile: string; keyFile: string } | undefined {
+	if (cert === undefined && key === undefined) return undefined;
+	if (cert === undefined || key === undefined) throw new UsageError("queen start: --tls-cert and --tls-key go together");
+	return { certFile: cert, keyFile: key };
 }
 
 async function tail(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import { isLoopback, parseListen } from "@apiary/kit/listen";
@@ -45,6 +46,12 @@ export interface QueenDaemonOptions {
 	keepExitedMs?: number;
 	/** …and in the database (default 30 days). */
 	dbKeepMs?: number;
+	/** HTTPS and WSS on the one port: PEM files, read at start and again by reloadTls() (SIGHUP). */
+	tls?: { certFile: string; keyFile: string };
+	/** Listen off loopback without TLS all the same (tokens then cross the network in clear). */
+	insecurePlaintext?: boolean;
+	/** The CA other queens' certificates are checked against when this queen relays to them (default: the system's). */
+	ca?: Buffer;
 	/** Several queens: the URL the others reach this one at (default: the listen address; the host name for 0.0.0.0 or ::). */
 	advertise?: string;
 	/** Called when an SSE subscriber is closed for lagging. */
@@ -60,6 +67,8 @@ export interface QueenDaemon {
 	url: string;
 	/** No credential configured at all (no --token-file, no token made): loopback only, open to every local user. */
 	readonly openToAll: boolean;
+	/** Reads the certificate and key again: new connections get them, open ones go on (SIGHUP). */
+	reloadTls(): void;
 	close(): Promise<void>;
 }
 
@@ -68,6 +77,13 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	if (!isLoopback(host) && !o.token) {
 		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
 	}
+	if (!isLoopback(host) && !o.tls && !o.insecurePlaintext) {
+		throw new Error(
+			`refusing to listen on ${host} without TLS: tokens would cross the network in clear; pass --tls-cert FILE --tls-key FILE, or --insecure-plaintext to accept that`,
+		);
+	}
+	const readTls = () => (o.tls ? { cert: readFileSync(o.tls.certFile), key: readFileSync(o.tls.keyFile) } : undefined);
+	const tls = readTls();
 	const log = o.log ?? (() => {});
 	const queenId = randomUUID();
 	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log, retryMs: o.dbRetryMs, onFatal: o.onDbFatal, queenId }) : new SqliteStore(o.db);
@@ -94,9 +110,11 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		durable,
 	});
 	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
-	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token);
+	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);
 	const placer = new Placer(registry, commands);
 	const app = await buildQueenApp({
+		https: tls,
+		insecurePlaintext: !isLoopback(host) && !tls,
 		registry,
 		placer,
 		sockets,
@@ -203,7 +221,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	}
 	const addr = app.server.address();
 	const boundPort = typeof addr === "object" && addr ? addr.port : port;
-	const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
+	const url = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
 	// Where the other queens forward commands for this queen's hives: --advertise, else the address it listens on.
 	if (store instanceof PgStore) await store.advertise(o.advertise ?? (isWildcard(host) ? `http://${hostname()}:${boundPort}` : url));
 	return {
@@ -214,6 +232,12 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		url,
 		get openToAll() {
 			return !credentials.authOn;
+		},
+		reloadTls() {
+			const next = readTls();
+			if (!next) return;
+			(app.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void }).setSecureContext(next);
+			log("TLS certificate reloaded", { cert: o.tls!.certFile });
 		},
 		placer,
 		async close() {

@@ -31,12 +31,14 @@ export class HiveCommands implements HiveCommander {
 	private readonly registry: Registry;
 	private readonly locator: QueenLocator | null;
 	private readonly token: string | null;
+	private readonly ca: Buffer | undefined;
 
-	constructor(sockets: HiveSocketServer, registry: Registry, locator: QueenLocator | null, token: string | null) {
+	constructor(sockets: HiveSocketServer, registry: Registry, locator: QueenLocator | null, token: string | null, ca?: Buffer) {
 		this.sockets = sockets;
 		this.registry = registry;
 		this.locator = locator;
 		this.token = token;
+		this.ca = ca;
 	}
 
 	isConnected(hiveId: string): boolean {
@@ -55,7 +57,7 @@ export class HiveCommands implements HiveCommander {
 		}
 		if (!url) return this.sockets.command(hiveId, cmd, o); // connected to no live queen: the socket says so
 		// The caller's credential when there is one (the other queen checks it as this one did), else the fleet's.
-		return forward(url, hiveId, cmd, o, o.auth ?? (this.token ? `Bearer ${this.token}` : null));
+		return forward(url, hiveId, cmd, o, o.auth ?? (this.token ? `Bearer ${this.token}` : null), this.ca);
 	}
 }
 
@@ -64,7 +66,7 @@ export class HiveCommands implements HiveCommander {
  * local one: spawn and stop as that queen's envelope of the hive's reply, logs
  * as a stream whose pace the reader sets (pause stops reading the response).
  */
-function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptions, auth: string | null): Promise<CommandReply> {
+function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptions, auth: string | null, ca?: Buffer): Promise<CommandReply> {
 	const url = new URL(`/v1/hives/${encodeURIComponent(hiveId)}/commands`, base);
 	const payload = JSON.stringify(cmd);
 	const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) };
@@ -79,7 +81,7 @@ function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptio
 			resolve(r);
 		};
 		const request = url.protocol === "https:" ? httpsRequest : httpRequest;
-		const req = request(url, { method: "POST", headers }, (res) => onResponse(res));
+		const req = request(url, { method: "POST", headers, ...(ca ? { ca } : {}) }, (res) => onResponse(res));
 		const timer = o.timeoutMs
 			? setTimeout(() => {
 					req.destroy();

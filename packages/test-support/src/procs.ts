@@ -36,7 +36,7 @@ async function launch(bin: string, args: string[], env: NodeJS.ProcessEnv = {}):
 	const url = await new Promise<string>((resolve, reject) => {
 		const t = setTimeout(() => reject(new Error(`${bin} did not start: ${out}${err}`)), 30_000);
 		const check = () => {
-			const m = /listening on (http:\/\/\S+)/.exec(out);
+			const m = /listening on (https?:\/\/\S+)/.exec(out);
 			if (m) {
 				clearTimeout(t);
 				resolve(m[1]!);
