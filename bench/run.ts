@@ -18,6 +18,7 @@ import { ingest } from "./sections/ingest.ts";
 import { hiveMemory } from "./sections/memory.ts";
 import { spawnToSse } from "./sections/spawn.ts";
 import { tick } from "./sections/tick.ts";
+import { tls } from "./sections/tls.ts";
 import { waiters } from "./sections/waiters.ts";
 
 /** The sections in the order they run. */
@@ -33,6 +34,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	advise,
 	placement,
 	waiters,
+	tls,
 	pg: pgStore,
 	failover,
 };

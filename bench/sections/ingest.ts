@@ -28,10 +28,12 @@ export async function drive(
 	warmup: number,
 	/** Called around the measured window (after the join and warm-up). */
 	around?: { before(): Promise<void>; after(): Promise<void> },
+	/** wss: the CA the queen's certificate is checked against. */
+	ca?: Buffer,
 ): Promise<LoadResult> {
 	const fakes: FakeHive[] = [];
 	try {
-		for (let i = 0; i < hives; i++) fakes.push(new FakeHive(url, `h${i}`, { gpus: [gpu(0), gpu(1)] }));
+		for (let i = 0; i < hives; i++) fakes.push(new FakeHive(url, `h${i}`, { gpus: [gpu(0), gpu(1)], ca }));
 		await Promise.all(fakes.map((h) => h.opened()));
 		for (const h of fakes) h.hello();
 		const sentAt = new Map<string, number>();

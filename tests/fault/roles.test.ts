@@ -250,6 +250,53 @@ describe("the audit trail", () => {
 				.map((l) => JSON.parse(l).actor),
 		).toEqual(["viewer"]);
 	});
+
+	it("a worker placed and stopped through the queen names who did it, in its record and its events", async () => {
+		const root = newCgroupRoot();
+		writeFileSync(join(dir, "admin.token"), `${ADMIN}\n`);
+		const hive = await startHive({
+			queen: queen.url,
+			name: "named",
+			stateDir: join(dir, "hive"),
+			cgroupRoot: root,
+			extra: ["--queen-token-file", join(dir, "admin.token")],
+		});
+		try {
+			await until(() => queen.registry.getHive("named")?.state === "ready", 15_000, "the hive ready");
+			const make = async (body: object) =>
+				(await (
+					await fetch(`${queen.url}/v1/tokens`, {
+						method: "POST",
+						headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
+						body: JSON.stringify(body),
+					})
+				).json()) as TokenCreated;
+			const ci = await make({ role: "schedule", name: "nightly-ci" });
+			const ops = await make({ role: "admin", name: "oncall" });
+			const placed = await fetch(`${queen.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json", authorization: `Bearer ${ci.token}` },
+				body: JSON.stringify({ id: "named-1", hive: "named", command: ["sleep", "60"] }),
+			});
+			expect(placed.status).toBe(201);
+			await until(() => queen.registry.getWorker("named-1", "named")?.placedBy, 10_000, "placedBy at the queen");
+			expect(queen.registry.getWorker("named-1", "named")!.placedBy).toEqual({ tokenId: ci.id, name: "nightly-ci" });
+			const stopped = await fetch(`${queen.url}/v1/workers/named-1?hive=named`, { method: "DELETE", headers: { authorization: `Bearer ${ops.token}` } });
+			expect(stopped.status).toBe(200);
+			expect(((await stopped.json()) as { stoppedBy?: unknown }).stoppedBy).toEqual({ tokenId: ops.id, name: "oncall" });
+			await until(() => queen.registry.getWorker("named-1", "named")?.stoppedBy, 10_000, "stoppedBy at the queen");
+			// A caller cannot claim to be someone else: placedBy is not part of a placement's body.
+			const forged = await fetch(`${queen.url}/v1/workers`, {
+				method: "POST",
+				headers: { "content-type": "application/json", authorization: `Bearer ${ci.token}` },
+				body: JSON.stringify({ hive: "named", command: ["true"], placedBy: { tokenId: null, name: "someone-else" } }),
+			});
+			expect(forged.status).toBe(400);
+		} finally {
+			await hive.stop();
+			await removeCgroupRoot(root);
+		}
+	});
 });
 
 describe("a real hive enrolled with an enrolment token", () => {

@@ -22,6 +22,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 		"placement",
 		"spawnToSse",
 		"tick_5",
+		"tls",
 		"waiters",
 	]);
 	expect(out.results.pg.hives).toBe(5); // the PostgreSQL section ran its load

@@ -11,6 +11,7 @@ import { HttpError, messageOf } from "@apiary/kit/errors";
 import { type LongTimer, longTimeout } from "@apiary/kit/timer";
 import { waitUntil } from "@apiary/kit/wait";
 import {
+	type Actor,
 	isValidId,
 	type ExitReason,
 	type GpuStatus,
@@ -315,6 +316,7 @@ export class Hive extends EventEmitter {
 			stopSignal: req.stopSignal ?? this.stopSignal,
 			graceMs: req.graceMs ?? this.graceMs,
 			user: user?.name ?? null,
+			placedBy: req.placedBy ?? null,
 		};
 		this.starting.add(id);
 		try {
@@ -422,10 +424,12 @@ export class Hive extends EventEmitter {
 	 * cgroup, then its grace period, then SIGKILL of whatever is left. Resolves
 	 * once its exit record is written; the record says whether it was graceful.
 	 */
-	async kill(id: string, reason: ExitReason = "killed"): Promise<WorkerInfo> {
+	async kill(id: string, reason: ExitReason = "killed", by?: Actor): Promise<WorkerInfo> {
 		const e = this.workers.get(id);
 		if (!e) throw new HiveError(404, `no worker ${id}`);
 		if (e.info.state === "exited") return e.info;
+		// Who stopped it through the queen: in its record and in the exit the queen is told of.
+		if (by && !e.info.stoppedBy) e.info.stoppedBy = by;
 		e.stopping ??= this.stopWorker(e, reason);
 		await e.stopping;
 		return e.info;

@@ -5,7 +5,7 @@ import { ID_PATTERN } from "./ids.ts";
 import { MAX_GRACE_MS, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, STOP_SIGNALS } from "./limits.ts";
 import { PROFILE_NAMES } from "./profiles.ts";
 import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
-import { DriverInfo, HostFacts, Id, Labels, StorageStatus } from "./types.ts";
+import { Actor, DriverInfo, HostFacts, Id, Labels, StorageStatus } from "./types.ts";
 
 export const IdParams = Type.Object({ id: Id });
 export type IdParams = Static<typeof IdParams>;
@@ -43,6 +43,7 @@ export const SpawnBody = Type.Object(
 		user: Type.Optional(
 			Type.String({ pattern: "^[a-z_][a-z0-9_-]{0,31}$", description: "run as this user: the hive's --worker-user (default) or one of its --allow-user list" }),
 		),
+		placedBy: Type.Optional(Actor),
 	},
 	{ additionalProperties: false },
 );
@@ -239,7 +240,8 @@ export type GpuRequest = Static<typeof GpuRequest>;
 /** `POST /v1/workers` on the queen: the hive's spawn body (GPUs aside) plus where to run it. */
 export const PlacementBody = Type.Composite(
 	[
-		Type.Omit(SpawnBody, ["gpus"]),
+		// placedBy is the queen's to set (the caller's credential), never the caller's.
+		Type.Omit(SpawnBody, ["gpus", "placedBy"]),
 		Type.Object({
 			hive: Type.Optional(Type.String({ pattern: ID_PATTERN, maxLength: 63, description: "run on this hive" })),
 			constraints: Type.Optional(StringMap("^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", { maxValueLength: 256, maxProperties: 16 })),
@@ -283,7 +285,10 @@ export type RelayLogsQuery = Static<typeof RelayLogsQuery>;
  */
 export const RelayCommandBody = Type.Union([
 	Type.Object({ op: Type.Literal("spawn"), body: SpawnBody }, { additionalProperties: false }),
-	Type.Object({ op: Type.Literal("stop"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }) }, { additionalProperties: false }),
+	Type.Object(
+		{ op: Type.Literal("stop"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }), by: Type.Optional(Actor) },
+		{ additionalProperties: false },
+	),
 	Type.Object({ op: Type.Literal("logs"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }), query: LogsQuery }, { additionalProperties: false }),
 ]);
 export type RelayCommandBody = Static<typeof RelayCommandBody>;

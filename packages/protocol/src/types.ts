@@ -37,6 +37,10 @@ export const Limits = Type.Object({
 });
 export type Limits = Static<typeof Limits>;
 
+/** Who placed or stopped a worker through the queen: the credential's id (null: --token-file) and name. */
+export const Actor = Type.Object({ tokenId: Nullable(Type.String({ maxLength: 64 })), name: Type.String({ maxLength: 128 }) });
+export type Actor = Static<typeof Actor>;
+
 export const WorkerSpec = Type.Object({
 	id: Id,
 	command: Type.Array(Type.String()),
@@ -49,6 +53,8 @@ export const WorkerSpec = Type.Object({
 	stopSignal: Type.Optional(Type.String({ maxLength: 16, description: "sent to the worker's process group to stop it (default: the hive's, SIGTERM)" })),
 	graceMs: Type.Optional(Type.Number({ description: "how long a stop waits after stopSignal before SIGKILL (default: the hive's, 10 s)" })),
 	user: Type.Optional(Nullable(Type.String({ maxLength: 64, description: "the user it runs as; null: the hive's own (a hive that is not root)" }))),
+	placedBy: Type.Optional(Nullable(Actor)),
+	stoppedBy: Type.Optional(Nullable(Actor)),
 });
 export type WorkerSpec = Static<typeof WorkerSpec>;
 

@@ -4,7 +4,7 @@ import { Type } from "@sinclair/typebox";
 import { Nullable, type Static, StringEnum } from "./schema.ts";
 import { EVENT_TYPES } from "./event-types.ts";
 import { LogsQuery, SpawnBody } from "./api.ts";
-import { DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Labels, Snapshot, StorageStatus, WorkerInfo } from "./types.ts";
+import { Actor, DriverInfo, ExitRecord, GpuInfo, HostFacts, Id, Labels, Snapshot, StorageStatus, WorkerInfo } from "./types.ts";
 
 /** A command's id, chosen by the queen. */
 export const CommandId = Type.String({ pattern: "^[A-Za-z0-9-]{1,64}$" });
@@ -109,7 +109,7 @@ export type WelcomeMessage = Static<typeof WelcomeMessage>;
  * the same id (the hive validates them exactly as its own API does).
  */
 export const SpawnCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("spawn"), body: SpawnBody });
-export const StopCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("stop"), workerId: Id });
+export const StopCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("stop"), workerId: Id, by: Type.Optional(Actor) });
 export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
 /** The queen no longer wants a command's answer (a relayed log reader went away). */
 export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });

@@ -126,11 +126,14 @@ export class FakeHive {
 	private seq = 0;
 	gpus: GpuInfo[];
 
-	constructor(queenUrl: string, hiveId: string, o: { gpus?: GpuInfo[]; token?: string; instanceId?: string } = {}) {
+	constructor(queenUrl: string, hiveId: string, o: { gpus?: GpuInfo[]; token?: string; instanceId?: string; ca?: Buffer } = {}) {
 		this.hiveId = hiveId;
 		this.instanceId = o.instanceId ?? `inst-${hiveId}`;
 		this.gpus = o.gpus ?? [];
-		this.ws = new WebSocket(`${queenUrl.replace("http", "ws")}/v1/hives/connect`, { headers: o.token ? { authorization: `Bearer ${o.token}` } : {} });
+		this.ws = new WebSocket(`${queenUrl.replace("http", "ws")}/v1/hives/connect`, {
+			headers: o.token ? { authorization: `Bearer ${o.token}` } : {},
+			...(o.ca ? { ca: o.ca } : {}),
+		});
 		this.ws.on("message", (d) => {
 			const m = JSON.parse(d.toString()) as QueenMessage;
 			this.messages.push(m);

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { HttpError } from "@apiary/kit/errors";
-import { type PendingPlacements, type PlacementAnswer, type PlacementBody, resolveLimits, type SpawnBody } from "@apiary/protocol";
+import { type Actor, type PendingPlacements, type PlacementAnswer, type PlacementBody, resolveLimits, type SpawnBody } from "@apiary/protocol";
 import type { Registry } from "../registry.ts";
 import type { HiveCommander } from "../hive-commands.ts";
 import type { CommandReply } from "../socket.ts";
@@ -45,6 +45,12 @@ interface InDoubt {
 	at: number;
 	/** The claim was made for it (released if it never started). */
 	ours: boolean;
+}
+
+/** The caller, for the spawn: its credential (relayed to another queen as it is) and who it is. */
+interface SpawnAs {
+	auth?: string;
+	by?: Actor;
 }
 
 /** An idempotency key as this queen knows it: its request's hash and its answer (or, lost, the spawn in doubt). */
@@ -141,9 +147,11 @@ export class Placer {
 	}
 
 	/** Places a worker and starts it; answers once the hive has started it. */
-	async place(body: PlacementBody, signal?: AbortSignal, auth?: string): Promise<PlacementAnswer> {
+	async place(body: PlacementBody, signal?: AbortSignal, auth?: string, by?: Actor): Promise<PlacementAnswer> {
+		// Who placed it rides in the spawn (the worker's record and events say so); not part of the request a key stands for.
+		const spawnAs = by ? { auth, by } : { auth };
 		const key = body.idempotencyKey;
-		if (key === undefined) return this.placeOnce(body, signal, auth);
+		if (key === undefined) return this.placeOnce(body, signal, spawnAs);
 		const hash = requestHash(body);
 		const seen = this.keys.get(key);
 		if (seen && seen.hash !== hash) throw reused(key);
@@ -163,10 +171,10 @@ export class Placer {
 				body = { ...body, id: d.id };
 			}
 		}
-		return this.placeKeyed(key, hash, body, signal, auth);
+		return this.placeKeyed(key, hash, body, signal, spawnAs);
 	}
 
-	private placeKeyed(key: string, hash: string, body: PlacementBody, signal?: AbortSignal, auth?: string): Promise<PlacementAnswer> {
+	private placeKeyed(key: string, hash: string, body: PlacementBody, signal: AbortSignal | undefined, as: SpawnAs): Promise<PlacementAnswer> {
 		const now = Date.now();
 		for (const [k, v] of this.keys) if (now - v.at > KEY_TTL_MS) this.keys.delete(k);
 		const seen = this.keys.get(key);
@@ -178,7 +186,7 @@ export class Placer {
 				return Promise.reject(new PlacementError(503, `hive ${d.hiveId} has not yet said whether worker ${d.id} started; retry shortly`));
 			this.keys.delete(key); // it did not: place it again
 		} else if (seen) return seen.answer;
-		const answer = this.placeOnce(body, signal, auth);
+		const answer = this.placeOnce(body, signal, as);
 		const entry: KeyEntry = { at: now, hash, answer };
 		this.keys.set(key, entry);
 		// Bounded whatever the request rate: past the cap the oldest keys go first (Map keeps insertion order).
@@ -199,7 +207,7 @@ export class Placer {
 		return answer;
 	}
 
-	private async placeOnce(body: PlacementBody, signal?: AbortSignal, auth?: string): Promise<PlacementAnswer> {
+	private async placeOnce(body: PlacementBody, signal: AbortSignal | undefined, as: SpawnAs): Promise<PlacementAnswer> {
 		const { hive, constraints, gpus, claimId, holder, waitMs, idempotencyKey: _k, ...spawn } = body;
 		if (claimId !== undefined && gpus !== undefined) throw new PlacementError(400, "body: give gpus or claimId, not both");
 		if ((claimId === undefined) !== (holder === undefined))
@@ -215,7 +223,7 @@ export class Placer {
 			// One live worker per claim: taken now, until its worker exits (or the spawn fails).
 			this.claimUse.set(claimId, { hiveId: grant.hiveId, id, at: Date.now() });
 			try {
-				return await this.start(id, { ...spawn, id }, grant, want, auth);
+				return await this.start(id, { ...spawn, id }, grant, want, as);
 			} catch (err) {
 				if (!(err instanceof PlacementError && err.doubt)) this.claimUse.delete(claimId);
 				throw err;
@@ -238,7 +246,7 @@ export class Placer {
 				grant = await this.wait(id, want, waitMs, signal);
 			} else grant = now;
 		}
-		return this.start(id, { ...spawn, id }, grant, want, auth);
+		return this.start(id, { ...spawn, id }, grant, want, as);
 	}
 
 	private fromClaim(claimId: string, hive: string | undefined, holder: string): Grant {
@@ -423,14 +431,15 @@ export class Placer {
 	}
 
 	/** Asks the hive to start it; undoes the reservation when the hive refuses. */
-	private async start(id: string, body: SpawnBody, g: Grant, want: Want, auth?: string): Promise<PlacementAnswer> {
+	private async start(id: string, body: SpawnBody, g: Grant, want: Want, as: SpawnAs): Promise<PlacementAnswer> {
 		const promise = { cpu: want.cpu ?? 0, memoryBytes: want.memoryBytes ?? 0 };
 		const list = this.inFlight.get(g.hiveId) ?? [];
 		list.push(promise);
 		this.inFlight.set(g.hiveId, list);
 		let r: CommandReply;
 		try {
-			r = await this.sockets.command(g.hiveId, { op: "spawn", body: { ...body, gpus: g.gpus } }, { timeoutMs: SPAWN_TIMEOUT_MS, auth });
+			const spawnBody: SpawnBody = { ...body, gpus: g.gpus, ...(as.by ? { placedBy: as.by } : {}) };
+			r = await this.sockets.command(g.hiveId, { op: "spawn", body: spawnBody }, { timeoutMs: SPAWN_TIMEOUT_MS, auth: as.auth });
 		} finally {
 			list.splice(list.indexOf(promise), 1);
 		}

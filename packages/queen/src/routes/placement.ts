@@ -1,4 +1,5 @@
 import {
+	type Actor,
 	ErrorBody,
 	IdParams,
 	PendingPlacements,
@@ -15,8 +16,15 @@ import { relayLogs } from "../log-relay.ts";
 import type { Placer } from "../placement/placer.ts";
 import { PlacementError } from "../placement/placer.ts";
 import type { Registry } from "../registry.ts";
+import type { Principal } from "../auth/authorize.ts";
 import type { HiveCommander } from "../hive-commands.ts";
 import type { HiveSocketServer } from "../socket.ts";
+
+/** Who a request speaks for, as a worker's record names it (placedBy, stoppedBy); none on an open queen. */
+function actorOf(req: unknown): Actor | undefined {
+	const p = (req as { principal?: Principal | null }).principal;
+	return p ? { tokenId: p.tokenId, name: p.role === "hive" && p.hive ? `hive ${p.hive}` : p.name } : undefined;
+}
 
 /**
  * Placement: run a worker through the queen, stop it and read its output,
@@ -39,7 +47,7 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 			reply.raw.on("close", () => {
 				if (!reply.raw.writableFinished) ac.abort();
 			});
-			return reply.code(201).send(await placer.place(req.body, ac.signal, req.headers.authorization));
+			return reply.code(201).send(await placer.place(req.body, ac.signal, req.headers.authorization, actorOf(req)));
 		},
 	);
 
@@ -53,7 +61,8 @@ export const placementRoutes: FastifyPluginAsyncTypebox<{ registry: Registry; pl
 		{ config: { role: "schedule" }, schema: { params: IdParams, querystring: RelayQuery, response: { 200: WorkerInfo, 404: ErrorBody } } },
 		async (req) => {
 			const hiveId = await hiveOf(req.params.id, req.query.hive);
-			const r = await commands.command(hiveId, { op: "stop", workerId: req.params.id }, { auth: req.headers.authorization });
+			const by = actorOf(req);
+			const r = await commands.command(hiveId, { op: "stop", workerId: req.params.id, ...(by ? { by } : {}) }, { auth: req.headers.authorization });
 			if (r.status !== 200) throw new PlacementError(r.status, `hive ${hiveId}: ${r.error}`);
 			return r.body as WorkerInfo;
 		},
