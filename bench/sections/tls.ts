@@ -1,6 +1,6 @@
-import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { makeCerts } from "@apiary/test-support/certs";
 import { removeDir, startQueen, tempDir } from "@apiary/test-support/procs";
 import { ctx, log, r3 } from "../lib.ts";
 import { drive } from "./ingest.ts";
@@ -14,34 +14,14 @@ export async function tls() {
 	const seconds = ctx.quick ? 1 : 8;
 	const dir = tempDir("bench-tls");
 	try {
-		const o = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-		o([
-			"req",
-			"-x509",
-			"-newkey",
-			"ec",
-			"-pkeyopt",
-			"ec_paramgen_curve:P-256",
-			"-nodes",
-			"-keyout",
-			"ca.key",
-			"-out",
-			"ca.crt",
-			"-subj",
-			"/CN=bench-ca",
-			"-days",
-			"1",
-		]);
-		o(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "q.key", "-out", "q.csr", "-subj", "/CN=queen"]);
-		writeFileSync(join(dir, "q.ext"), "subjectAltName=IP:127.0.0.1\n");
-		o(["x509", "-req", "-in", "q.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "q.crt", "-days", "1", "-extfile", "q.ext"]);
-		const ca = readFileSync(join(dir, "ca.crt"));
+		const certs = makeCerts(dir, "queen");
+		const ca = readFileSync(certs.ca);
 		const run = async (secure: boolean, i: number) => {
 			const queen = await startQueen({
 				db: join(dir, `q${i}.db`),
 				staleAfter: "30s",
 				evictAfter: "300s",
-				extra: secure ? ["--tls-cert", join(dir, "q.crt"), "--tls-key", join(dir, "q.key")] : [],
+				extra: secure ? ["--tls-cert", certs.cert, "--tls-key", certs.key] : [],
 			});
 			try {
 				const r = await drive(queen.url, queen.proc.pid!, hives, seconds, true, ctx.quick ? 0 : 2, undefined, secure ? ca : undefined);

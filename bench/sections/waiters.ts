@@ -1,7 +1,6 @@
-import { request } from "node:http";
 import { join } from "node:path";
 import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
-import { json, removeDir, startQueen, tempDir } from "@apiary/test-support/procs";
+import { holdPlacement, json, removeDir, startQueen, tempDir } from "@apiary/test-support/procs";
 import { cpuOf, ctx, log, pct, r3, sleep } from "../lib.ts";
 
 // Waiting placements (issue #26): N placements that cannot be placed yet,
@@ -34,8 +33,7 @@ async function burst(n: number) {
 			await sleep(500);
 		}
 	})();
-	const port = Number(new URL(queen.url).port);
-	const pending: ReturnType<typeof request>[] = [];
+	const pending: { destroy(): void }[] = [];
 	const health: number[] = [];
 	try {
 		await sleep(500);
@@ -45,17 +43,7 @@ async function burst(n: number) {
 		let admitted = 0;
 		// Each POST stays open while its placement waits: the queen counts it once listed.
 		for (let i = 0; i < n; i++) {
-			const body = JSON.stringify({ id: `w${i}`, command: ["true"], constraints: { pool: `pool-${i}` }, waitMs: 600_000 });
-			const req = request({
-				host: "127.0.0.1",
-				port,
-				method: "POST",
-				path: "/v1/workers",
-				headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-			});
-			req.on("error", () => {});
-			req.end(body);
-			pending.push(req);
+			pending.push(holdPlacement(queen.url, `w${i}`));
 			if (i % 250 === 249) {
 				const h0 = performance.now();
 				await json(`${queen.url}/healthz`);

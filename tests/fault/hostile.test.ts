@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { Claim, QueenEvent, RecommendationsAnswer, WorkerInfo } from "@apiary/protocol";
 import { exitedWorker, FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
-import { type Daemon, json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
+import { type Daemon, holdPlacement, json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -250,23 +250,9 @@ describe("a burst of waiting placements", () => {
 			}
 		})();
 		const since = (await json(`${queen.url}/healthz`)).body.lastEventId as number;
-		const port = Number(new URL(queen.url).port);
-		const { request } = await import("node:http");
-		const pending: ReturnType<typeof request>[] = [];
+		const pending: { destroy(): void }[] = [];
 		try {
-			for (let i = 0; i < 3000; i++) {
-				const body = JSON.stringify({ id: `wait-${i}`, command: ["true"], constraints: { pool: `nowhere-${i}` }, waitMs: 600_000 });
-				const req = request({
-					host: "127.0.0.1",
-					port,
-					method: "POST",
-					path: "/v1/workers",
-					headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-				});
-				req.on("error", () => {});
-				req.end(body);
-				pending.push(req);
-			}
+			for (let i = 0; i < 3000; i++) pending.push(holdPlacement(queen.url, `wait-${i}`));
 			const listed = await until(
 				async () => {
 					const p = (await json<{ pending: { id: string }[] }>(`${queen.url}/v1/placements`)).body.pending;

@@ -1,66 +1,15 @@
-import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { connect } from "node:tls";
 import { join } from "node:path";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { makeCerts } from "@apiary/test-support/certs";
 import { until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // TLS on the queen (issue #27): HTTPS and WSS on one port, clients that
 // verify it against a CA, a plaintext request refused at once, a renewal by
 // SIGHUP, and no listening off loopback in clear unless asked to.
-
-/** A CA and a server certificate for 127.0.0.1 signed by it, with Debian's openssl. */
-function makeCerts(dir: string, name: string, ca = "ca") {
-	const o = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-	if (!readSafe(join(dir, `${ca}.crt`))) {
-		o([
-			"req",
-			"-x509",
-			"-newkey",
-			"ec",
-			"-pkeyopt",
-			"ec_paramgen_curve:P-256",
-			"-nodes",
-			"-keyout",
-			`${ca}.key`,
-			"-out",
-			`${ca}.crt`,
-			"-subj",
-			`/CN=${ca}`,
-			"-days",
-			"2",
-		]);
-	}
-	o(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`]);
-	writeFileSync(join(dir, `${name}.ext`), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-	o([
-		"x509",
-		"-req",
-		"-in",
-		`${name}.csr`,
-		"-CA",
-		`${ca}.crt`,
-		"-CAkey",
-		`${ca}.key`,
-		"-CAcreateserial",
-		"-out",
-		`${name}.crt`,
-		"-days",
-		"1",
-		"-extfile",
-		`${name}.ext`,
-	]);
-	return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: join(dir, `${ca}.crt`) };
-}
-const readSafe = (f: string) => {
-	try {
-		return readFileSync(f);
-	} catch {
-		return null;
-	}
-};
 
 /** The serial number of the certificate a new TLS connection to `port` is shown. */
 const servedSerial = (port: number, ca: string) =>

@@ -3,11 +3,13 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDriver, detect } from "@apiary/hive";
 import { queenDb } from "./queen-db.ts";
 
+const require = createRequire(import.meta.url);
 const HIVE_BIN = new URL("../../hive/bin/hive.js", import.meta.url).pathname;
 const QUEEN_BIN = new URL("../../queen/bin/queen.js", import.meta.url).pathname;
 export const FAKE_SMI = (s: string) => new URL(`../../hive/test/fixtures/nvidia-smi/${s}`, import.meta.url).pathname;
@@ -202,4 +204,25 @@ function hiveEnv(cli: "hive" | "queen", args: string[], env: NodeJS.ProcessEnv):
 	if (!url) return {};
 	const t = authFor(url).authorization?.slice("Bearer ".length);
 	return t ? { APIARY_HIVE_TOKEN: t } : {};
+}
+
+/**
+ * A placement that cannot be placed yet (a constraint pool of its own), sent
+ * with a long waitMs and left open: the queen queues it until the request
+ * is destroyed (its client gone). For bursts of waiters.
+ */
+export function holdPlacement(queenUrl: string, id: string): { destroy(): void } {
+	const { request } = require("node:http") as typeof import("node:http");
+	const body = JSON.stringify({ id, command: ["true"], constraints: { pool: `nowhere-${id}` }, waitMs: 600_000 });
+	const u = new URL(queenUrl);
+	const req = request({
+		host: u.hostname,
+		port: Number(u.port),
+		method: "POST",
+		path: "/v1/workers",
+		headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+	});
+	req.on("error", () => {});
+	req.end(body);
+	return req;
 }
