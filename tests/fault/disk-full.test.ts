@@ -150,6 +150,9 @@ describe("the queen's disk is full", () => {
 		});
 		expect(spawned.status).toBe(201);
 		await until(() => /the queen cannot store this hive's reports; backing off/.test(hive!.err()), 15_000, "the hive told to back off");
+		// Memory says only what the database holds: the exit it could not store is not shown either.
+		const meanwhile = await json(`${queen.url}/v1/workers/ender`);
+		expect(meanwhile.status === 404 || meanwhile.body.state === "running", JSON.stringify(meanwhile.body)).toBe(true);
 		const t0 = hive.err().match(/backing off/g)!.length;
 		await sleep(6000);
 		// Reconnecting at once would be ~12 tries in 6 s; backing off (0.25, 0.5, 1, 2, 4 s at least) allows 5.

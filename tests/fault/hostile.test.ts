@@ -1,10 +1,23 @@
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { Claim, QueenEvent, RecommendationsAnswer, WorkerInfo } from "@apiary/protocol";
 import { exitedWorker, FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
-import { type Daemon, holdPlacement, json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
+import {
+	type Daemon,
+	holdPlacement,
+	json,
+	newCgroupRoot,
+	removeCgroupRoot,
+	removeDir,
+	runCli,
+	startHive,
+	startQueen,
+	tempDir,
+} from "@apiary/test-support/procs";
+import { createDriver, detect } from "@apiary/hive";
 import { sleep, until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -351,5 +364,39 @@ describe("exited workers past their retention", () => {
 		// The command lists them all, page after page.
 		const listed = await runCli("queen", ["workers", "--queen", queen.url, "--state", "all", "--json"]);
 		expect(JSON.parse(listed.stdout)).toHaveLength(1000);
+	});
+});
+
+describe("a process someone else put under the hive's cgroup root", () => {
+	const dir = tempDir("fault-alien");
+	const root = newCgroupRoot();
+	let queen: Daemon;
+	let hive: Daemon | null = null;
+	let alien: ChildProcess | null = null;
+	beforeAll(async () => {
+		queen = await startQueen({ db: join(dir, "q.db"), sqlite: true });
+	});
+	afterAll(async () => {
+		alien?.kill("SIGKILL");
+		await hive?.stop();
+		await queen.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	});
+
+	it("is not adopted by a fresh hive: not listed, not stoppable through the queen, left running, and reported", async () => {
+		// Under <root>/workers/alien, in every hierarchy, as a hive would have made it: but no hive did.
+		const driver = createDriver(detect({ requested: "v1", cgroupRoot: root }));
+		driver.init();
+		const made = driver.create("alien", { cpu: null, memoryBytes: null, pids: null, timeoutMs: null });
+		alien = spawn("sleep", ["300"], { stdio: "ignore" });
+		for (const f of made.procsFiles) writeFileSync(f, String(alien.pid));
+		hive = await startHive({ queen: queen.url, name: "fresh", stateDir: join(dir, "hive"), cgroupRoot: root });
+		await until(async () => (await json(`${queen.url}/v1/hives/fresh`)).body?.state === "ready", 15_000, "the hive ready");
+		expect((await json(`${hive.url}/v1/workers/alien`)).status).toBe(404);
+		expect((await json(`${queen.url}/v1/workers`)).body.map((w: { id: string }) => w.id)).not.toContain("alien");
+		expect((await json(`${queen.url}/v1/workers/alien`, { method: "DELETE" })).status).toBe(404);
+		expect(() => process.kill(alien!.pid!, 0)).not.toThrow();
+		expect(hive.err()).toMatch(/a cgroup under the root has no record of this hive's: left alone.*"id":"alien"/);
 	});
 });

@@ -112,7 +112,31 @@ export class FleetState {
 		this.store.tx(() => this.store.hives.markAllUnknown());
 	}
 
+	/**
+	 * Memory changes of the transaction in progress (registry.change), each
+	 * undone in reverse if its commit fails: memory never says what the
+	 * database refused to store (a full disk).
+	 */
+	protected undo: (() => void)[] | null = null;
+
+	/** Undoes later changes to `target`'s own fields if the transaction fails. */
+	protected journal<T extends object>(target: T): void {
+		if (!this.undo) return;
+		const copy = { ...target };
+		this.undo.push(() => Object.assign(target, copy));
+	}
+
+	/** Undoes a later set or delete of `k` in `map` if the transaction fails. */
+	protected journalKey<K, V>(map: Map<K, V>, k: K): void {
+		if (!this.undo) return;
+		const had = map.has(k);
+		const prev = map.get(k);
+		this.undo.push(() => (had ? map.set(k, prev as V) : map.delete(k)));
+	}
+
 	protected putWorker(hiveId: string, id: string, rec: WorkerRec): void {
+		const prev = this.workers.get(key(hiveId, id));
+		this.undo?.push(() => (prev ? this.putWorker(hiveId, id, prev) : this.removeWorker(hiveId, id)));
 		this.workers.set(key(hiveId, id), rec);
 		let m = this.byHive.get(hiveId);
 		if (!m) {
@@ -123,6 +147,8 @@ export class FleetState {
 	}
 
 	protected removeWorker(hiveId: string, id: string): void {
+		const prev = this.workers.get(key(hiveId, id));
+		if (prev) this.undo?.push(() => this.putWorker(hiveId, id, prev));
 		this.workers.delete(key(hiveId, id));
 		this.byHive.get(hiveId)?.delete(id);
 	}

@@ -113,16 +113,16 @@ export class Registry extends FleetState {
 			if (!outer) throw err;
 			// What the failed transaction changed in memory goes with it (claims: a client told that
 			// its claim failed must not find it listed).
-			for (const u of this.undo!.reverse()) u();
+			// Detached first: undoing goes through the same setters, which must not journal again.
+			const undo = this.undo!;
 			this.undo = null;
+			for (const u of undo.reverse()) u();
 			// The database's own failures (a full disk, I/O) are the store's; anything else (bad input, a bug) is as thrown.
 			if ((err as { code?: unknown })?.code === "ERR_SQLITE_ERROR") throw this.storeFailed(err);
 			throw err;
 		}
 	}
 
-	/** Memory changes of the transaction in progress, undone if it fails. */
-	private undo: (() => void)[] | null = null;
 	/** The store's last failure, until a transaction commits again (/healthz says it). */
 	storeFailure: { error: string; since: string; status: number } | null = null;
 
@@ -179,6 +179,7 @@ export class Registry extends FleetState {
 				connected: true,
 			};
 			this.touch(h);
+			this.journalKey(this.hives, m.hiveId);
 			this.hives.set(m.hiveId, h);
 			this.saveHive(h);
 			if (!prev) this.events.append("hive.joined", { hive: this.hiveView(h) }, h.id);
@@ -194,6 +195,7 @@ export class Registry extends FleetState {
 		const h = this.hives.get(hiveId);
 		if (!h) throw new RegistryError(409, "heartbeat before hello");
 		this.change(() => {
+			this.journal(h);
 			const wasNotReady = h.state !== "ready";
 			h.storage = m.snapshot.storage ?? null;
 			this.touch(h);
@@ -224,6 +226,7 @@ export class Registry extends FleetState {
 		const h = this.hives.get(hiveId);
 		if (!h) throw new RegistryError(409, "event before hello");
 		this.change(() => {
+			this.journal(h);
 			this.touch(h);
 			this.applyWorker(hiveId, m.worker);
 		});
@@ -233,6 +236,7 @@ export class Registry extends FleetState {
 		const h = this.hives.get(hiveId);
 		if (!h) return;
 		this.change(() => {
+			this.journal(h);
 			h.state = "left";
 			h.connected = false;
 			this.saveHive(h);
@@ -278,6 +282,7 @@ export class Registry extends FleetState {
 			this.gpusChanged(hiveId, view.gpus);
 			return;
 		}
+		this.journal(rec);
 		rec.view = view;
 		rec.stats = null;
 		// Stats are hot state: each worker's latest kept in memory, not
@@ -319,6 +324,7 @@ export class Registry extends FleetState {
 
 	private evict(r: WorkerRec, reason: string): void {
 		const v = r.view;
+		this.journal(v);
 		v.state = "evicted";
 		this.saveWorker(r);
 		this.events.append("worker.evicted", { hiveId: v.hiveId, workerId: v.id, reason }, v.hiveId, v.id);
@@ -349,6 +355,7 @@ export class Registry extends FleetState {
 			for (const [k, g] of this.gpus) {
 				if (g.hiveId !== hiveId || listed.has(g.info.uuid)) continue;
 				const view = this.gpuView(hiveId, g.info);
+				this.journalKey(this.gpus, k);
 				this.gpus.delete(k);
 				this.store.gpus.remove(hiveId, g.info.uuid);
 				this.events.append("gpu.updated", { hiveId, gpu: { ...view, free: false }, gone: true, claimId: view.claimId, heldBy: view.heldBy }, hiveId);
@@ -357,6 +364,7 @@ export class Registry extends FleetState {
 		for (const g of gpus) {
 			const k = key(hiveId, g.uuid);
 			const prev = this.gpus.get(k)?.info;
+			this.journalKey(this.gpus, k);
 			this.gpus.set(k, { hiveId, info: g });
 			if (!prev || gpuChanged(prev, g)) {
 				this.store.gpus.save(hiveId, g);
@@ -382,6 +390,7 @@ export class Registry extends FleetState {
 	}
 
 	private transition(h: HiveRec, next: ReturnType<typeof livenessTransition>, age: number): void {
+		if (next === "lost" || next === "stale") this.journal(h);
 		if (next === "lost") {
 			h.state = "lost";
 			h.connected = false;
@@ -413,6 +422,7 @@ export class Registry extends FleetState {
 			for (const a of ages) {
 				const h = this.hives.get(a.id);
 				if (!h || h.connected) continue;
+				this.journal(h);
 				h.state = a.state as HiveRec["state"];
 				if (!a.ownerAlive && h.state !== "unknown") {
 					// Its queen is gone: unknown (not stale, not lost) while it fails over to another; evict-after is the grace.
@@ -571,13 +581,13 @@ export class Registry extends FleetState {
 	}
 
 	private setClaim(c: ClaimRec): void {
+		this.journalKey(this.claims, c.id);
 		this.claims.set(c.id, c);
-		this.undo?.push(() => this.claims.delete(c.id));
 	}
 
 	private dropClaim(c: ClaimRec, reason: string): void {
+		this.journalKey(this.claims, c.id);
 		this.claims.delete(c.id);
-		this.undo?.push(() => this.claims.set(c.id, c));
 		this.store.claims.delete(c.id);
 		this.events.append("claim.released", { claim: claimView(c), reason });
 	}

@@ -245,3 +245,75 @@ describe("event filters", () => {
 		expect(() => parseTypes(Array(33).fill("hive.*").join(","))).toThrow(/at most 32 patterns/);
 	});
 });
+
+describe("a commit the store refuses", () => {
+	it("undoes every memory change it carried: workers, the hive, its GPUs, claims, and no event goes out", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("w1", { gpus: ["0"] })]);
+		const claim = t.reg.claim({ count: 1, ttlSeconds: 60, holder: "x" });
+		const before = JSON.stringify({
+			hives: t.reg.listHives(),
+			workers: t.reg.listWorkers({ state: "all" }),
+			gpus: t.reg.listGpus(),
+			claims: t.reg.listClaims(),
+		});
+		const seen = t.seen.length;
+		// node:sqlite's own error for a full disk, at the commit.
+		const db = t.store.sql.db;
+		const exec = db.exec.bind(db);
+		db.exec = (sql: string) => {
+			if (sql === "COMMIT") {
+				exec("ROLLBACK");
+				throw Object.assign(new Error("database or disk is full"), { code: "ERR_SQLITE_ERROR", errcode: 13 });
+			}
+			return exec(sql);
+		};
+		// The hive reports w1 ended and one GPU gone; a claim is released; the hive is later lost.
+		const exited = worker("w1", {
+			state: "exited",
+			gpus: ["0"],
+			exit: {
+				exitCode: 0,
+				signal: null,
+				reason: "exited",
+				message: null,
+				startedAt: "2026-11-21T00:00:00.000Z",
+				endedAt: "2026-11-21T00:01:00.000Z",
+				durationMs: 60_000,
+				peakMemoryBytes: null,
+				oomKilled: false,
+			},
+		});
+		expect(() =>
+			t.reg.heartbeat(
+				"h",
+				{
+					type: "heartbeat",
+					seq: 2,
+					snapshot: {
+						hiveId: "h",
+						instanceId: "i-h",
+						seq: 2,
+						takenAt: "",
+						tickMs: 0,
+						driver: t.hello("h").driver,
+						workers: [exited],
+						gpu: { state: "ok", message: null, ageMs: 0, gpus: [gpu(0)] },
+					},
+				},
+				false,
+			),
+		).toThrow(/the queen's store failed: database or disk is full/);
+		expect(() => t.reg.release(claim.id)).toThrow(expect.objectContaining({ statusCode: 507 }));
+		// Lost past --evict-after: that transition (the hive lost, w1 evicted) is refused and undone too.
+		t.advance(100_000);
+		expect(() => t.reg.checkLiveness()).toThrow(/database or disk is full/);
+		t.advance(-100_000);
+		expect(JSON.stringify({ hives: t.reg.listHives(), workers: t.reg.listWorkers({ state: "all" }), gpus: t.reg.listGpus(), claims: t.reg.listClaims() })).toBe(
+			before,
+		);
+		expect(t.seen.length).toBe(seen);
+		expect(t.reg.storeFailure).toMatchObject({ status: 507, error: "database or disk is full" });
+	});
+});
