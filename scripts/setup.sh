@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The machine set-up `npm test` runs first (idempotent): the Debian packages
-# its tiers need. As root, installs what is missing; otherwise names the
+# its tiers need, and (as root) the apiary-worker system user. As root, installs what is missing; otherwise names the
 # packages to install and lets the tier that needs them fail with that name.
 #
 #   tool                          package          tier
@@ -17,6 +17,13 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 { [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod; } || need+=(busybox-static)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+
+# The user a root hive runs workers as by default (else nobody): a system user
+# with no home and no shell, as docs/security.md has an operator create it.
+if [ "$(id -u)" -eq 0 ] && ! id apiary-worker >/dev/null 2>&1; then
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin apiary-worker ||
+		echo "setup: could not create the apiary-worker user; workers of a root hive run as nobody" >&2
+fi
 
 [ ${#need[@]} -eq 0 ] && exit 0
 
