@@ -44,21 +44,16 @@ export const auditOf = (r: Row): AuditRecord => ({
 	detail: r.detail,
 });
 
+/** An audit record's INSERT and its values, for either store (`mark`: SQLite's `?` or PostgreSQL's `$n`). */
+export function insertAudit(r: Omit<AuditRecord, "id">, mark: (n: number) => string): [string, ...(string | number | null)[]] {
+	const values = [r.at, r.actor, r.role, r.tokenId, r.remote, r.op, r.target, r.outcome, r.detail];
+	const columns = "at, actor, role, token_id, remote, op, target, outcome, detail";
+	return [`INSERT INTO audit (${columns}) VALUES (${values.map((_, i) => mark(i + 1)).join(", ")})`, ...values];
+}
+
 export function sqliteAudit(db: SqliteDb): AuditTable {
 	return {
-		append: (r) =>
-			void db.run(
-				"INSERT INTO audit (at, actor, role, token_id, remote, op, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-				r.at,
-				r.actor,
-				r.role,
-				r.tokenId,
-				r.remote,
-				r.op,
-				r.target,
-				r.outcome,
-				r.detail,
-			),
+		append: (r) => void db.run(...insertAudit(r, () => "?")),
 		list: async (f) =>
 			(
 				db

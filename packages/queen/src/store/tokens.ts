@@ -48,22 +48,17 @@ export const tokenOf = (r: Row): TokenRow => ({
 	enrolledBy: r.enrolled_by,
 });
 
+/** A token row's INSERT and its values, for either store (`mark`: SQLite's `?` or PostgreSQL's `$n`). */
+export function insertToken(t: TokenRow, mark: (n: number) => string): [string, ...(string | null)[]] {
+	const values = [t.id, t.role, t.name, t.hive, t.hash, t.createdAt, t.expiresAt, t.revokedAt, t.enrolledBy];
+	const columns = "id, role, name, hive, hash, created_at, expires_at, revoked_at, enrolled_by";
+	return [`INSERT INTO tokens (${columns}) VALUES (${values.map((_, i) => mark(i + 1)).join(", ")})`, ...values];
+}
+
 export function sqliteTokens(db: SqliteDb): TokenTable {
 	return {
 		all: () => (db.q("SELECT * FROM tokens ORDER BY created_at, id").all() as unknown as Row[]).map(tokenOf),
-		insert: (t) =>
-			void db.run(
-				"INSERT INTO tokens (id, role, name, hive, hash, created_at, expires_at, revoked_at, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-				t.id,
-				t.role,
-				t.name,
-				t.hive,
-				t.hash,
-				t.createdAt,
-				t.expiresAt,
-				t.revokedAt,
-				t.enrolledBy,
-			),
+		insert: (t) => void db.run(...insertToken(t, () => "?")),
 		revoke: (id, at) => void db.run("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", at, id),
 	};
 }

@@ -8,8 +8,8 @@ import type { ExitTable } from "../exits.ts";
 import type { GpuRow, GpuTable } from "../gpus.ts";
 import type { HiveRow, HiveSamples, HiveTable } from "../hives.ts";
 import type { RunTable } from "../runs.ts";
-import { type TokenRow, type TokenTable, tokenOf } from "../tokens.ts";
-import { type AuditTable, auditOf } from "../audit.ts";
+import { insertToken, type TokenRow, type TokenTable, tokenOf } from "../tokens.ts";
+import { type AuditTable, auditOf, insertAudit } from "../audit.ts";
 import type { KeyedPlacement, QueenStore } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
 import { migrate } from "./schema.ts";
@@ -312,19 +312,7 @@ export class PgStore implements QueenStore {
 		};
 		this.tokens = {
 			all: () => l.tokens,
-			insert: (t) =>
-				w(
-					"INSERT INTO tokens (id, role, name, hive, hash, created_at, expires_at, revoked_at, enrolled_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-					t.id,
-					t.role,
-					t.name,
-					t.hive,
-					t.hash,
-					t.createdAt,
-					t.expiresAt,
-					t.revokedAt,
-					t.enrolledBy,
-				),
+			insert: (t) => w(...insertToken(t, (n) => `$${n}`)),
 			revoke: (id, at) => w("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, at),
 			load: async () => {
 				await this.durable();
@@ -332,19 +320,7 @@ export class PgStore implements QueenStore {
 			},
 		};
 		this.audit = {
-			append: (r) =>
-				w(
-					"INSERT INTO audit (at, actor, role, token_id, remote, op, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-					r.at,
-					r.actor,
-					r.role,
-					r.tokenId,
-					r.remote,
-					r.op,
-					r.target,
-					r.outcome,
-					r.detail,
-				),
+			append: (r) => w(...insertAudit(r, (n) => `$${n}`)),
 			list: async (f) => {
 				await this.durable();
 				const { rows } = await this.pool.query(
