@@ -1,5 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { createServer, type Server, connect } from "node:net";
+import { get } from "node:http";
 import { join } from "node:path";
 import type { HiveView, WorkerInfo } from "@apiary/protocol";
 import { FakeHive, worker } from "@apiary/test-support/fake-hive";
@@ -113,6 +114,32 @@ describe("any queen answers for any hive (three queens, one database, a round-ro
 		expect(stopped.status).toBe(200);
 		// The hive's own queen records it as stopped.
 		await until(async () => (await json(`${q0!.url}/v1/workers/relayed`)).body?.state === "exited", 15_000, "exited");
+	});
+
+	it("a log several credit windows long comes whole through a queen the hive is not connected to, in order", async () => {
+		// 24 MiB, each 1 MiB block filled with its own letter: the relaying queen reads the
+		// hive's queen's response only as far as its reader's credit, the rest waits in TCP.
+		const blocks = 24;
+		const placed = await json(`${queens[1]!.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({
+				id: "long-log",
+				hive: "aq0",
+				command: ["sh", "-c", `for i in $(seq 0 ${blocks - 1}); do head -c 1048576 /dev/zero | tr '\\0' "$(printf "\\\\$(printf %o $((97 + i)))")"; done`],
+			}),
+		});
+		expect(placed.status).toBe(201);
+		await until(async () => (await json(`${queens[0]!.url}/v1/workers/long-log`)).body?.state === "exited", 20_000, "written");
+		// The reader waits a second before reading: the relaying queen's credit runs out meanwhile.
+		const body = await new Promise<Buffer>((resolve, reject) =>
+			get(`${queens[1]!.url}/v1/workers/long-log/logs?hive=aq0`, (res) => {
+				const chunks: Buffer[] = [];
+				setTimeout(() => res.on("data", (b: Buffer) => chunks.push(b)).on("end", () => resolve(Buffer.concat(chunks))), 1000);
+			}).on("error", reject),
+		);
+		expect(body.length).toBe(blocks * 2 ** 20);
+		for (let i = 0; i < blocks; i++) expect([body[i * 2 ** 20], body[(i + 1) * 2 ** 20 - 1]]).toEqual([97 + i, 97 + i]);
 	});
 
 	it("every queen says when each hive was last seen, its own and the others' (within a renewal)", async () => {

@@ -1,4 +1,4 @@
-import { type CommandMessage, LogsQuery, type ReplyMessage, SpawnBody } from "@apiary/protocol";
+import { type CommandMessage, LOG_WINDOW, LogsQuery, type ReplyMessage, SpawnBody } from "@apiary/protocol";
 import { HttpError, messageOf } from "@apiary/kit/errors";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Ajv } from "ajv";
@@ -27,11 +27,11 @@ export interface CommandContext {
 	backlog?: () => number;
 }
 
-/** A running `logs` command, as the queen steers it: `cancel`, and `pause`/`resume` while its reader is behind. */
+/** A running `logs` command, as the queen steers it: `cancel`, and `credit` as its reader takes what was sent. */
 export interface CommandControl {
 	cancel(): void;
-	pause(): void;
-	resume(): void;
+	/** The total of bytes this command may have sent (LOG_WINDOW until the first credit). */
+	credit(upTo: number): void;
 }
 
 /** Queued socket bytes past which a log relay waits (the queen's own reader may be slow too). */
@@ -81,21 +81,26 @@ export function runCommand(m: CommandMessage, ctx: CommandContext): CommandContr
 			}
 			const ac = new AbortController();
 			const follow = m.query.follow === "true" || m.query.follow === "1";
-			// Paused: the queen's reader is behind; nothing more is read from the file until it resumes.
-			const gate: { paused: { promise: Promise<void>; resolve: () => void } | null } = { paused: null };
-			const resume = () => {
-				gate.paused?.resolve();
-				gate.paused = null;
+			// The queen's credit: nothing more is read from the file than it may send (its reader is behind).
+			let allowed = LOG_WINDOW;
+			let sent = 0;
+			let wake: (() => void) | null = null;
+			const nudge = () => {
+				wake?.();
+				wake = null;
 			};
 			(async () => {
 				for await (const b of logStream(ctx.hive, m.workerId, m.query, follow, ac.signal)) {
 					for (let i = 0; i < b.length; i += MAX_CHUNK) {
-						while (gate.paused || (ctx.backlog?.() ?? 0) > SEND_BACKLOG) {
+						const part = b.subarray(i, i + MAX_CHUNK);
+						while (sent + part.length > allowed || (ctx.backlog?.() ?? 0) > SEND_BACKLOG) {
 							if (ac.signal.aborted) return;
-							await (gate.paused?.promise ?? sleep(20));
+							const credited = sent + part.length > allowed;
+							await (credited ? new Promise<void>((r) => (wake = r)) : sleep(20));
 						}
 						if (ac.signal.aborted) return;
-						ctx.chunk(m.id, b.subarray(i, i + MAX_CHUNK));
+						sent += part.length;
+						ctx.chunk(m.id, part);
 					}
 				}
 			})().then(
@@ -105,17 +110,12 @@ export function runCommand(m: CommandMessage, ctx: CommandContext): CommandContr
 			return {
 				cancel: () => {
 					ac.abort();
-					resume();
+					nudge();
 				},
-				pause: () => {
-					if (gate.paused) return;
-					let resolve!: () => void;
-					const promise = new Promise<void>((r) => {
-						resolve = r;
-					});
-					gate.paused = { promise, resolve };
+				credit: (upTo) => {
+					allowed = Math.max(allowed, upTo);
+					nudge();
 				},
-				resume,
 			};
 		}
 	}

@@ -202,10 +202,8 @@ export class QueenLink {
 			} else if (m.type === "cancel") {
 				this.running.get(m.id)?.cancel();
 				this.running.delete(m.id);
-			} else if (m.type === "pause") {
-				this.running.get(m.id)?.pause();
-			} else if (m.type === "resume") {
-				this.running.get(m.id)?.resume();
+			} else if (m.type === "credit") {
+				this.running.get(m.id)?.credit(m.upTo);
 			} else if (m.type === "welcome") {
 				// Accepted: a later drop starts its backoff afresh. (Not on open: a refusal follows an open.)
 				this.attempt = 0;

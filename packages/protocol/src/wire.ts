@@ -113,18 +113,21 @@ export const StopCommand = Type.Object({ type: Type.Literal("command"), id: Comm
 export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
 /** The queen no longer wants a command's answer (a relayed log reader went away). */
 export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });
+/** Log bytes a hive may send a `logs` command beyond what the queen has credited (before any credit: this many). */
+export const LOG_WINDOW = 4 << 20;
 /**
- * Flow control of a `logs` command: the queen's reader is behind, so the hive
- * sends no more chunks until `resume` (the queen buffers a bounded amount).
+ * Flow control of a `logs` command: the hive may send chunks totalling `upTo`
+ * bytes (decoded) in all, and waits for the next credit past it. The queen
+ * grants more as its reader takes what it holds, so it never buffers more than
+ * LOG_WINDOW whatever the links' speeds; a hive that sends past its credit is
+ * cancelled. A count, not pause/resume: what is in flight cannot overrun it.
  */
-export const PauseMessage = Type.Object({ type: Type.Literal("pause"), id: CommandId });
-export const ResumeMessage = Type.Object({ type: Type.Literal("resume"), id: CommandId });
-export type PauseMessage = Static<typeof PauseMessage>;
-export type ResumeMessage = Static<typeof ResumeMessage>;
+export const CreditMessage = Type.Object({ type: Type.Literal("credit"), id: CommandId, upTo: Type.Integer({ minimum: 0 }) });
+export type CreditMessage = Static<typeof CreditMessage>;
 export const CommandMessage = Type.Union([SpawnCommand, StopCommand, LogsCommand]);
 export type CommandMessage = Static<typeof CommandMessage>;
 export type CancelMessage = Static<typeof CancelMessage>;
-export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage | PauseMessage | ResumeMessage;
+export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage | CreditMessage;
 
 export { EVENT_TYPES };
 export const EventType = StringEnum(EVENT_TYPES);

@@ -1,5 +1,6 @@
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { LOG_WINDOW } from "@apiary/protocol";
 import type { Registry } from "./registry.ts";
 import type { CommandBody, CommandFlow, CommandOptions, CommandReply, HiveSocketServer } from "./socket.ts";
 
@@ -64,7 +65,7 @@ export class HiveCommands implements HiveCommander {
 /**
  * The command sent to the queen at `base`, with the same answer shape as a
  * local one: spawn and stop as that queen's envelope of the hive's reply, logs
- * as a stream whose pace the reader sets (pause stops reading the response).
+ * as a stream whose pace the reader sets (past its credit the response is not read).
  */
 function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptions, auth: string | null, ca?: Buffer): Promise<CommandReply> {
 	const url = new URL(`/v1/hives/${encodeURIComponent(hiveId)}/commands`, base);
@@ -103,9 +104,26 @@ function forward(base: string, hiveId: string, cmd: CommandBody, o: CommandOptio
 		const onResponse = (res: IncomingMessage) => {
 			const status = res.statusCode ?? 502;
 			if (cmd.op === "logs" && status === 200) {
-				const flow: CommandFlow = { pause: () => res.pause(), resume: () => res.resume() };
+				// The same credit as from a hive: past it the response is not read (TCP holds the rest back).
+				let allowed = LOG_WINDOW;
+				let received = 0;
+				const flow: CommandFlow = {
+					credit: (upTo) => {
+						allowed = Math.max(allowed, upTo);
+						if (received < allowed) res.resume();
+					},
+				};
 				o.flow?.(flow);
-				res.on("data", (b: Buffer) => o.onChunk?.(b));
+				res.on("data", (b: Buffer) => {
+					const room = allowed - received;
+					if (b.length > room) {
+						res.pause();
+						res.unshift(b.subarray(room));
+						b = b.subarray(0, room);
+					}
+					received += b.length;
+					if (b.length > 0) o.onChunk?.(b);
+				});
 				res.on("end", () => settle({ status: 200 }));
 				// Cut mid-stream (that queen or the hive went away): the reader's response is cut too.
 				res.on("aborted", () => settle({ status: 503, error: relayed("the relay was cut") }));

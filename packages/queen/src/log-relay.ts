@@ -1,19 +1,20 @@
 import { Readable } from "node:stream";
-import type { LogsQuery } from "@apiary/protocol";
+import { LOG_WINDOW, type LogsQuery } from "@apiary/protocol";
 import { PlacementError } from "./placement/placer.ts";
 import type { HiveCommander } from "./hive-commands.ts";
 import type { CommandFlow } from "./socket.ts";
 
 // A worker's log relayed from its hive to one HTTP reader. The reader sets the
-// pace: past HIGH_WATER buffered the hive is told to pause, and resumed when
-// the reader drains it. A hive that keeps sending past HARD_CAP (it ignored
-// the pause) is cancelled and the response cut, so one reader costs the queen
-// at most HARD_CAP whatever the hive or the reader do. Nothing here emits an
-// 'error' before the stream is handed to the response: a refusal before the
+// pace by credit: the hive may send LOG_WINDOW bytes beyond what the reader
+// has taken, and is granted more as it takes them, so the queen holds at most
+// LOG_WINDOW for one reader whatever the links' speeds (bytes in flight count
+// against the credit, unlike a pause that arrives after them). A hive that
+// sends past its credit is cancelled and the response cut. Nothing here emits
+// an 'error' before the stream is handed to the response: a refusal before the
 // first byte rejects (a 4xx/5xx), one after it ends the response early.
 
-const HIGH_WATER = 1 << 20;
-const HARD_CAP = 8 << 20;
+/** Reads that free this much of the window grant it again (fewer credit messages than one a chunk). */
+const REGRANT = LOG_WINDOW / 4;
 
 /** The stream of the worker's log, once the hive sent its first byte or said it has none; rejects with the hive's refusal. */
 export function relayLogs(
@@ -21,20 +22,22 @@ export function relayLogs(
 	hiveId: string,
 	workerId: string,
 	query: LogsQuery,
-	o: { signal?: AbortSignal; highWater?: number; hardCap?: number; auth?: string } = {},
+	o: { signal?: AbortSignal; auth?: string } = {},
 ): Promise<Readable> {
-	const highWater = o.highWater ?? HIGH_WATER;
-	const hardCap = o.hardCap ?? HARD_CAP;
 	const ac = new AbortController();
 	let flow: CommandFlow | null = null;
-	let paused = false;
 	let started = false;
+	let received = 0;
+	let granted = LOG_WINDOW;
 	const out = new Readable({
-		highWaterMark: highWater,
+		highWaterMark: REGRANT,
 		read() {
-			if (!paused) return;
-			paused = false;
-			flow?.resume();
+			// Called as the reader takes bytes: what it took is credited again (all of it once the buffer is empty).
+			const taken = received - out.readableLength;
+			if (taken + LOG_WINDOW - granted >= REGRANT || (out.readableLength === 0 && taken + LOG_WINDOW > granted)) {
+				granted = taken + LOG_WINDOW;
+				flow?.credit(granted);
+			}
 		},
 		destroy(err, cb) {
 			// The reader went away (or the relay was cut): the hive stops reading the file.
@@ -64,14 +67,12 @@ export function relayLogs(
 					},
 					onChunk: (b) => {
 						if (out.destroyed) return;
-						if (out.readableLength + b.length > hardCap) {
-							out.destroy(new Error(`hive ${hiveId} sent past the relay's ${hardCap}-byte buffer: cut off`));
+						received += b.length;
+						if (received > granted) {
+							out.destroy(new Error(`hive ${hiveId} sent ${received - granted} bytes past its credit: cut off`));
 							return;
 						}
-						if (!out.push(b) && !paused) {
-							paused = true;
-							flow?.pause();
-						}
+						out.push(b);
 						begin();
 					},
 				},

@@ -28,10 +28,9 @@ interface Pending {
 	timer: NodeJS.Timeout | null;
 }
 
-/** Flow control of a running `logs` command: the reader is behind (pause) or caught up (resume). */
+/** Flow control of a running `logs` command: the hive may send `upTo` bytes in all (LOG_WINDOW before any credit). */
 export interface CommandFlow {
-	pause(): void;
-	resume(): void;
+	credit(upTo: number): void;
 }
 
 export interface CommandOptions {
@@ -263,10 +262,11 @@ export class HiveSocketServer {
 				this.settle(hiveId, id, { status: 499, error: "cancelled" });
 			});
 			held.ws.send(JSON.stringify({ type: "command", id, ...cmd } as QueenMessage));
-			const tell = (type: "pause" | "resume") => {
-				if (held.pending.has(id)) held.ws.send(JSON.stringify({ type, id } satisfies QueenMessage));
-			};
-			o.flow?.({ pause: () => tell("pause"), resume: () => tell("resume") });
+			o.flow?.({
+				credit: (upTo) => {
+					if (held.pending.has(id)) held.ws.send(JSON.stringify({ type: "credit", id, upTo } satisfies QueenMessage));
+				},
+			});
 		});
 	}
 

@@ -1,4 +1,8 @@
-import type { ReplyMessage } from "@apiary/protocol";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { LOG_WINDOW, type ReplyMessage } from "@apiary/protocol";
 import { describe, expect, it } from "vitest";
 import { runCommand } from "../../src/commands.ts";
 import type { Hive } from "../../src/hive.ts";
@@ -54,5 +58,41 @@ describe("queen commands on the hive", () => {
 			[404, "no worker nope on hive h1"],
 			[404, "no worker nope on hive h1"],
 		]);
+	});
+
+	it("a logs command sends no more than its credit (LOG_WINDOW before any), and goes on as credit comes, to the last byte", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "apiary-credit-"));
+		try {
+			const size = 3 * LOG_WINDOW + 12345;
+			writeFileSync(join(dir, "w1.log"), Buffer.alloc(size, "z"));
+			const hive = { hiveId: "h1", get: () => ({ state: "exited" }), logPath: () => join(dir, "w1.log") } as unknown as Hive;
+			const replies: ReplyMessage[] = [];
+			let got = 0;
+			const ctl = runCommand(
+				{ type: "command", id: "l1", op: "logs", workerId: "w1", query: {} },
+				{ hive, remoteSpawn: true, reply: (m) => replies.push(m), chunk: (_id, b) => (got += b.length) },
+			)!;
+			const settled = async () => {
+				for (let before = -1; before !== got; ) {
+					before = got;
+					await sleep(50);
+				}
+			};
+			await settled();
+			expect(got).toBe(LOG_WINDOW);
+			ctl.credit(LOG_WINDOW + 1000); // less than a chunk more: nothing is split to fit
+			await settled();
+			expect(got).toBe(LOG_WINDOW);
+			ctl.credit(2 * LOG_WINDOW);
+			await settled();
+			expect(got).toBe(2 * LOG_WINDOW);
+			expect(replies).toEqual([]);
+			ctl.credit(size);
+			await settled();
+			expect(got).toBe(size);
+			expect(replies).toEqual([{ type: "reply", id: "l1", status: 200 }]);
+		} finally {
+			rmSync(dir, { recursive: true, force: true });
+		}
 	});
 });
