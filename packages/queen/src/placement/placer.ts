@@ -5,6 +5,7 @@ import type { Registry } from "../registry.ts";
 import type { HiveCommander } from "../hive-commands.ts";
 import type { CommandReply } from "../socket.ts";
 import { choose, describeWant, type Want } from "./choose.ts";
+import { FleetWaiters, union } from "./fleet-waiters.ts";
 import { type HiveSet, WaitQueue, type Waiter } from "./waiters.ts";
 
 // Placement: find → reserve → run, over the socket each hive keeps open.
@@ -13,8 +14,11 @@ import { type HiveSet, WaitQueue, type Waiter } from "./waiters.ts";
 // queue first come first served: only the head is placed, so they run in
 // arrival order among those that compete for the same hives (a waiter holds
 // back later requests only on the hives it could use: a queue per pool, not
-// one line across unrelated hardware). A retry with the same idempotency key
-// gets the same worker.
+// one line across unrelated hardware), on every queen of a fleet alike
+// (fleet-waiters.ts). A retry with the same idempotency key gets the same worker.
+// Over 400 lines as one class: the keys, the wait queue, claims in use and
+// spawns in doubt all decide on the same reservation, under one lock; the
+// parts that stand alone (choosing, the queues) are modules of their own.
 
 /** Claims made for placed workers outlive any run; the worker's exit releases them. */
 const CLAIM_TTL_S = 7 * 24 * 3600;
@@ -90,6 +94,8 @@ export class Placer {
 	private readonly registry: Registry;
 	private readonly sockets: HiveCommander;
 	private readonly queue: WaitQueue<Grant>;
+	/** The other queens' waiters (several queens): earlier ones hold their hives back here too. */
+	private readonly fleet: FleetWaiters;
 	/** GPUs seen, so a new one (or one gone) counts as a change of the fleet for the waiters. */
 	private readonly knownGpus = new Set<string>();
 	private readonly keys = new Map<string, KeyEntry>();
@@ -106,6 +112,7 @@ export class Placer {
 		this.registry = registry;
 		this.sockets = sockets;
 		this.queue = new WaitQueue<Grant>((want) => this.eligible(want));
+		this.fleet = new FleetWaiters(registry.store.waiters, (want) => this.eligible(want));
 		// Capacity comes back with exits, releases, hives joining and GPU changes.
 		this.unsubscribe = registry.events.watch((batch) => {
 			let pump = false;
@@ -113,23 +120,31 @@ export class Placer {
 				if (e.type === "worker.updated" || e.type === "placement.failed") continue;
 				pump = true;
 				// Which hives could serve whom changes only with the hives and their GPU inventory.
-				if (e.type === "hive.joined" || e.type === "hive.restarted" || e.type === "hive.left" || e.type === "hive.lost") this.queue.fleetChanged();
+				if (e.type === "hive.joined" || e.type === "hive.restarted" || e.type === "hive.left" || e.type === "hive.lost") this.fleetChanged();
 				else if (e.type === "gpu.updated") {
 					const d = e.data as { gpu?: { uuid?: string }; gone?: boolean };
 					const uuid = d.gpu?.uuid;
 					if (uuid && (d.gone ? this.knownGpus.delete(uuid) : !this.knownGpus.has(uuid))) {
 						if (!d.gone) this.knownGpus.add(uuid);
-						this.queue.fleetChanged();
+						this.fleetChanged();
 					}
 				}
 			}
 			if (pump) this.pump();
 		});
+		let ticks = 0;
 		this.timer = setInterval(() => {
 			this.expire();
 			this.settleInDoubt();
+			// Several queens: another's waiter that left frees what it held back here; no event says so.
+			if (this.fleet.on && this.queue.size > 0 && ++ticks % 4 === 0) this.pump();
 		}, 250);
 		this.timer.unref();
+	}
+
+	private fleetChanged(): void {
+		this.queue.fleetChanged();
+		this.fleet.fleetChanged();
 	}
 
 	close(): void {
@@ -231,7 +246,11 @@ export class Placer {
 		} else {
 			// Waiters came first: the hives they could use are theirs to take.
 			// Several queens: reserved one at a time fleet-wide (held only for the claim, not the spawn).
-			const now = await this.registry.exclusive(() => this.tryGrant(id, want, this.queue.wantedBy()));
+			// Several queens: every queen's waiters came first.
+			const now = await this.registry.exclusive(async () => {
+				if (this.fleet.on) await this.fleet.refresh();
+				return this.tryGrant(id, want, union(this.queue.wantedBy(), this.fleet.ahead()));
+			});
 			if ("error" in now) {
 				if (!waitMs) {
 					const alone = this.tryGrant(id, want, null, true);
@@ -240,7 +259,7 @@ export class Placer {
 						want,
 						"error" in alone
 							? alone.error
-							: `${this.queue.size} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`,
+							: `${this.queue.size + this.fleet.size} placements wait ahead of this one for the same hives (first come, first served): pass waitMs to queue`,
 					);
 				}
 				grant = await this.wait(id, want, waitMs, signal);
@@ -336,18 +355,32 @@ export class Placer {
 		throw new PlacementError(409, why);
 	}
 
-	private wait(id: string, want: Want, waitMs: number, signal?: AbortSignal): Promise<Grant> {
+	private async wait(id: string, want: Want, waitMs: number, signal?: AbortSignal): Promise<Grant> {
 		if (this.queue.size >= MAX_WAITERS) throw new PlacementError(503, `${this.queue.size} placements are waiting already; try again later`);
+		// Several queens: its place in the fleet's line first, so every queen leaves it what it could use.
+		let fleetSeq: number | undefined;
+		try {
+			fleetSeq = await this.fleet.join(id, want);
+		} catch (err) {
+			throw new PlacementError(503, `could not queue it with the other queens: ${(err as Error).message}`);
+		}
+		const leave = () => void this.fleet.leave([fleetSeq]).catch(() => {});
+		if (signal?.aborted) {
+			leave();
+			throw new PlacementError(499, "the client went away while waiting");
+		}
 		return new Promise<Grant>((resolve, reject) => {
 			const w = this.queue.add({
 				id,
 				want,
 				since: performance.now(),
 				deadline: performance.now() + waitMs,
+				fleetSeq,
 				resolve: (grant, why) => {
 					signal?.removeEventListener("abort", onAbort);
 					if (grant) resolve(grant);
 					else {
+						leave();
 						try {
 							this.refuse(id, want, why ?? "gave up");
 						} catch (err) {
@@ -359,23 +392,31 @@ export class Placer {
 			// A waiter that gives up (its client went away) leaves the queue; what it held back may go now.
 			const onAbort = () => {
 				if (!this.queue.remove(w)) return;
+				leave();
 				reject(new PlacementError(499, "the client went away while waiting"));
 				this.pump();
 			};
 			signal?.addEventListener("abort", onAbort);
 			// Nothing changed for the waiters ahead of it: only the newcomer is tried (capacity may have come
 			// back between its first try and now), never the whole queue.
-			void this.registry.exclusive(() => this.tryNewest(w)).catch(() => {});
+			void this.registry
+				.exclusive(async () => {
+					if (this.fleet.on) await this.fleet.refresh();
+					// Placed: out of the fleet's line before the lock goes, so no queen holds back for it.
+					if (this.tryNewest(w)) await this.fleet.leave([w.fleetSeq]);
+				})
+				.catch(() => {});
 		});
 	}
 
 	/** One waiter, newly queued: it may take what no other waiter (all earlier) could use. */
-	private tryNewest(w: Waiter<Grant>): void {
-		if (!this.queue.has(w)) return; // placed by a pump meanwhile, or gone
-		const g = this.tryGrant(w.id, w.want, this.queue.wantedBy(w));
-		if ("error" in g) return;
+	private tryNewest(w: Waiter<Grant>): boolean {
+		if (!this.queue.has(w)) return false; // placed by a pump meanwhile, or gone
+		const g = this.tryGrant(w.id, w.want, union(this.queue.wantedBy(w), this.fleet.ahead(w.fleetSeq)));
+		if ("error" in g) return false;
 		this.queue.remove(w);
 		w.resolve(g);
+		return true;
 	}
 
 	/**
@@ -388,14 +429,25 @@ export class Placer {
 		this.pumping = true;
 		queueMicrotask(() => {
 			this.pumping = false;
-			void this.registry.exclusive(() => this.pumpNow()).catch(() => {});
+			void this.registry
+				.exclusive(async () => {
+					if (this.fleet.on) await this.fleet.refresh();
+					await this.fleet.leave(this.pumpNow());
+				})
+				.catch(() => {});
 		});
 	}
 
-	private pumpNow(): void {
+	/** Returns the fleet places of those it placed. */
+	private pumpNow(): (number | undefined)[] {
+		const placed: (number | undefined)[] = [];
 		const avoid = new Set<string>();
 		const hives = this.registry.hiveLabels().length;
+		const others = this.fleet.inOrder();
+		let other = others.next();
 		for (const w of this.queue.values()) {
+			// Other queens' waiters ahead of this one hold their hives back first.
+			for (; !other.done && other.value.seq < (w.fleetSeq ?? Number.POSITIVE_INFINITY); other = others.next()) for (const h of other.value.hives) avoid.add(h);
 			// Every hive is some earlier waiter's: nobody behind can be placed (a long queue costs one pass, not one per waiter).
 			if (avoid.size >= hives) break;
 			const mine = this.queue.hivesOf(w);
@@ -414,8 +466,10 @@ export class Placer {
 				continue;
 			}
 			this.queue.remove(w);
+			placed.push(w.fleetSeq);
 			w.resolve(g);
 		}
+		return placed;
 	}
 
 	private expire(): void {

@@ -18,6 +18,8 @@ export interface Waiter<G> {
 	/** Hives that could ever serve it (its hive or constraints, GPUs of its kind in number), free or not. */
 	eligible: Set<string> | null;
 	version: number;
+	/** Several queens: its place in the fleet's order (fleet-waiters.ts). */
+	fleetSeq?: number;
 }
 
 /** A set the placer may test hives against: `has` alone. */

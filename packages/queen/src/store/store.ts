@@ -37,11 +37,23 @@ export interface QueenStore {
 	placementAnswer?(key: string): Promise<KeyedPlacement | null>;
 	/** …kept with its key (inside a transaction); an answer replaces a doubt, never another answer. */
 	savePlacement?(key: string, p: KeyedPlacement): void;
+	/** Several queens: the placements waiting on every queen, in one order fleet-wide. */
+	readonly waiters?: SharedWaiters;
 	/** SQLite: transactions committed with writes so far (a store failure is over only once one commits). */
 	readonly writeCommits?: number;
 	/** Resolves once every transaction run so far is durable (at once on SQLite, whose commits are synchronous). */
 	durable(): Promise<void>;
 	close(): void | Promise<void>;
+}
+
+/** The fleet's wait list (PostgreSQL): each queen's waiters, by a sequence every queen's share. */
+export interface SharedWaiters {
+	/** Queues one of this queen's waiters; its place in the fleet's order. */
+	add(id: string, want: unknown): Promise<number>;
+	/** These left (placed, gave up, or their client went away). */
+	remove(seqs: number[]): Promise<void>;
+	/** The other live queens' waiters, in order. */
+	others(): Promise<{ seq: number; id: string; want: unknown }[]>;
 }
 
 /** What an idempotency key stands for: its request's hash and its answer, or the spawn in doubt since `doubtAt` (ms). */

@@ -44,6 +44,8 @@ export const MIGRATIONS: readonly string[] = [
 	// The audit trail, every queen's.
 	`CREATE TABLE audit (id bigserial PRIMARY KEY, at text NOT NULL, actor text NOT NULL, role text, token_id text, remote text, op text NOT NULL,
 	                     target text, outcome integer NOT NULL, detail text);`,
+	// Placements waiting for capacity on every queen, in one order (seq): first come, first served fleet-wide.
+	`CREATE TABLE waiters (seq bigserial PRIMARY KEY, queen text NOT NULL, id text NOT NULL, want jsonb NOT NULL, since timestamptz NOT NULL DEFAULT now());`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

@@ -10,7 +10,7 @@ import type { HiveRow, HiveSamples, HiveTable } from "../hives.ts";
 import type { RunTable } from "../runs.ts";
 import { insertToken, type TokenRow, type TokenTable, tokenOf } from "../tokens.ts";
 import { type AuditTable, auditOf, insertAudit } from "../audit.ts";
-import type { KeyedPlacement, QueenStore } from "../store.ts";
+import type { KeyedPlacement, QueenStore, SharedWaiters } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
 import { migrate } from "./schema.ts";
 
@@ -640,6 +640,32 @@ export class PgStore implements QueenStore {
 		return rows[0]?.url ?? null;
 	}
 
+	readonly waiters: SharedWaiters = {
+		add: async (id, want) => {
+			const { rows } = await this.pool.query<{ seq: string }>("INSERT INTO waiters (queen, id, want) VALUES ($1, $2, $3) RETURNING seq", [
+				this.o.queenId,
+				id,
+				JSON.stringify(want),
+			]);
+			return Number(rows[0]!.seq);
+		},
+		remove: async (seqs) => {
+			if (seqs.length > 0) await this.pool.query("DELETE FROM waiters WHERE seq = ANY($1::bigint[])", [seqs]);
+		},
+		others: async () => {
+			// A queen that died left its rows: they hold nothing back (its clients are gone with it), and go.
+			const { rows } = await this.pool.query<{ seq: string; id: string; want: unknown; alive: boolean }>(
+				`SELECT w.seq, w.id, w.want, q.id IS NOT NULL AS alive
+				   FROM waiters w LEFT JOIN queens q ON q.id = w.queen AND now() - q.seen_at < $2 * interval '1 millisecond'
+				  WHERE w.queen <> $1 ORDER BY w.seq`,
+				[this.o.queenId, QUEEN_GONE_MS],
+			);
+			const dead = rows.filter((r) => !r.alive).map((r) => r.seq);
+			if (dead.length > 0) await this.pool.query("DELETE FROM waiters WHERE seq = ANY($1::bigint[])", [dead]);
+			return rows.filter((r) => r.alive).map((r) => ({ seq: Number(r.seq), id: r.id, want: r.want }));
+		},
+	};
+
 	async placementAnswer(key: string): Promise<KeyedPlacement | null> {
 		const { rows } = await this.pool.query<{ answer: PlacementAnswer; body_hash: string | null; doubt_ms: number | null }>(
 			"SELECT answer, body_hash, (extract(epoch FROM doubt_at) * 1000)::float8 AS doubt_ms FROM placements WHERE key = $1",
@@ -696,8 +722,9 @@ export class PgStore implements QueenStore {
 		if (this.tailTimer) clearInterval(this.tailTimer);
 		if (this.renewTimer) clearInterval(this.renewTimer);
 		await this.tailing?.catch(() => {});
-		// A clean stop: its hives are unknown to the other queens at once, not after QUEEN_GONE_MS.
+		// A clean stop: its hives are unknown to the other queens at once, not after QUEEN_GONE_MS; its waiters are gone.
 		await this.pool.query("DELETE FROM queens WHERE id = $1", [this.o.queenId]).catch(() => {});
+		await this.pool.query("DELETE FROM waiters WHERE queen = $1", [this.o.queenId]).catch(() => {});
 		this.holder.release();
 		await this.pool.end();
 	}
