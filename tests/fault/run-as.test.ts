@@ -111,4 +111,22 @@ describe("a root hive's workers", () => {
 		expect((await json(`${hive.url}/v1/workers/victim`)).body.state).toBe("running");
 		await json(`${hive.url}/v1/workers/victim`, { method: "DELETE" });
 	});
+
+	it("reads its own cgroup (its limits: runtimes size themselves by them), not another user's, cannot list the workers, and writes none", async () => {
+		expect(
+			(await post(`${hive.url}/v1/workers`, { id: "neighbour", command: ["sleep", "60"], user: "daemon", cwd: "/", memoryBytes: 300 * 2 ** 20 })).status,
+		).toBe(201);
+		const theirs = await until(async () => (await json(`${hive.url}/v1/workers/neighbour`)).body?.cgroup as string | undefined, 10_000, "its cgroup");
+		const mine = join(theirs, "..", "reader");
+		const probe = [
+			`cat ${mine}/memory.limit_in_bytes 2>/dev/null || echo no-own`,
+			`cat ${theirs}/memory.limit_in_bytes >/dev/null 2>&1 && echo read-theirs || echo no-theirs`,
+			`ls ${join(theirs, "..")} >/dev/null 2>&1 && echo listed || echo no-list`,
+			`{ echo 1 > ${mine}/memory.limit_in_bytes; } 2>/dev/null && echo wrote-own || echo no-write`,
+			`mkdir ${mine}/escape 2>/dev/null && echo made-child || echo no-child`,
+		].join("; ");
+		expect((await post(`${hive.url}/v1/workers`, { id: "reader", command: ["sh", "-c", probe], cwd: "/", memoryBytes: 256 * 2 ** 20 })).status).toBe(201);
+		expect((await out("reader")).split("\n")).toEqual([String(256 * 2 ** 20), "no-theirs", "no-list", "no-write", "no-child", ""]);
+		await json(`${hive.url}/v1/workers/neighbour`, { method: "DELETE" });
+	});
 });

@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { statSync } from "node:fs";
+import { dirname } from "node:path";
 import { type Clock, systemClock } from "@apiary/kit/clock";
 import { HttpError, messageOf } from "@apiary/kit/errors";
 import { type LongTimer, longTimeout } from "@apiary/kit/timer";
@@ -24,7 +25,7 @@ import {
 	type WorkerSpec,
 } from "@apiary/protocol";
 import type { CgroupDriver, CreatedCgroup, RawSample, WorkerReader } from "./cgroup/driver.ts";
-import { kill9, signalQuietly } from "./cgroup/fsutil.ts";
+import { kill9, shareWithGroup, signalQuietly } from "./cgroup/fsutil.ts";
 import { buildExitRecord } from "./exit-record.ts";
 import { gpuMemoryOf, gpuUseByPid } from "./gpu-attribution.ts";
 import { HOST, type HostRoot } from "./host-root.ts";
@@ -320,18 +321,31 @@ export class Hive extends EventEmitter {
 		};
 		this.starting.add(id);
 		try {
-			return await this.launch(id, req, spec, env, cwd, dropping ? runAsArgs(user, this.runAs!.setpriv) : undefined);
+			return await this.launch(id, req, spec, env, cwd, dropping ? { args: runAsArgs(user, this.runAs!.setpriv), gid: user!.gid } : undefined);
 		} finally {
 			this.starting.delete(id);
 		}
 	}
 
 	/** spawn()'s side effects, once every check passed: each undone if a later one fails. */
-	private async launch(id: string, req: SpawnRequest, spec: WorkerSpec, env: NodeJS.ProcessEnv, cwd: string, runAs?: string[]): Promise<WorkerInfo> {
+	private async launch(
+		id: string,
+		req: SpawnRequest,
+		spec: WorkerSpec,
+		env: NodeJS.ProcessEnv,
+		cwd: string,
+		runAs?: { args: string[]; gid: number },
+	): Promise<WorkerInfo> {
 		const limits = spec.limits;
 		let created: CreatedCgroup;
 		try {
 			created = this.driver.create(id, limits);
+			// Its own cgroup readable by its group, and nobody else's (the workers dir is not listable).
+			if (runAs)
+				shareWithGroup(
+					created.procsFiles.map((f) => dirname(f)),
+					runAs.gid,
+				);
 		} catch (err) {
 			// A limit the kernel refused: nothing of this worker may stay behind.
 			this.undoCreate(id);
@@ -359,7 +373,7 @@ export class Hive extends EventEmitter {
 		}
 		let child: WorkerProcess;
 		try {
-			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id), runAs });
+			child = await this.spawner.spawn({ command: req.command, procsFiles: created.procsFiles, env, cwd, logPath: this.logPath(id), runAs: runAs?.args });
 		} catch (err) {
 			// The log could not be opened or the exec of the wrapper failed (EAGAIN, EMFILE…): it never ran.
 			this.records.remove(id);

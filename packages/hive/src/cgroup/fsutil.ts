@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export function writeCg(path: string, value: string): void {
@@ -22,6 +22,24 @@ export function tryWrite(path: string, value: string): boolean {
 
 export function mkdirCg(path: string): void {
 	if (!existsSync(path)) mkdirSync(path, { recursive: true });
+}
+
+/** The dir that holds the workers' cgroups: others may pass through it (to their own) but not list it. */
+export function mkdirWorkersCg(path: string): void {
+	mkdirCg(path);
+	chmodSync(path, 0o711);
+}
+
+/**
+ * A worker's own cgroup dirs, readable by its group alone (runtimes read their
+ * limits: the JVM, Go, Node size themselves by them) and writable by none of
+ * its users: root keeps the dirs, the kernel's files stay root's 0644 inside.
+ */
+export function shareWithGroup(dirs: string[], gid: number): void {
+	for (const d of dirs) {
+		chownSync(d, 0, gid);
+		chmodSync(d, 0o750);
+	}
 }
 
 export function readPids(procsFile: string): number[] {

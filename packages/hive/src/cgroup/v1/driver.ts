@@ -5,7 +5,7 @@ import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
 import type { Pressure } from "@apiary/protocol";
 import { type BadFile, BadFiles, type CgroupDriver, type CreatedCgroup, type RawSample, type WorkerReader } from "../driver.ts";
-import { childCgroups, killPids, mkdirCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
+import { childCgroups, killPids, mkdirCg, mkdirWorkersCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { scanBlkioV1, scanCpuStatV1, scanMemoryStatV1, scanOomControl } from "./stats.ts";
 
@@ -58,7 +58,7 @@ export class CgroupV1Driver implements CgroupDriver {
 	}
 
 	init(): void {
-		for (const h of this.hierarchies) mkdirCg(join(h, this.rootName, "workers"));
+		for (const h of this.hierarchies) mkdirWorkersCg(join(h, this.rootName, "workers"));
 	}
 
 	pathOf(id: string): string {

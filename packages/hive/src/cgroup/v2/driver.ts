@@ -5,7 +5,7 @@ import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
 import type { Pressure } from "@apiary/protocol";
 import { type BadFile, BadFiles, type CgroupDriver, type CreatedCgroup, type RawSample, type WorkerReader } from "../driver.ts";
-import { childCgroups, killPids, mkdirCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
+import { childCgroups, killPids, mkdirCg, mkdirWorkersCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { type CpuRaw, formatCpuMax, scanCpuStat } from "./cpu.ts";
 import { type IoRaw, parseIoStat } from "./io.ts";
@@ -41,7 +41,7 @@ export class CgroupV2Driver implements CgroupDriver {
 		}
 		// Enable controllers top-down from the mount down to workers/ (whose
 		// children are the workers), writing only where one is missing.
-		mkdirCg(this.workersDir);
+		mkdirWorkersCg(this.workersDir);
 		let dir = this.mount;
 		for (const part of [...relative(this.mount, this.workersDir).split(sep), null]) {
 			const enabled = readFileSync(join(dir, "cgroup.subtree_control"), "latin1").trim().split(/\s+/);
