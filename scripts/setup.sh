@@ -9,6 +9,7 @@
 #   qemu-system-x86_64            qemu-system-x86  vm
 #   busybox (static, with insmod) busybox-static   vm
 #   initdb, pg_ctl (a server)     postgresql       postgres
+#   openssl (test certificates)   openssl          fault (TLS), queen certs init
 set -uo pipefail
 
 need=()
@@ -17,6 +18,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 { [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod; } || need+=(busybox-static)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 # The user a root hive runs workers as by default (else nobody): a system user
 # with no home and no shell, as docs/security.md has an operator create it.

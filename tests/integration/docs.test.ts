@@ -66,6 +66,7 @@ describe("the docs", () => {
 				"queen logs",
 				"queen token",
 				"queen audit",
+				"queen certs",
 			]),
 		);
 	});

@@ -8,7 +8,7 @@ import type { WorkerInfo } from "@apiary/protocol";
 import { checkId, LABEL_KEY_PATTERN } from "@apiary/protocol/ids";
 import { MAX_GRACE_MS } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize, shellJoin } from "@apiary/protocol/units";
-import { convertFlag, exitCodeFor, keyValues, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
+import { convertFlag, exitCodeFor, keyValues, parseFlags, tlsFiles, UsageError, untilSignal } from "@apiary/kit/cli";
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand, stopSignalOf, within } from "@apiary/kit/spawn-flags";
 import { call } from "@apiary/kit/client";
 import { logsQuery, printLogs } from "@apiary/kit/logs-client";
@@ -38,7 +38,13 @@ Run "hive <command> --help" for a command's options.
 Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.`,
 	start: `Usage: hive start [options]
 
-  --listen HOST:PORT         API address (default 127.0.0.1:7071); not loopback needs a token
+  --listen HOST:PORT         API address (default 127.0.0.1:7071); not loopback needs TLS
+  --tls-cert FILE            serve the API over HTTPS with this certificate (PEM chain), and show
+                             it to the queen as this hive's client certificate (its CN the hive's
+                             id: a queen with --tls-client-ca takes it as the hive's credential);
+                             SIGHUP reloads it
+  --tls-key FILE             …and this key
+  --insecure-plaintext       listen off loopback without TLS all the same (token in clear)
   --name ID                  hive id (default: this host's name)
   --interval DURATION        sampling tick (default 1s)
   --cgroup-driver D          auto | v2 | v1 | none (default auto)
@@ -203,6 +209,9 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			queen: { type: "string" },
 			"queen-token-file": { type: "string" },
 			ca: { type: "string" },
+			"tls-cert": { type: "string" },
+			"tls-key": { type: "string" },
+			"insecure-plaintext": { type: "boolean" },
 			"worker-user": { type: "string" },
 			"allow-user": { type: "string", multiple: true },
 			"allow-root-workers": { type: "boolean" },
@@ -252,6 +261,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		allowRootWorkers: v["allow-root-workers"] === true,
 		queenToken: v["queen-token-file"] === undefined ? undefined : loadToken(v["queen-token-file"]),
 		queenCa: loadCa(v.ca),
+		tls: tlsFiles("hive start", v["tls-cert"], v["tls-key"]),
+		insecurePlaintext: v["insecure-plaintext"] === true,
 		queen: queenList(v.queen ?? process.env.APIARY_QUEEN),
 		labels: hiveLabels(v.label),
 		remoteSpawn: v["no-remote-spawn"] !== true,
@@ -261,6 +272,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const gpu = d.gpu.status();
 	out(
 		`hive ${name} listening on ${d.url}\n` +
+			(v["insecure-plaintext"] && !v["tls-cert"] ? "  WARNING: --insecure-plaintext: no TLS off loopback, the API token crosses the network in clear\n" : "") +
 			`  cgroup driver: ${info.name} (${info.enforced ? "limits enforced" : "limits NOT enforced"}) — ${info.reason}\n` +
 			`  state dir: ${d.hive.stateDir}\n` +
 			`  workers run as: ${d.workerUser ?? `this hive's own user (it is not root: it cannot run them as anyone else)`}\n` +
@@ -269,7 +281,17 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n` +
 			`  queen: ${d.link ? queenList(v.queen ?? process.env.APIARY_QUEEN)!.join(", ") : "none (standalone)"}\n`,
 	);
+	// SIGHUP: the certificate and key again (a renewal), without a restart; open connections go on.
+	const reload = () => {
+		try {
+			d.reloadTls();
+		} catch (e) {
+			log("TLS reload failed; the previous certificate stays", { err: String(e) });
+		}
+	};
+	process.on("SIGHUP", reload);
 	await untilSignal();
+	process.off("SIGHUP", reload);
 	await d.close();
 	return 0;
 }

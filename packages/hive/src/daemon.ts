@@ -58,6 +58,15 @@ export interface HiveDaemonOptions {
 	queenToken?: string | null;
 	/** https/wss queens: the CA their certificates are checked against. */
 	queenCa?: Buffer;
+	/**
+	 * PEM files: the API serves HTTPS with them, and the hive shows them to its
+	 * queen as its client certificate (a queen with --tls-client-ca takes a
+	 * certificate whose CN is the hive's id as its credential). Read at start
+	 * and again by reloadTls() (SIGHUP).
+	 */
+	tls?: { certFile: string; keyFile: string };
+	/** Listen off loopback without TLS all the same (the token crosses the network in clear). */
+	insecurePlaintext?: boolean;
 	logger?: boolean;
 	clock?: Clock;
 	/** The host's root, under which /proc and /sys are read (default /). */
@@ -74,15 +83,23 @@ export interface HiveDaemon {
 	link: QueenLink | null;
 	/** Whom workers run as by default; null: as the hive itself. */
 	workerUser: string | null;
+	/** Reads the certificate and key again: new connections (and the next queen connection) get them (SIGHUP). */
+	reloadTls(): void;
 	close(): Promise<void>;
 }
 
 /** Detect the driver, re-adopt workers, start the GPU reader, the tick loop and the API. */
 export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon> {
 	const { host, port } = parseListen(o.listen);
-	if (!isLoopback(host) && !o.token) {
-		throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN (loopback needs none)`);
+	// No token at all is a library user's choice (token: null), for loopback only; the CLI always has one.
+	if (!isLoopback(host) && o.token === null) throw new Error(`refusing to listen on ${host} without a token: pass --token-file FILE or set APIARY_TOKEN`);
+	if (!isLoopback(host) && !o.tls && !o.insecurePlaintext) {
+		throw new Error(
+			`refusing to listen on ${host} without TLS: the API's token would cross the network in clear; pass --tls-cert FILE --tls-key FILE, or --insecure-plaintext to accept that`,
+		);
 	}
+	const readTls = () => (o.tls ? { cert: readFileSync(o.tls.certFile), key: readFileSync(o.tls.keyFile) } : undefined);
+	let tls = readTls();
 	// The queen's credential is the configured token (or its own --queen-token-file), never the local API token made below.
 	const queenToken = o.queenToken === undefined ? (o.token ?? null) : o.queenToken;
 	const apiToken = o.token === undefined ? localApiToken(o.stateDir) : o.token;
@@ -139,7 +156,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		gpu.start();
 		await hive.tick();
 		hive.startLoop(o.intervalMs);
-		app = await buildHiveApp({ hive, host: facts, token: apiToken, logger: o.logger, version: VERSION });
+		app = await buildHiveApp({ hive, host: facts, token: apiToken, logger: o.logger, version: VERSION, https: tls });
 		await app.listen({ host, port });
 	} catch (err) {
 		// e.g. the port is taken: stop what started so the process can exit.
@@ -157,6 +174,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 				token: queenToken,
 				credentialFile: join(h.stateDir, "queen.credential"),
 				ca: o.queenCa,
+				clientCert: () => tls,
 				hive: h,
 				host: facts,
 				gpus: gpu,
@@ -174,7 +192,14 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		host: facts,
 		link,
 		workerUser: runAs?.workerUser ?? null,
-		url: `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
+		url: `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${boundPort}`,
+		reloadTls() {
+			const next = readTls();
+			if (!next) return;
+			(app.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void }).setSecureContext(next);
+			tls = next;
+			o.log?.("TLS certificate reloaded", { cert: o.tls!.certFile });
+		},
 		async close() {
 			await link?.stop();
 			await app.close();

@@ -25,6 +25,8 @@ export interface QueenLinkOptions {
 	credentialFile?: string;
 	/** https/wss queens: the CA their certificates are checked against (default: the system's). */
 	ca?: Buffer;
+	/** The certificate and key shown to a wss queen that asks for one (read at each connection: a renewal is used). */
+	clientCert?: () => { cert: Buffer; key: Buffer } | undefined;
 	hive: Hive;
 	host: HostFacts;
 	gpus: GpuSource | null;
@@ -144,7 +146,7 @@ export class QueenLink {
 		const headers: Record<string, string> = {};
 		const token = this.ownCredential() ?? this.o.token;
 		if (token) headers.authorization = `Bearer ${token}`;
-		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000, ...(this.o.ca ? { ca: this.o.ca } : {}) });
+		const ws = new WebSocket(socketUrl(this.queen), { headers, handshakeTimeout: 10_000, ...(this.o.ca ? { ca: this.o.ca } : {}), ...this.o.clientCert?.() });
 		this.ws = ws;
 		let welcomed = false;
 		ws.on("open", () => {
@@ -218,8 +220,8 @@ export class QueenLink {
 			const was = this.open;
 			this.open = false;
 			this.ws = null;
-			// 4409: another live hive holds this hive's id on that queen.
-			if (code === 4409) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
+			// 4409: another live hive holds this hive's id on that queen; 4403: its credential is not for this id.
+			if (code === 4409 || code === 4403) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
 			else if (was) this.o.log?.("disconnected from the queen", { queen: this.queen, code, reason: reason.toString() });
 			if (was && welcomed && code !== 1013) {
 				// Dropped: the same queen first (a blip), then the others.

@@ -75,3 +75,10 @@ export function keyValues(prefix: string, name: string, list: string[] | undefin
 	}
 	return out;
 }
+
+/** --tls-cert and --tls-key go together (`cmd`: "queen start", "hive start"). */
+export function tlsFiles(cmd: string, cert: string | undefined, key: string | undefined): { certFile: string; keyFile: string } | undefined {
+	if (cert === undefined && key === undefined) return undefined;
+	if (cert === undefined || key === undefined) throw new UsageError(`${cmd}: --tls-cert and --tls-key go together`);
+	return { certFile: cert, keyFile: key };
+}

@@ -21,8 +21,17 @@ export interface ServerOptions {
 	 * (`req.routeOptions.config.role`).
 	 */
 	routeRoles?: { defaults: Record<string, RouteRole> };
-	/** HTTPS (and so WSS on the same port): PEM certificate chain and key. */
-	https?: { cert: Buffer; key: Buffer };
+	/** HTTPS (and so WSS on the same port). */
+	https?: HttpsFiles;
+}
+
+/** PEM certificate chain and key; `ca` with `requestCert`: client certificates are asked for and checked against it. */
+export interface HttpsFiles {
+	cert: Buffer;
+	key: Buffer;
+	ca?: Buffer;
+	requestCert?: boolean;
+	rejectUnauthorized?: boolean;
 }
 
 /** A route and the role it declared (what a test walks: every route × every role). */
@@ -51,7 +60,7 @@ declare module "fastify" {
  */
 export async function createServer(o: ServerOptions) {
 	const app = Fastify({
-		...(o.https ? { https: { cert: o.https.cert, key: o.https.key } } : {}),
+		...(o.https ? { https: { ...o.https } } : {}),
 		logger: o.logger ?? false,
 		bodyLimit: o.bodyLimit,
 		forceCloseConnections: o.forceCloseConnections ?? false,

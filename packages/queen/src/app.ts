@@ -1,5 +1,5 @@
 import fastifySseModule from "@fastify/sse";
-import { createServer } from "@apiary/kit/server";
+import { createServer, type HttpsFiles } from "@apiary/kit/server";
 import { QueenHealth } from "@apiary/protocol";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import type { Registry as PromRegistry } from "prom-client";
@@ -34,7 +34,7 @@ export interface QueenAppOptions {
 	/** The audit trail: every change and every refusal. */
 	auditor: Auditor;
 	/** HTTPS (and WSS) with this certificate and key. */
-	https?: { cert: Buffer; key: Buffer };
+	https?: HttpsFiles;
 	/** Listening off loopback without TLS (--insecure-plaintext): /healthz says so. */
 	insecurePlaintext?: boolean;
 	version: string;

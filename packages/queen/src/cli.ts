@@ -3,7 +3,7 @@ import { EVENT_TYPES } from "@apiary/protocol/event-types";
 import { parseDuration, parseSize } from "@apiary/protocol/units";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { convertFlag, exitCodeFor, parseFlags, UsageError, untilSignal } from "@apiary/kit/cli";
+import { convertFlag, exitCodeFor, parseFlags, tlsFiles, UsageError, untilSignal } from "@apiary/kit/cli";
 import { call, callWithHeaders, unreachable } from "@apiary/kit/client";
 import { loadCa, loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
@@ -37,6 +37,7 @@ Commands:
   logs       a worker's output, relayed from its hive
   token      make, list and revoke credentials with roles (admin)
   audit      who did, or was refused, what (admin)
+  certs      make a fleet's TLS certificates (a CA, the queen's, each hive's)
   backup     copy the queen's SQLite file safely while it runs
   migrate    copy a queen's SQLite file into an empty PostgreSQL database
 
@@ -61,6 +62,8 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --db-keep-for DUR       exited workers and exit records kept in the database (default 30d)
   --tls-cert FILE         serve HTTPS and WSS with this certificate (PEM chain); SIGHUP reloads it
   --tls-key FILE          …and this key
+  --tls-client-ca FILE    hives may show a client certificate signed by this CA instead of a
+                          token: its CN is the one hive id it speaks for (asked, not required)
   --insecure-plaintext    listen off loopback without TLS all the same (tokens in clear)
   --ca FILE               several queens: the CA the others' certificates are checked against
                           (default $APIARY_CA, else the system's)
@@ -121,6 +124,26 @@ Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	logs: LOGS_HELP(DEFAULT_QUEEN),
 	token: TOKEN_HELP(DEFAULT_QUEEN),
 	audit: AUDIT_HELP(DEFAULT_QUEEN),
+	certs: `Usage: queen certs init --dir DIR [--san NAME]... [--hive ID]... [--days N]
+
+Makes (or adds to) a fleet's certificates in DIR, with openssl:
+  ca.crt, ca.key          the fleet's CA (made once; kept when DIR has one)
+  queen.crt, queen.key    the queen's server certificate, for every --san
+                          (made when --san is given or none exists yet;
+                          default names: this host's name, localhost, 127.0.0.1)
+  hives/ID.crt, ID.key    per --hive: a certificate whose CN is the hive id,
+                          for the hive's client certificate (queen start
+                          --tls-client-ca DIR/ca.crt) and its own API's TLS
+
+Keys are written 0600, certificates 0644. Then:
+  queen start --tls-cert DIR/queen.crt --tls-key DIR/queen.key --tls-client-ca DIR/ca.crt
+  hive start --queen https://QUEEN:7070 --ca DIR/ca.crt --tls-cert ID.crt --tls-key ID.key
+  APIARY_CA=DIR/ca.crt queen hives --queen https://QUEEN:7070
+
+  --dir DIR      where the files go (made 0700 if new)
+  --san NAME     a DNS name or IP address the queen is reached at (repeatable)
+  --hive ID      a hive to make a certificate for (repeatable)
+  --days N       leaf certificates' validity (default 397; the CA's: 3650)`,
 	workers: `Usage: queen workers [options]
 
   --hive ID          only this hive
@@ -234,6 +257,8 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				return await token(rest, DEFAULT_QUEEN, out);
 			case "audit":
 				return await audit(rest, DEFAULT_QUEEN, out);
+			case "certs":
+				return await (await import("./certs-cmd.ts")).certs(rest, out);
 			case "advise": {
 				const { values: v } = parse(rest, { ...common, profile: { type: "string" }, label: { type: "string" } }, "advise");
 				const q = new URLSearchParams();
@@ -295,6 +320,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			advertise: { type: "string" },
 			"tls-cert": { type: "string" },
 			"tls-key": { type: "string" },
+			"tls-client-ca": { type: "string" },
 			"insecure-plaintext": { type: "boolean" },
 			ca: { type: "string" },
 			"keep-exited": { type: "string", default: "10000" },
@@ -318,7 +344,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
 		adviseLabels: adviseLabels(v["advise-labels"]!),
 		token: loadToken(v["token-file"]),
-		tls: tlsFiles(v["tls-cert"], v["tls-key"]),
+		tls: clientCa(tlsFiles("queen start", v["tls-cert"], v["tls-key"]), v["tls-client-ca"]),
 		insecurePlaintext: v["insecure-plaintext"] === true,
 		ca: loadCa(v.ca),
 		keepExited: flag("start", "keep-exited", v["keep-exited"], (x) => {
@@ -352,11 +378,11 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	return 0;
 }
 
-/** --tls-cert and --tls-key go together. */
-function tlsFiles(cert: string | undefined, key: string | undefined): { certFile: string; keyFile: string } | undefined {
-	if (cert === undefined && key === undefined) return undefined;
-	if (cert === undefined || key === undefined) throw new UsageError("queen start: --tls-cert and --tls-key go together");
-	return { certFile: cert, keyFile: key };
+/** --tls-client-ca needs TLS of the queen's own. */
+function clientCa<T extends object>(tls: T | undefined, file: string | undefined): (T & { clientCaFile?: string }) | undefined {
+	if (file === undefined) return tls;
+	if (!tls) throw new UsageError("queen start: --tls-client-ca needs --tls-cert and --tls-key");
+	return { ...tls, clientCaFile: file };
 }
 
 async function tail(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
@@ -372,6 +398,9 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 	if (v.since) q.set("since", v.since);
 	const url = `${queenUrl(v.queen)}/v1/events${q.size ? `?${q}` : ""}`;
 	const colour = !v.json && process.stdout.isTTY === true;
+	// fetch (and so EventSource) takes no per-request CA: APIARY_CA becomes this process's trusted set, as --ca is elsewhere.
+	const ca = url.startsWith("https:") ? loadCa(undefined) : undefined;
+	if (ca) (await import("node:tls")).setDefaultCACertificates([ca.toString("utf8")]);
 	// Check the request once so bad filters fail fast with the queen's message.
 	const token = loadToken(v["token-file"]);
 	const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};

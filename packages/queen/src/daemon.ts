@@ -46,8 +46,12 @@ export interface QueenDaemonOptions {
 	keepExitedMs?: number;
 	/** …and in the database (default 30 days). */
 	dbKeepMs?: number;
-	/** HTTPS and WSS on the one port: PEM files, read at start and again by reloadTls() (SIGHUP). */
-	tls?: { certFile: string; keyFile: string };
+	/**
+	 * HTTPS and WSS on the one port: PEM files, read at start and again by
+	 * reloadTls() (SIGHUP). `clientCaFile`: hives may show a client certificate
+	 * signed by it, whose CN is their id, instead of a token (hive role, that id only).
+	 */
+	tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 	/** Listen off loopback without TLS all the same (tokens then cross the network in clear). */
 	insecurePlaintext?: boolean;
 	/** The CA other queens' certificates are checked against when this queen relays to them (default: the system's). */
@@ -82,7 +86,15 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			`refusing to listen on ${host} without TLS: tokens would cross the network in clear; pass --tls-cert FILE --tls-key FILE, or --insecure-plaintext to accept that`,
 		);
 	}
-	const readTls = () => (o.tls ? { cert: readFileSync(o.tls.certFile), key: readFileSync(o.tls.keyFile) } : undefined);
+	const readTls = () =>
+		o.tls
+			? {
+					cert: readFileSync(o.tls.certFile),
+					key: readFileSync(o.tls.keyFile),
+					// Asked for, never required: CLIs and dashboards come with tokens and no certificate.
+					...(o.tls.clientCaFile ? { ca: readFileSync(o.tls.clientCaFile), requestCert: true, rejectUnauthorized: false } : {}),
+				}
+			: undefined;
 	const tls = readTls();
 	const log = o.log ?? (() => {});
 	const queenId = randomUUID();
@@ -97,12 +109,13 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		clock: o.clock,
 		log,
 	});
-	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log });
+	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log, certificates: tls?.requestCert === true });
 	const auditor = new Auditor(store, o.clock ?? systemClock, log);
 	const sockets = new HiveSocketServer({
 		registry,
 		credentials,
 		auditor,
+		clientCerts: tls?.requestCert === true,
 		maxPayload: o.maxMessageBytes ?? 4 << 20,
 		staleAfterMs: o.staleAfterMs,
 		log,
@@ -236,7 +249,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		reloadTls() {
 			const next = readTls();
 			if (!next) return;
-			(app.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void }).setSecureContext(next);
+			(app.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer; ca?: Buffer }): void }).setSecureContext(next);
 			log("TLS certificate reloaded", { cert: o.tls!.certFile });
 		},
 		placer,

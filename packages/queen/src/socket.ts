@@ -1,10 +1,11 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { randomUUID } from "node:crypto";
 import { type CommandMessage, HIVE_MESSAGES, type HiveMessage, ProtocolError, type QueenMessage, type ReplyMessage } from "@apiary/protocol";
 import { Ajv, type ValidateFunction } from "ajv";
 import { WebSocketServer, type WebSocket } from "ws";
-import { authorize, mayBeHive, type Principal } from "./auth/authorize.ts";
+import { authorize, certificatePrincipal, mayBeHive, type Principal } from "./auth/authorize.ts";
 import type { Auditor } from "./auth/audit.ts";
 import type { Credentials } from "./auth/credentials.ts";
 import { type Registry, StoreError } from "./registry.ts";
@@ -68,6 +69,8 @@ export interface HiveSocketOptions {
 	onHeartbeat?: (ms: number) => void;
 	/** The store's durability (PostgreSQL): a heartbeat or exit record is acked only once committed. */
 	durable?: () => Promise<void>;
+	/** --tls-client-ca: a verified client certificate whose CN is a hive id is that hive's credential. */
+	clientCerts?: boolean;
 }
 
 /** The hive ↔ queen socket on the queen side: ws://QUEEN/v1/hives/connect. */
@@ -89,7 +92,11 @@ export class HiveSocketServer {
 			return;
 		}
 		const creds = this.o.credentials;
-		void creds.resolveFresh(req.headers.authorization).then((principal) => {
+		// A token decides when one is given; else a verified client certificate naming a hive.
+		const tlsSocket = req.socket as TLSSocket;
+		const fromCert = this.o.clientCerts && tlsSocket.encrypted ? certificatePrincipal(tlsSocket.authorized, tlsSocket.getPeerCertificate()) : null;
+		void creds.resolveFresh(req.headers.authorization).then((byToken) => {
+			const principal = req.headers.authorization ? byToken : fromCert;
 			// The socket is the hive role's (and an admin's, as the one shared token was before roles).
 			const d = authorize(principal, "hive", creds.authOn);
 			const admin = principal?.role === "admin";

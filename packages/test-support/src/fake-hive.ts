@@ -120,19 +120,20 @@ export class FakeHive {
 	acks: number[] = [];
 	/** Commands the queen sent (placement), in order; a test answers them with send(). */
 	commands: CommandMessage[] = [];
-	/** Every message the queen sent, in order (acks, commands, cancel, pause, resume…). */
+	/** Every message the queen sent, in order (acks, commands, cancel, credit…). */
 	messages: QueenMessage[] = [];
 	closed: { code: number; reason: string } | null = null;
 	private seq = 0;
 	gpus: GpuInfo[];
 
-	constructor(queenUrl: string, hiveId: string, o: { gpus?: GpuInfo[]; token?: string; instanceId?: string; ca?: Buffer } = {}) {
+	constructor(queenUrl: string, hiveId: string, o: { gpus?: GpuInfo[]; token?: string; instanceId?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } = {}) {
 		this.hiveId = hiveId;
 		this.instanceId = o.instanceId ?? `inst-${hiveId}`;
 		this.gpus = o.gpus ?? [];
 		this.ws = new WebSocket(`${queenUrl.replace("http", "ws")}/v1/hives/connect`, {
 			headers: o.token ? { authorization: `Bearer ${o.token}` } : {},
 			...(o.ca ? { ca: o.ca } : {}),
+			...(o.cert && o.key ? { cert: o.cert, key: o.key } : {}),
 		});
 		this.ws.on("message", (d) => {
 			const m = JSON.parse(d.toString()) as QueenMessage;

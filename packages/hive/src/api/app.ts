@@ -1,5 +1,5 @@
 import { Readable } from "node:stream";
-import { createServer } from "@apiary/kit/server";
+import { createServer, type HttpsFiles } from "@apiary/kit/server";
 import { ErrorBody, HiveHealth, HiveWorkersQuery, type HostFacts, IdParams, LogsQuery, Snapshot, SpawnBody, Type, WorkerInfo } from "@apiary/protocol";
 import type { FastifyInstance } from "fastify";
 import { type Hive, HiveError } from "../hive.ts";
@@ -13,6 +13,8 @@ export interface HiveAppOptions {
 	token: string | null;
 	logger?: boolean;
 	version: string;
+	/** HTTPS: PEM certificate chain and key. */
+	https?: HttpsFiles;
 }
 
 /**
@@ -24,6 +26,7 @@ export async function buildHiveApp(o: HiveAppOptions): Promise<FastifyInstance> 
 	const app = await createServer({
 		bodyLimit: 1 << 20,
 		token: o.token,
+		https: o.https,
 		logger: o.logger,
 		openapi: { title: "Apiary hive", version: o.version, description: "The hive's local API: spawn, list, kill and read workers; the current snapshot." },
 	});

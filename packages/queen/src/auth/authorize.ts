@@ -1,4 +1,4 @@
-import { allows, type Role, type RouteRole } from "@apiary/protocol";
+import { allows, ID_PATTERN, type Role, type RouteRole } from "@apiary/protocol";
 
 // Policy alone (no I/O): who may use a route, as Kubernetes' RBAC authorizer
 // answers it, apart from how a credential is found (credentials.ts) and
@@ -41,4 +41,17 @@ export function mayBeHive(principal: Principal | null, hiveId: string, authOn: b
 	if (principal.role !== "hive") return { ok: false, why: `role ${principal.role} cannot hold a hive socket (role hive can)` };
 	if (principal.hive !== null && principal.hive !== hiveId) return { ok: false, why: `this credential speaks for hive ${principal.hive}, not ${hiveId}` };
 	return { ok: true };
+}
+
+const hiveIdRe = new RegExp(ID_PATTERN);
+
+/**
+ * The hive a client certificate speaks for (--tls-client-ca): one the TLS
+ * layer verified against that CA, whose subject CN is a hive id. Anything
+ * else is no credential at all (the token, if any, decides).
+ */
+export function certificatePrincipal(authorized: boolean, cert: { subject?: { CN?: string | string[] }; serialNumber?: string } | null): Principal | null {
+	const cn = cert?.subject?.CN;
+	if (!authorized || typeof cn !== "string" || !hiveIdRe.test(cn)) return null;
+	return { tokenId: null, name: `client certificate CN=${cn} serial ${cert?.serialNumber ?? "?"}`, role: "hive", hive: cn };
 }

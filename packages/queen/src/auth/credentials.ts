@@ -38,8 +38,12 @@ export class Credentials {
 	private readonly timer: NodeJS.Timeout;
 	private reloading = false;
 
-	constructor(store: QueenStore, o: { fileToken: string | null; clock: Clock; log?: (msg: string, extra?: object) => void }) {
+	/** Hives may come with client certificates (--tls-client-ca): a credential, so the queen is not open to all. */
+	private readonly certificates: boolean;
+
+	constructor(store: QueenStore, o: { fileToken: string | null; clock: Clock; log?: (msg: string, extra?: object) => void; certificates?: boolean }) {
 		this.store = store;
+		this.certificates = o.certificates === true;
 		this.fileToken = o.fileToken;
 		this.clock = o.clock;
 		this.log = o.log ?? (() => {});
@@ -59,7 +63,7 @@ export class Credentials {
 
 	/** Off on a queen with no credential at all (no --token-file, no token made): it serves loopback only, open to all. */
 	get authOn(): boolean {
-		if (this.fileToken !== null) return true;
+		if (this.fileToken !== null || this.certificates) return true;
 		for (const t of this.byId.values()) if (this.live(t)) return true;
 		return false;
 	}

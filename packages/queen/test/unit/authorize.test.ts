@@ -1,6 +1,6 @@
 import { allows, ROLES } from "@apiary/protocol";
 import { describe, expect, it } from "vitest";
-import { authorize, mayBeHive, type Principal } from "../../src/auth/authorize.ts";
+import { authorize, certificatePrincipal, mayBeHive, type Principal } from "../../src/auth/authorize.ts";
 
 const p = (role: Principal["role"], hive: string | null = null): Principal => ({ tokenId: "t-000000000001", name: "n", role, hive });
 
@@ -29,5 +29,18 @@ describe("who may do what (policy alone)", () => {
 		expect(mayBeHive(p("read"), "h1", true)).toMatchObject({ ok: false });
 		expect(mayBeHive(null, "h1", true)).toMatchObject({ ok: false });
 		expect(mayBeHive(null, "h1", false)).toEqual({ ok: true });
+	});
+
+	it("a client certificate is a hive credential only when verified and its CN is a hive id", () => {
+		const cert = (CN: string | string[]) => ({ subject: { CN }, serialNumber: "0A" });
+		const rack = certificatePrincipal(true, cert("rack7-a"));
+		expect(rack).toMatchObject({ tokenId: null, role: "hive", hive: "rack7-a" });
+		expect(mayBeHive(rack, "rack7-a", true)).toEqual({ ok: true });
+		expect(mayBeHive(rack, "rack7-b", true)).toEqual({ ok: false, why: "this credential speaks for hive rack7-a, not rack7-b" });
+		expect(certificatePrincipal(false, cert("rack7-a"))).toBeNull(); // another CA's, or none
+		expect(certificatePrincipal(true, cert("Rack 7"))).toBeNull(); // not an id
+		expect(certificatePrincipal(true, cert(["a", "b"]))).toBeNull(); // two CNs: which?
+		expect(certificatePrincipal(true, null)).toBeNull();
+		expect(certificatePrincipal(true, {})).toBeNull();
 	});
 });
