@@ -16,7 +16,14 @@ describe("placement waits are first come, first served fleet-wide", () => {
 	let hive: Daemon;
 	beforeAll(async () => {
 		for (let i = 0; i < 2; i++) queens.push(await startQueen({ db: join(dir, "fleet.db"), staleAfter: "2s", evictAfter: "60s" }));
-		hive = await startHive({ queen: queens[0]!.url, name: "fifo", stateDir: join(dir, "hive"), cgroupRoot: root, interval: "250ms", nvidiaSmi: FAKE_SMI("a100x8-idle") });
+		hive = await startHive({
+			queen: queens[0]!.url,
+			name: "fifo",
+			stateDir: join(dir, "hive"),
+			cgroupRoot: root,
+			interval: "250ms",
+			nvidiaSmi: FAKE_SMI("a100x8-idle"),
+		});
 		for (const q of queens)
 			await until(async () => (await json(`${q.url}/v1/gpus?free=true&hive=fifo`)).body.length === 8, 20_000, "eight free GPUs on every queen");
 	}, 60_000);
