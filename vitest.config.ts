@@ -15,6 +15,7 @@ class LeftoversLast extends BaseSequencer {
 // fault: faults and hostile input against real daemons (tmpfs, kills, bad requests).
 // vm: cgroup v2 in a qemu guest (run through scripts/cgroup-v2-vm.sh).
 // postgres: the queen on PostgreSQL (real servers, initdb + pg_ctl): its schema, and its suites again.
+// package: the tarball and the .deb npm run package builds, run and installed (dpkg).
 export default defineConfig({
 	test: {
 		sequence: { sequencer: LeftoversLast },
@@ -70,6 +71,17 @@ export default defineConfig({
 					fileParallelism: false,
 					// The server first: started before the run marker is set, it is no test leftover.
 					globalSetup: ["tests/postgres.setup.ts", "tests/leftovers.setup.ts"],
+				},
+			},
+			{
+				// The install: npm run package's tarball run where no node is, its .deb through dpkg (as root).
+				test: {
+					name: "package",
+					include: ["tests/package/**/*.test.ts"],
+					testTimeout: 120_000,
+					hookTimeout: 330_000,
+					fileParallelism: false,
+					globalSetup: ["tests/leftovers.setup.ts"],
 				},
 			},
 			{

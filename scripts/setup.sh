@@ -10,6 +10,9 @@
 #   busybox (static, with insmod) busybox-static   vm
 #   initdb, pg_ctl (a server)     postgresql       postgres
 #   openssl (test certificates)   openssl          fault (TLS), queen certs init
+#   strip (the packaged runtime)  binutils         package
+#   lintian                       lintian          package
+#   adduser (the .deb's postinst) adduser          package
 set -uo pipefail
 
 need=()
@@ -19,6 +22,9 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 { [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod; } || need+=(busybox-static)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v strip >/dev/null 2>&1 || need+=(binutils)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v adduser >/dev/null 2>&1 || need+=(adduser)
 
 # The user a root hive runs workers as by default (else nobody): a system user
 # with no home and no shell, as docs/security.md has an operator create it.

@@ -24,8 +24,14 @@ export interface Daemon {
 	stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-async function launch(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
-	const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function launch(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+	return startDaemon(process.execPath, [bin, ...args], { ...process.env, ...env });
+}
+
+/** A daemon started as `cmd args` with exactly `env` (an installed package's bin/queen, say), once it says where it listens. */
+export async function startDaemon(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Daemon> {
+	const bin = cmd;
+	const proc = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
 	let out = "";
 	let err = "";
 	proc.stdout!.on("data", (d) => {
