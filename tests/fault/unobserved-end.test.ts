@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
@@ -26,7 +27,9 @@ describe("a worker that ended while its hive was down", () => {
 				body: JSON.stringify({ id: "gone", command: ["sleep", "60"] }),
 			})
 		).body;
-		await sleep(800); // a few ticks: the hive has marked itself alive since the spawn
+		// A tick has marked the hive alive since the spawn (a slow machine may take more than a few ticks' time).
+		const started = Date.parse(w.startedAt);
+		await until(() => Number(readFileSync(join(dir, "hive", "alive"), "latin1")) > started, 10_000, "an alive mark after the spawn");
 		await hive.stop("SIGKILL");
 		hive = null;
 		const endedAt = Date.now();
