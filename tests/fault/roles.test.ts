@@ -188,7 +188,7 @@ describe("roles: every route × every credential", () => {
 			stderr: expect.stringMatching(/--role: expected one of read, schedule, admin, hive/),
 		});
 		expect(await runCli("queen", ["token", "list"], { APIARY_QUEEN: queen.url, APIARY_TOKEN: secret })).toMatchObject({
-			code: 1,
+			code: 2,
 			stderr: expect.stringMatching(/--token-file FILE or APIARY_TOKEN/),
 		});
 	});

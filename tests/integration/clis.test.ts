@@ -116,6 +116,9 @@ describe("the queen CLI against real daemons", () => {
 			code: 2,
 			stderr: expect.stringMatching(/"worker\.bogus" matches no event type \(known: hive\.joined/),
 		});
+		// Any 4xx is the request's fault: exit 2 with the queen's own message (a worker it does not know here).
+		expect(await queenCli(["kill", "nobody-here"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/nobody-here/) });
+		expect(await queenCli(["logs", "nobody-here"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/nobody-here/) });
 		expect(await queenCli(["workers", "--state", "bogus"], env)).toMatchObject({
 			code: 2,
 			stderr: expect.stringMatching(/--state: expected one of running, exited, evicted, all/),

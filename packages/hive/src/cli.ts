@@ -8,7 +8,7 @@ import type { WorkerInfo } from "@apiary/protocol";
 import { checkId, LABEL_KEY_PATTERN } from "@apiary/protocol/ids";
 import { MAX_GRACE_MS } from "@apiary/protocol/limits";
 import { formatBytes, formatDuration, parseDuration, parseSize, shellJoin } from "@apiary/protocol/units";
-import { convertFlag, exitCodeFor, keyValues, parseFlags, tlsFiles, UsageError, untilSignal } from "@apiary/kit/cli";
+import { convertFlag, exitCodeFor, keyValues, parseFlags, serveUntilSignal, tlsFiles, UsageError } from "@apiary/kit/cli";
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand, stopSignalOf, within } from "@apiary/kit/spawn-flags";
 import { call } from "@apiary/kit/client";
 import { logsQuery, printLogs } from "@apiary/kit/logs-client";
@@ -281,18 +281,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			`  workers re-adopted: ${d.hive.list().filter((w) => w.adopted && w.state === "running").length}\n` +
 			`  queen: ${d.link ? queenList(v.queen ?? process.env.APIARY_QUEEN)!.join(", ") : "none (standalone)"}\n`,
 	);
-	// SIGHUP: the certificate and key again (a renewal), without a restart; open connections go on.
-	const reload = () => {
-		try {
-			d.reloadTls();
-		} catch (e) {
-			log("TLS reload failed; the previous certificate stays", { err: String(e) });
-		}
-	};
-	process.on("SIGHUP", reload);
-	await untilSignal();
-	process.off("SIGHUP", reload);
-	await d.close();
+	await serveUntilSignal(d, log);
 	return 0;
 }
 

@@ -48,13 +48,29 @@ export function exitCodeFor(prefix: string, e: unknown, err: (s: string) => void
 		err(`${e.message}\n`);
 		return 2;
 	}
-	// The daemon refused the input (a field, a reused key): bad usage, with its own message.
-	if (e instanceof ClientError && (e.status === 400 || e.status === 422)) {
+	// The daemon refused the request (4xx: a field, an id it does not know, a credential, a reused key):
+	// bad usage, with its own message. 5xx and an unreachable daemon are failures (1).
+	if (e instanceof ClientError && e.status >= 400 && e.status < 500) {
 		err(`${prefix}: ${e.message}\n`);
 		return 2;
 	}
 	err(`${prefix}: ${(e as Error).message}\n`);
 	return 1;
+}
+
+/** A daemon serves until SIGINT or SIGTERM, then closes; SIGHUP reloads its certificate and key (a renewal; open connections go on). */
+export async function serveUntilSignal(d: { reloadTls(): void; close(): Promise<void> }, log: (msg: string, extra?: object) => void): Promise<void> {
+	const reload = () => {
+		try {
+			d.reloadTls();
+		} catch (e) {
+			log("TLS reload failed; the previous certificate stays", { err: String(e) });
+		}
+	};
+	process.on("SIGHUP", reload);
+	await untilSignal();
+	process.off("SIGHUP", reload);
+	await d.close();
 }
 
 export function untilSignal(): Promise<void> {

@@ -3,8 +3,8 @@ import { EVENT_TYPES } from "@apiary/protocol/event-types";
 import { parseDuration, parseSize } from "@apiary/protocol/units";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { convertFlag, exitCodeFor, parseFlags, tlsFiles, UsageError, untilSignal } from "@apiary/kit/cli";
-import { call, callWithHeaders, unreachable } from "@apiary/kit/client";
+import { convertFlag, exitCodeFor, parseFlags, serveUntilSignal, tlsFiles, UsageError, untilSignal } from "@apiary/kit/cli";
+import { call, callWithHeaders, ClientError, unreachable } from "@apiary/kit/client";
 import { loadCa, loadToken } from "@apiary/kit/listen";
 import { defaultStateDir } from "@apiary/kit/state-dir";
 import { readVersion } from "@apiary/kit/version";
@@ -363,18 +363,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	out(
 		`queen listening on ${d.url}\n${v["insecure-plaintext"] && !v["tls-cert"] ? "  WARNING: --insecure-plaintext: no TLS off loopback, tokens cross the network in clear\n" : ""}${d.openToAll ? "  no credential configured: every local user, and every worker on this host, may use this queen (docs/security.md)\n" : ""}  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${/^postgres(ql)?:\/\//.test(db) ? redactUrl(db) : db}\n  hives known: ${d.registry.listHives().length}\n`,
 	);
-	// SIGHUP: the certificate and key again (a renewal), without a restart; open connections go on.
-	const reload = () => {
-		try {
-			d.reloadTls();
-		} catch (e) {
-			log("TLS reload failed; the previous certificate stays", { err: String(e) });
-		}
-	};
-	process.on("SIGHUP", reload);
-	await untilSignal();
-	process.off("SIGHUP", reload);
-	await d.close();
+	await serveUntilSignal(d, log);
 	return 0;
 }
 
@@ -414,8 +403,8 @@ async function tail(argv: string[], out: (s: string) => void, err: (s: string) =
 			.then((b) => (b as { message?: string }).message)
 			.catch(() => undefined);
 		const message = `${why ?? `${probe.status} ${probe.statusText}`}${probe.status === 401 ? TOKEN_HINT : ""}`;
-		if (probe.status === 400) throw new UsageError(`queen tail: ${message}`);
-		throw new Error(message);
+		// A 4xx is exit 2 with the queen's message (exitCodeFor), as for every client command.
+		throw new ClientError(probe.status, message);
 	}
 	await probe.body?.cancel();
 	const { EventSource } = await import("eventsource");

@@ -151,7 +151,8 @@ describe("the hive CLI", () => {
 		expect((await hive(["spawn", "--bogus", "--", "true"])).code).toBe(2);
 		expect((await hive(["spawn"])).stderr).toMatch(/no command given/);
 		expect((await hive(["frobnicate"])).code).toBe(2);
-		expect((await hive(["kill", "nobody"])).code).toBe(1);
+		// A 404 is the request's fault: exit 2 with the hive's message.
+		expect(await hive(["kill", "nobody"])).toMatchObject({ code: 2, stderr: expect.stringMatching(/nobody/) });
 		const ids = JSON.parse((await hive(["ps", "-a", "--json"])).stdout).map((w: { id: string }) => w.id);
 		expect(ids).not.toContain("x");
 		expect(readFileSync(`/sys/fs/cgroup/memory/${rootName}/workers/cgroup.procs`, "utf8")).toBe(before);
