@@ -17,7 +17,7 @@ const QUEEN_BIN = new URL("../../packages/queen/bin/queen.js", import.meta.url).
 describe("a fleet from queen certs init", () => {
 	const dir = tempDir("fault-tls-fleet");
 	const certs = join(dir, "certs");
-	const roots = [newCgroupRoot(), newCgroupRoot()];
+	const roots = [newCgroupRoot(), newCgroupRoot(), newCgroupRoot()];
 	const adminToken = join(dir, "admin.token");
 	let queen: Daemon;
 	const hives: Daemon[] = [];
@@ -104,6 +104,22 @@ describe("a fleet from queen certs init", () => {
 		const stranger = new FakeHive(queen.url, "cert-stranger", { ca: readFileSync(ca), cert: readFileSync(other.cert), key: readFileSync(other.key) });
 		await expect(stranger.opened()).rejects.toThrow(/HTTP 401/);
 		stranger.close();
+	});
+
+	it("a queen whose certificate has expired is refused by the CLI and a hive, each saying so", async () => {
+		const old = makeCerts(dir, "expired", "expired-ca", 0);
+		const stale = await startQueen({ db: join(dir, "expired.db"), extra: ["--tls-cert", old.cert, "--tls-key", old.key] });
+		try {
+			await new Promise((r) => setTimeout(r, 1100)); // past its notAfter, which is the second it was made
+			const r = await runCli("queen", ["hives", "--queen", stale.url], { APIARY_CA: old.ca });
+			expect(r.code).toBe(1);
+			expect(r.stderr).toMatch(/certificate has expired/);
+			const h = await startHive({ queen: stale.url, name: "cert-late", stateDir: join(dir, "hive-late"), cgroupRoot: roots[2]!, extra: ["--ca", old.ca] });
+			hives.push(h);
+			await until(() => /cannot verify the queen's certificate.*certificate has expired/.test(h.err()), 10_000, "the hive says why");
+		} finally {
+			await stale.stop();
+		}
 	});
 
 	it("queen tail trusts the fleet's CA from APIARY_CA (EventSource included)", async () => {

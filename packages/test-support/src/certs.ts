@@ -5,9 +5,10 @@ import { join } from "node:path";
 /**
  * A CA (made once per `ca` name in `dir`) and a certificate for 127.0.0.1 and
  * localhost signed by it: ECDSA P-256, with Debian's openssl, for the TLS
- * tests and bench. Returns the PEM files' paths.
+ * tests and bench; `days` 0 makes one that expires the moment it is made.
+ * Returns the PEM files' paths.
  */
-export function makeCerts(dir: string, name: string, ca = "ca"): { cert: string; key: string; ca: string } {
+export function makeCerts(dir: string, name: string, ca = "ca", days = 1): { cert: string; key: string; ca: string } {
 	const o = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
 	const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 	if (!existsSync(join(dir, `${ca}.crt`))) o(["req", "-x509", ...ec, "-keyout", `${ca}.key`, "-out", `${ca}.crt`, "-subj", `/CN=${ca}`, "-days", "2"]);
@@ -26,7 +27,7 @@ export function makeCerts(dir: string, name: string, ca = "ca"): { cert: string;
 		"-out",
 		`${name}.crt`,
 		"-days",
-		"1",
+		String(days),
 		"-extfile",
 		`${name}.ext`,
 	]);
