@@ -15,6 +15,7 @@ class LeftoversLast extends BaseSequencer {
 // fault: faults and hostile input against real daemons (tmpfs, kills, bad requests).
 // vm: cgroup v2 in a qemu guest (run through scripts/cgroup-v2-vm.sh).
 // postgres: the queen on PostgreSQL (real servers, initdb + pg_ctl): its schema, and its suites again.
+// perf: the bench's ratios and sizes against bench/budgets.json (bench/gate.ts).
 // package: the tarball and the .deb npm run package builds, run and installed (dpkg).
 export default defineConfig({
 	test: {
@@ -71,6 +72,16 @@ export default defineConfig({
 					fileParallelism: false,
 					// The server first: started before the run marker is set, it is no test leftover.
 					globalSetup: ["tests/postgres.setup.ts", "tests/leftovers.setup.ts"],
+				},
+			},
+			{
+				// The performance gate: bench sections at their --gate sizes against bench/budgets.json.
+				test: {
+					name: "perf",
+					include: ["tests/perf/**/*.test.ts"],
+					testTimeout: 240_000,
+					fileParallelism: false,
+					globalSetup: ["tests/leftovers.setup.ts"],
 				},
 			},
 			{

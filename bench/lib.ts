@@ -5,7 +5,10 @@ import type { Bench } from "tinybench";
 import { parseProcStat } from "../packages/hive/src/proc.ts";
 
 /** The run's flags and the figures each section records under its name. */
-export const ctx = { quick: false, results: {} as Record<string, unknown> };
+export const ctx = { quick: false, gate: false, results: {} as Record<string, unknown> };
+
+/** A size for the run: --quick (does it still run), --gate (the perf tier's reduced run: enough for a stable ratio), or the full bench. */
+export const sized = <T>(quick: T, gate: T, full: T): T => (ctx.quick ? quick : ctx.gate ? gate : full);
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const pct = (xs: number[], p: number) => {

@@ -39,28 +39,36 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	failover,
 };
 
-const HELP = `Usage: npm run bench [-- --quick] [-- --only SECTION[,SECTION...]]
+const HELP = `Usage: npm run bench [-- --quick] [-- --gate] [-- --only SECTION[,SECTION...]]
 
   --quick        tiny sizes, to check every section still runs (writes bench/results/quick.json)
+  --gate         the perf tier's reduced sizes (writes bench/results/gate.json; bench/gate.ts reads it)
   --only LIST    only these sections (merged into the previous results): ${Object.keys(SECTIONS).join(", ")}`;
 
 /** The sections asked for; an unknown one is a usage error naming the known ones. */
-export function selectSections(argv: string[]): { quick: boolean; only: string[] | null; help: boolean } {
-	const { values: v, positionals } = parseFlags("bench", argv, { quick: { type: "boolean" }, only: { type: "string" }, help: { type: "boolean", short: "h" } });
+export function selectSections(argv: string[]): { quick: boolean; gate: boolean; only: string[] | null; help: boolean } {
+	const { values: v, positionals } = parseFlags("bench", argv, {
+		quick: { type: "boolean" },
+		gate: { type: "boolean" },
+		only: { type: "string" },
+		help: { type: "boolean", short: "h" },
+	});
 	if (positionals.length > 0) throw new UsageError(`bench: unexpected argument ${JSON.stringify(positionals[0])}`);
 	const only = v.only === undefined ? null : v.only.split(",").filter(Boolean);
 	for (const s of only ?? [])
 		if (!SECTIONS[s]) throw new UsageError(`bench: --only: unknown section ${JSON.stringify(s)} (known: ${Object.keys(SECTIONS).join(", ")})`);
-	return { quick: v.quick === true, only, help: v.help === true };
+	if (v.quick && v.gate) throw new UsageError("bench: --quick and --gate are two sizes: give one");
+	return { quick: v.quick === true, gate: v.gate === true, only, help: v.help === true };
 }
 
 async function main(argv: string[]): Promise<number> {
-	const { quick, only, help } = selectSections(argv);
+	const { quick, gate, only, help } = selectSections(argv);
 	if (help) {
 		log(HELP);
 		return 0;
 	}
 	ctx.quick = quick;
+	ctx.gate = gate;
 	const t0 = performance.now();
 	for (const [name, fn] of Object.entries(SECTIONS)) {
 		if (only && !only.includes(name)) continue;
@@ -71,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
 	}
 	const out = {
 		date: new Date().toISOString(),
-		command: `npm run bench${quick ? " -- --quick" : ""}`,
+		command: `npm run bench${quick ? " -- --quick" : gate ? " -- --gate" : ""}`,
 		machine: {
 			cpu: cpus()[0]?.model,
 			cores: cpus().length,
@@ -80,12 +88,15 @@ async function main(argv: string[]): Promise<number> {
 			kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
 		},
 		quick,
+		gate,
 		totalSeconds: r3((performance.now() - t0) / 1000),
 		results: ctx.results,
 	};
 	mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-	const file = new URL(quick ? "./results/quick.json" : "./results/latest.json", import.meta.url);
-	if (only) {
+	const name = quick ? "quick" : gate ? "gate" : "latest";
+	const file = new URL(`./results/${name}.json`, import.meta.url);
+	// The gate's runs are its own: each is read whole (a rerun of some sections merges into it).
+	if (only && !gate) {
 		// A partial run updates its sections and keeps the others.
 		let prev: { results?: Record<string, unknown> } = {};
 		try {
@@ -97,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
 		out.command = `${out.command} -- --only=${only.join(",")} (merged into the previous full run)`;
 	}
 	writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
-	log(`\ndone in ${out.totalSeconds} s → bench/results/${quick ? "quick" : "latest"}.json`);
+	log(`\ndone in ${out.totalSeconds} s → bench/results/${name}.json`);
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
-import { ctx, log, pct, r3 } from "../lib.ts";
+import { ctx, log, pct, r3, sized } from "../lib.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -35,7 +35,7 @@ export async function cliStart() {
 			hivePs: ["packages/hive/bin/hive.js", "ps", "--hive", hive.url, "--state-dir", join(dir, "hive")],
 		};
 		for (const args of Object.values(cmds)) for (let i = 0; i < 2; i++) timed(args);
-		const runs = ctx.quick ? 3 : 30;
+		const runs = sized(3, 15, 30);
 		const ms: Record<keyof typeof cmds, number[]> = { bare: [], queenWorkers: [], hivePs: [] };
 		for (let i = 0; i < runs; i++) for (const [k, args] of Object.entries(cmds)) ms[k as keyof typeof cmds].push(timed(args));
 		const med = (k: keyof typeof cmds) => pct(ms[k], 50);

@@ -1,11 +1,11 @@
 import { execFile } from "node:child_process";
 import { GpuSampler } from "../../packages/hive/src/gpu/sampler.ts";
 import { FAKE_SMI } from "@apiary/test-support/procs";
-import { ctx, sleep, r3, log, cpuSecondsOf, childrenCpuSeconds } from "../lib.ts";
+import { ctx, sleep, r3, log, cpuSecondsOf, childrenCpuSeconds, sized } from "../lib.ts";
 
 // 6. GPU sampling: one long-lived --loop-ms reader vs one exec per tick.
 export async function gpuSampling() {
-	const seconds = ctx.quick ? 1 : 5;
+	const seconds = sized(1, 3, 5);
 	const interval = 100;
 	// Loop mode: the child's CPU over the window, per block of readings.
 	const sampler = new GpuSampler({ binary: FAKE_SMI("a100x8"), intervalMs: interval });
@@ -19,7 +19,7 @@ export async function gpuSampling() {
 	sampler.stop();
 	const loopSamples = (seconds * 1000) / interval;
 	// Exec per tick: the same query, one process each time.
-	const n = ctx.quick ? 3 : 20;
+	const n = sized(3, 10, 20);
 	const e0 = childrenCpuSeconds();
 	const w0 = performance.now();
 	for (let i = 0; i < n; i++) {

@@ -4,7 +4,7 @@ import { packStats } from "@apiary/protocol";
 import { Bench } from "tinybench";
 import { FakeHive, gpu, stats, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, startQueen, tempDir } from "@apiary/test-support/procs";
-import { ctx, sleep, pct, r3, stat, log, rssOf, cpuOf, cpuSecondsOf } from "../lib.ts";
+import { ctx, sleep, pct, r3, stat, log, rssOf, cpuOf, cpuSecondsOf, sized } from "../lib.ts";
 
 // 4. Queen ingest over real WebSockets vs the JSON.parse floor and the
 // transport floor (parse + ack on the same ws); 7. queen memory.
@@ -142,10 +142,10 @@ const heartbeatMessage = (h: FakeHive, seq: number, workers: unknown[]) =>
 	});
 
 export async function ingest() {
-	const hives = Number(process.env.BENCH_HIVES ?? (ctx.quick ? 5 : 1000));
+	const hives = Number(process.env.BENCH_HIVES ?? sized(5, 300, 1000));
 	const workers = benchWorkers.length;
-	const seconds = Number(process.env.BENCH_SECONDS ?? (ctx.quick ? 2 : 10));
-	const warmup = ctx.quick ? 1 : 5;
+	const seconds = Number(process.env.BENCH_SECONDS ?? sized(2, 4, 10));
+	const warmup = sized(1, 2, 5);
 	const dir = tempDir("bench");
 	const queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "30s", evictAfter: "300s" });
 	let q: LoadResult;

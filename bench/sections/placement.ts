@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
 import { EventSource } from "eventsource";
 import { FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
-import { ctx, log, pct, r3, sleep } from "../lib.ts";
+import { ctx, log, pct, r3, sleep, sized } from "../lib.ts";
 
 // Placement, real daemons on loopback: POST /v1/workers on the queen →
 // worker.spawned at a subscriber (goal p99 < 30 ms), beside its peer in the
@@ -11,8 +11,8 @@ import { ctx, log, pct, r3, sleep } from "../lib.ts";
 // GPUs for a few seconds, checked afterwards for any GPU held by two workers
 // at once (from the exit records' times).
 export async function placement() {
-	const n = ctx.quick ? 5 : 200;
-	const seconds = ctx.quick ? 1 : 5;
+	const n = sized(5, 60, 200);
+	const seconds = sized(1, 2, 5);
 	const dir = tempDir("bench-place");
 	const roots = [newCgroupRoot(), newCgroupRoot()];
 	const queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "3s", evictAfter: "90s" });
@@ -84,13 +84,13 @@ export async function placement() {
 		// one after another (what any spawn costs here, p50 and p99), and 200 started at once (the most
 		// processes a second this machine starts from Node, before any cgroup, record or message).
 		const floor: number[] = [];
-		for (let i = 0; i < (ctx.quick ? 5 : 200); i++) {
+		for (let i = 0; i < sized(5, 60, 200); i++) {
 			const t = performance.now();
 			const c = spawn("/bin/sh", ["-c", "exit 0"], { stdio: "ignore", detached: true });
 			await new Promise((r) => c.once("exit", r));
 			floor.push(performance.now() - t);
 		}
-		const burstN = ctx.quick ? 20 : 200;
+		const burstN = sized(20, 100, 200);
 		const b0 = performance.now();
 		const burst: Promise<unknown>[] = [];
 		for (let i = 0; i < burstN; i++) {
@@ -100,7 +100,7 @@ export async function placement() {
 		const floorRate = burstN / ((performance.now() - b0) / 1000);
 		await Promise.all(burst);
 		// The peer: how fast the two hives start workers on their own APIs, all asked at once.
-		const peerN = ctx.quick ? 20 : 200;
+		const peerN = sized(20, 100, 200);
 		const p0 = performance.now();
 		await Promise.all(Array.from({ length: peerN }, (_, i) => post(`${hives[i % 2]!.url}/v1/workers`, { id: `peer${i}`, command: ["sleep", "0.05"] })));
 		const peerRate = peerN / ((performance.now() - p0) / 1000);

@@ -6,11 +6,11 @@ import { createDriver, detect } from "../../packages/hive/src/cgroup/detect.ts";
 import { Hive } from "../../packages/hive/src/hive.ts";
 import { StatFile } from "../../packages/hive/src/statfile.ts";
 import { removeDir, tempDir } from "@apiary/test-support/procs";
-import { ctx, sleep, pct, r3, stat, log } from "../lib.ts";
+import { ctx, sleep, pct, r3, stat, log, sized } from "../lib.ts";
 
 // 1. Hive tick: Apiary vs the raw-read floor vs pidusage vs systeminformation.
 export async function tick() {
-	for (const n of ctx.quick ? [5] : [10, 100]) {
+	for (const n of sized([5], [100], [10, 100])) {
 		const rootName = `apiary-test-bench-${randomBytes(3).toString("hex")}`;
 		const stateDir = tempDir("bench");
 		const hive = new Hive({ driver: createDriver(detect({ requested: "v1", cgroupRoot: rootName })), stateDir, hiveId: "bench" });
@@ -27,7 +27,7 @@ export async function tick() {
 				.map((p) => new StatFile(p));
 			const filesPerWorker = floorFiles.length / n;
 			const fieldsPerWorker = countMeasured(snap.workers[0]!.stats);
-			const bench = new Bench({ time: ctx.quick ? 100 : 1500, warmupTime: ctx.quick ? 20 : 300 });
+			const bench = new Bench({ time: sized(100, 800, 1500), warmupTime: sized(20, 200, 300) });
 			bench.add("floor: same files, raw pread", () => {
 				for (const f of floorFiles) f.readRaw();
 			});
@@ -50,7 +50,7 @@ export async function tick() {
 			const pairs: number[] = [];
 			let floorSum = 0;
 			let tickSum = 0;
-			for (let i = 0; i < (ctx.quick ? 20 : 600); i++) {
+			for (let i = 0; i < sized(20, 300, 600); i++) {
 				const t0 = performance.now();
 				if (i % 2 === 0) for (const f of floorFiles) f.readRaw();
 				else await hive.tick();

@@ -6,7 +6,9 @@ describe("npm run bench flags", () => {
 	it("--only takes a list with or without =", () => {
 		expect(selectSections(["--only", "tick"]).only).toEqual(["tick"]);
 		expect(selectSections(["--only=tick,cli"]).only).toEqual(["tick", "cli"]);
-		expect(selectSections(["--quick"])).toEqual({ quick: true, only: null, help: false });
+		expect(selectSections(["--quick"])).toEqual({ quick: true, gate: false, only: null, help: false });
+		expect(selectSections(["--gate", "--only", "cli"])).toEqual({ quick: false, gate: true, only: ["cli"], help: false });
+		expect(() => selectSections(["--gate", "--quick"])).toThrow(/--quick and --gate are two sizes/);
 	});
 	it("an unknown section or flag is an error naming it, exit 2, nothing run", () => {
 		expect(() => selectSections(["--only", "tik"])).toThrow(
