@@ -21,11 +21,12 @@ export default defineConfig({
 	test: {
 		sequence: { sequencer: LeftoversLast },
 		projects: [
-			{ test: { name: "unit", include: ["packages/*/test/unit/**/*.test.ts", "bench/test/**/*.test.ts"] } },
+			{ test: { name: "unit", include: ["packages/*/test/unit/**/*.test.ts", "bench/test/**/*.test.ts"], setupFiles: ["tests/coverage.setup.ts"] } },
 			{
 				test: {
 					name: "integration",
 					include: ["packages/*/test/integration/**/*.test.ts", "tests/integration/**/*.test.ts"],
+					setupFiles: ["tests/coverage.setup.ts"],
 					testTimeout: 60_000,
 					hookTimeout: 60_000,
 					fileParallelism: false,
@@ -36,6 +37,7 @@ export default defineConfig({
 				test: {
 					name: "fault",
 					include: ["tests/fault/**/*.test.ts"],
+					setupFiles: ["tests/coverage.setup.ts"],
 					testTimeout: 120_000,
 					hookTimeout: 60_000,
 					fileParallelism: false,
