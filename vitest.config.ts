@@ -92,7 +92,7 @@ export default defineConfig({
 					name: "package",
 					include: ["tests/package/**/*.test.ts"],
 					testTimeout: 120_000,
-					hookTimeout: 330_000,
+					hookTimeout: 640_000,
 					fileParallelism: false,
 					globalSetup: ["tests/leftovers.setup.ts"],
 				},

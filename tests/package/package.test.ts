@@ -20,9 +20,13 @@ describe("npm run package", () => {
 	const dist = join(dir, "dist");
 	const tarball = join(dist, `apiary-${VERSION}-linux-x64.tar.gz`);
 	const deb = join(dist, `apiary_${VERSION}_amd64.deb`);
+	// The upgrade's newer package: the same tree with a later version stamped on it (root only: only dpkg needs it).
+	const NEXT = `${VERSION}+up1`;
+	const nextDeb = join(dir, "next", `apiary_${NEXT}_amd64.deb`);
 	beforeAll(() => {
 		execFileSync("bash", [join(ROOT, "scripts/package.sh"), "--out", dist], { stdio: "pipe", timeout: 300_000 });
-	}, 320_000);
+		if (isRoot) execFileSync("bash", [join(ROOT, "scripts/package.sh"), "--out", join(dir, "next"), "--version", NEXT], { stdio: "pipe", timeout: 300_000 });
+	}, 620_000);
 	// Each part's clean-up, run however its tests end (one hook: biome allows no second at a level).
 	const cleanups: (() => void | Promise<void>)[] = [];
 	afterAll(async () => {
@@ -152,13 +156,17 @@ describe("npm run package", () => {
 			}
 		});
 
-		it("an upgrade over itself keeps an edited /etc/apiary/hive.env", () => {
+		it("an upgrade to a later version, and a reinstall over itself, keep an edited /etc/apiary/hive.env", () => {
 			const edited = `${readFileSync("/etc/apiary/hive.env", "utf8")}HIVE_ARGS="--queen https://q.test:7070"\n`;
 			writeFileSync("/etc/apiary/hive.env", edited);
-			const r = sh("dpkg", ["-i", deb]);
-			expect(r.status, r.stdout + r.stderr).toBe(0);
+			const up = sh("dpkg", ["-i", nextDeb]);
+			expect(up.status, up.stdout + up.stderr).toBe(0);
+			expect(sh("dpkg-query", ["-W", "-f", "${Version}", "apiary"]).stdout).toBe(NEXT);
+			expect(sh("/usr/bin/hive", ["--version"]).stdout.trim()).toBe(NEXT);
 			expect(readFileSync("/etc/apiary/hive.env", "utf8")).toBe(edited);
-			expect(sh("/usr/bin/hive", ["--version"]).stdout.trim()).toBe(VERSION);
+			const again = sh("dpkg", ["-i", nextDeb]);
+			expect(again.status, again.stdout + again.stderr).toBe(0);
+			expect(readFileSync("/etc/apiary/hive.env", "utf8")).toBe(edited);
 		});
 
 		it("a purge leaves nothing it made but the state and users the docs say are kept", () => {
