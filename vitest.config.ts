@@ -66,6 +66,7 @@ export default defineConfig({
 						"packages/queen/test/integration/placement-reconcile.test.ts",
 						"tests/integration/fleet.test.ts",
 						"tests/integration/placement.test.ts",
+						"tests/integration/drain.test.ts",
 						"tests/integration/right-sizing.test.ts",
 						"tests/integration/no-leftovers.test.ts",
 					],

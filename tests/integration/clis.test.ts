@@ -42,7 +42,9 @@ describe("the queen CLI against real daemons", () => {
 
 	it("hives, workers and gpus print aligned tables, and JSON with --json", async () => {
 		const hives = await queenCli(["hives"], env);
-		expect(hives.stdout).toMatch(/^HIVE\s+STATE\s+LAST SEEN\s+DRIVER\s+WORKERS\s+GPUS\s+LABELS\s+HOST\ncli-h\s+ready\s+[\d.]+s ago\s+v1\s+1\s+4\s+-\s+/);
+		expect(hives.stdout).toMatch(
+			/^HIVE\s+STATE\s+SCHEDULING\s+LAST SEEN\s+DRIVER\s+WORKERS\s+GPUS\s+LABELS\s+HOST\ncli-h\s+ready\s+schedulable\s+[\d.]+s ago\s+v1\s+1\s+4\s+-\s+/,
+		);
 		const workers = await queenCli(["workers"], env);
 		expect(workers.stdout).toMatch(/cli-h\s+cw\s+running/);
 		const gpus = await queenCli(["gpus"], env);

@@ -154,10 +154,33 @@ describe("any queen answers for any hive (three queens, one database, a round-ro
 			);
 			for (const h of hives) expect(h.lastSeenAgoMs!).toBeLessThan(15_000);
 			const table = await runCli("queen", ["hives", "--queen", q.url]);
-			for (const line of table.stdout.split("\n").filter((l) => l.startsWith("aq"))) expect(line).toMatch(/^aq\d\s+ready\s+\d+\.\ds ago/);
+			for (const line of table.stdout.split("\n").filter((l) => l.startsWith("aq"))) expect(line).toMatch(/^aq\d\s+ready\s+schedulable\s+\d+\.\ds ago/);
 		}
 		// And no queen overlapped queries on one client (pg's DeprecationWarning, printed once per process).
 		for (const q of queens) expect(q.err()).not.toMatch(/DeprecationWarning/);
+	});
+
+	it("a cordon or drain asked of one queen is the same on every queen, and the hive's own queen stops its workers at the deadline", async () => {
+		const [a, b, c] = queens;
+		const post = (q: Daemon, path: string, body: object = {}) =>
+			json(`${q.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+		const everyQueen = (want: (h: HiveView) => boolean, what: string) =>
+			Promise.all(queens.map((q) => until(async () => want((await json<HiveView>(`${q.url}/v1/hives/aq1`)).body), 3000, `${what} on ${q.url}`)));
+		// aq1 is queen B's; a worker on it, placed through queen C.
+		const w = await post(c!, "/v1/workers", { id: "aq-drain", hive: "aq1", command: ["sleep", "300"] });
+		expect(w.status).toBe(201);
+		expect((await post(a!, "/v1/hives/aq1/cordon", { reason: "firmware" })).status).toBe(200);
+		await everyQueen((h) => h.drain?.state === "cordoned" && h.drain.reason === "firmware", "cordoned");
+		const refused = await post(c!, "/v1/workers", { hive: "aq1", command: ["true"] });
+		expect(refused.status).toBe(409);
+		expect(refused.body.message).toMatch(/hive aq1 is cordoned \(firmware\)/);
+		// Drained through queen C; queen B, whose socket it is, stops the worker at the deadline.
+		expect((await post(c!, "/v1/hives/aq1/drain", { deadlineSeconds: 1, reason: "firmware" })).status).toBe(200);
+		await everyQueen((h) => h.drain?.state === "drained", "drained");
+		const ended = await json(`${a!.url}/v1/workers/aq-drain?hive=aq1`);
+		expect(ended.body.exit.reason).toBe("drained");
+		expect((await post(b!, "/v1/hives/aq1/uncordon")).status).toBe(200);
+		await everyQueen((h) => h.drain === null, "uncordoned");
 	});
 });
 

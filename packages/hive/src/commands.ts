@@ -63,7 +63,7 @@ export function runCommand(m: CommandMessage, ctx: CommandContext): CommandContr
 				fail(404, `no worker ${m.workerId} on hive ${ctx.hive.hiveId}`);
 				return null;
 			}
-			ctx.hive.kill(m.workerId, "killed", m.by).then(
+			ctx.hive.kill(m.workerId, m.reason ?? "killed", m.by).then(
 				(w) => ctx.reply({ type: "reply", id: m.id, status: 200, body: shown(w) }),
 				(err) => failed(err),
 			);

@@ -286,7 +286,12 @@ export type RelayLogsQuery = Static<typeof RelayLogsQuery>;
 export const RelayCommandBody = Type.Union([
 	Type.Object({ op: Type.Literal("spawn"), body: SpawnBody }, { additionalProperties: false }),
 	Type.Object(
-		{ op: Type.Literal("stop"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }), by: Type.Optional(Actor) },
+		{
+			op: Type.Literal("stop"),
+			workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }),
+			by: Type.Optional(Actor),
+			reason: Type.Optional(StringEnum(["killed", "drained"] as const)),
+		},
 		{ additionalProperties: false },
 	),
 	Type.Object({ op: Type.Literal("logs"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }), query: LogsQuery }, { additionalProperties: false }),
@@ -299,3 +304,19 @@ export const RelayCommandReply = Type.Object({
 	error: Type.Optional(Type.String()),
 });
 export type RelayCommandReply = Static<typeof RelayCommandReply>;
+
+// ---- cordon and drain ----------------------------------------------------------------
+
+const Reason = Type.String({ minLength: 1, maxLength: 1024, pattern: "^[^\\u0000-\\u001f]*$", description: "why, for the operators who see it" });
+export const CordonBody = Type.Object({ reason: Type.Optional(Reason) }, { additionalProperties: false });
+export type CordonBody = Static<typeof CordonBody>;
+export const DrainBody = Type.Object(
+	{
+		reason: Type.Optional(Reason),
+		deadlineSeconds: Type.Optional(
+			Type.Integer({ minimum: 0, maximum: 30 * 86_400, description: "workers still running this long after the drain began are stopped (default 3600)" }),
+		),
+	},
+	{ additionalProperties: false },
+);
+export type DrainBody = Static<typeof DrainBody>;

@@ -114,7 +114,8 @@ export const WorkerStats = Type.Object({
 });
 export type WorkerStats = Static<typeof WorkerStats>;
 
-export const EXIT_REASONS = ["exited", "signaled", "killed", "timeout", "oom", "spawn-failed", "lost"] as const;
+/** `drained`: stopped at its hive's drain deadline (queen drain). */
+export const EXIT_REASONS = ["exited", "signaled", "killed", "timeout", "oom", "spawn-failed", "lost", "drained"] as const;
 export const ExitReason = StringEnum(EXIT_REASONS);
 export type ExitReason = Static<typeof ExitReason>;
 

@@ -19,6 +19,9 @@ export const HelloMessage = Type.Object({
 	gpus: Type.Array(GpuInfo, { maxItems: 1024 }),
 	labels: Type.Optional(Labels),
 	remoteSpawn: Type.Optional(Type.Boolean({ description: "false: started with --no-remote-spawn, refuses the queen's spawn commands" })),
+	cordonOnUnhealthyGpu: Type.Optional(
+		Type.Boolean({ description: "hive start --cordon-on-unhealthy-gpu: the queen cordons it (reason auto:…) while one of its GPUs is unhealthy" }),
+	),
 });
 export type HelloMessage = Static<typeof HelloMessage>;
 
@@ -109,7 +112,14 @@ export type WelcomeMessage = Static<typeof WelcomeMessage>;
  * the same id (the hive validates them exactly as its own API does).
  */
 export const SpawnCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("spawn"), body: SpawnBody });
-export const StopCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("stop"), workerId: Id, by: Type.Optional(Actor) });
+export const StopCommand = Type.Object({
+	type: Type.Literal("command"),
+	id: CommandId,
+	op: Type.Literal("stop"),
+	workerId: Id,
+	by: Type.Optional(Actor),
+	reason: Type.Optional(StringEnum(["killed", "drained"] as const, { description: "the exit record's reason (drained: its hive's drain deadline)" })),
+});
 export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
 /** The queen no longer wants a command's answer (a relayed log reader went away). */
 export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });
@@ -147,6 +157,21 @@ export const HIVE_STATES = ["ready", "stale", "lost", "unknown", "left"] as cons
 export const HiveState = StringEnum(HIVE_STATES);
 export type HiveState = Static<typeof HiveState>;
 
+export const DRAIN_STATES = ["cordoned", "draining", "drained"] as const;
+/**
+ * A hive taken out of rotation: cordoned (no new placements), draining
+ * (cordoned, its workers stopped at the deadline) or drained (none left).
+ * A reason starting `auto:` is the hive's own (--cordon-on-unhealthy-gpu).
+ */
+export const Drain = Type.Object({
+	state: StringEnum(DRAIN_STATES),
+	reason: Nullable(Type.String({ maxLength: 1024 })),
+	by: Nullable(Type.String({ maxLength: 128, description: "who: the credential's name, or the hive for an automatic cordon" })),
+	at: Type.String({ description: "when it was cordoned or the drain began" }),
+	deadline: Nullable(Type.String({ description: "draining: when the workers left are stopped" })),
+});
+export type Drain = Static<typeof Drain>;
+
 export const HiveView = Type.Object({
 	id: Type.String(),
 	instanceId: Type.String(),
@@ -162,6 +187,7 @@ export const HiveView = Type.Object({
 	workers: Type.Integer(),
 	gpus: Type.Integer(),
 	storage: Type.Optional(Nullable(StorageStatus)),
+	drain: Nullable(Drain),
 });
 export type HiveView = Static<typeof HiveView>;
 

@@ -11,6 +11,7 @@ import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
 import { KILL_HELP, kill, LOGS_HELP, logs, RUN_HELP, run } from "./run-cmd.ts";
 import { AUDIT_HELP, audit, TOKEN_HELP, token } from "./token-cmd.ts";
+import { CORDON_HELP, cordon, DRAIN_HELP, UNCORDON_HELP } from "./cordon-cmd.ts";
 
 // Client commands load only what they use: the daemon (fastify, ws, the
 // socket schemas), node:sqlite and the EventSource client are imported by
@@ -30,6 +31,9 @@ Commands:
   tail       follow the event stream
   gpus       list GPUs (--free for the free pool)
   hives      list hives
+  cordon     no new placements on a hive (admin)
+  drain      cordon a hive and stop its workers at a deadline (admin)
+  uncordon   a cordoned or drained hive takes placements again (admin)
   workers    list workers
   advise     the limits each profile and suite should have, from their runs
   run        place a worker, stream its output, exit with its code (like srun)
@@ -123,6 +127,9 @@ Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	kill: KILL_HELP(DEFAULT_QUEEN),
 	logs: LOGS_HELP(DEFAULT_QUEEN),
 	token: TOKEN_HELP(DEFAULT_QUEEN),
+	cordon: CORDON_HELP(DEFAULT_QUEEN),
+	drain: DRAIN_HELP(DEFAULT_QUEEN),
+	uncordon: UNCORDON_HELP(DEFAULT_QUEEN),
 	audit: AUDIT_HELP(DEFAULT_QUEEN),
 	certs: `Usage: queen certs init --dir DIR [--san NAME]... [--hive ID]... [--days N]
 
@@ -247,6 +254,10 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				out(v.json ? `${JSON.stringify(hives)}\n` : formatHives(hives));
 				return 0;
 			}
+			case "cordon":
+			case "drain":
+			case "uncordon":
+				return await cordon(cmd, rest, DEFAULT_QUEEN, out);
 			case "run":
 				return await run(rest, DEFAULT_QUEEN, out, err);
 			case "kill":

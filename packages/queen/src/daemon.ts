@@ -9,6 +9,7 @@ import { buildQueenApp } from "./app.ts";
 import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
+import { Drainer } from "./drainer.ts";
 import { Placer } from "./placement/placer.ts";
 import { Auditor } from "./auth/audit.ts";
 import { Credentials } from "./auth/credentials.ts";
@@ -125,6 +126,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
 	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);
 	const placer = new Placer(registry, commands);
+	const drainer = new Drainer(registry, commands, { isLocal: (id) => sockets.isConnected(id), log });
+	drainer.start();
 	const app = await buildQueenApp({
 		https: tls,
 		insecurePlaintext: !isLoopback(host) && !tls,
@@ -228,6 +231,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		clearInterval(pruningDb);
 		if (sweep) clearInterval(sweep);
 		placer.close();
+		drainer.close();
 		hiveSockets.close();
 		await store.close();
 		throw err;
@@ -260,6 +264,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			clearInterval(pruningDb);
 			if (sweep) clearInterval(sweep);
 			placer.close();
+			drainer.close();
 			hiveSockets.close();
 			await app.close();
 			events.close();

@@ -1,5 +1,6 @@
 import {
 	type Claim,
+	type Drain,
 	type ExitRecord,
 	type GpuInfo,
 	type GpuView,
@@ -210,6 +211,7 @@ export class FleetState {
 					state: h.state,
 					connected: connected(h.id),
 					remoteSpawn: h.remoteSpawn !== false,
+					drain: h.drain ?? null,
 					labels: h.labels,
 					cores: h.host.cores,
 					memoryBytes: h.host.memoryBytes,
@@ -217,6 +219,20 @@ export class FleetState {
 					committedMemoryBytes: mem,
 				};
 			});
+	}
+
+	/** The ids of a hive's running workers. */
+	runningOn(hiveId: string): string[] {
+		const out: string[] = [];
+		for (const r of this.hiveWorkers(hiveId)) if (r.view.state === "running") out.push(r.view.id);
+		return out;
+	}
+
+	/** Hives being drained, with their drains. */
+	draining(): { id: string; drain: Drain }[] {
+		const out: { id: string; drain: Drain }[] = [];
+		for (const h of this.hives.values()) if (h.drain?.state === "draining") out.push({ id: h.id, drain: h.drain });
+		return out;
 	}
 
 	getClaim(id: string): Claim | null {
@@ -296,7 +312,8 @@ export class FleetState {
 		}
 		for (const p of g.processes) if (p.workerId) heldBy.add(p.workerId);
 		const claim = [...this.claims.values()].find((c) => c.gpus.some((x) => x.hiveId === hiveId && x.uuid === g.uuid));
-		const free = isGpuFree(g, { hiveState: this.hives.get(hiveId)?.state, heldBy: heldBy.size, claimed: !!claim, busyMemoryMiB: this.o.busyMemoryMiB });
+		const hive = this.hives.get(hiveId);
+		const free = isGpuFree(g, { hiveState: hive?.state, cordoned: !!hive?.drain, heldBy: heldBy.size, claimed: !!claim, busyMemoryMiB: this.o.busyMemoryMiB });
 		return gpuView(hiveId, g, { heldBy, claimId: claim?.id ?? null, free });
 	}
 

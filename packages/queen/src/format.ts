@@ -9,10 +9,11 @@ export function table(rows: string[][]): string {
 
 export function formatHives(hives: HiveView[]): string {
 	return table([
-		["HIVE", "STATE", "LAST SEEN", "DRIVER", "WORKERS", "GPUS", "LABELS", "HOST"],
+		["HIVE", "STATE", "SCHEDULING", "LAST SEEN", "DRIVER", "WORKERS", "GPUS", "LABELS", "HOST"],
 		...hives.map((h) => [
 			h.id,
 			h.state,
+			h.drain ? `${h.drain.state}${h.drain.reason ? ` (${h.drain.reason.slice(0, 40)})` : ""}` : "schedulable",
 			h.lastSeenAgoMs === null ? "-" : `${(h.lastSeenAgoMs / 1000).toFixed(1)}s ago`,
 			`${h.driver.name}${h.driver.enforced ? "" : "!"}`,
 			String(h.workers),
@@ -62,6 +63,9 @@ const colours: Record<string, string> = {
 	"worker.evicted": "31",
 	"stream.lagged": "35",
 	"hive.joined": "32",
+	"hive.cordoned": "33",
+	"hive.draining": "33",
+	"hive.drained": "33",
 	"worker.spawned": "32",
 };
 
@@ -99,6 +103,11 @@ export function formatEvent(e: QueenEvent, colour: boolean): string {
 			break;
 		case "gpu.updated":
 			detail = `gpu ${d.gpu.index} used ${d.gpu.memoryUsedMiB ?? "-"} MiB util ${d.gpu.utilizationGpu ?? "-"}%${d.gpu.free ? " free" : ""}`;
+			break;
+		case "hive.cordoned":
+		case "hive.draining":
+		case "hive.drained":
+			detail = `${d.drain.reason ?? ""}${d.drain.by ? ` by ${d.drain.by}` : ""}${d.drain.deadline && e.type === "hive.draining" ? ` deadline ${d.drain.deadline}` : ""}`;
 			break;
 		case "stream.lagged":
 			detail = `fell behind after event ${d.lastEventId}; resuming`;

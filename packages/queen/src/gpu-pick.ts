@@ -6,11 +6,15 @@ import type { GpuInfo, GpuView, HiveState } from "@apiary/protocol";
 export const freeMemoryMiB = (g: GpuInfo): number => g.memoryFreeMiB ?? (g.memoryTotalMiB ?? 0) - (g.memoryUsedMiB ?? 0);
 
 /**
- * A GPU is free when its hive is ready, its reading is fresh, no live worker
- * holds it, no claim holds it, and its memory in use is under the busy mark.
+ * A GPU is free when its hive is ready and not cordoned, its reading is
+ * fresh, no live worker holds it, no claim holds it, and its memory in use is
+ * under the busy mark.
  */
-export function isGpuFree(g: GpuInfo, o: { hiveState: HiveState | undefined; heldBy: number; claimed: boolean; busyMemoryMiB: number }): boolean {
-	return o.hiveState === "ready" && !g.stale && o.heldBy === 0 && !o.claimed && (g.memoryUsedMiB === null || g.memoryUsedMiB < o.busyMemoryMiB);
+export function isGpuFree(
+	g: GpuInfo,
+	o: { hiveState: HiveState | undefined; cordoned?: boolean; heldBy: number; claimed: boolean; busyMemoryMiB: number },
+): boolean {
+	return o.hiveState === "ready" && !o.cordoned && !g.stale && o.heldBy === 0 && !o.claimed && (g.memoryUsedMiB === null || g.memoryUsedMiB < o.busyMemoryMiB);
 }
 
 /** Best fit first: the smallest free memory that still fits, then hive and index. */

@@ -50,6 +50,13 @@ export function queenMetrics(fleet: Fleet, connections: () => number, db?: { row
 	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] =>
 		states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));
+	// Per hive, as kube-state-metrics' kube_node_spec_unschedulable: which hives are out of rotation and how far.
+	gauge(reg, "apiary_queen_hive_drain", "1 for each hive cordoned, draining or drained, by its drain state.", ["hive", "state"], () =>
+		fleet
+			.listHives()
+			.filter((h) => h.drain !== null)
+			.map((h): Sample => [{ hive: h.id, state: h.drain!.state }, 1]),
+	);
 	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.workerStates(), ["running", "exited", "evicted"]));
 	registerGpuMetrics(reg, () => fleet.listGpus());
 	if (db) {

@@ -7,6 +7,7 @@ import {
 	checkPackedStats,
 	packStats,
 	type HelloMessage,
+	type HiveView,
 	type PackedStats,
 	type QueenEvent,
 	type QueenWorkerView,
@@ -19,6 +20,7 @@ import { type ClaimRec, FleetState, key, PackedSample, type WorkerRec, workerVie
 import { gpuChanged, pickGpus } from "./gpu-pick.ts";
 import { LatestSample } from "./latest-sample.ts";
 import { livenessTransition } from "./liveness.ts";
+import { type DrainAction, nextDrain } from "./drain.ts";
 import type { HiveSamples } from "./store/hives.ts";
 import type { CommittedEvent, HiveRows } from "./store/pg/store.ts";
 import { claimView, type HiveRec } from "./views.ts";
@@ -174,6 +176,9 @@ export class Registry extends FleetState {
 				driver: m.driver,
 				labels: m.labels ?? {},
 				remoteSpawn: m.remoteSpawn !== false,
+				cordonOnUnhealthyGpu: m.cordonOnUnhealthyGpu === true,
+				// Durable: a cordon or drain outlives the hive's restarts.
+				drain: prev?.drain ?? null,
 				lastSeen: null,
 				lastSeenAt: null,
 				connected: true,
@@ -449,6 +454,7 @@ export class Registry extends FleetState {
 			this.hives.set(r.id, {
 				...r,
 				remoteSpawn: prev?.remoteSpawn,
+				cordonOnUnhealthyGpu: prev?.cordonOnUnhealthyGpu,
 				storage: prev?.storage,
 				lastSeen: mine ? prev!.lastSeen : null,
 				connected: mine,
@@ -506,6 +512,31 @@ export class Registry extends FleetState {
 	async exclusive<T>(fn: () => T): Promise<T> {
 		if (!this.store.withLock) return fn();
 		return (await this.store.withLock(CLAIMS_LOCK, fn)) as T;
+	}
+
+	// ---- cordon and drain ----------------------------------------------------------------------
+
+	/**
+	 * A cordon, drain or uncordon (a person's, or the hive's own automatic
+	 * one), by the rules of drain.ts; answers the hive as it now is. A drain of
+	 * a hive with nothing running is drained at once.
+	 */
+	changeDrain(hiveId: string, a: DrainAction): HiveView {
+		const h = this.hives.get(hiveId);
+		if (!h) throw new RegistryError(404, `no hive ${hiveId}`);
+		this.change(() => {
+			const step = (action: DrainAction) => {
+				const next = nextDrain(h.drain ?? null, action, this.o.clock.wall());
+				if (!next.event) return;
+				this.journal(h);
+				h.drain = next.drain;
+				this.store.hives.setDrain(h.id, next.drain);
+				this.events.append(next.event, { hiveId, drain: next.drain, hive: this.hiveView(h) }, hiveId);
+			};
+			step(a);
+			if (h.drain?.state === "draining" && this.runningOn(hiveId).length === 0) step({ op: "drained" });
+		});
+		return this.hiveView(h);
 	}
 
 	// ---- claims -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import type { Claim, DriverInfo, GpuInfo, GpuView, HiveState, HiveView, HostFacts, StorageStatus } from "@apiary/protocol";
+import type { Claim, Drain, DriverInfo, GpuInfo, GpuView, HiveState, HiveView, HostFacts, StorageStatus } from "@apiary/protocol";
 
 // What the API shows, built from the registry's records: pure, so a view's
 // fields are tested without a fleet.
@@ -15,6 +15,10 @@ export interface HiveRec {
 	labels: Record<string, string>;
 	/** false: the hive refuses placements (`--no-remote-spawn`). */
 	remoteSpawn?: boolean;
+	/** `hive start --cordon-on-unhealthy-gpu`. */
+	cordonOnUnhealthyGpu?: boolean;
+	/** Cordoned, draining or drained; null or absent: schedulable. */
+	drain?: Drain | null;
 	/** Monotonic ms of the last message; null when not heard from since the queen started. */
 	lastSeen: number | null;
 	lastSeenAt: string | null;
@@ -48,6 +52,7 @@ export function hiveView(h: HiveRec, counts: { workers: number; gpus: number }, 
 		workers: counts.workers,
 		gpus: counts.gpus,
 		storage: h.storage ?? null,
+		drain: h.drain ?? null,
 	};
 }
 

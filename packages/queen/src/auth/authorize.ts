@@ -1,4 +1,4 @@
-import { allows, ID_PATTERN, type Role, type RouteRole } from "@apiary/protocol";
+import { type Actor, allows, ID_PATTERN, type Role, type RouteRole } from "@apiary/protocol";
 
 // Policy alone (no I/O): who may use a route, as Kubernetes' RBAC authorizer
 // answers it, apart from how a credential is found (credentials.ts) and
@@ -12,6 +12,12 @@ export interface Principal {
 	role: Role;
 	/** Role hive: the one hive it speaks for (null: an enrolment token). */
 	hive: string | null;
+}
+
+/** Who a request speaks for, as records name it (placedBy, stoppedBy, a drain's by); none on an open queen. */
+export function actorOf(req: unknown): Actor | undefined {
+	const p = (req as { principal?: Principal | null }).principal;
+	return p ? { tokenId: p.tokenId, name: p.role === "hive" && p.hive ? `hive ${p.hive}` : p.name } : undefined;
 }
 
 export type Decision = { ok: true } | { ok: false; status: 401 | 403; message: string };

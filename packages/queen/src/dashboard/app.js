@@ -47,7 +47,7 @@ function renderHives() {
 		rows
 			.map((h) => {
 				const age = h.seenAt ? now - h.seenAt : null;
-				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span>${h.storage && !h.storage.ok ? ` <span class="badge lost" data-storage="failing" title="${esc(h.storage.error)}">state dir failing</span>` : ""}</td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td class="labels">${Object.entries(
+				return `<tr data-hive="${esc(h.id)}"><td>${esc(h.id)}</td><td><span class="badge ${esc(h.state)}" data-state="${esc(h.state)}">${esc(h.state)}</span>${h.storage && !h.storage.ok ? ` <span class="badge lost" data-storage="failing" title="${esc(h.storage.error)}">state dir failing</span>` : ""}${h.drain ? ` <span class="badge stale" data-drain="${esc(h.drain.state)}" title="${esc(`${h.drain.reason ?? ""}${h.drain.by ? ` (by ${h.drain.by})` : ""}${h.drain.deadline ? `, deadline ${h.drain.deadline}` : ""}`)}">${esc(h.drain.state)}</span>` : ""}</td><td class="num">${age == null ? "–" : `${secs(age)} ago`}</td><td>${esc(h.driver?.name)}${h.driver && !h.driver.enforced ? ' <span class="stale">(not enforced)</span>' : ""}</td><td class="num">${[...state.workers.values()].filter((w) => w.hiveId === h.id && w.state === "running").length}</td><td class="num">${[...state.gpus.values()].filter((g) => g.hiveId === h.id).length}</td><td class="labels">${Object.entries(
 					h.labels ?? {},
 				)
 					.map(([k, v]) => `<span class="label">${esc(k)}=${esc(v)}</span>`)
@@ -63,8 +63,15 @@ function gpuState(g) {
 	if (g.claimId) return ["claimed", `claimed ${g.claimId}`];
 	const hive = state.hives.get(g.hiveId);
 	if (hive && hive.state !== "ready") return ["lost", `hive ${hive.state}`];
+	if (hive?.drain) return ["stale", `hive ${hive.drain.state}`];
 	if (g.stale) return ["stale", "stale"];
 	return ["held", "busy"];
+}
+
+function setDrain(d) {
+	const h = state.hives.get(d.hiveId);
+	if (h) h.drain = d.drain;
+	refreshGpus();
 }
 
 function renderGpus() {
@@ -264,6 +271,19 @@ const handlers = {
 		const h = state.hives.get(d.hiveId);
 		if (h) h.state = "lost";
 		refreshGpus();
+	},
+	// Cordon and drain: the event carries the hive as it now is.
+	"hive.cordoned"(d) {
+		setDrain(d);
+	},
+	"hive.draining"(d) {
+		setDrain(d);
+	},
+	"hive.drained"(d) {
+		setDrain(d);
+	},
+	"hive.uncordoned"(d) {
+		setDrain(d);
 	},
 	"hive.left"(d) {
 		const h = state.hives.get(d.hiveId);

@@ -1,4 +1,4 @@
-import type { GpuRequest, GpuView, HiveState } from "@apiary/protocol";
+import type { Drain, GpuRequest, GpuView, HiveState } from "@apiary/protocol";
 import { byBestFit, freeMemoryMiB } from "../gpu-pick.ts";
 
 // Where a worker goes: pure, from the hives as the registry sees them. GPUs
@@ -12,6 +12,8 @@ export interface Candidate {
 	state: HiveState;
 	connected: boolean;
 	remoteSpawn: boolean;
+	/** Cordoned, draining or drained: takes nothing new. */
+	drain?: Drain | null;
 	labels: Record<string, string>;
 	cores: number;
 	memoryBytes: number;
@@ -37,6 +39,7 @@ function unavailable(h: Candidate): string | null {
 	if (h.state !== "ready") return `is ${h.state}`;
 	if (!h.connected) return "is not connected to this queen";
 	if (!h.remoteSpawn) return "refuses placements (--no-remote-spawn)";
+	if (h.drain) return `is ${h.drain.state}${h.drain.reason ? ` (${h.drain.reason})` : ""}`;
 	return null;
 }
 
@@ -93,8 +96,9 @@ export function choose(hives: Candidate[], freeGpus: GpuView[], w: Want): Choice
 			const gpus = matching(h.id);
 			const why = unavailable(h);
 			if (why) {
-				// Only worth saying where it would otherwise have fitted.
-				if (gpus.length >= g.count) notes.push(`hive ${h.id} has ${gpus.length} free but ${why}`);
+				// Only worth saying where it would otherwise have fitted; a cordoned hive's GPUs are never free, so it is named.
+				if (h.drain) notes.push(`hive ${h.id} ${why}`);
+				else if (gpus.length >= g.count) notes.push(`hive ${h.id} has ${gpus.length} free but ${why}`);
 				continue;
 			}
 			if (gpus.length < g.count) short.set(gpus.length, (short.get(gpus.length) ?? 0) + 1);

@@ -1,6 +1,21 @@
-import { ErrorBody, GpusQuery, GpuView, HiveIdQuery, HiveView, IdParams, QueenWorkersQuery, QueenWorkerView, ExitRecord, Type } from "@apiary/protocol";
+import {
+	CordonBody,
+	DrainBody,
+	ErrorBody,
+	GpusQuery,
+	GpuView,
+	HiveIdQuery,
+	HiveView,
+	IdParams,
+	QueenWorkersQuery,
+	QueenWorkerView,
+	ExitRecord,
+	Type,
+} from "@apiary/protocol";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { type Registry, RegistryError } from "../registry.ts";
+import { actorOf } from "../auth/authorize.ts";
+import { DEFAULT_DRAIN_DEADLINE_S } from "../drain.ts";
 
 /** A worker with every exit record the queen has for it (a re-used id has several). */
 const WorkerDetail = Type.Composite([QueenWorkerView, Type.Object({ exits: Type.Array(ExitRecord) })]);
@@ -23,6 +38,27 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = as
 		if (!h) throw new RegistryError(404, `no hive ${req.params.id}`);
 		return h;
 	});
+
+	// Cordon and drain (admin): out of rotation for maintenance, and back.
+	const by = (req: unknown) => actorOf(req)?.name ?? null;
+	const one = { params: IdParams, response: { 200: HiveView, 404: ErrorBody } };
+	app.post("/v1/hives/:id/cordon", { config: { role: "admin" }, schema: { ...one, body: Type.Optional(CordonBody) } }, async (req) =>
+		registry.exclusive(() => registry.changeDrain(req.params.id, { op: "cordon", reason: req.body?.reason ?? null, by: by(req) })),
+	);
+	app.post("/v1/hives/:id/drain", { config: { role: "admin" }, schema: { ...one, body: Type.Optional(DrainBody) } }, async (req) =>
+		registry.exclusive(() =>
+			registry.changeDrain(req.params.id, {
+				op: "drain",
+				reason: req.body?.reason ?? null,
+				by: by(req),
+				deadlineMs: (req.body?.deadlineSeconds ?? DEFAULT_DRAIN_DEADLINE_S) * 1000,
+			}),
+		),
+	);
+	app.post("/v1/hives/:id/uncordon", { config: { role: "admin" }, schema: one }, async (req) =>
+		registry.exclusive(() => registry.changeDrain(req.params.id, { op: "uncordon", by: by(req) })),
+	);
+
 	app.get(
 		"/v1/workers",
 		{ config: { role: "read" }, schema: { querystring: QueenWorkersQuery, response: { 200: Type.Array(QueenWorkerView) } } },

@@ -1,5 +1,4 @@
 import {
-	type Actor,
 	ErrorBody,
 	IdParams,
 	PendingPlacements,
@@ -16,15 +15,9 @@ import { relayLogs } from "../log-relay.ts";
 import type { Placer } from "../placement/placer.ts";
 import { PlacementError } from "../placement/placer.ts";
 import type { Registry } from "../registry.ts";
-import type { Principal } from "../auth/authorize.ts";
+import { actorOf } from "../auth/authorize.ts";
 import type { HiveCommander } from "../hive-commands.ts";
 import type { HiveSocketServer } from "../socket.ts";
-
-/** Who a request speaks for, as a worker's record names it (placedBy, stoppedBy); none on an open queen. */
-function actorOf(req: unknown): Actor | undefined {
-	const p = (req as { principal?: Principal | null }).principal;
-	return p ? { tokenId: p.tokenId, name: p.role === "hive" && p.hive ? `hive ${p.hive}` : p.name } : undefined;
-}
 
 /**
  * Placement: run a worker through the queen, stop it and read its output,

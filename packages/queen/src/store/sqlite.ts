@@ -21,6 +21,7 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
 CREATE TABLE IF NOT EXISTS hives (id TEXT PRIMARY KEY, instance_id TEXT NOT NULL, state TEXT NOT NULL, last_seen_at TEXT, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS drains (hive_id TEXT PRIMARY KEY, drain TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (hive_id TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (hive_id, id));
 CREATE INDEX IF NOT EXISTS workers_by_id ON workers (id);
 CREATE TABLE IF NOT EXISTS exits (hive_id TEXT NOT NULL, worker_id TEXT NOT NULL, started_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (hive_id, worker_id, started_at));

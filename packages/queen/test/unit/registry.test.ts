@@ -225,6 +225,9 @@ describe("event filters", () => {
 			[
 				"hive.joined",
 				"hive.restarted",
+				"hive.cordoned",
+				"hive.drained",
+				"hive.uncordoned",
 				"worker.evicted",
 				"worker.exited",
 				"worker.spawned",

@@ -77,6 +77,11 @@ export async function copyFromSqlite(from: string, client: pg.ClientBase): Promi
 		const claims = all<{ id: string; holder: string; gpus: string; created_at: string; expires_at: string }>(
 			"SELECT id, holder, gpus, created_at, expires_at FROM claims",
 		).map((r) => ({ ...r, gpus: JSON.parse(r.gpus) }));
+		// Cordons and drains go with their hives; a file from before them has none.
+		const hasDrains = all<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'drains'")[0]!.n > 0;
+		const drains = hasDrains
+			? all<{ hive_id: string; drain: string }>("SELECT hive_id, drain FROM drains").map((r) => ({ ...r, drain: JSON.parse(r.drain) }))
+			: [];
 		const runs = all<{ seq: number; key: string; run: string }>("SELECT seq, key, run FROM runs ORDER BY seq").map((r) => ({ ...r, run: JSON.parse(r.run) }));
 		// Credentials (their hashes) go too, so every token keeps working; a file from before tokens has none.
 		const hasTokens = all<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'tokens'")[0]!.n > 0;
@@ -104,6 +109,7 @@ export async function copyFromSqlite(from: string, client: pg.ClientBase): Promi
 			const held = await heldRows(client);
 			if (held > 0) throw new TargetNotEmpty("the target database already holds a fleet: migrate into an empty database");
 			await insertAll(client, "hives", "id text, instance_id text, state text, last_seen_at timestamptz, info jsonb", hives);
+			await insertAll(client, "drains", "hive_id text, drain jsonb", drains);
 			await insertAll(client, "workers", "hive_id text, id text, state text, info jsonb", workers);
 			await insertAll(client, "exits", "hive_id text, worker_id text, started_at text, record jsonb", exits);
 			await insertAll(client, "gpus", "hive_id text, uuid text, info jsonb", gpus);

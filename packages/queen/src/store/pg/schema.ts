@@ -46,6 +46,8 @@ export const MIGRATIONS: readonly string[] = [
 	                     target text, outcome integer NOT NULL, detail text);`,
 	// Placements waiting for capacity on every queen, in one order (seq): first come, first served fleet-wide.
 	`CREATE TABLE waiters (seq bigserial PRIMARY KEY, queen text NOT NULL, id text NOT NULL, want jsonb NOT NULL, since timestamptz NOT NULL DEFAULT now());`,
+	// Cordons and drains: apart from the hive's row, which its queen rewrites with every renewal.
+	`CREATE TABLE drains (hive_id text PRIMARY KEY, drain jsonb NOT NULL);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

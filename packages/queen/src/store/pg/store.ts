@@ -1,4 +1,4 @@
-import type { Claim, ExitRecord, GpuInfo, PlacementAnswer, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import type { Claim, Drain, ExitRecord, GpuInfo, PlacementAnswer, QueenEvent, QueenWorkerView } from "@apiary/protocol";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { RunSummary } from "../../advise/run.ts";
@@ -100,7 +100,11 @@ async function readHives(c: pg.Pool | pg.ClientBase, ids: string[] | null): Prom
 				last_seen_at: Date | null;
 				owner: string | null;
 				info: Pick<HiveRow, "version" | "host" | "driver" | "labels">;
-			}>(`SELECT id, instance_id, state, last_seen_at, owner, info FROM hives${only("id")}`, params),
+				drain: Drain | null;
+			}>(
+				`SELECT h.id, h.instance_id, h.state, h.last_seen_at, h.owner, h.info, d.drain FROM hives h LEFT JOIN drains d ON d.hive_id = h.id${only("h.id")}`,
+				params,
+			),
 		() => c.query<{ info: QueenWorkerView }>(`SELECT info FROM workers${only("hive_id")}`, params),
 		() => c.query<{ hive_id: string; info: GpuInfo }>(`SELECT hive_id, info FROM gpus${only("hive_id")}`, params),
 	]);
@@ -115,6 +119,7 @@ async function readHives(c: pg.Pool | pg.ClientBase, ids: string[] | null): Prom
 			host: r.info.host,
 			driver: r.info.driver,
 			labels: r.info.labels ?? {},
+			drain: r.drain,
 		})),
 		workers: wk.rows.map((r) => r.info),
 		gpus: g.rows.map((r) => ({ hiveId: r.hive_id, info: r.info })),
@@ -236,6 +241,10 @@ export class PgStore implements QueenStore {
 					o.queenId ?? null,
 					h.samples ? JSON.stringify(h.samples) : null,
 				),
+			setDrain: (id, drain) =>
+				drain === null
+					? w("DELETE FROM drains WHERE hive_id = $1", id)
+					: w("INSERT INTO drains (hive_id, drain) VALUES ($1, $2) ON CONFLICT (hive_id) DO UPDATE SET drain = excluded.drain", id, JSON.stringify(drain)),
 			// Several queens: the others still serve their hives; a gone queen's were marked unknown at start (open()).
 			markAllUnknown: () => {},
 		};
