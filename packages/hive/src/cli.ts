@@ -56,6 +56,10 @@ Clients talk to ${DEFAULT_HIVE} unless --hive URL or APIARY_HIVE says otherwise.
                              as root, else ~/.local/state/apiary/hive)
   --nvidia-smi PATH          nvidia-smi binary (default nvidia-smi on PATH)
   --no-remote-spawn          refuse workers placed through the queen (it still reports to it)
+  --kmsg PATH                the kernel log read for GPU Xid events (default /dev/kmsg; a regular
+                             file is followed as it grows; "none": not read, Xid health unknown)
+  --cordon-on-unhealthy-gpu  the queen cordons this hive (reason auto:…) while one of its GPUs is
+                             unhealthy, and lifts that cordon (never a person's) when all are well
   --label K=V                this hive's label, shown by the queen and used as a placement
                              constraint (repeatable), e.g. --label pool=a100 --label zone=b
   --gpu-interval DURATION    GPU sampling cadence (default: the tick, at least 1s)
@@ -217,6 +221,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			"allow-root-workers": { type: "boolean" },
 			label: { type: "string", multiple: true },
 			"no-remote-spawn": { type: "boolean" },
+			kmsg: { type: "string", default: "/dev/kmsg" },
+			"cordon-on-unhealthy-gpu": { type: "boolean" },
 		},
 		"start",
 	);
@@ -266,6 +272,8 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		queen: queenList(v.queen ?? process.env.APIARY_QUEEN),
 		labels: hiveLabels(v.label),
 		remoteSpawn: v["no-remote-spawn"] !== true,
+		kmsg: v.kmsg === "none" ? null : v.kmsg!,
+		cordonOnUnhealthyGpu: v["cordon-on-unhealthy-gpu"] === true,
 		log,
 	});
 	const info = d.hive.driver.info;

@@ -69,6 +69,12 @@ export function runCommand(m: CommandMessage, ctx: CommandContext): CommandContr
 			);
 			return null;
 		}
+		case "gpu-clear": {
+			const known = ctx.hive.gpuStatus().gpus.some((g) => g.uuid === m.uuid);
+			if (!known) fail(404, `no GPU ${m.uuid} on hive ${ctx.hive.hiveId}`);
+			else ctx.reply({ type: "reply", id: m.id, status: 200, body: { uuid: m.uuid, cleared: ctx.hive.clearGpuHealth(m.uuid) } });
+			return null;
+		}
 		case "logs": {
 			if (!validLogs(m.query)) {
 				const e = validLogs.errors![0]!;

@@ -7,6 +7,8 @@ import type { FastifyInstance } from "fastify";
 import { buildHiveApp } from "./api/app.ts";
 import { createDriver, detect } from "./cgroup/detect.ts";
 import { GpuSampler } from "./gpu/sampler.ts";
+import { GpuHealth } from "./gpu/gpu-health.ts";
+import { readOptional } from "./statfile.ts";
 import { Hive } from "./hive.ts";
 import { chooseUser, defaultWorkerUser, type RunAsPolicy, readAccounts } from "./run-as.ts";
 import { hostFacts } from "./host.ts";
@@ -54,6 +56,10 @@ export interface HiveDaemonOptions {
 	labels?: Record<string, string>;
 	/** false: refuse the queen's spawn commands (`--no-remote-spawn`). */
 	remoteSpawn?: boolean;
+	/** The kernel log for Xid events (`--kmsg`, default /dev/kmsg); null: not read. */
+	kmsg?: string | null;
+	/** The queen cordons this hive while one of its GPUs is unhealthy (`--cordon-on-unhealthy-gpu`). */
+	cordonOnUnhealthyGpu?: boolean;
 	/** Token for the queen's socket; defaults to `token`. */
 	queenToken?: string | null;
 	/** https/wss queens: the CA their certificates are checked against. */
@@ -121,7 +127,24 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 		throw err;
 	}
 	let hive: Hive | null = null;
-	const gpu = new GpuSampler({
+	const cgroupOwner = (pid: number) =>
+		hive &&
+		workerOfPid(
+			root.proc,
+			pid,
+			(id) => hive?.get(id) !== undefined,
+			() => null,
+		);
+	const health: GpuHealth = new GpuHealth({
+		stateDir: o.stateDir,
+		bootId: readOptional(`${root.proc}/sys/kernel/random/boot_id`)?.trim() || null,
+		kmsg: o.kmsg === undefined ? "/dev/kmsg" : o.kmsg,
+		uuidOfBus: (bus): string | null => gpu.uuidOfBus(bus),
+		onAppError: (err) => hive?.gpuError(err, cgroupOwner),
+		log: o.log,
+	});
+	const gpu: GpuSampler = new GpuSampler({
+		health,
 		binary: o.nvidiaSmi,
 		intervalMs: o.gpuIntervalMs ?? Math.max(1000, o.intervalMs),
 		attribute: (pid) =>
@@ -153,6 +176,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	try {
 		facts = await hostFacts();
 		await hive.start();
+		health.start();
 		gpu.start();
 		await hive.tick();
 		hive.startLoop(o.intervalMs);
@@ -161,6 +185,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 	} catch (err) {
 		// e.g. the port is taken: stop what started so the process can exit.
 		gpu.stop();
+		health.stop();
 		await hive.stop();
 		release();
 		throw err;
@@ -181,6 +206,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 				version: VERSION,
 				labels: o.labels,
 				remoteSpawn: o.remoteSpawn,
+				cordonOnUnhealthyGpu: o.cordonOnUnhealthyGpu,
 				log: o.log,
 			})
 		: null;
@@ -204,6 +230,8 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 			await link?.stop();
 			await app.close();
 			gpu.stop();
+			health.stop();
+		health.stop();
 			await h.stop();
 			release();
 		},

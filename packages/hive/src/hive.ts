@@ -15,6 +15,7 @@ import {
 	type Actor,
 	isValidId,
 	type ExitReason,
+	type GpuError,
 	type GpuStatus,
 	PROFILES,
 	resolveLimits,
@@ -51,6 +52,10 @@ import { infoOf, WorkerRecords } from "./worker-records.ts";
 
 export interface GpuSource {
 	status(): GpuStatus;
+	/** Catches up with the kernel log (an application's Xid is logged before its process ends). */
+	settle?(): Promise<void>;
+	/** `queen gpu clear`: forgets the GPU's latched health causes; whether it had any. */
+	clearHealth?(uuid: string): boolean;
 }
 
 /** What a spawn asks for: the API's spawn body (declared once in @apiary/protocol). */
@@ -247,6 +252,51 @@ export class Hive extends EventEmitter {
 
 	logPath(id: string): string {
 		return this.records.logPath(id);
+	}
+
+	/** Pids seen in workers' cgroups on a host with GPUs (the newest 4096), for Xids about processes already gone. */
+	private readonly recentPids = new Map<number, string>();
+
+	/** The GPU status as the sampler has it. */
+	gpuStatus(): GpuStatus {
+		return this.gpus?.status() ?? { state: "absent", message: "GPU sampling disabled", ageMs: null, gpus: [] };
+	}
+
+	clearGpuHealth(uuid: string): boolean {
+		return this.gpus?.clearHealth?.(uuid) ?? false;
+	}
+
+	/**
+	 * An application's Xid (13, 31, 43, 45, 68, 109): into the record of the
+	 * worker whose process raised it — by the pid's cgroup, else a pid seen in
+	 * a worker's cgroup, else the worker's main pid, else the one worker
+	 * holding that GPU — and, if it has ended, into its exit record. Not held
+	 * against the GPU.
+	 */
+	gpuError(err: GpuError, cgroupOwner: (pid: number) => string | null): void {
+		if (this.recentPids.size > 4096) for (const k of [...this.recentPids.keys()].slice(0, 1024)) this.recentPids.delete(k);
+		const all = [...this.workers.values()];
+		let id: string | null = null;
+		if (err.pid !== null) {
+			id = cgroupOwner(err.pid) ?? this.recentPids.get(err.pid) ?? all.find((e) => e.info.pid === err.pid)?.info.id ?? null;
+		}
+		if (id === null && err.gpu !== null) {
+			const status = this.gpuStatus();
+			const index = status.gpus.find((g) => g.uuid === err.gpu)?.index;
+			const holders = all.filter((e) => e.info.state === "running" && e.info.gpus.some((g) => g === err.gpu || g === String(index)));
+			if (holders.length === 1) id = holders[0]!.info.id;
+		}
+		const e = id === null ? undefined : this.workers.get(id);
+		if (!e) {
+			this.log("an application's Xid, for no worker of this hive", { ...err });
+			return;
+		}
+		const list = (e.info.gpuErrors ??= []);
+		if (list.length >= 64) return;
+		list.push(err);
+		if (e.info.exit) e.info.exit.gpuErrors = list;
+		this.log("an application's Xid, in its worker's record", { id: e.info.id, ...err });
+		this.persist(e);
 	}
 
 	list(): WorkerInfo[] {
@@ -498,6 +548,8 @@ export class Hive extends EventEmitter {
 		e.reader?.close();
 		e.reader = null;
 		await this.driver.remove(id).catch((err) => this.log("cgroup removal failed", { id, err: messageOf(err) }));
+		// An application's Xid is logged before its process sees the error and ends: read the log up to now.
+		await this.gpus?.settle?.().catch(() => {});
 		const exit = buildExitRecord({
 			code,
 			signal: signal ?? null,
@@ -511,6 +563,7 @@ export class Hive extends EventEmitter {
 			unobserved,
 		});
 		exit.usage = e.usage.result(final, e.info.limits, exit.durationMs);
+		if (e.info.gpuErrors?.length) exit.gpuErrors = e.info.gpuErrors;
 		e.info.state = "exited";
 		e.info.exit = exit;
 		e.child = null;
@@ -557,7 +610,12 @@ export class Hive extends EventEmitter {
 				const cur = { raw, at };
 				const stats = computeStats(cur, e.prev, this.clock.wall(), at - e.startedMono);
 				// The cgroup's pids are read only on a host with GPUs: a file read per worker per tick otherwise.
-				if (gpu.gpus.length > 0) stats.gpuMemoryMiB = gpuMemoryOf(e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [], byPid);
+				if (gpu.gpus.length > 0) {
+					const pids = e.info.cgroup ? this.driver.pids(e.info.id) : e.info.pid ? [e.info.pid] : [];
+					stats.gpuMemoryMiB = gpuMemoryOf(pids, byPid);
+					// Whose a pid was, for an Xid logged once it is gone.
+					for (const p of pids) this.recentPids.set(p, e.info.id);
+				}
 				e.info.stats = stats;
 				const ws = stats.memory.workingSetBytes;
 				if (ws !== null && (e.peakWorkingSet === null || ws > e.peakWorkingSet)) e.peakWorkingSet = ws;

@@ -35,6 +35,7 @@ export interface QueenLinkOptions {
 	labels?: Record<string, string>;
 	/** false (`--no-remote-spawn`): the queen's spawn commands are refused. */
 	remoteSpawn?: boolean;
+	cordonOnUnhealthyGpu?: boolean;
 	/** Reconnect backoff: base and cap, ms (full jitter in between). */
 	backoffBaseMs?: number;
 	backoffCapMs?: number;
@@ -167,6 +168,7 @@ export class QueenLink {
 				gpus: gpu?.gpus ?? [],
 				labels: this.o.labels ?? {},
 				remoteSpawn: this.o.remoteSpawn !== false,
+				...(this.o.cordonOnUnhealthyGpu ? { cordonOnUnhealthyGpu: true } : {}),
 			};
 			this.send(hello);
 			const snap = this.o.hive.snapshot();

@@ -1,4 +1,4 @@
-import type { GpuInfo } from "@apiary/protocol";
+import { GPU_SIGNALS, type GpuInfo, SIGNAL_NAMES } from "@apiary/protocol";
 import { Counter, Gauge, type Registry } from "prom-client";
 
 // Prometheus helpers in the naming of cAdvisor/kubelet where one exists.
@@ -83,6 +83,28 @@ export function registerGpuMetrics(reg: Registry, gpus: () => (GpuInfo & { hiveI
 		"Age of the GPU's last reading.",
 		labels,
 		each((g) => g.ageMs / 1000),
+	);
+	// The health signals, each under its dcgm-exporter name where it has one (gpu-signals.ts); flags are 1/0, text is left out.
+	for (const n of SIGNAL_NAMES) {
+		const sig = GPU_SIGNALS[n];
+		if (sig.metric === null) continue;
+		gauge(
+			reg,
+			sig.metric,
+			sig.help,
+			labels,
+			each((g) => {
+				const v = g.signals?.[n];
+				return typeof v === "boolean" ? (v ? 1 : 0) : typeof v === "number" ? v : null;
+			}),
+		);
+	}
+	gauge(
+		reg,
+		"apiary_gpu_health",
+		"The GPU's verdict: 0 healthy, 1 degraded, 2 unhealthy (absent: nothing can be known).",
+		labels,
+		each((g) => (g.health == null ? null : g.health === "healthy" ? 0 : g.health === "degraded" ? 1 : 2)),
 	);
 	gauge(
 		reg,

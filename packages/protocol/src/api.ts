@@ -295,6 +295,7 @@ export const RelayCommandBody = Type.Union([
 		{ additionalProperties: false },
 	),
 	Type.Object({ op: Type.Literal("logs"), workerId: Type.String({ pattern: ID_PATTERN, maxLength: 63 }), query: LogsQuery }, { additionalProperties: false }),
+	Type.Object({ op: Type.Literal("gpu-clear"), uuid: Type.String({ maxLength: 128 }) }, { additionalProperties: false }),
 ]);
 export type RelayCommandBody = Static<typeof RelayCommandBody>;
 /** The hive's reply to a forwarded spawn or stop, as its queen got it. */

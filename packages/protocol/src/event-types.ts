@@ -15,6 +15,7 @@ export const EVENT_TYPES = [
 	"worker.exited",
 	"worker.evicted",
 	"gpu.updated",
+	"gpu.health",
 	"claim.created",
 	"claim.released",
 	"placement.failed",

@@ -8,3 +8,4 @@ export * from "./profiles.ts";
 export * from "./api.ts";
 export * from "./limits.ts";
 export * from "./roles.ts";
+export * from "./gpu-signals.ts";

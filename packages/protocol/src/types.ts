@@ -1,6 +1,7 @@
 import { Type } from "@sinclair/typebox";
 import { ID_PATTERN, LABEL_KEY_PATTERN } from "./ids.ts";
 import { Nullable, type Static, StringEnum, StringMap } from "./schema.ts";
+import { GpuError, GpuSignals, Health, HealthReason } from "./gpu-signals.ts";
 
 // Wire types shared by hive and queen, each declared once as a schema whose
 // Static<> is the type. One snapshot per hive tick flows from the sampler to
@@ -176,6 +177,7 @@ export const ExitRecord = Type.Object({
 	peakWorkingSetBytes: Type.Optional(Nullable(Type.Number({ description: "the highest working set (usage − inactive file cache) seen by a tick" }))),
 	oomKilled: Nullable(Type.Boolean()),
 	usage: Type.Optional(Nullable(RunUsage)),
+	gpuErrors: Type.Optional(Type.Array(GpuError, { maxItems: 64, description: "Xids its processes raised (application errors: 13, 31, 43, 45, 68, 109)" })),
 	graceful: Type.Optional(
 		Nullable(
 			Type.Boolean({
@@ -197,6 +199,7 @@ export const WorkerInfo = Type.Composite([
 		startedAt: Type.String(),
 		cgroup: Nullable(Str),
 		adopted: Type.Boolean({ description: "true when this hive process did not spawn it but re-adopted it after a restart" }),
+		gpuErrors: Type.Optional(Type.Array(GpuError, { maxItems: 64, description: "Xids its processes raised" })),
 		logDroppedBytes: Type.Optional(Type.Number({ description: "older output dropped to keep the log under the hive's --log-max (newest kept)" })),
 		stats: Nullable(WorkerStats),
 		exit: Nullable(ExitRecord),
@@ -232,6 +235,10 @@ export const GpuInfo = Type.Object({
 	migMode: Nullable(StringEnum(["Enabled", "Disabled"] as const)),
 	processes: Type.Array(GpuProcess, { maxItems: 4096 }),
 	mig: Type.Optional(Type.Array(MigDevice, { maxItems: 64, description: "MIG instances (nvidia-smi -L), when MIG mode is on" })),
+	signals: Type.Optional(GpuSignals),
+	clockEvents: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64, description: "the active clock event reasons, by name" })),
+	health: Type.Optional(Nullable(Health)),
+	healthReasons: Type.Optional(Type.Array(HealthReason, { maxItems: 64 })),
 	ageMs: Type.Number({ description: "age of this GPU's last reading, ms" }),
 	stale: Type.Boolean(),
 });

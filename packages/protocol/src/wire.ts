@@ -120,6 +120,8 @@ export const StopCommand = Type.Object({
 	by: Type.Optional(Actor),
 	reason: Type.Optional(StringEnum(["killed", "drained"] as const, { description: "the exit record's reason (drained: its hive's drain deadline)" })),
 });
+/** `queen gpu clear UUID`: the hive forgets the GPU's latched health causes (those still present come back at the next reading). */
+export const GpuClearCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("gpu-clear"), uuid: Type.String({ maxLength: 128 }) });
 export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
 /** The queen no longer wants a command's answer (a relayed log reader went away). */
 export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });
@@ -134,7 +136,7 @@ export const LOG_WINDOW = 4 << 20;
  */
 export const CreditMessage = Type.Object({ type: Type.Literal("credit"), id: CommandId, upTo: Type.Integer({ minimum: 0 }) });
 export type CreditMessage = Static<typeof CreditMessage>;
-export const CommandMessage = Type.Union([SpawnCommand, StopCommand, LogsCommand]);
+export const CommandMessage = Type.Union([SpawnCommand, StopCommand, LogsCommand, GpuClearCommand]);
 export type CommandMessage = Static<typeof CommandMessage>;
 export type CancelMessage = Static<typeof CancelMessage>;
 export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage | CreditMessage;

@@ -21,6 +21,7 @@ import { claimRoutes } from "./routes/claims.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { eventsRoutes } from "./routes/events.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
+import { gpuHealthRoutes } from "./routes/gpu-health.ts";
 import { recommendationRoutes } from "./routes/recommendations.ts";
 
 export interface QueenAppOptions {
@@ -125,6 +126,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(recommendationRoutes, { registry: o.registry });
 	await app.register(tokenRoutes, { credentials, store: o.registry.store });
 	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets, commands: o.commands });
+	await app.register(gpuHealthRoutes, { registry: o.registry, commands: o.commands });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag, credentials });
 	return app as unknown as FastifyInstance;
 }

@@ -12,6 +12,7 @@ import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts
 import { KILL_HELP, kill, LOGS_HELP, logs, RUN_HELP, run } from "./run-cmd.ts";
 import { AUDIT_HELP, audit, TOKEN_HELP, token } from "./token-cmd.ts";
 import { CORDON_HELP, cordon, DRAIN_HELP, UNCORDON_HELP } from "./cordon-cmd.ts";
+import { GPU_HELP, gpu } from "./gpu-cmd.ts";
 
 // Client commands load only what they use: the daemon (fastify, ws, the
 // socket schemas), node:sqlite and the EventSource client are imported by
@@ -34,6 +35,7 @@ Commands:
   cordon     no new placements on a hive (admin)
   drain      cordon a hive and stop its workers at a deadline (admin)
   uncordon   a cordoned or drained hive takes placements again (admin)
+  gpu clear  a GPU's hive forgets its latched health causes (admin)
   workers    list workers
   advise     the limits each profile and suite should have, from their runs
   run        place a worker, stream its output, exit with its code (like srun)
@@ -87,7 +89,8 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
 Reconnects by itself and resumes where it left off (Last-Event-ID).`,
 	gpus: `Usage: queen gpus [options]
 
-  --free             only free GPUs (hive ready, not held, not claimed, memory idle)
+  --free             only free GPUs (hive ready and not cordoned, healthy or degraded, not held,
+                     not claimed, memory idle)
   --min-memory SIZE  at least this much free memory, e.g. 16G
   --hive ID          only this hive
   --name TEXT        name contains TEXT, e.g. A100
@@ -130,6 +133,7 @@ Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	cordon: CORDON_HELP(DEFAULT_QUEEN),
 	drain: DRAIN_HELP(DEFAULT_QUEEN),
 	uncordon: UNCORDON_HELP(DEFAULT_QUEEN),
+	gpu: GPU_HELP(DEFAULT_QUEEN),
 	audit: AUDIT_HELP(DEFAULT_QUEEN),
 	certs: `Usage: queen certs init --dir DIR [--san NAME]... [--hive ID]... [--days N]
 
@@ -258,6 +262,8 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 			case "drain":
 			case "uncordon":
 				return await cordon(cmd, rest, DEFAULT_QUEEN, out);
+			case "gpu":
+				return await gpu(rest, DEFAULT_QUEEN, out);
 			case "run":
 				return await run(rest, DEFAULT_QUEEN, out, err);
 			case "kill":

@@ -43,7 +43,7 @@ export function formatWorkers(ws: QueenWorkerView[]): string {
 
 export function formatGpus(gs: GpuView[]): string {
 	return table([
-		["HIVE", "GPU", "NAME", "MEM USED", "MEM TOTAL", "UTIL", "STATE"],
+		["HIVE", "GPU", "NAME", "MEM USED", "MEM TOTAL", "UTIL", "HEALTH", "STATE"],
 		...gs.map((g) => [
 			g.hiveId,
 			String(g.index),
@@ -51,6 +51,7 @@ export function formatGpus(gs: GpuView[]): string {
 			g.memoryUsedMiB === null ? "-" : `${g.memoryUsedMiB} MiB`,
 			g.memoryTotalMiB === null ? "-" : `${g.memoryTotalMiB} MiB`,
 			g.utilizationGpu === null ? "-" : `${g.utilizationGpu}%`,
+			g.health == null ? "-" : g.health === "healthy" ? "healthy" : `${g.health} (${(g.healthReasons ?? []).map((r) => r.code).join(",")})`,
 			g.free ? "free" : g.claimId ? `claimed ${g.claimId}` : g.heldBy.length ? `held by ${g.heldBy.join(",")}` : g.stale ? "stale" : "busy",
 		]),
 	]);
@@ -64,6 +65,7 @@ const colours: Record<string, string> = {
 	"stream.lagged": "35",
 	"hive.joined": "32",
 	"hive.cordoned": "33",
+	"gpu.health": "31",
 	"hive.draining": "33",
 	"hive.drained": "33",
 	"worker.spawned": "32",
@@ -108,6 +110,9 @@ export function formatEvent(e: QueenEvent, colour: boolean): string {
 		case "hive.draining":
 		case "hive.drained":
 			detail = `${d.drain.reason ?? ""}${d.drain.by ? ` by ${d.drain.by}` : ""}${d.drain.deadline && e.type === "hive.draining" ? ` deadline ${d.drain.deadline}` : ""}`;
+			break;
+		case "gpu.health":
+			detail = `gpu ${d.index} ${d.previous ?? "-"} → ${d.health ?? "unknown"}${d.healthReasons?.length ? ` (${d.healthReasons.map((r: { code: string }) => r.code).join(", ")})` : ""}`;
 			break;
 		case "stream.lagged":
 			detail = `fell behind after event ${d.lastEventId}; resuming`;

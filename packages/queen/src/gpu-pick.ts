@@ -6,9 +6,9 @@ import type { GpuInfo, GpuView, HiveState } from "@apiary/protocol";
 export const freeMemoryMiB = (g: GpuInfo): number => g.memoryFreeMiB ?? (g.memoryTotalMiB ?? 0) - (g.memoryUsedMiB ?? 0);
 
 /**
- * A GPU is free when its hive is ready and not cordoned, its reading is
- * fresh, no live worker holds it, no claim holds it, and its memory in use is
- * under the busy mark.
+ * A GPU is free when its hive is ready and not cordoned, it is not
+ * unhealthy, its reading is fresh, no live worker holds it, no claim holds
+ * it, and its memory in use is under the busy mark.
  */
 export function isGpuFree(
 	g: GpuInfo,
@@ -58,7 +58,14 @@ export function gpuChanged(a: GpuInfo, b: GpuInfo): boolean {
 		a.memoryUsedMiB !== b.memoryUsedMiB ||
 		a.utilizationGpu !== b.utilizationGpu ||
 		a.stale !== b.stale ||
+		healthChanged(a, b) ||
 		a.processes.length !== b.processes.length ||
 		a.processes.some((p, i) => p.pid !== b.processes[i]?.pid || p.workerId !== b.processes[i]?.workerId)
 	);
+}
+
+/** Whether a GPU's verdict or its reasons changed (a `gpu.health` event). */
+export function healthChanged(a: GpuInfo, b: GpuInfo): boolean {
+	const codes = (g: GpuInfo) => (g.healthReasons ?? []).map((r) => r.code).join(",");
+	return (a.health ?? null) !== (b.health ?? null) || codes(a) !== codes(b);
 }

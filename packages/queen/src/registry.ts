@@ -17,10 +17,10 @@ import {
 } from "@apiary/protocol";
 import { HttpError } from "@apiary/kit/errors";
 import { type ClaimRec, FleetState, key, PackedSample, type WorkerRec, workerView } from "./fleet-state.ts";
-import { gpuChanged, pickGpus } from "./gpu-pick.ts";
+import { gpuChanged, healthChanged, pickGpus } from "./gpu-pick.ts";
 import { LatestSample } from "./latest-sample.ts";
 import { livenessTransition } from "./liveness.ts";
-import { type DrainAction, nextDrain } from "./drain.ts";
+import { AUTO_PREFIX, type DrainAction, isAuto, nextDrain } from "./drain.ts";
 import type { HiveSamples } from "./store/hives.ts";
 import type { CommittedEvent, HiveRows } from "./store/pg/store.ts";
 import { claimView, type HiveRec } from "./views.ts";
@@ -375,7 +375,35 @@ export class Registry extends FleetState {
 				this.store.gpus.save(hiveId, g);
 				this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g) }, hiveId);
 			}
+			if ((prev && healthChanged(prev, g)) || (!prev && g.health != null && g.health !== "healthy"))
+				this.events.append(
+					"gpu.health",
+					{ hiveId, uuid: g.uuid, index: g.index, health: g.health ?? null, previous: prev?.health ?? null, healthReasons: g.healthReasons ?? [] },
+					hiveId,
+				);
 		}
+		this.autoCordon(hiveId);
+	}
+
+	/**
+	 * `hive start --cordon-on-unhealthy-gpu`: the hive is cordoned (reason
+	 * `auto:`) while one of its GPUs is unhealthy, and that cordon is lifted
+	 * when none is; a person's cordon or drain is never touched (drain.ts).
+	 */
+	private autoCordon(hiveId: string): void {
+		const h = this.hives.get(hiveId);
+		if (!h) return;
+		if (!h.cordonOnUnhealthyGpu) {
+			// Restarted without the flag: its own automatic cordon goes with it.
+			if (isAuto(h.drain)) this.changeDrain(hiveId, { op: "uncordon", by: `hive ${hiveId}`, auto: true });
+			return;
+		}
+		const sick: string[] = [];
+		for (const { hiveId: hid, info } of this.gpus.values())
+			if (hid === hiveId && info.health === "unhealthy")
+				sick.push(`GPU ${info.index} (${info.uuid}): ${(info.healthReasons ?? []).map((r) => r.code).join(", ") || "unhealthy"}`);
+		if (sick.length > 0 && !h.drain) this.changeDrain(hiveId, { op: "cordon", reason: `${AUTO_PREFIX} unhealthy ${sick.join("; ")}`, by: `hive ${hiveId}`, auto: true });
+		else if (sick.length === 0 && isAuto(h.drain)) this.changeDrain(hiveId, { op: "uncordon", by: `hive ${hiveId}`, auto: true });
 	}
 
 	// ---- liveness and expiry, on the queen's clock ----------------------------------------------

@@ -1,7 +1,23 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { GpuInfo, GpuStatus, MigDevice } from "@apiary/protocol";
-import { APP_FIELDS, type ComputeApp, EXIT_MEANING, GPU_FIELDS, type GpuReading, parseComputeApps, parseGpuLine, parseMigList } from "./nvidia-smi.ts";
+import type { GpuHealth } from "./gpu-health.ts";
+import { hasHealthSignals } from "./health.ts";
+import {
+	APP_FIELDS,
+	type ComputeApp,
+	EXIT_MEANING,
+	fallbackField,
+	GPU_FIELDS,
+	type GpuReading,
+	busKey,
+	handleError,
+	invalidField,
+	parseComputeApps,
+	parseGpuLine,
+	parseMigList,
+	SIGNAL_FIELDS,
+} from "./nvidia-smi.ts";
 
 const MIG_EVERY_MS = 30_000;
 
@@ -15,6 +31,8 @@ export interface GpuSamplerOptions {
 	attribute?: (pid: number) => string | null;
 	now?: () => number;
 	log?: (msg: string, extra?: object) => void;
+	/** Health verdicts from the readings (and the kernel log). */
+	health?: GpuHealth;
 }
 
 interface Seen {
@@ -30,7 +48,17 @@ interface Seen {
  * what was last read, with its age.
  */
 export class GpuSampler {
-	private readonly o: Required<Omit<GpuSamplerOptions, "attribute">> & Pick<GpuSamplerOptions, "attribute">;
+	private readonly o: Required<Omit<GpuSamplerOptions, "attribute" | "health">> & Pick<GpuSamplerOptions, "attribute" | "health">;
+	/**
+	 * The fields asked for: the base set and each health signal's current
+	 * name. The first run is the probe: a driver that does not know a field
+	 * says so (stdout, exit 2), and the signal falls back to its older name or
+	 * is left out, field by field, never losing the whole sample.
+	 */
+	private fields: string[] = [...GPU_FIELDS, ...SIGNAL_FIELDS];
+	private unknownFields: string[] = [];
+	/** GPU lines read from the running child: a child that ends after reading some (a lost GPU's exit 15) is run again at once. */
+	private linesThisRun = 0;
 	private child: ChildProcess | null = null;
 	private readonly seen = new Map<string, Seen>();
 	private apps: ComputeApp[] = [];
@@ -75,12 +103,29 @@ export class GpuSampler {
 		this.child = null;
 	}
 
+	/** Reads the kernel log up to now. */
+	settle(): Promise<void> {
+		return this.o.health?.pollKmsg() ?? Promise.resolve();
+	}
+
+	clearHealth(uuid: string): boolean {
+		return this.o.health?.clear(uuid) ?? false;
+	}
+
+	/** The bus key → uuid of the GPUs read so far. */
+	uuidOfBus(bus: string): string | null {
+		for (const { reading } of this.seen.values()) if (reading.busId && busKey(reading.busId) === bus) return reading.uuid;
+		return null;
+	}
+
 	get restartCount(): number {
 		return this.restarts;
 	}
 
 	private launch(): void {
-		const args = [`--query-gpu=${GPU_FIELDS.join(",")}`, "--format=csv,noheader,nounits", `--loop-ms=${this.o.intervalMs}`];
+		const args = [`--query-gpu=${this.fields.join(",")}`, "--format=csv,noheader,nounits", `--loop-ms=${this.o.intervalMs}`];
+		this.unknownFields = [];
+		this.linesThisRun = 0;
 		const child = spawn(this.o.binary, args, { stdio: ["ignore", "pipe", "pipe"] });
 		this.child = child;
 		this.startedAt = this.o.now();
@@ -88,6 +133,8 @@ export class GpuSampler {
 		child.stderr!.setEncoding("utf8").on("data", (d: string) => {
 			if (stderr.length < 4096) stderr += d;
 		});
+		// Which GPU nvidia-smi cannot reach may be said on either stream.
+		createInterface({ input: child.stderr! }).on("line", (line) => this.onHandleError(line));
 		createInterface({ input: child.stdout! }).on("line", (line) => this.onLine(line));
 		child.on("error", (err: NodeJS.ErrnoException) => {
 			if (this.child !== child) return;
@@ -107,6 +154,16 @@ export class GpuSampler {
 			if (this.stopped) return;
 			const why = code !== null ? `exit code ${code}${EXIT_MEANING[code] ? ` (${EXIT_MEANING[code]})` : ""}` : `signal ${signal}`;
 			const detail = stderr.trim().split("\n")[0] ?? "";
+			if (code === 2 && this.unknownFields.length > 0 && this.adaptFields()) {
+				this.launch();
+				return;
+			}
+			if (code === 15 && this.linesThisRun > 0) {
+				// One GPU is gone (said, and marked lost); the others reported: read on at the usual pace.
+				this.setState("stale", `nvidia-smi ended: ${why}${detail ? `: ${detail}` : ""}; the GPU it names is marked lost, the others read on`);
+				this.scheduleRestart(this.o.intervalMs);
+				return;
+			}
 			if ((code === 9 || code === 12) && this.seen.size === 0) {
 				this.setState("absent", `nvidia-smi: ${why}${detail ? `: ${detail}` : ""}`);
 				this.scheduleRestart(60_000);
@@ -128,13 +185,43 @@ export class GpuSampler {
 		this.restartTimer.unref();
 	}
 
+	/** The driver does not know these fields: each signal's next name, or none. Returns whether anything is left to try. */
+	private adaptFields(): boolean {
+		const before = this.fields.join(",");
+		for (const f of this.unknownFields) {
+			const i = this.fields.indexOf(f);
+			if (i < 0) continue;
+			const next = fallbackField(f);
+			this.o.log("nvidia-smi does not know a field", { field: f, instead: next });
+			if (next) this.fields[i] = next;
+			else this.fields.splice(i, 1);
+		}
+		// index and uuid are how a line is read at all: without them nothing can be.
+		return this.fields.join(",") !== before && this.fields.includes("index") && this.fields.includes("uuid");
+	}
+
+	private onHandleError(line: string): boolean {
+		const h = handleError(line);
+		if (!h) return false;
+		this.o.health?.unreachable(h.bus, h.message, h.lost);
+		return true;
+	}
+
 	private onLine(line: string): void {
 		if (line.trim() === "") return;
 		this.lastOutput = this.o.now();
+		const unknown = invalidField(line);
+		if (unknown) {
+			this.unknownFields.push(unknown);
+			return;
+		}
+		if (this.onHandleError(line)) return;
 		try {
-			const reading = parseGpuLine(line);
+			const reading = parseGpuLine(line, this.fields);
 			const now = this.o.now();
 			this.seen.set(reading.uuid, { reading, at: now });
+			this.o.health?.reading(reading);
+			this.linesThisRun++;
 			this.lastLine = now;
 			if (this.state !== "ok") this.setState("ok", null);
 		} catch (err) {
@@ -209,10 +296,12 @@ export class GpuSampler {
 		const now = this.o.now();
 		const gpus: GpuInfo[] = [...this.seen.values()]
 			.sort((a, b) => a.reading.index - b.reading.index)
-			.map(({ reading, at }) => {
+			.map(({ reading: { cells: _c, ...reading }, at }) => {
 				const ageMs = Math.round(now - at);
+				const health = this.o.health?.verdict(reading.uuid, hasHealthSignals(reading));
 				return {
 					...reading,
+					...(health ?? {}),
 					processes: this.apps
 						.filter((a) => a.gpuUuid === reading.uuid)
 						.map((a) => ({ pid: a.pid, usedMemoryMiB: a.usedMemoryMiB, workerId: this.o.attribute?.(a.pid) ?? null })),

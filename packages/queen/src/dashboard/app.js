@@ -57,7 +57,8 @@ function renderHives() {
 }
 
 function gpuState(g) {
-	if (g.free) return ["free", "free"];
+	if (g.free) return ["free", g.health === "degraded" ? `free, degraded (${(g.healthReasons ?? []).map((r) => r.code).join(", ")})` : "free"];
+	if (g.health === "unhealthy") return ["lost", `unhealthy (${(g.healthReasons ?? []).map((r) => r.code).join(", ")})`];
 	// A placed worker holds its GPUs through a claim: who runs there says more than the claim's id.
 	if (g.heldBy?.length) return ["held", `held by ${g.heldBy.join(", ")}`];
 	if (g.claimId) return ["claimed", `claimed ${g.claimId}`];
@@ -318,6 +319,7 @@ const handlers = {
 	"gpu.updated"(d) {
 		state.gpus.set(key(d.hiveId, d.gpu.uuid), d.gpu);
 	},
+	"gpu.health": () => refreshGpus(),
 	"claim.created": () => refreshGpus(),
 	"claim.released": () => refreshGpus(),
 };
