@@ -231,7 +231,7 @@ export async function startHiveDaemon(o: HiveDaemonOptions): Promise<HiveDaemon>
 			await app.close();
 			gpu.stop();
 			health.stop();
-		health.stop();
+			health.stop();
 			await h.stop();
 			release();
 		},

@@ -291,7 +291,8 @@ export class Hive extends EventEmitter {
 			this.log("an application's Xid, for no worker of this hive", { ...err });
 			return;
 		}
-		const list = (e.info.gpuErrors ??= []);
+		e.info.gpuErrors ??= [];
+		const list = e.info.gpuErrors;
 		if (list.length >= 64) return;
 		list.push(err);
 		if (e.info.exit) e.info.exit.gpuErrors = list;

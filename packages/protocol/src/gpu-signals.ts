@@ -129,9 +129,7 @@ type SignalSchemas = { [K in SignalName]: TUnion<[KindSchema<(typeof GPU_SIGNALS
 const kindSchema = (k: Kind) => (k === "flag" ? Type.Boolean() : k === "text" ? Type.String({ maxLength: 64 }) : Type.Number());
 
 /** Every signal, null when the driver does not have it or the GPU does not support it (never 0). */
-export const GpuSignals = Type.Object(
-	Object.fromEntries(SIGNAL_NAMES.map((n) => [n, Nullable(kindSchema(GPU_SIGNALS[n].kind))])) as unknown as SignalSchemas,
-);
+export const GpuSignals = Type.Object(Object.fromEntries(SIGNAL_NAMES.map((n) => [n, Nullable(kindSchema(GPU_SIGNALS[n].kind))])) as unknown as SignalSchemas);
 export type GpuSignals = Static<typeof GpuSignals>;
 
 /** NVML's clock event reason bits (nvml.h), as `clockEvents` names them. */

@@ -121,7 +121,12 @@ export const StopCommand = Type.Object({
 	reason: Type.Optional(StringEnum(["killed", "drained"] as const, { description: "the exit record's reason (drained: its hive's drain deadline)" })),
 });
 /** `queen gpu clear UUID`: the hive forgets the GPU's latched health causes (those still present come back at the next reading). */
-export const GpuClearCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("gpu-clear"), uuid: Type.String({ maxLength: 128 }) });
+export const GpuClearCommand = Type.Object({
+	type: Type.Literal("command"),
+	id: CommandId,
+	op: Type.Literal("gpu-clear"),
+	uuid: Type.String({ maxLength: 128 }),
+});
 export const LogsCommand = Type.Object({ type: Type.Literal("command"), id: CommandId, op: Type.Literal("logs"), workerId: Id, query: LogsQuery });
 /** The queen no longer wants a command's answer (a relayed log reader went away). */
 export const CancelMessage = Type.Object({ type: Type.Literal("cancel"), id: CommandId });

@@ -5,7 +5,7 @@ import { loadToken } from "@apiary/kit/listen";
 // `queen gpu clear UUID` (admin): the GPU's hive forgets its latched health
 // causes (POST /v1/gpus/:uuid/clear).
 
-export const GPU_HELP = (d: string) => `Usage: queen gpu clear UUID
+export const GPU_HELP = (d: string) => `Usage: queen gpu clear UUID [--hive ID]
 
 The GPU's hive forgets the health causes it latched (an Xid, an ECC error,
 a lost GPU): for a GPU that was reset, repaired or replaced. A cause that is
@@ -13,6 +13,7 @@ still present comes back with the next reading. The hive clears them by
 itself when the host reboots and they are gone, and slowdowns after 5
 minutes without one.
 
+  --hive ID          the GPU's hive (needed only if two hives report the UUID)
   --json             print the answer as JSON
   --queen URL        queen (default $APIARY_QUEEN or ${d})
   --token-file FILE  an admin token (default $APIARY_TOKEN)`;
@@ -22,6 +23,7 @@ export async function gpu(argv: string[], defaultQueen: string, out: (s: string)
 	if (sub !== "clear") throw new UsageError(`queen gpu: expected "clear UUID"${sub ? `, got ${JSON.stringify(sub)}` : ""}`);
 	const { values: v, positionals } = parseFlags("queen gpu clear", rest, {
 		json: { type: "boolean" },
+		hive: { type: "string" },
 		queen: { type: "string" },
 		"token-file": { type: "string" },
 	});
@@ -32,7 +34,7 @@ export async function gpu(argv: string[], defaultQueen: string, out: (s: string)
 	const r = await call<{ hiveId: string; uuid: string; cleared: boolean }>(
 		base,
 		"POST",
-		`/v1/gpus/${encodeURIComponent(uuid)}/clear`,
+		`/v1/gpus/${encodeURIComponent(uuid)}/clear${v.hive ? `?hive=${encodeURIComponent(v.hive)}` : ""}`,
 		undefined,
 		loadToken(v["token-file"]),
 	);

@@ -14,7 +14,15 @@ export function isGpuFree(
 	g: GpuInfo,
 	o: { hiveState: HiveState | undefined; cordoned?: boolean; heldBy: number; claimed: boolean; busyMemoryMiB: number },
 ): boolean {
-	return o.hiveState === "ready" && !o.cordoned && !g.stale && o.heldBy === 0 && !o.claimed && (g.memoryUsedMiB === null || g.memoryUsedMiB < o.busyMemoryMiB);
+	return (
+		o.hiveState === "ready" &&
+		!o.cordoned &&
+		g.health !== "unhealthy" &&
+		!g.stale &&
+		o.heldBy === 0 &&
+		!o.claimed &&
+		(g.memoryUsedMiB === null || g.memoryUsedMiB < o.busyMemoryMiB)
+	);
 }
 
 /** Best fit first: the smallest free memory that still fits, then hive and index. */

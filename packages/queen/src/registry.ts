@@ -402,7 +402,8 @@ export class Registry extends FleetState {
 		for (const { hiveId: hid, info } of this.gpus.values())
 			if (hid === hiveId && info.health === "unhealthy")
 				sick.push(`GPU ${info.index} (${info.uuid}): ${(info.healthReasons ?? []).map((r) => r.code).join(", ") || "unhealthy"}`);
-		if (sick.length > 0 && !h.drain) this.changeDrain(hiveId, { op: "cordon", reason: `${AUTO_PREFIX} unhealthy ${sick.join("; ")}`, by: `hive ${hiveId}`, auto: true });
+		if (sick.length > 0 && !h.drain)
+			this.changeDrain(hiveId, { op: "cordon", reason: `${AUTO_PREFIX} unhealthy ${sick.join("; ")}`, by: `hive ${hiveId}`, auto: true });
 		else if (sick.length === 0 && isAuto(h.drain)) this.changeDrain(hiveId, { op: "uncordon", by: `hive ${hiveId}`, auto: true });
 	}
 

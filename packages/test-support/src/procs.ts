@@ -2,7 +2,7 @@
 // processes on loopback, with temp state, ended by pid.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,30 @@ const require = createRequire(import.meta.url);
 const HIVE_BIN = new URL("../../hive/bin/hive.js", import.meta.url).pathname;
 const QUEEN_BIN = new URL("../../queen/bin/queen.js", import.meta.url).pathname;
 export const FAKE_SMI = (s: string) => new URL(`../../hive/test/fixtures/nvidia-smi/${s}`, import.meta.url).pathname;
+
+/**
+ * A fake nvidia-smi on a copy of a scenario the test may change as it runs
+ * (the fake reads it again before each block): `path` for --nvidia-smi,
+ * `edit` to change the scenario.
+ */
+export function smiScenario(
+	dir: string,
+	fixture: string,
+): { path: string; edit: (fn: (sc: { gpus: Record<string, unknown>[] } & Record<string, unknown>) => void) => void } {
+	const file = join(dir, `${fixture}-${randomBytes(3).toString("hex")}.json`);
+	writeFileSync(file, readFileSync(`${FAKE_SMI(fixture)}.json`));
+	const path = `${file.slice(0, -5)}.sh`;
+	writeFileSync(path, `#!/bin/sh\nexec "${process.execPath}" "${FAKE_SMI("fake-nvidia-smi.mjs")}" "${file}" "$@"\n`, { mode: 0o755 });
+	return {
+		path,
+		edit: (fn) => {
+			const sc = JSON.parse(readFileSync(file, "utf8"));
+			fn(sc);
+			writeFileSync(`${file}.tmp`, JSON.stringify(sc));
+			renameSync(`${file}.tmp`, file);
+		},
+	};
+}
 
 export interface Daemon {
 	proc: ChildProcess;
@@ -132,6 +156,8 @@ export interface HiveArgs {
 	 * into the test's own 0700 folders); false: the hive's defaults.
 	 */
 	rootWorkers?: boolean;
+	/** A command the hive runs under, e.g. ["setpriv", "--bounding-set", "-syslog"]. */
+	wrap?: string[];
 }
 
 export async function startHive(a: HiveArgs): Promise<Daemon> {
@@ -153,7 +179,9 @@ export async function startHive(a: HiveArgs): Promise<Daemon> {
 	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
 	if (a.rootWorkers !== false) args.push("--worker-user", "root", "--allow-root-workers");
-	const d = await launch(HIVE_BIN, [...args, ...(a.extra ?? [])]);
+	const d = a.wrap
+		? await startDaemon(a.wrap[0]!, [...a.wrap.slice(1), process.execPath, HIVE_BIN, ...args, ...(a.extra ?? [])], { ...process.env })
+		: await launch(HIVE_BIN, [...args, ...(a.extra ?? [])]);
 	const token = a.tokenFile ? readFileSync(a.tokenFile, "utf8").trim() : readFileSync(join(a.stateDir, "api.token"), "utf8").trim();
 	hiveTokens.set(new URL(d.url).origin, token);
 	return d;

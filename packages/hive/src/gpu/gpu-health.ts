@@ -56,6 +56,8 @@ export class GpuHealth {
 			});
 		this.book = new HealthBook(sameBoot ? saved.causes : {});
 		this.cursor = sameBoot && saved.kmsg?.path === o.kmsg ? saved.kmsg.cursor : undefined;
+		// Forgotten on disk too, at once: a crash now must not bring them back.
+		if (saved && !sameBoot) this.save();
 	}
 
 	start(): void {

@@ -42,7 +42,8 @@ export function conditionsOf(r: GpuReading): Draft[] {
 		bad("retired-pages-limit", `${(s.retiredPagesSbe ?? 0) + (s.retiredPagesDbe ?? 0)} retired pages (limit ${RETIRED_PAGES_FAIL})`);
 	if (s.retiredPagesPending === true) warn("retired-pages-pending", "a page retirement waits for the next reset");
 	if (s.remappedRowsPending === true) warn("row-remap-pending", "a row remap waits for the next reset");
-	if ((s.remappedRowsUncorrectable ?? 0) >= UNCORRECTABLE_ROWS_WARN) warn("remapped-rows", `${s.remappedRowsUncorrectable} rows remapped for uncorrectable errors`);
+	if ((s.remappedRowsUncorrectable ?? 0) >= UNCORRECTABLE_ROWS_WARN)
+		warn("remapped-rows", `${s.remappedRowsUncorrectable} rows remapped for uncorrectable errors`);
 	const mask = s.clockEventReasons ?? 0;
 	if (mask & SLOWDOWN_BITS.thermal) warn("thermal-slowdown", `clocks held down for heat (${r.clockEvents?.join(", ")})`);
 	if (mask & SLOWDOWN_BITS.power) warn("power-slowdown", "clocks held down by the power brake");
@@ -55,7 +56,11 @@ export function hasHealthSignals(r: GpuReading): boolean {
 	if (r.cells?.lost || r.cells?.resetRequired) return true;
 	if (!s) return false;
 	return (
-		s.eccUncorrectedVolatile !== null || s.remappedRowsFailure !== null || s.recoveryAction !== null || s.retiredPagesPending !== null || s.clockEventReasons !== null
+		s.eccUncorrectedVolatile !== null ||
+		s.remappedRowsFailure !== null ||
+		s.recoveryAction !== null ||
+		s.retiredPagesPending !== null ||
+		s.clockEventReasons !== null
 	);
 }
 

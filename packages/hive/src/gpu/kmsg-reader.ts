@@ -72,12 +72,15 @@ export class KmsgReader {
 		if (!this.reading) this.fd = null;
 	}
 
-	/** Reads what there is now; resolves when caught up (tests and benches wait on it). */
+	private inflight: Promise<void> | null = null;
+
+	/** Reads what there is now; resolves when caught up (a read already going on: when it is). */
 	poll(): Promise<void> {
-		if (this.stopped || this.fd === null || this.reading) return Promise.resolve();
+		if (this.reading && this.inflight) return this.inflight;
+		if (this.stopped || this.fd === null) return Promise.resolve();
 		this.reading = true;
 		if (this.timer) clearTimeout(this.timer);
-		return new Promise<void>((resolve) => {
+		this.inflight = new Promise<void>((resolve) => {
 			const buf = Buffer.allocUnsafe(CHUNK);
 			const next = () => {
 				if (this.stopped || this.fd === null) return done();
@@ -106,6 +109,7 @@ export class KmsgReader {
 			};
 			next();
 		});
+		return this.inflight;
 	}
 
 	private take(text: string, bytes: number): void {

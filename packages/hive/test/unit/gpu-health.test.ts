@@ -70,12 +70,21 @@ describe("nvidia-smi health fields", () => {
 
 	it("the captured consumer card: bare N/A and [N/A] are null, and a card without ECC has no health signal to judge by", () => {
 		const g = parseGpuLine(RTX, CAPTURED_FIELDS);
-		expect(g.signals).toMatchObject({ temperatureMemoryC: null, fanSpeed: 38, pstate: "P2", eccMode: null, eccUncorrectedVolatile: null, remappedRowsFailure: null });
+		expect(g.signals).toMatchObject({
+			temperatureMemoryC: null,
+			fanSpeed: 38,
+			pstate: "P2",
+			eccMode: null,
+			eccUncorrectedVolatile: null,
+			remappedRowsFailure: null,
+		});
 		// The clock reasons are there (0x0): something to judge by.
 		expect(hasHealthSignals(g)).toBe(true);
 		expect(hasHealthSignals({ ...g, signals: { ...g.signals!, clockEventReasons: null } })).toBe(false);
 		// Only the base fields (the queries before health signals): no signals at all.
-		expect(parseGpuLine(`0, GPU-0d3c6e1a-5b2f-4e7c-9a1d-0c8b7f6e0000, A100, 00000000:07:00.0, 1, 1, 0, 0, 0, 30, 50, 400, Disabled`, GPU_FIELDS).signals).toBeUndefined();
+		expect(
+			parseGpuLine(`0, GPU-0d3c6e1a-5b2f-4e7c-9a1d-0c8b7f6e0000, A100, 00000000:07:00.0, 1, 1, 0, 0, 0, 30, 50, 400, Disabled`, GPU_FIELDS).signals,
+		).toBeUndefined();
 	});
 
 	it("other spellings: [Not Supported], [Unknown Error], [Insufficient Permissions] are null; [GPU is lost] and [GPU requires reset] are conditions", () => {
@@ -114,7 +123,11 @@ describe("nvidia-smi health fields", () => {
 			message: "GPU is lost. Reboot the system to recover this GPU",
 			lost: true,
 		});
-		expect(handleError("Unable to determine the device handle for GPU0000:17:00.0: Unknown Error")).toEqual({ bus: "0000:17:00", message: "Unknown Error", lost: false });
+		expect(handleError("Unable to determine the device handle for GPU0000:17:00.0: Unknown Error")).toEqual({
+			bus: "0000:17:00",
+			message: "Unknown Error",
+			lost: false,
+		});
 		expect(handleError("Unable to determine the device handle for GPU 0000:1C:00.0: GPU is lost.  Reboot the system")?.bus).toBe("0000:1c:00");
 		expect(busKey("00000000:3B:00.0")).toBe("0000:3b:00");
 		expect(busKey("PCI:0000:3b:00")).toBe("0000:3b:00");
