@@ -67,6 +67,8 @@ describe("the docs", () => {
 				"queen token",
 				"queen audit",
 				"queen certs",
+				"queen drain",
+				"queen gpu",
 			]),
 		);
 	});
