@@ -48,7 +48,7 @@ describe("the queen CLI against real daemons", () => {
 		const workers = await queenCli(["workers"], env);
 		expect(workers.stdout).toMatch(/cli-h\s+cw\s+running/);
 		const gpus = await queenCli(["gpus"], env);
-		expect(gpus.stdout).toMatch(/cli-h\s+3\s+NVIDIA A100-SXM4-80GB\s+4 MiB\s+81920 MiB\s+0%\s+held by cw/);
+		expect(gpus.stdout).toMatch(/cli-h\s+3\s+NVIDIA A100-SXM4-80GB\s+4 MiB\s+81920 MiB\s+0%\s+30C\s+healthy\s+held by cw/);
 		const free = JSON.parse((await queenCli(["gpus", "--free", "--min-memory", "16G", "--json"], env)).stdout);
 		expect(free.map((g: { index: number }) => g.index)).toEqual([2]);
 		expect(JSON.parse((await queenCli(["gpus", "--free", "--min-memory", "80G", "--json"], env)).stdout)).toEqual([]);

@@ -43,7 +43,7 @@ export function formatWorkers(ws: QueenWorkerView[]): string {
 
 export function formatGpus(gs: GpuView[]): string {
 	return table([
-		["HIVE", "GPU", "NAME", "MEM USED", "MEM TOTAL", "UTIL", "HEALTH", "STATE"],
+		["HIVE", "GPU", "NAME", "MEM USED", "MEM TOTAL", "UTIL", "TEMP", "HEALTH", "STATE"],
 		...gs.map((g) => [
 			g.hiveId,
 			String(g.index),
@@ -51,6 +51,7 @@ export function formatGpus(gs: GpuView[]): string {
 			g.memoryUsedMiB === null ? "-" : `${g.memoryUsedMiB} MiB`,
 			g.memoryTotalMiB === null ? "-" : `${g.memoryTotalMiB} MiB`,
 			g.utilizationGpu === null ? "-" : `${g.utilizationGpu}%`,
+			g.temperatureC === null ? "-" : `${g.temperatureC}C`,
 			g.health == null ? "-" : g.health === "healthy" ? "healthy" : `${g.health} (${(g.healthReasons ?? []).map((r) => r.code).join(",")})`,
 			g.free ? "free" : g.claimId ? `claimed ${g.claimId}` : g.heldBy.length ? `held by ${g.heldBy.join(",")}` : g.stale ? "stale" : "busy",
 		]),

@@ -86,7 +86,9 @@ function renderGpus() {
 <div class="sub">${esc(g.name)}</div>
 <div class="label"><span>memory</span><span>${g.memoryUsedMiB ?? "–"} / ${g.memoryTotalMiB ?? "–"} MiB</span></div><div class="bar"><div style="width:${memPct.toFixed(1)}%"></div></div>
 <div class="label"><span>utilization</span><span>${g.utilizationGpu == null ? "n/a" : `${g.utilizationGpu}%`}</span></div><div class="bar util"><div style="width:${g.utilizationGpu ?? 0}%"></div></div>
-<div class="label"><span>power</span><span>${g.powerDrawW == null ? "n/a" : `${g.powerDrawW} W`}</span></div></div>`;
+<div class="label"><span>power</span><span>${g.powerDrawW == null ? "n/a" : `${g.powerDrawW} W`}</span></div>
+<div class="label"><span>temp</span><span>${g.temperatureC == null ? "n/a" : `${g.temperatureC} °C`}${g.signals?.temperatureMemoryC == null ? "" : ` · HBM ${g.signals.temperatureMemoryC} °C`}</span></div>
+<div class="label" data-health="${esc(g.health ?? "unknown")}"><span>health</span><span title="${esc((g.healthReasons ?? []).map((r) => `${r.code} since ${r.since}: ${r.message}`).join("\n"))}">${esc(g.health ?? "unknown")}${g.healthReasons?.length ? ` (${esc(g.healthReasons.map((r) => r.code).join(", "))})` : ""}${g.clockEvents?.length ? ` · ${esc(g.clockEvents.join(", "))}` : ""}</span></div></div>`;
 			})
 			.join("") || `<div class="empty">no GPUs</div>`;
 }
