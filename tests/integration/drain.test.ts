@@ -1,7 +1,19 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { GpuView, HiveView, PlacementAnswer, QueenEvent, QueenWorkerView } from "@apiary/protocol";
-import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, runCli, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import type { GpuView, HiveView, PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
+import {
+	type Daemon,
+	FAKE_SMI,
+	json,
+	loggedEvents,
+	newCgroupRoot,
+	removeCgroupRoot,
+	removeDir,
+	runCli,
+	startHive,
+	startQueen,
+	tempDir,
+} from "@apiary/test-support/procs";
 import { until } from "@apiary/test-support/util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -39,30 +51,7 @@ describe("cordon and drain", () => {
 		req("POST", "/v1/workers", { constraints: { pool: "dr" }, ...body }) as Promise<{ status: number; body: PlacementAnswer & { message: string } }>;
 	const hiveView = async (id: string) => (await req("GET", `/v1/hives/${id}`)).body as HiveView;
 	const worker = async (id: string, hiveId: string) => (await req("GET", `/v1/workers/${id}?hive=${hiveId}`)).body as QueenWorkerView;
-	const events = async (types: string) => {
-		// Everything so far, from the start of the log.
-		const out: QueenEvent[] = [];
-		const ac = new AbortController();
-		const res = await fetch(`${queen.url}/v1/events?since=0&types=${types}`, { signal: ac.signal });
-		const reader = res.body!.getReader();
-		let text = "";
-		const stop = setTimeout(() => ac.abort(), 1500);
-		try {
-			for (;;) {
-				const { value, done } = await reader.read();
-				if (done) break;
-				text += Buffer.from(value).toString("utf8");
-			}
-		} catch {
-			// aborted: what came is all there is
-		}
-		clearTimeout(stop);
-		for (const block of text.split("\n\n")) {
-			const data = block.split("\n").find((l) => l.startsWith("data: "));
-			if (data) out.push(JSON.parse(data.slice(6)) as QueenEvent);
-		}
-		return out;
-	};
+	const events = (types: string) => loggedEvents(queen.url, types, 1500);
 
 	beforeAll(async () => {
 		queen = await startQueen({ db, evictAfter: "90s" });

@@ -1,10 +1,11 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { GpuView, HiveView, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import type { GpuView, HiveView, QueenWorkerView } from "@apiary/protocol";
 import {
 	type Daemon,
 	FAKE_SMI,
 	json,
+	loggedEvents,
 	newCgroupRoot,
 	removeCgroupRoot,
 	removeDir,
@@ -61,27 +62,7 @@ describe("GPU health", () => {
 			15_000,
 			`${uuid} ${want}`,
 		);
-	const events = async (type: string) => {
-		const ac = new AbortController();
-		const res = await fetch(`${queen.url}/v1/events?since=0&types=${type}`, { signal: ac.signal });
-		const reader = res.body!.getReader();
-		let text = "";
-		const t = setTimeout(() => ac.abort(), 1000);
-		try {
-			for (;;) {
-				const { value, done } = await reader.read();
-				if (done) break;
-				text += Buffer.from(value).toString("utf8");
-			}
-		} catch {
-			// aborted: all that came
-		}
-		clearTimeout(t);
-		return text
-			.split("\n")
-			.filter((l) => l.startsWith("data: "))
-			.map((l) => JSON.parse(l.slice(6)) as QueenEvent);
-	};
+	const events = (types: string) => loggedEvents(queen.url, types, 1000);
 
 	beforeAll(async () => {
 		queen = await startQueen({ db: join(dir, "queen.db"), evictAfter: "90s" });

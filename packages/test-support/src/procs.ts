@@ -260,3 +260,26 @@ export function holdPlacement(queenUrl: string, id: string): { destroy(): void }
 	req.end(body);
 	return req;
 }
+
+/** The queen's logged events of these types from the start (`since=0`), read for `ms` from its stream. */
+export async function loggedEvents(queenUrl: string, types: string, ms = 1000): Promise<{ id: number; type: string; hiveId: string | null; data: unknown }[]> {
+	const ac = new AbortController();
+	const res = await fetch(`${queenUrl}/v1/events?since=0&types=${types}`, { signal: ac.signal });
+	const reader = res.body!.getReader();
+	let text = "";
+	const t = setTimeout(() => ac.abort(), ms);
+	try {
+		for (;;) {
+			const { value, done } = await reader.read();
+			if (done) break;
+			text += Buffer.from(value).toString("utf8");
+		}
+	} catch {
+		// aborted: all that came
+	}
+	clearTimeout(t);
+	return text
+		.split("\n")
+		.filter((l) => l.startsWith("data: "))
+		.map((l) => JSON.parse(l.slice(6)));
+}
