@@ -3,7 +3,7 @@ import { deflateRawSync } from "node:zlib";
 import { createDriver, detect } from "../../packages/hive/src/cgroup/detect.ts";
 import { GpuSampler } from "../../packages/hive/src/gpu/sampler.ts";
 import { Hive } from "../../packages/hive/src/hive.ts";
-import { heartbeatWorkers } from "../../packages/hive/src/queen-link.ts";
+import { heartbeatGpus, heartbeatWorkers } from "../../packages/hive/src/queen-link.ts";
 import { FAKE_SMI, removeDir, tempDir } from "@apiary/test-support/procs";
 import { ctx, sleep, log } from "../lib.ts";
 
@@ -25,8 +25,10 @@ export async function heartbeat() {
 		const snap = await hive.tick();
 		// What the queen link sends: every worker in full on the first heartbeat of a connection, then ticks.
 		const announced = new Set<string>();
-		const first = JSON.stringify({ type: "heartbeat", seq: 1, snapshot: { ...snap, workers: heartbeatWorkers(hive.unreported(), announced) } });
-		const msg = JSON.stringify({ type: "heartbeat", seq: 2, snapshot: { ...snap, workers: heartbeatWorkers(hive.unreported(), announced) } });
+		const sent = new Map<string, { json: string; at: number }>();
+		const gpusOf = () => ({ ...snap.gpu, gpus: heartbeatGpus(snap.gpu.gpus, sent, Date.now()) });
+		const first = JSON.stringify({ type: "heartbeat", seq: 1, snapshot: { ...snap, gpu: gpusOf(), workers: heartbeatWorkers(hive.unreported(), announced) } });
+		const msg = JSON.stringify({ type: "heartbeat", seq: 2, snapshot: { ...snap, gpu: gpusOf(), workers: heartbeatWorkers(hive.unreported(), announced) } });
 		const bytes = Buffer.byteLength(msg);
 		const deflated = deflateRawSync(msg).length;
 		ctx.results.heartbeat = {

@@ -1,5 +1,6 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import {
+	type GpuInfo,
 	type HelloMessage,
 	type HiveMessage,
 	type HostFacts,
@@ -56,6 +57,29 @@ export function heartbeatWorkers(all: WorkerInfo[], announced: Set<string>): (Wo
 	});
 }
 
+/** A GPU's health signals are sent again at least this often, changed or not (a lost heartbeat's change comes this late at worst). */
+export const SIGNALS_EVERY_MS = 30_000;
+
+/**
+ * The GPUs of one heartbeat: each GPU's health signals (21 values, ~600 B
+ * a GPU) only when they changed since last sent on this connection, or
+ * SIGNALS_EVERY_MS have passed; the queen keeps the last it got. Marks what
+ * it sends.
+ */
+export function heartbeatGpus(gpus: GpuInfo[], sent: Map<string, { json: string; at: number }>, now: number): GpuInfo[] {
+	return gpus.map((g) => {
+		if (!g.signals) return g;
+		const json = JSON.stringify(g.signals);
+		const last = sent.get(g.uuid);
+		if (last && last.json === json && now - last.at < SIGNALS_EVERY_MS) {
+			const { signals: _s, ...rest } = g;
+			return rest;
+		}
+		sent.set(g.uuid, { json, at: now });
+		return g;
+	});
+}
+
 /** A worker as the queen is told of it: its environment stays on the host (it may hold secrets). */
 function wire(w: WorkerInfo): WorkerInfo {
 	return { ...w, env: {} };
@@ -90,6 +114,8 @@ export class QueenLink {
 	private readonly pending = new Map<number, string[]>();
 	/** Workers described in full on this connection (id@startedAt); later ticks send only their stats. */
 	private readonly announced = new Set<string>();
+	/** GPU signals sent on this connection (hello sends them all). */
+	private readonly signalsSent = new Map<string, { json: string; at: number }>();
 	/** Commands still running (log readers), by id: what a cancel or a lost connection stops. */
 	private readonly running = new Map<string, CommandControl>();
 	private readonly onTick = (s: Snapshot) => this.heartbeat(s);
@@ -156,6 +182,7 @@ export class QueenLink {
 			this.connects++;
 			this.pending.clear();
 			this.announced.clear();
+			this.signalsSent.clear();
 			this.o.log?.("connected to the queen", { queen: this.queen });
 			const gpu = this.o.gpus?.status();
 			const hello: HelloMessage = {
@@ -165,7 +192,7 @@ export class QueenLink {
 				version: this.o.version,
 				host: this.o.host,
 				driver: this.o.hive.driver.info,
-				gpus: gpu?.gpus ?? [],
+				gpus: heartbeatGpus(gpu?.gpus ?? [], this.signalsSent, Date.now()),
 				labels: this.o.labels ?? {},
 				remoteSpawn: this.o.remoteSpawn !== false,
 				...(this.o.cordonOnUnhealthyGpu ? { cordonOnUnhealthyGpu: true } : {}),
@@ -304,13 +331,14 @@ export class QueenLink {
 
 	private heartbeat(s: Snapshot): void {
 		if (!this.open) return;
+		const gpu = { ...s.gpu, gpus: heartbeatGpus(s.gpu.gpus, this.signalsSent, Date.now()) };
 		const all = this.o.hive.unreported();
 		const seq = ++this.seq;
 		this.pending.set(
 			seq,
 			all.filter((w) => w.state === "exited").map((w) => w.id),
 		);
-		this.send({ type: "heartbeat", seq, snapshot: { ...s, workers: heartbeatWorkers(all, this.announced) } });
+		this.send({ type: "heartbeat", seq, snapshot: { ...s, gpu, workers: heartbeatWorkers(all, this.announced) } });
 	}
 
 	private event(event: "worker.spawned" | "worker.exited", w: WorkerInfo): void {

@@ -366,9 +366,11 @@ export class Registry extends FleetState {
 				this.events.append("gpu.updated", { hiveId, gpu: { ...view, free: false }, gone: true, claimId: view.claimId, heldBy: view.heldBy }, hiveId);
 			}
 		}
-		for (const g of gpus) {
-			const k = key(hiveId, g.uuid);
+		for (const sent of gpus) {
+			const k = key(hiveId, sent.uuid);
 			const prev = this.gpus.get(k)?.info;
+			// A heartbeat leaves out signals unchanged since the hive last sent them (queen-link.ts): the last ones stand.
+			const g = sent.signals === undefined && prev?.signals !== undefined ? { ...sent, signals: prev.signals } : sent;
 			this.journalKey(this.gpus, k);
 			this.gpus.set(k, { hiveId, info: g });
 			if (!prev || gpuChanged(prev, g)) {
