@@ -69,6 +69,7 @@ describe("the docs", () => {
 				"queen certs",
 				"queen drain",
 				"queen gpu",
+				"queen runs",
 			]),
 		);
 	});

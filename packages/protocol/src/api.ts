@@ -321,3 +321,63 @@ export const DrainBody = Type.Object(
 	{ additionalProperties: false },
 );
 export type DrainBody = Static<typeof DrainBody>;
+
+// ---- sharded runs ---------------------------------------------------------------------
+
+/** `POST /v1/runs`: one command as N shards, each a worker placed as `POST /v1/workers` places one. */
+export const RunBody = Type.Composite(
+	[
+		Type.Omit(PlacementBody, ["id", "claimId", "holder", "idempotencyKey"]),
+		Type.Object({
+			shards: Type.Integer({ minimum: 1, maximum: 1000 }),
+			maxParallel: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: "shards running at once (default: all)" })),
+			failFast: Type.Optional(Type.Boolean({ description: "the first failure stops the running shards and cancels the waiting ones" })),
+			retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, description: "times a shard lost with its hive is started again (default 1)" })),
+			retryFailed: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, description: "times a shard that failed is started again (default 0)" })),
+			idempotencyKey: Type.Optional(
+				Type.String({ minLength: 1, maxLength: 128, description: "a second request with this key attaches to the run it started" }),
+			),
+		}),
+	],
+	{ additionalProperties: false },
+);
+export type RunBody = Static<typeof RunBody>;
+
+export const SHARD_STATES = ["waiting", "running", "passed", "failed", "flaky", "lost", "cancelled"] as const;
+export const ShardAttempt = Type.Object({
+	workerId: Type.String(),
+	hiveId: Nullable(Type.String()),
+	startedAt: Nullable(Type.String()),
+	endedAt: Nullable(Type.String()),
+	/** passed, failed, lost, cancelled; null while it runs. */
+	result: Nullable(StringEnum(["passed", "failed", "lost", "cancelled"] as const)),
+	exitCode: Nullable(Type.Integer()),
+	signal: Nullable(Type.String()),
+	durationMs: Nullable(Type.Number()),
+	avgCores: Nullable(Type.Number()),
+	peakMemoryBytes: Nullable(Type.Number()),
+	gpuPeakMemoryMiB: Nullable(Type.Number()),
+});
+export type ShardAttempt = Static<typeof ShardAttempt>;
+export const ShardView = Type.Object({
+	index: Type.Integer(),
+	state: StringEnum(SHARD_STATES),
+	attempts: Type.Array(ShardAttempt),
+});
+export type ShardView = Static<typeof ShardView>;
+export const RUN_STATES = ["running", "passed", "failed", "cancelled"] as const;
+export const RunView = Type.Object({
+	id: Type.String(),
+	state: StringEnum(RUN_STATES),
+	createdAt: Type.String(),
+	finishedAt: Nullable(Type.String()),
+	idempotencyKey: Nullable(Type.String()),
+	body: RunBody,
+	/** The exit code a CI step gets: 0 all passed (flaky ones too), else the lowest failed shard's code, 3 could not place, 4 lost past its retries, 130 cancelled. */
+	exitCode: Nullable(Type.Integer()),
+	message: Nullable(Type.String()),
+	shards: Type.Array(ShardView),
+});
+export type RunView = Static<typeof RunView>;
+export const RunsQuery = Type.Object({ state: Type.Optional(StringEnum(RUN_STATES)) }, { additionalProperties: false });
+export const RunParams = Type.Object({ id: Type.String({ pattern: "^r-[0-9a-f]{8}$" }) });

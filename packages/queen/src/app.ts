@@ -14,6 +14,8 @@ import type { Credentials } from "./auth/credentials.ts";
 import type { HiveCommander } from "./hive-commands.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import type { Placer } from "./placement/placer.ts";
+import type { Runs } from "./runs/runner.ts";
+import { runRoutes } from "./routes/runs.ts";
 import type { Registry } from "./registry.ts";
 import { placementRoutes } from "./routes/placement.ts";
 import type { HiveSocketServer } from "./socket.ts";
@@ -27,6 +29,7 @@ import { recommendationRoutes } from "./routes/recommendations.ts";
 export interface QueenAppOptions {
 	registry: Registry;
 	placer: Placer;
+	runs: Runs;
 	sockets: HiveSocketServer;
 	/** Commands for any hive: this queen's socket, or forwarded to the hive's queen. */
 	commands: HiveCommander;
@@ -126,6 +129,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 	await app.register(recommendationRoutes, { registry: o.registry });
 	await app.register(tokenRoutes, { credentials, store: o.registry.store });
 	await app.register(placementRoutes, { registry: o.registry, placer: o.placer, sockets: o.sockets, commands: o.commands });
+	await app.register(runRoutes, { runs: o.runs });
 	await app.register(gpuHealthRoutes, { registry: o.registry, commands: o.commands });
 	await app.register(eventsRoutes, { registry: o.registry, queueLimit: o.queueLimit, onLag: o.onLag, credentials });
 	return app as unknown as FastifyInstance;

@@ -1,4 +1,4 @@
-import type { GpuView, HiveView, QueenEvent, QueenWorkerView, RecommendationsAnswer } from "@apiary/protocol";
+import type { GpuView, HiveView, QueenEvent, QueenWorkerView, RecommendationsAnswer, RunView } from "@apiary/protocol";
 import { EVENT_TYPES } from "@apiary/protocol/event-types";
 import { parseDuration, parseSize } from "@apiary/protocol/units";
 import { existsSync } from "node:fs";
@@ -11,6 +11,7 @@ import { readVersion } from "@apiary/kit/version";
 import { formatEvent, formatGpus, formatHives, formatWorkers } from "./format.ts";
 import { KILL_HELP, kill, LOGS_HELP, logs, RUN_HELP, run } from "./run-cmd.ts";
 import { AUDIT_HELP, audit, TOKEN_HELP, token } from "./token-cmd.ts";
+import { formatRuns, RUNS_HELP } from "./shards-cmd.ts";
 import { CORDON_HELP, cordon, DRAIN_HELP, UNCORDON_HELP } from "./cordon-cmd.ts";
 import { GPU_HELP, gpu } from "./gpu-cmd.ts";
 
@@ -39,6 +40,7 @@ Commands:
   workers    list workers
   advise     the limits each profile and suite should have, from their runs
   run        place a worker, stream its output, exit with its code (like srun)
+  runs       list sharded runs (queen run --shards)
   kill       stop a worker through the queen
   logs       a worker's output, relayed from its hive
   token      make, list and revoke credentials with roles (admin)
@@ -134,6 +136,7 @@ Recommendations only: nothing applies them. See docs/right-sizing.md.`,
 	drain: DRAIN_HELP(DEFAULT_QUEEN),
 	uncordon: UNCORDON_HELP(DEFAULT_QUEEN),
 	gpu: GPU_HELP(DEFAULT_QUEEN),
+	runs: RUNS_HELP(DEFAULT_QUEEN),
 	audit: AUDIT_HELP(DEFAULT_QUEEN),
 	certs: `Usage: queen certs init --dir DIR [--san NAME]... [--hive ID]... [--days N]
 
@@ -264,6 +267,13 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				return await cordon(cmd, rest, DEFAULT_QUEEN, out);
 			case "gpu":
 				return await gpu(rest, DEFAULT_QUEEN, out);
+			case "runs": {
+				const { values: v } = parse(rest, { ...common, state: { type: "string" } }, "runs");
+				const q = v.state ? `?state=${encodeURIComponent(v.state)}` : "";
+				const runs = await call<RunView[]>(queenUrl(v.queen), "GET", `/v1/runs${q}`, undefined, loadToken(v["token-file"]));
+				out(v.json ? `${JSON.stringify(runs)}\n` : formatRuns(runs));
+				return 0;
+			}
 			case "run":
 				return await run(rest, DEFAULT_QUEEN, out, err);
 			case "kill":

@@ -10,6 +10,7 @@ import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Drainer } from "./drainer.ts";
+import { Runs } from "./runs/runner.ts";
 import { Placer } from "./placement/placer.ts";
 import { Auditor } from "./auth/audit.ts";
 import { Credentials } from "./auth/credentials.ts";
@@ -126,6 +127,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
 	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);
 	const placer = new Placer(registry, commands);
+	const runs = new Runs(registry, placer, commands, log);
 	const drainer = new Drainer(registry, commands, { isLocal: (id) => sockets.isConnected(id), log });
 	drainer.start();
 	const app = await buildQueenApp({
@@ -133,6 +135,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		insecurePlaintext: !isLoopback(host) && !tls,
 		registry,
 		placer,
+		runs,
 		sockets,
 		commands,
 		credentials,
@@ -224,12 +227,16 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	liveness.unref();
 	try {
 		await app.listen({ host, port });
+		// Its unfinished sharded runs: waiting shards placed again, running ones followed. On PostgreSQL the
+		// runs are another queen's as much as this one's, and which carries one on is not yet decided: not there.
+		if (!(store instanceof PgStore)) await runs.resume().catch((err) => log("resuming sharded runs failed", { err: String(err) }));
 	} catch (err) {
 		credentials.close();
 		clearInterval(liveness);
 		clearInterval(pruning);
 		clearInterval(pruningDb);
 		if (sweep) clearInterval(sweep);
+		runs.close();
 		placer.close();
 		drainer.close();
 		hiveSockets.close();
@@ -263,6 +270,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			clearInterval(pruning);
 			clearInterval(pruningDb);
 			if (sweep) clearInterval(sweep);
+			runs.close();
 			placer.close();
 			drainer.close();
 			hiveSockets.close();

@@ -8,6 +8,7 @@ import {
 	packStats,
 	type HelloMessage,
 	type HiveView,
+	type RunView,
 	type PackedStats,
 	type QueenEvent,
 	type QueenWorkerView,
@@ -568,6 +569,16 @@ export class Registry extends FleetState {
 			if (h.drain?.state === "draining" && this.runningOn(hiveId).length === 0) step({ op: "drained" });
 		});
 		return this.hiveView(h);
+	}
+
+	// ---- sharded runs ---------------------------------------------------------------------------
+
+	/** A sharded run changed: its row and the event that says so, in one transaction. */
+	saveRun(run: RunView, event?: { type: "run.started" | "run.shard" | "run.finished"; data: unknown; hiveId?: string | null; workerId?: string | null }): void {
+		this.change(() => {
+			this.store.shardRuns.save(run);
+			if (event) this.events.append(event.type, event.data, event.hiveId ?? null, event.workerId ?? null);
+		});
 	}
 
 	// ---- claims -------------------------------------------------------------------------------

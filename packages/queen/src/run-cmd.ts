@@ -8,6 +8,7 @@ import { call, ClientError, failure, open } from "@apiary/kit/client";
 import { loadToken } from "@apiary/kit/listen";
 import { logsQuery, printLogs } from "@apiary/kit/logs-client";
 import { SPAWN_FLAGS, SPAWN_FLAGS_HELP, spawnBodyOf, splitCommand } from "@apiary/kit/spawn-flags";
+import { runShards } from "./shards-cmd.ts";
 
 // `queen run`, `queen kill`, `queen logs`: a CI step runs a worker through the
 // queen as it would call srun — placed, its output streamed, its exit code
@@ -33,6 +34,20 @@ period) and then exits 130 or 143. A drop-in for srun in a CI step.
   --constraint K=V   only hives with this label (repeatable)
   --wait DURATION    wait this long for capacity, first come first served (default: fail at once)
   --detach           print the worker's id and return once it runs
+
+Sharded (one command as N workers over the fleet, like a Slurm job array;
+each shard has APIARY_RUN_ID, APIARY_SHARD_INDEX (0-based), APIARY_SHARD_COUNT
+and APIARY_SHARD=i/N, the form vitest, jest and playwright take as --shard):
+  --shards N         run N shards; output lines come prefixed [i/N]; a table at the end;
+                     exit 0 when all passed (flaky too), else the lowest failed shard's code,
+                     ${COULD_NOT_PLACE} could not place, ${LOST} lost past its retries, 130 on Ctrl-C
+  --max-parallel K   at most K shards at once (default: all)
+  --fail-fast        the first failure stops the others
+  --retries R        a shard lost with its hive runs again elsewhere up to R times (default 1)
+  --retry-failed R   a failed shard runs again up to R times (one that then passes is flaky)
+  --key KEY          a second queen run with this key attaches to the same run
+  --output DIR       also each shard's whole output in DIR/shard-<i>.log
+  (--wait defaults to 1h for shards: each waits its turn for capacity)
 ${SPAWN_FLAGS_HELP}
   --json             with --detach: print the placement as JSON
   --queen URL        queen (default $APIARY_QUEEN or ${defaultQueen})
@@ -56,6 +71,13 @@ export async function run(argv: string[], defaultQueen: string, out: (s: string)
 		constraint: { type: "string", multiple: true },
 		wait: { type: "string" },
 		detach: { type: "boolean" },
+		shards: { type: "string" },
+		"max-parallel": { type: "string" },
+		"fail-fast": { type: "boolean" },
+		retries: { type: "string" },
+		"retry-failed": { type: "string" },
+		key: { type: "string" },
+		output: { type: "string" },
 	});
 	const flag = <T>(name: string, value: string | undefined, conv: (x: string) => T) => convertFlag("queen run", name, value, conv);
 	const count = flag("gpus", v.gpus, (x) => {
@@ -79,6 +101,34 @@ export async function run(argv: string[], defaultQueen: string, out: (s: string)
 	};
 	const token = loadToken(v["token-file"]);
 	const base = queenUrl(v.queen, defaultQueen);
+	const int = (name: string, min: number, max: number) =>
+		flag(name, v[name as "shards"], (x) => {
+			if (!/^[0-9]{1,4}$/.test(x) || Number(x) < min || Number(x) > max)
+				throw new Error(`expected a whole number from ${min} to ${max}, got ${JSON.stringify(x)}`);
+			return Number(x);
+		});
+	const shards = int("shards", 1, 1000);
+	const sharded = ["max-parallel", "retries", "retry-failed", "key", "output"].filter((x) => v[x as "key"] !== undefined);
+	if (shards === undefined && (sharded.length > 0 || v["fail-fast"])) throw new UsageError(`queen run: --${sharded[0] ?? "fail-fast"} goes with --shards N`);
+	if (shards !== undefined) {
+		if (v.detach) throw new UsageError("queen run: --detach places one worker; with --shards, POST /v1/runs (queen runs lists them)");
+		return runShards(
+			body,
+			{
+				shards,
+				maxParallel: int("max-parallel", 1, 1000),
+				failFast: v["fail-fast"] === true,
+				retries: int("retries", 0, 10),
+				retryFailed: int("retry-failed", 0, 10),
+				key: v.key,
+				output: v.output,
+			},
+			base,
+			token,
+			out,
+			err,
+		);
+	}
 	let placed: PlacementAnswer;
 	try {
 		placed = await call<PlacementAnswer>(base, "POST", "/v1/workers", body, token);

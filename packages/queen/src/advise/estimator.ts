@@ -291,7 +291,7 @@ function timeout(ctx: Context): Recommendation {
 	const needs: Need[] = [];
 	for (const r of runs) {
 		// A run stopped by someone (killed) or whose end was not seen says nothing of how long it needed.
-		if (r.durationMs === null || r.reason === "killed" || r.reason === "lost") continue;
+		if (r.durationMs === null || r.reason === "killed" || r.reason === "drained" || r.reason === "lost") continue;
 		const timedOut = r.reason === "timeout";
 		const had = Math.max(r.durationMs, r.limits.timeoutMs ?? 0);
 		needs.push(need(r, ctx, timedOut ? had * c.oomBumpRatio : r.durationMs, timedOut, r.limits.timeoutMs));

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementResultingChanges, type StatementSync } from "node:sqlite";
 import { sqliteClaims } from "./claims.ts";
+import { sqliteShardRuns } from "./shard-runs.ts";
 import { sqliteEvents } from "./events.ts";
 import { sqliteExits } from "./exits.ts";
 import { sqliteGpus } from "./gpus.ts";
@@ -21,6 +22,7 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
 CREATE TABLE IF NOT EXISTS hives (id TEXT PRIMARY KEY, instance_id TEXT NOT NULL, state TEXT NOT NULL, last_seen_at TEXT, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shard_runs (id TEXT PRIMARY KEY, key TEXT UNIQUE, state TEXT NOT NULL, created_at TEXT NOT NULL, run TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS drains (hive_id TEXT PRIMARY KEY, drain TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (hive_id TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (hive_id, id));
 CREATE INDEX IF NOT EXISTS workers_by_id ON workers (id);
@@ -132,6 +134,7 @@ export class SqliteDb {
 export class SqliteStore implements QueenStore {
 	readonly sql: SqliteDb;
 	readonly hives;
+	readonly shardRuns;
 	readonly workers;
 	readonly exits;
 	readonly gpus;
@@ -148,6 +151,7 @@ export class SqliteStore implements QueenStore {
 		this.exits = sqliteExits(this.sql);
 		this.gpus = sqliteGpus(this.sql);
 		this.claims = sqliteClaims(this.sql);
+		this.shardRuns = sqliteShardRuns(this.sql);
 		this.events = sqliteEvents(this.sql);
 		this.runs = sqliteRuns(this.sql);
 		this.tokens = sqliteTokens(this.sql);

@@ -7,6 +7,7 @@ import type { ExitTable } from "./exits.ts";
 import type { GpuTable } from "./gpus.ts";
 import type { HiveTable } from "./hives.ts";
 import type { RunTable } from "./runs.ts";
+import type { ShardRunTable } from "./shard-runs.ts";
 import type { WorkerTable } from "./workers.ts";
 
 /**
@@ -23,6 +24,8 @@ export interface QueenStore {
 	readonly events: EventTable;
 	/** Right-sizing's run history. */
 	readonly runs: RunTable;
+	/** Sharded runs (queen run --shards). */
+	readonly shardRuns: ShardRunTable;
 	/** Credentials (hashed) with their roles. */
 	readonly tokens: TokenTable;
 	/** Who did, or was refused, what. */

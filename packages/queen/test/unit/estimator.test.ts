@@ -194,6 +194,9 @@ describe("the recommender", () => {
 		expect(tt.timeoutRate).toBeCloseTo(1 / 101, 10);
 		const killed = [run({ reason: "killed", durationMs: 3_600_000 }), ...runs];
 		expect(pick(recommendAll(killed, { now: NOW }), "timeout").recommended).toBe(t.recommended);
+		// Stopped at its hive's drain deadline: says nothing of how long the suite needs either.
+		const drained = [run({ reason: "drained", durationMs: 3_600_000 }), ...runs];
+		expect(pick(recommendAll(drained, { now: NOW }), "timeout").recommended).toBe(t.recommended);
 	});
 
 	it("GPU memory: from the runs' peak GPU memory, rounded up to whole GiB, no current limit", () => {

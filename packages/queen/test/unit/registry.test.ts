@@ -228,6 +228,8 @@ describe("event filters", () => {
 				"hive.cordoned",
 				"hive.drained",
 				"hive.uncordoned",
+				"run.started",
+				"run.finished",
 				"worker.evicted",
 				"worker.exited",
 				"worker.spawned",

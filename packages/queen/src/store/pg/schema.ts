@@ -48,6 +48,8 @@ export const MIGRATIONS: readonly string[] = [
 	`CREATE TABLE waiters (seq bigserial PRIMARY KEY, queen text NOT NULL, id text NOT NULL, want jsonb NOT NULL, since timestamptz NOT NULL DEFAULT now());`,
 	// Cordons and drains: apart from the hive's row, which its queen rewrites with every renewal.
 	`CREATE TABLE drains (hive_id text PRIMARY KEY, drain jsonb NOT NULL);`,
+	// Sharded runs, each kept whole.
+	`CREATE TABLE shard_runs (id text PRIMARY KEY, key text UNIQUE, state text NOT NULL, created_at timestamptz NOT NULL, run jsonb NOT NULL);`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

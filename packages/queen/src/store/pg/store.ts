@@ -1,8 +1,9 @@
-import type { Claim, Drain, ExitRecord, GpuInfo, PlacementAnswer, QueenEvent, QueenWorkerView } from "@apiary/protocol";
+import type { Claim, Drain, RunView, ExitRecord, GpuInfo, PlacementAnswer, QueenEvent, QueenWorkerView } from "@apiary/protocol";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { RunSummary } from "../../advise/run.ts";
 import type { ClaimTable } from "../claims.ts";
+import type { ShardRunTable } from "../shard-runs.ts";
 import type { EventTable } from "../events.ts";
 import type { ExitTable } from "../exits.ts";
 import type { GpuRow, GpuTable } from "../gpus.ts";
@@ -164,6 +165,7 @@ export class PgStore implements QueenStore {
 	readonly exits: ExitTable;
 	readonly gpus: GpuTable;
 	readonly claims: ClaimTable;
+	readonly shardRuns: ShardRunTable;
 	readonly events: EventTable;
 	readonly runs: RunTable;
 	readonly tokens: TokenTable;
@@ -305,6 +307,25 @@ export class PgStore implements QueenStore {
 					JSON.stringify(g),
 				),
 			remove: (hiveId, uuid) => w("DELETE FROM gpus WHERE hive_id = $1 AND uuid = $2", hiveId, uuid),
+		};
+		const runsOf = async (sql: string, params: unknown[]) => (await this.pool.query<{ run: RunView }>(sql, params)).rows.map((r) => r.run);
+		this.shardRuns = {
+			save: (r) =>
+				w(
+					"INSERT INTO shard_runs (id, key, state, created_at, run) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET state = excluded.state, run = excluded.run",
+					r.id,
+					r.idempotencyKey,
+					r.state,
+					r.createdAt,
+					JSON.stringify(r),
+				),
+			unfinished: () => runsOf("SELECT run FROM shard_runs WHERE state = 'running' ORDER BY created_at", []),
+			find: async (id) => (await runsOf("SELECT run FROM shard_runs WHERE id = $1", [id]))[0] ?? null,
+			byKey: async (key) => (await runsOf("SELECT run FROM shard_runs WHERE key = $1", [key]))[0] ?? null,
+			list: (state, limit = 100) =>
+				state
+					? runsOf("SELECT run FROM shard_runs WHERE state = $1 ORDER BY created_at DESC LIMIT $2", [state, limit])
+					: runsOf("SELECT run FROM shard_runs ORDER BY created_at DESC LIMIT $1", [limit]),
 		};
 		this.claims = {
 			all: () => l.claims,

@@ -1,0 +1,311 @@
+import { randomBytes } from "node:crypto";
+import type { Actor, PlacementBody, RunBody, RunView, ShardView } from "@apiary/protocol";
+import { HttpError } from "@apiary/kit/errors";
+import type { HiveCommander } from "../hive-commands.ts";
+import { PlacementError, type Placer, requestHash } from "../placement/placer.ts";
+import type { Registry } from "../registry.ts";
+import { afterAttempt, attemptId, ended, outcome, shardEnv } from "./shards.ts";
+
+// Sharded runs on the queen: each shard a worker placed as POST /v1/workers
+// places one (first come first served, GPUs on one hive, never one GPU
+// twice: the placer's rules), at most maxParallel at once, its end read from
+// the registry's events, lost shards started again elsewhere, failed ones
+// with retryFailed, fail-fast. The run is kept whole in the store after
+// every change, so a restarted queen carries on with it (its waiting shards
+// are placed again; its running ones are followed as any worker is).
+
+/** Without waitMs, a shard waits this long for capacity (shards queue behind each other and other work). */
+const DEFAULT_WAIT_MS = 3_600_000;
+
+export class RunError extends HttpError {
+	override name = "RunError";
+}
+
+interface Live {
+	run: RunView;
+	cancelled: boolean;
+	/** Stopping (a cancel, fail-fast, a shard that cannot be placed): nothing more is started. */
+	stopping?: boolean;
+	/** Shards being placed now: their placement's abort. */
+	placing: Map<number, AbortController>;
+	by?: Actor;
+	auth?: string;
+}
+
+export class Runs {
+	private readonly live = new Map<string, Live>();
+	/** Worker id → its run and shard. */
+	private readonly byWorker = new Map<string, { runId: string; index: number }>();
+	private readonly unsubscribe: () => void;
+
+	private readonly registry: Registry;
+	private readonly placer: Placer;
+	private readonly commands: HiveCommander;
+	private readonly log: (msg: string, extra?: object) => void;
+
+	constructor(registry: Registry, placer: Placer, commands: HiveCommander, log: (msg: string, extra?: object) => void = () => {}) {
+		this.registry = registry;
+		this.placer = placer;
+		this.commands = commands;
+		this.log = log;
+		this.unsubscribe = registry.events.watch((batch) => {
+			for (const e of batch) {
+				if ((e.type !== "worker.exited" && e.type !== "worker.evicted") || !e.workerId) continue;
+				const at = this.byWorker.get(e.workerId);
+				// After this flush (a change made from inside it would nest in it).
+				if (at) setImmediate(() => this.attemptEnded(at.runId, at.index, e.workerId!, e.hiveId));
+			}
+		});
+	}
+
+	/** A restarted queen carries on with its unfinished runs. */
+	async resume(): Promise<void> {
+		for (const run of await this.registry.store.shardRuns.unfinished()) {
+			if (this.live.has(run.id)) continue;
+			const l: Live = { run, cancelled: false, placing: new Map() };
+			this.live.set(run.id, l);
+			for (const s of run.shards) {
+				const a = s.attempts.at(-1);
+				if (s.state !== "running" || !a) continue;
+				const w = this.registry.getWorker(a.workerId);
+				if (!w && a.hiveId === null) {
+					// It was being placed when the queen stopped, and never started: placed again.
+					s.attempts.pop();
+					s.state = "waiting";
+					continue;
+				}
+				this.byWorker.set(a.workerId, { runId: run.id, index: s.index });
+				if (!w) {
+					// Started, and no queen knows of it now: lost.
+					a.result = a.result ?? "lost";
+					this.settle(l, s, a);
+				} else if (w.state !== "running") this.attemptEnded(run.id, s.index, a.workerId, w.hiveId); // ended while no queen watched
+			}
+			this.log("resuming a sharded run", { id: run.id, shards: run.shards.length });
+			this.pump(l);
+		}
+	}
+
+	close(): void {
+		this.unsubscribe();
+		for (const l of this.live.values()) for (const ac of l.placing.values()) ac.abort();
+	}
+
+	async create(body: RunBody, by?: Actor, auth?: string): Promise<{ run: RunView; created: boolean }> {
+		const key = body.idempotencyKey ?? null;
+		if (key !== null) {
+			const earlier = [...this.live.values()].find((l) => l.run.idempotencyKey === key)?.run ?? (await this.registry.store.shardRuns.byKey(key));
+			if (earlier) {
+				if (hash(earlier.body) !== hash(body))
+					throw new RunError(422, `idempotencyKey ${JSON.stringify(key)} was used for a different run: a retry must send the same body`);
+				return { run: earlier, created: false };
+			}
+		}
+		const id = `r-${randomBytes(4).toString("hex")}`;
+		const run: RunView = {
+			id,
+			state: "running",
+			createdAt: new Date().toISOString(),
+			finishedAt: null,
+			idempotencyKey: key,
+			body,
+			exitCode: null,
+			message: null,
+			shards: Array.from({ length: body.shards }, (_, index): ShardView => ({ index, state: "waiting", attempts: [] })),
+		};
+		const l: Live = { run, cancelled: false, placing: new Map(), by, auth };
+		this.live.set(id, l);
+		this.registry.saveRun(run, { type: "run.started", data: { run } });
+		this.pump(l);
+		return { run, created: true };
+	}
+
+	async get(id: string): Promise<RunView> {
+		const r = this.live.get(id)?.run ?? this.finished.get(id) ?? (await this.registry.store.shardRuns.find(id));
+		if (!r) throw new RunError(404, `no run ${id}`);
+		return r;
+	}
+
+	list(state?: string): Promise<RunView[]> {
+		return this.registry.store.shardRuns.list(state);
+	}
+
+	/** Stops every running shard (gracefully) and cancels the waiting ones. */
+	async cancel(id: string): Promise<RunView> {
+		const l = this.live.get(id);
+		if (!l) {
+			const r = await this.get(id);
+			if (r.state !== "running") return r;
+			throw new RunError(409, `run ${id} is carried on by another queen: ask that one`);
+		}
+		if (l.run.state === "running") {
+			l.cancelled = true;
+			this.stopAll(l, "cancelled");
+		}
+		return l.run;
+	}
+
+	/** Starts shards while fewer than maxParallel run. */
+	private pump(l: Live): void {
+		const { run } = l;
+		if (run.state !== "running") return;
+		if (l.stopping) {
+			this.finishIfDone(l);
+			return;
+		}
+		const max = run.body.maxParallel ?? run.body.shards;
+		let active = run.shards.filter((s) => s.state === "running").length;
+		for (const s of run.shards) {
+			if (active >= max) break;
+			if (s.state !== "waiting" || l.placing.has(s.index)) continue;
+			active++;
+			void this.place(l, s);
+		}
+		this.finishIfDone(l);
+	}
+
+	private async place(l: Live, s: ShardView): Promise<void> {
+		const { run } = l;
+		const n = run.body.shards;
+		const workerId = attemptId(run.id, s.index, s.attempts.length + 1);
+		const { shards: _s, maxParallel: _m, failFast: _f, retries: _r, retryFailed: _rf, idempotencyKey: _k, ...rest } = run.body;
+		const body: PlacementBody = {
+			...rest,
+			id: workerId,
+			env: { ...(rest.env ?? {}), ...shardEnv(run.id, s.index, n) },
+			labels: { ...(rest.labels ?? {}), run: run.id, shard: String(s.index) },
+			waitMs: rest.waitMs ?? DEFAULT_WAIT_MS,
+			idempotencyKey: workerId,
+		};
+		const ac = new AbortController();
+		l.placing.set(s.index, ac);
+		// Counted as running from now: maxParallel holds while it waits for capacity.
+		s.state = "running";
+		s.attempts.push({
+			workerId,
+			hiveId: null,
+			startedAt: null,
+			endedAt: null,
+			result: null,
+			exitCode: null,
+			signal: null,
+			durationMs: null,
+			avgCores: null,
+			peakMemoryBytes: null,
+			gpuPeakMemoryMiB: null,
+		});
+		this.byWorker.set(workerId, { runId: run.id, index: s.index });
+		try {
+			const placed = await this.placer.place(body, ac.signal, l.auth, l.by);
+			const a = s.attempts.at(-1)!;
+			a.hiveId = placed.hiveId;
+			// A worker that ended before its placement's answer came has its record already.
+			if (a.result === null) {
+				a.startedAt = new Date().toISOString();
+				this.registry.saveRun(run, {
+					type: "run.shard",
+					data: { runId: run.id, index: s.index, event: "started", workerId, hiveId: placed.hiveId },
+					hiveId: placed.hiveId,
+					workerId,
+				});
+			}
+			// Stopped while it was being placed: stop it now.
+			if (l.stopping || run.state !== "running") this.stopShard(l, s);
+		} catch (err) {
+			const a = s.attempts.at(-1)!;
+			a.result = "cancelled";
+			s.state = "cancelled";
+			this.byWorker.delete(workerId);
+			if (!l.stopping) {
+				// Could not be placed (no hive can ever take it, or the wait ran out): the run cannot pass.
+				const why = err instanceof PlacementError || err instanceof HttpError ? err.message : String(err);
+				run.message ??= `shard ${s.index + 1}/${n} could not be placed: ${why}`;
+				this.stopAll(l, "cancelled");
+			}
+			this.registry.saveRun(run, { type: "run.shard", data: { runId: run.id, index: s.index, event: "cancelled", workerId, message: run.message } });
+		} finally {
+			l.placing.delete(s.index);
+			this.finishIfDone(l);
+		}
+	}
+
+	private attemptEnded(runId: string, index: number, workerId: string, hiveId: string | null): void {
+		const l = this.live.get(runId);
+		if (!l) return;
+		const s = l.run.shards[index]!;
+		const a = s.attempts.find((x) => x.workerId === workerId);
+		if (!a || !this.byWorker.has(workerId)) return;
+		const w = this.registry.getWorker(workerId, hiveId ?? undefined);
+		if (!w || w.state === "running") return;
+		Object.assign(a, ended(a, w));
+		this.settle(l, s, a);
+	}
+
+	/** An attempt has ended: the shard's next state, a retry, fail-fast. */
+	private settle(l: Live, s: ShardView, a: ShardView["attempts"][number]): void {
+		const runId = l.run.id;
+		const index = s.index;
+		const workerId = a.workerId;
+		this.byWorker.delete(workerId);
+		const next = afterAttempt(s, l.run.body);
+		s.state = a.result === "cancelled" || (next.again && l.stopping) ? "cancelled" : next.state;
+		const event = next.again && s.state === "waiting" ? "retried" : "ended";
+		this.registry.saveRun(l.run, {
+			type: "run.shard",
+			data: { runId, index, event, workerId, hiveId: a.hiveId, result: a.result, state: s.state, exitCode: a.exitCode },
+			hiveId: a.hiveId,
+			workerId,
+		});
+		if (l.run.body.failFast && s.state === "failed") {
+			l.run.message ??= `fail-fast: shard ${index + 1}/${l.run.body.shards} failed`;
+			this.stopAll(l, "cancelled");
+		}
+		this.pump(l);
+	}
+
+	/** Waiting shards cancelled, placements abandoned, running workers stopped gracefully. */
+	private stopAll(l: Live, _why: "cancelled"): void {
+		l.stopping = true;
+		for (const s of l.run.shards) {
+			if (s.state === "waiting") s.state = "cancelled";
+			else if (s.state === "running") this.stopShard(l, s);
+		}
+		for (const ac of l.placing.values()) ac.abort();
+		this.registry.saveRun(l.run);
+		this.finishIfDone(l);
+	}
+
+	private stopShard(l: Live, s: ShardView): void {
+		const a = s.attempts.at(-1);
+		if (!a || a.result !== null) return;
+		a.result = "cancelled";
+		if (!a.hiveId) return; // still being placed: its abort ends it
+		this.commands
+			.command(a.hiveId, { op: "stop", workerId: a.workerId, ...(l.by ? { by: l.by } : {}) }, { timeoutMs: 60_000 })
+			.then((r) => {
+				if (r.status !== 200) this.log("stopping a shard failed", { run: l.run.id, worker: a.workerId, status: r.status, error: r.error });
+			})
+			.catch(() => {});
+	}
+
+	private finishIfDone(l: Live): void {
+		const { run } = l;
+		if (run.state !== "running") return;
+		const o = outcome(run, l.cancelled);
+		if (o.state === "running") return;
+		run.state = o.state;
+		run.exitCode = o.exitCode;
+		run.finishedAt = new Date().toISOString();
+		const summary = { passed: 0, failed: 0, flaky: 0, lost: 0, cancelled: 0 } as Record<string, number>;
+		for (const s of run.shards) summary[s.state] = (summary[s.state] ?? 0) + 1;
+		this.registry.saveRun(run, { type: "run.finished", data: { runId: run.id, state: run.state, exitCode: run.exitCode, message: run.message, summary } });
+		this.live.delete(run.id);
+		this.finished.set(run.id, run);
+		// The newest finished runs stay in memory a while (a client reading the end); the store has them all.
+		if (this.finished.size > 100) this.finished.delete(this.finished.keys().next().value!);
+	}
+
+	private readonly finished = new Map<string, RunView>();
+}
+
+const hash = (b: RunBody) => requestHash({ ...(b as unknown as PlacementBody), idempotencyKey: undefined });
