@@ -26,7 +26,7 @@ export function unreachable(base: string, err: unknown): ClientError {
 }
 
 /** Sends one request and resolves with the response (its body not yet read). */
-export async function open(base: string, method: string, path: string, body?: unknown, token?: string | null): Promise<IncomingMessage> {
+export async function open(base: string, method: string, path: string, body?: unknown, token?: string | null, signal?: AbortSignal): Promise<IncomingMessage> {
 	const url = new URL(path, base);
 	const { request } = require(url.protocol === "https:" ? "node:https" : "node:http") as { request: typeof Request };
 	// https: the daemon's certificate is checked against APIARY_CA (or --ca, which the commands set it from), else the system's CAs.
@@ -39,7 +39,7 @@ export async function open(base: string, method: string, path: string, body?: un
 	}
 	if (token) headers.authorization = `Bearer ${token}`;
 	return new Promise((resolve, reject) => {
-		const req = request(url, { method, headers, ...(ca ? { ca } : {}) }, resolve);
+		const req = request(url, { method, headers, ...(ca ? { ca } : {}), ...(signal ? { signal } : {}) }, resolve);
 		req.on("error", (err) => reject(unreachable(base, err)));
 		req.end(payload);
 	});

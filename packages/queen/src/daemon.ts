@@ -10,6 +10,7 @@ import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Drainer } from "./drainer.ts";
+import { forwardRequest } from "./queen-forward.ts";
 import { Runs } from "./runs/runner.ts";
 import { Placer } from "./placement/placer.ts";
 import { Auditor } from "./auth/audit.ts";
@@ -127,7 +128,16 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
 	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);
 	const placer = new Placer(registry, commands);
-	const runs = new Runs(registry, placer, commands, log);
+	const runs = new Runs(registry, placer, commands, {
+		log,
+		...(store instanceof PgStore
+			? {
+					runQueenUrl: (id: string) => store.runQueenUrl(id),
+					forward: (base: string, method: string, path: string, auth: string | undefined) =>
+						forwardRequest(base, method, path, auth ?? (o.token ? `Bearer ${o.token}` : null), { ca: o.ca }),
+				}
+			: {}),
+	});
 	const drainer = new Drainer(registry, commands, { isLocal: (id) => sockets.isConnected(id), log });
 	drainer.start();
 	const app = await buildQueenApp({
@@ -227,9 +237,6 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	liveness.unref();
 	try {
 		await app.listen({ host, port });
-		// Its unfinished sharded runs: waiting shards placed again, running ones followed. On PostgreSQL the
-		// runs are another queen's as much as this one's, and which carries one on is not yet decided: not there.
-		if (!(store instanceof PgStore)) await runs.resume().catch((err) => log("resuming sharded runs failed", { err: String(err) }));
 	} catch (err) {
 		credentials.close();
 		clearInterval(liveness);
@@ -248,6 +255,12 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	const url = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
 	// Where the other queens forward commands for this queen's hives: --advertise, else the address it listens on.
 	if (store instanceof PgStore) await store.advertise(o.advertise ?? (isWildcard(host) ? `http://${hostname()}:${boundPort}` : url));
+	// Unfinished sharded runs: waiting shards placed again, running ones followed. On PostgreSQL, those of a
+	// queen that is gone (another one's are its own), looked for every 2 s: a queen is gone 3 s after its last renewal.
+	const adopt = () => void runs.adopt().catch((err) => log("carrying on with sharded runs failed", { err: String(err) }));
+	adopt();
+	const adopting = store instanceof PgStore ? setInterval(adopt, 2000) : null;
+	adopting?.unref();
 	return {
 		app,
 		registry,
@@ -270,6 +283,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			clearInterval(pruning);
 			clearInterval(pruningDb);
 			if (sweep) clearInterval(sweep);
+			if (adopting) clearInterval(adopting);
 			runs.close();
 			placer.close();
 			drainer.close();

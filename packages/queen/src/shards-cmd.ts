@@ -59,6 +59,7 @@ export async function runShards(
 	process.on("SIGINT", onSignal);
 	process.on("SIGTERM", onSignal);
 	const followed = new Map<string, Promise<void>>();
+	const giveUp = new AbortController();
 	try {
 		for (;;) {
 			for (const s of run.shards)
@@ -66,7 +67,10 @@ export async function runShards(
 					if (a.hiveId && !followed.has(a.workerId))
 						followed.set(
 							a.workerId,
-							follow(base, token, a.workerId, a.hiveId, `[${s.index + 1}/${n}] `, out, f.output ? join(f.output, `shard-${s.index}.log`) : null),
+							follow(base, token, a.workerId, a.hiveId, `[${s.index + 1}/${n}] `, out, f.output ? join(f.output, `shard-${s.index}.log`) : null, {
+								signal: giveUp.signal,
+								lost: () => attemptOf(run, a.workerId)?.result === "lost",
+							}),
 						);
 			if (run.state !== "running") break;
 			await sleep(300);
@@ -80,6 +84,7 @@ export async function runShards(
 		await Promise.race([Promise.all(followed.values()), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
 		clearTimeout(timer);
 	} finally {
+		giveUp.abort();
 		process.off("SIGINT", onSignal);
 		process.off("SIGTERM", onSignal);
 	}
@@ -89,7 +94,9 @@ export async function runShards(
 	return run.exitCode ?? 1;
 }
 
-/** One shard's output, each line prefixed, and (--output) all of it in its file. */
+/** One shard's output, each line prefixed, and (--output) all of it in its file. A relay that
+ * fails (the hive moving to another queen, a queen gone) is opened again at the byte it reached,
+ * so nothing is printed twice or lost; the caller bounds how long it waits for the end. */
 async function follow(
 	base: string,
 	token: string | null,
@@ -98,32 +105,47 @@ async function follow(
 	prefix: string,
 	out: (s: string) => void,
 	file: string | null,
+	{ signal, lost }: { signal: AbortSignal; lost: () => boolean },
 ): Promise<void> {
 	const decoder = new TextDecoder();
 	let partial = "";
-	let res: IncomingMessage;
-	try {
-		res = await open(base, "GET", `/v1/workers/${workerId}/logs?hive=${encodeURIComponent(hiveId)}&follow=true`, undefined, token);
-	} catch {
-		return;
-	}
-	if ((res.statusCode ?? 0) >= 300) {
-		res.resume();
-		return;
-	}
-	try {
-		for await (const chunk of res) {
-			if (file) appendFileSync(file, chunk as Uint8Array);
-			const text = partial + decoder.decode(chunk as Uint8Array, { stream: true });
-			const lines = text.split("\n");
-			partial = lines.pop() ?? "";
-			if (lines.length) out(lines.map((l) => `${prefix}${l}\n`).join(""));
+	let offset = 0;
+	for (let tries = 0; tries < 60 && !signal.aborted; tries++) {
+		if (tries) await sleep(500);
+		let res: IncomingMessage;
+		try {
+			res = await open(base, "GET", `/v1/workers/${workerId}/logs?hive=${encodeURIComponent(hiveId)}&follow=true&offset=${offset}`, undefined, token, signal);
+		} catch {
+			if (lost()) break;
+			continue; // the queen is away for a moment
 		}
-	} catch {
-		// cut: the run's state says how the shard ended
+		const status = res.statusCode ?? 0;
+		if (status >= 300) {
+			res.resume();
+			// The hive between queens: again; a hive gone with the worker (lost), or no such worker or log: the run's state says how it ended.
+			if (status >= 500 && !lost()) continue;
+			break;
+		}
+		let cut = false;
+		try {
+			for await (const chunk of res) {
+				const bytes = chunk as Uint8Array;
+				offset += bytes.length;
+				if (file) appendFileSync(file, bytes);
+				const text = partial + decoder.decode(bytes, { stream: true });
+				const lines = text.split("\n");
+				partial = lines.pop() ?? "";
+				if (lines.length) out(lines.map((l) => `${prefix}${l}\n`).join(""));
+			}
+		} catch {
+			cut = true;
+		}
+		if (!cut && res.complete) break;
 	}
 	if (partial) out(`${prefix}${partial}\n`);
 }
+
+const attemptOf = (run: RunView, workerId: string) => run.shards.flatMap((s) => s.attempts).find((a) => a.workerId === workerId);
 
 function summary(run: RunView): string {
 	const n = run.body.shards;

@@ -23,7 +23,7 @@ export const runRoutes: FastifyPluginAsyncTypebox<{ runs: Runs }> = async (app, 
 	);
 	app.delete(
 		"/v1/runs/:id",
-		{ config: { role: "schedule" }, schema: { params: RunParams, response: { 200: RunView, 404: ErrorBody, 409: ErrorBody } } },
-		async (req) => runs.cancel(req.params.id),
+		{ config: { role: "schedule" }, schema: { params: RunParams, response: { 200: RunView, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody } } },
+		async (req) => runs.cancel(req.params.id, req.headers.authorization),
 	);
 };

@@ -12,7 +12,10 @@ import { afterAttempt, attemptId, ended, outcome, shardEnv } from "./shards.ts";
 // the registry's events, lost shards started again elsewhere, failed ones
 // with retryFailed, fail-fast. The run is kept whole in the store after
 // every change, so a restarted queen carries on with it (its waiting shards
-// are placed again; its running ones are followed as any worker is).
+// are placed again; its running ones are followed as any worker is). On a
+// shared database each run is one queen's (the one that started it); when
+// that queen is gone another takes it over the same way, and a cancel sent to
+// any other queen is forwarded to it, as commands for a hive are.
 
 /** Without waitMs, a shard waits this long for capacity (shards queue behind each other and other work). */
 const DEFAULT_WAIT_MS = 3_600_000;
@@ -32,6 +35,14 @@ interface Live {
 	auth?: string;
 }
 
+export interface RunsOptions {
+	log?: (msg: string, extra?: object) => void;
+	/** Several queens: where the live queen that carries a run on answers (null: none does, or this one). */
+	runQueenUrl?: (runId: string) => Promise<string | null>;
+	/** Sends a request to another queen, with the caller's credential. */
+	forward?: (base: string, method: string, path: string, auth: string | undefined) => Promise<{ status: number; body: unknown }>;
+}
+
 export class Runs {
 	private readonly live = new Map<string, Live>();
 	/** Worker id → its run and shard. */
@@ -42,12 +53,14 @@ export class Runs {
 	private readonly placer: Placer;
 	private readonly commands: HiveCommander;
 	private readonly log: (msg: string, extra?: object) => void;
+	private readonly o: RunsOptions;
 
-	constructor(registry: Registry, placer: Placer, commands: HiveCommander, log: (msg: string, extra?: object) => void = () => {}) {
+	constructor(registry: Registry, placer: Placer, commands: HiveCommander, o: RunsOptions = {}) {
 		this.registry = registry;
 		this.placer = placer;
 		this.commands = commands;
-		this.log = log;
+		this.o = o;
+		this.log = o.log ?? (() => {});
 		this.unsubscribe = registry.events.watch((batch) => {
 			for (const e of batch) {
 				if ((e.type !== "worker.exited" && e.type !== "worker.evicted") || !e.workerId) continue;
@@ -58,30 +71,51 @@ export class Runs {
 		});
 	}
 
-	/** A restarted queen carries on with its unfinished runs. */
-	async resume(): Promise<void> {
-		for (const run of await this.registry.store.shardRuns.unfinished()) {
+	private adopting: Promise<void> | null = null;
+
+	/** Carries on with the unfinished runs no live queen does: this queen's own after a restart, a gone queen's. */
+	adopt(): Promise<void> {
+		this.adopting ??= this.adoptNow().finally(() => {
+			this.adopting = null;
+		});
+		return this.adopting;
+	}
+
+	private async adoptNow(): Promise<void> {
+		for (const run of await this.registry.store.shardRuns.adopt()) {
 			if (this.live.has(run.id)) continue;
-			const l: Live = { run, cancelled: false, placing: new Map() };
+			// Being stopped when its queen stopped: a shard cancelled (a cancel, unless a message says why: fail-fast, could not place).
+			const stopping = run.shards.some((s) => s.state === "cancelled");
+			const l: Live = { run, cancelled: stopping && run.message === null, stopping, placing: new Map() };
 			this.live.set(run.id, l);
+			// Settled once every shard is read (a settle starts waiting shards, which this loop must not see again).
+			const settle: (() => void)[] = [];
 			for (const s of run.shards) {
 				const a = s.attempts.at(-1);
 				if (s.state !== "running" || !a) continue;
-				const w = this.registry.getWorker(a.workerId);
+				const w = this.registry.getWorker(a.workerId, a.hiveId ?? undefined);
 				if (!w && a.hiveId === null) {
-					// It was being placed when the queen stopped, and never started: placed again.
+					// It was being placed when its queen stopped, and never started: placed again (the same
+					// workerId and placement key, so a placement that did happen is answered, not made twice).
 					s.attempts.pop();
 					s.state = "waiting";
 					continue;
 				}
+				if (w && a.hiveId === null) {
+					// Placed, and its queen stopped before the run said so.
+					a.hiveId = w.hiveId;
+					a.startedAt = w.startedAt;
+				}
 				this.byWorker.set(a.workerId, { runId: run.id, index: s.index });
 				if (!w) {
 					// Started, and no queen knows of it now: lost.
-					a.result = a.result ?? "lost";
-					this.settle(l, s, a);
-				} else if (w.state !== "running") this.attemptEnded(run.id, s.index, a.workerId, w.hiveId); // ended while no queen watched
+					a.result ??= "lost";
+					settle.push(() => this.settle(l, s, a));
+				} else if (w.state !== "running") settle.push(() => this.attemptEnded(run.id, s.index, a.workerId, w.hiveId)); // ended while no queen watched
 			}
-			this.log("resuming a sharded run", { id: run.id, shards: run.shards.length });
+			for (const f of settle) f();
+			this.log("carrying on with a sharded run", { id: run.id, shards: run.shards.length });
+			this.registry.saveRun(run);
 			this.pump(l);
 		}
 	}
@@ -113,6 +147,13 @@ export class Runs {
 			message: null,
 			shards: Array.from({ length: body.shards }, (_, index): ShardView => ({ index, state: "waiting", attempts: [] })),
 		};
+		// Written now: another queen (or request) given the same key at once attaches instead of starting a second run.
+		const held = await this.registry.store.shardRuns.reserve(run);
+		if (held) {
+			if (hash(held.body) !== hash(body))
+				throw new RunError(422, `idempotencyKey ${JSON.stringify(key)} was used for a different run: a retry must send the same body`);
+			return { run: held, created: false };
+		}
 		const l: Live = { run, cancelled: false, placing: new Map(), by, auth };
 		this.live.set(id, l);
 		this.registry.saveRun(run, { type: "run.started", data: { run } });
@@ -130,13 +171,25 @@ export class Runs {
 		return this.registry.store.shardRuns.list(state);
 	}
 
-	/** Stops every running shard (gracefully) and cancels the waiting ones. */
-	async cancel(id: string): Promise<RunView> {
-		const l = this.live.get(id);
+	/** Stops every running shard (gracefully) and cancels the waiting ones; on the queen that carries the run on. */
+	async cancel(id: string, auth?: string): Promise<RunView> {
+		let l = this.live.get(id);
 		if (!l) {
 			const r = await this.get(id);
 			if (r.state !== "running") return r;
-			throw new RunError(409, `run ${id} is carried on by another queen: ask that one`);
+			const url = await this.o.runQueenUrl?.(id);
+			if (url && this.o.forward) {
+				const { status, body } = await this.o.forward(url, "DELETE", `/v1/runs/${encodeURIComponent(id)}`, auth);
+				if (status === 200) return body as RunView;
+				throw new RunError(
+					status >= 400 && status < 600 ? status : 502,
+					`run ${id} (through its queen at ${url}): ${(body as { message?: string })?.message ?? status}`,
+				);
+			}
+			// Its queen is gone: this one takes it over now, and stops it.
+			await this.adopt();
+			l = this.live.get(id);
+			if (!l) throw new RunError(409, `run ${id} is carried on by another queen, which could not be reached: try again`);
 		}
 		if (l.run.state === "running") {
 			l.cancelled = true;
@@ -159,7 +212,7 @@ export class Runs {
 			if (active >= max) break;
 			if (s.state !== "waiting" || l.placing.has(s.index)) continue;
 			active++;
-			void this.place(l, s);
+			this.place(l, s).catch((err) => this.log("placing a shard failed", { run: run.id, shard: s.index, err: String(err) }));
 		}
 		this.finishIfDone(l);
 	}

@@ -5,8 +5,17 @@ import type { SqliteDb } from "./sqlite.ts";
 export interface ShardRunTable {
 	/** Written in the transaction in progress. */
 	save(run: RunView): void;
-	/** Runs not finished (a restarted queen carries on with them). */
-	unfinished(): Promise<RunView[]>;
+	/**
+	 * A new run's row, written now (not with the transaction in progress) unless
+	 * its idempotency key is taken: then the run that holds it. Two queens given
+	 * the same key at once start one run.
+	 */
+	reserve(run: RunView): Promise<RunView | null>;
+	/**
+	 * Unfinished runs this queen is to carry on with from now: every one on a
+	 * queen of its own (a restart); on a shared database, those whose queen is gone.
+	 */
+	adopt(): Promise<RunView[]>;
 	find(id: string): Promise<RunView | null>;
 	byKey(key: string): Promise<RunView | null>;
 	list(state?: string, limit?: number): Promise<RunView[]>;
@@ -24,7 +33,20 @@ export function sqliteShardRuns(db: SqliteDb): ShardRunTable {
 				r.createdAt,
 				JSON.stringify(r),
 			),
-		unfinished: async () => parse(db.q("SELECT run FROM shard_runs WHERE state = 'running' ORDER BY created_at").all() as { run: string }[]),
+		reserve: async (r) => {
+			const taken = r.idempotencyKey === null ? [] : (db.q("SELECT run FROM shard_runs WHERE key = ?").all(r.idempotencyKey) as { run: string }[]);
+			if (taken.length > 0) return parse(taken)[0]!;
+			db.run(
+				"INSERT INTO shard_runs (id, key, state, created_at, run) VALUES (?, ?, ?, ?, ?)",
+				r.id,
+				r.idempotencyKey,
+				r.state,
+				r.createdAt,
+				JSON.stringify(r),
+			);
+			return null;
+		},
+		adopt: async () => parse(db.q("SELECT run FROM shard_runs WHERE state = 'running' ORDER BY created_at").all() as { run: string }[]),
 		find: async (id) => parse(db.q("SELECT run FROM shard_runs WHERE id = ?").all(id) as { run: string }[])[0] ?? null,
 		byKey: async (key) => parse(db.q("SELECT run FROM shard_runs WHERE key = ?").all(key) as { run: string }[])[0] ?? null,
 		list: async (state, limit = 100) =>

@@ -50,6 +50,9 @@ export const MIGRATIONS: readonly string[] = [
 	`CREATE TABLE drains (hive_id text PRIMARY KEY, drain jsonb NOT NULL);`,
 	// Sharded runs, each kept whole.
 	`CREATE TABLE shard_runs (id text PRIMARY KEY, key text UNIQUE, state text NOT NULL, created_at timestamptz NOT NULL, run jsonb NOT NULL);`,
+	// Which queen carries a run on: a live queen's runs are its own; a gone queen's are taken over by another.
+	`ALTER TABLE shard_runs ADD COLUMN owner text;
+	 CREATE INDEX shard_runs_running ON shard_runs (state) WHERE state = 'running';`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

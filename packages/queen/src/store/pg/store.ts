@@ -310,16 +310,36 @@ export class PgStore implements QueenStore {
 		};
 		const runsOf = async (sql: string, params: unknown[]) => (await this.pool.query<{ run: RunView }>(sql, params)).rows.map((r) => r.run);
 		this.shardRuns = {
+			// Fenced: a queen that lost a run to another (it was gone a while) no longer writes it.
 			save: (r) =>
 				w(
-					"INSERT INTO shard_runs (id, key, state, created_at, run) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET state = excluded.state, run = excluded.run",
+					`INSERT INTO shard_runs (id, key, state, created_at, run, owner) VALUES ($1, $2, $3, $4, $5, $6)
+					 ON CONFLICT (id) DO UPDATE SET state = excluded.state, run = excluded.run WHERE shard_runs.owner = excluded.owner`,
 					r.id,
 					r.idempotencyKey,
 					r.state,
 					r.createdAt,
 					JSON.stringify(r),
+					o.queenId,
 				),
-			unfinished: () => runsOf("SELECT run FROM shard_runs WHERE state = 'running' ORDER BY created_at", []),
+			reserve: async (r) => {
+				const { rowCount } = await this.pool.query(
+					"INSERT INTO shard_runs (id, key, state, created_at, run, owner) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+					[r.id, r.idempotencyKey, r.state, r.createdAt, JSON.stringify(r), o.queenId],
+				);
+				if (rowCount === 1) return null;
+				const held = r.idempotencyKey === null ? null : (await runsOf("SELECT run FROM shard_runs WHERE key = $1", [r.idempotencyKey]))[0];
+				if (!held) throw new Error(`run ${r.id}: its row could not be written`);
+				return held;
+			},
+			// One UPDATE: of two queens taking over the same gone queen's run, the second finds it owned by a live one.
+			adopt: () =>
+				runsOf(
+					`UPDATE shard_runs SET owner = $1
+					  WHERE state = 'running' AND (owner IS NULL OR (owner <> $1 AND owner NOT IN (SELECT id FROM queens WHERE now() - seen_at < $2 * interval '1 millisecond')))
+					  RETURNING run`,
+					[o.queenId, QUEEN_GONE_MS],
+				),
 			find: async (id) => (await runsOf("SELECT run FROM shard_runs WHERE id = $1", [id]))[0] ?? null,
 			byKey: async (key) => (await runsOf("SELECT run FROM shard_runs WHERE key = $1", [key]))[0] ?? null,
 			list: (state, limit = 100) =>
@@ -658,6 +678,16 @@ export class PgStore implements QueenStore {
 	/** Where other queens reach this one (its commands relay), written once it listens. */
 	async advertise(url: string): Promise<void> {
 		await this.pool.query("UPDATE queens SET url = $2 WHERE id = $1", [this.o.queenId, url]);
+	}
+
+	/** The address of the live queen, not this one, that carries that run on; null when none does. */
+	async runQueenUrl(runId: string): Promise<string | null> {
+		const { rows } = await this.pool.query<{ url: string | null }>(
+			`SELECT q.url FROM shard_runs r JOIN queens q ON q.id = r.owner
+			  WHERE r.id = $1 AND q.id <> $2 AND now() - q.seen_at < $3 * interval '1 millisecond'`,
+			[runId, this.o.queenId, QUEEN_GONE_MS],
+		);
+		return rows[0]?.url ?? null;
 	}
 
 	/** The address of the live queen, not this one, that hive is connected to; null when none is. */
