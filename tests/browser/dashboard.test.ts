@@ -109,6 +109,24 @@ describe("the dashboard in a real browser", () => {
 		expect((await json(`${queen.url}/v1/workers/placed`, { method: "DELETE" })).status).toBe(200);
 	});
 
+	it("a sharded run shows a bar per shard, live, and how each ended", async () => {
+		const posted = await json<{ id: string }>(`${queen.url}/v1/runs`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ command: ["sh", "-c", 'sleep 2; [ "$APIARY_SHARD_INDEX" = 1 ] && exit 5; exit 0'], shards: 3 }),
+		});
+		expect(posted.status).toBe(201);
+		const row = page.locator(`tr[data-run="${posted.body.id}"]`);
+		await row.locator('.shards [data-state="running"]').first().waitFor({ timeout: 10_000 });
+		await row.locator('[data-state="failed"]').first().waitFor({ timeout: 20_000 });
+		await until(async () => (await row.locator("td").nth(1).locator("[data-state]").getAttribute("data-state")) === "failed", 10_000, "the run failed");
+		const segs = row.locator(".shards > span");
+		expect(await segs.evaluateAll((els) => els.map((e) => e.getAttribute("data-state")))).toEqual(["passed", "failed", "passed"]);
+		expect(await segs.nth(1).getAttribute("title")).toMatch(/^\[2\/3\] failed \(5\) on dash-hive, \d+\.\ds$/);
+		expect(await row.locator("td").nth(3).textContent()).toBe("2 passed, 1 failed");
+		await page.screenshot({ path: join(ARTIFACTS, "dashboard-runs.png"), fullPage: true });
+	});
+
 	it("a killed hive turns lost, and a screenshot is kept", async () => {
 		await hive.stop("SIGKILL");
 		await page.waitForSelector('tr[data-hive="dash-hive"] [data-state="stale"]', { timeout: 10_000 });

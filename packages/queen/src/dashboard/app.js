@@ -4,7 +4,7 @@
 // sends it as a header: the stream is read with fetch, since EventSource
 // cannot send one.
 
-const state = { hives: new Map(), workers: new Map(), gpus: new Map(), exits: [], history: new Map() };
+const state = { hives: new Map(), workers: new Map(), gpus: new Map(), exits: [], history: new Map(), runs: new Map() };
 const HISTORY = 60;
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -120,6 +120,51 @@ function renderExits() {
 			.join("") || `<tr><td colspan="6" class="empty">no exits yet</td></tr>`;
 }
 
+// ---- sharded runs: the newest first, one bar segment per shard coloured by its state.
+const RUNS_SHOWN = 20;
+function shardTitle(run, s) {
+	const a = s.attempts.at(-1);
+	const n = run.shards.length;
+	const result = s.state === "failed" && a?.exitCode != null ? `failed (${a.exitCode})` : s.state;
+	return `[${s.index + 1}/${n}] ${result}${a?.hiveId ? ` on ${a.hiveId}` : ""}${s.attempts.length > 1 ? `, ${s.attempts.length} attempts` : ""}${a?.durationMs != null ? `, ${secs(a.durationMs)}` : ""}`;
+}
+
+function renderRuns() {
+	const runs = [...state.runs.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, RUNS_SHOWN);
+	$("#runs tbody").innerHTML =
+		runs
+			.map((r) => {
+				const count = (st) => r.shards.filter((s) => s.state === st).length;
+				const parts = ["passed", "flaky", "failed", "lost", "cancelled", "running", "waiting"].filter(count).map((st) => `${count(st)} ${st}`);
+				const badge = { running: "claimed", passed: "ready", failed: "lost", cancelled: "left" }[r.state] ?? "unknown";
+				const bar = r.shards
+					.map((s) => `<span class="${esc(s.state)}" data-shard="${s.index}" data-state="${esc(s.state)}" title="${esc(shardTitle(r, s))}"></span>`)
+					.join("");
+				return `<tr data-run="${esc(r.id)}"><td>${esc(r.id)}</td><td><span class="badge ${badge}" data-state="${esc(r.state)}">${esc(r.state)}</span>${r.exitCode != null ? ` <span class="hint">exit ${r.exitCode}</span>` : ""}</td><td><div class="shards">${bar}</div></td><td>${esc(parts.join(", "))}</td><td class="cmd" title="${esc(r.body.command.join(" "))}">${esc(r.body.command.join(" "))}</td><td>${esc(r.createdAt.slice(11, 19))}</td></tr>`;
+			})
+			.join("") || `<tr><td colspan="6" class="empty">no runs yet</td></tr>`;
+}
+
+const runReads = new Map();
+/** A run's shards change in bursts (100 shards start at once): one read of it per 250 ms. */
+function refreshRun(id) {
+	if (runReads.has(id)) return;
+	runReads.set(
+		id,
+		setTimeout(() => {
+			runReads.delete(id);
+			api(`/v1/runs/${encodeURIComponent(id)}`)
+				.then((r) => {
+					state.runs.set(r.id, r);
+					schedule();
+				})
+				.catch(() => {
+					// A 401 asks for the token by itself; a later event reads it again.
+				});
+		}, 250),
+	);
+}
+
 // ---- right-sizing: one card per group of runs, a row per resource with the
 // distribution of the runs' needs, the recommendation (solid) and the current limit (dashed).
 const RESOURCE = { memory: "memory", cpu: "cpu", timeout: "timeout", gpuMemory: "GPU memory" };
@@ -193,6 +238,7 @@ function renderAll() {
 	renderGpus();
 	renderWorkers();
 	renderExits();
+	renderRuns();
 	renderAdvice();
 	const free = [...state.gpus.values()].filter((g) => g.free).length;
 	$("#summary").textContent =
@@ -250,6 +296,10 @@ const handlers = {
 		state.gpus = new Map(d.gpus.map((g) => [key(g.hiveId, g.uuid), g]));
 		for (const w of d.workers) recordStats(key(w.hiveId, w.id), w.stats);
 		refreshAdvice(0);
+		api("/v1/runs").then((runs) => {
+			state.runs = new Map(runs.map((r) => [r.id, r]));
+			schedule();
+		});
 		// The newest exits only: a fleet keeps many thousands.
 		api("/v1/workers?state=exited&order=recent&limit=200").then((ws) => {
 			state.exits = ws
@@ -322,6 +372,15 @@ const handlers = {
 		state.gpus.set(key(d.hiveId, d.gpu.uuid), d.gpu);
 	},
 	"gpu.health": () => refreshGpus(),
+	"run.started"(d) {
+		state.runs.set(d.run.id, d.run);
+	},
+	"run.shard"(d) {
+		refreshRun(d.runId);
+	},
+	"run.finished"(d) {
+		refreshRun(d.runId);
+	},
 	"claim.created": () => refreshGpus(),
 	"claim.released": () => refreshGpus(),
 };
