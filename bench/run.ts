@@ -9,6 +9,7 @@ import { ctx, log, r3 } from "./lib.ts";
 import { advise } from "./sections/advise.ts";
 import { failover } from "./sections/failover.ts";
 import { pgStore } from "./sections/pg.ts";
+import { runs } from "./sections/runs.ts";
 import { placement } from "./sections/placement.ts";
 import { cliStart } from "./sections/cli.ts";
 import { fanout } from "./sections/fanout.ts";
@@ -33,6 +34,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	cli: cliStart,
 	advise,
 	placement,
+	runs,
 	waiters,
 	tls,
 	pg: pgStore,
