@@ -129,6 +129,13 @@ describe("the queen CLI against real daemons", () => {
 			code: 2,
 			stderr: expect.stringMatching(/--evict-after must be longer/),
 		});
+		// libpq's multi-host --db: a standby mode is no use to a queen, which writes (nothing is started).
+		expect(
+			await queenCli(["start", "--listen", "127.0.0.1:0", "--db", "postgres://u@127.0.0.1:1,127.0.0.1:2/d?target_session_attrs=standby"], env),
+		).toMatchObject({
+			code: 2,
+			stderr: expect.stringMatching(/queen start: --db: target_session_attrs=standby: a queen writes/),
+		});
 		expect(await queenCli(["start", "--listen", "0.0.0.0:0", "--db", join(dir, "x.db")], { APIARY_TOKEN: "" })).toMatchObject({
 			code: 1,
 			stderr: expect.stringMatching(/refusing to listen on 0\.0\.0\.0 without a token/),

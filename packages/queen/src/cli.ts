@@ -56,7 +56,9 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
                           not loopback needs a token
   --db PATH|URL           SQLite file (default $APIARY_STATE_DIR/queen.db, /var/lib/apiary/queen/queen.db
                           as root, else ~/.local/state/apiary/queen/queen.db), or a PostgreSQL
-                          database, postgres://USER@HOST:PORT/DB, which several queens may share
+                          database, postgres://USER@HOST:PORT/DB, which several queens may share;
+                          libpq's multi-host form finds the primary after a failover:
+                          postgres://USER@H1:P1,H2:P2/DB?target_session_attrs=read-write
   --stale-after DURATION  a hive silent this long is stale (default 3s)
   --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
@@ -239,8 +241,17 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 				if (!/^postgres(ql)?:\/\//.test(v.to)) throw new UsageError(`queen migrate: --to: ${JSON.stringify(v.to)} is not a postgres:// or postgresql:// URL`);
 				const from = v.from ?? defaultDbPath();
 				if (!existsSync(from)) throw new UsageError(`queen migrate: --from: no database at ${from}`);
-				const [{ default: pg }, { copyFromSqlite, TargetNotEmpty }] = await Promise.all([import("pg"), import("./store/pg/from-sqlite.ts")]);
-				const client = new pg.Client({ connectionString: v.to });
+				const [{ default: pg }, { copyFromSqlite, TargetNotEmpty }, { dbTargets, pickHost }] = await Promise.all([
+					import("pg"),
+					import("./store/pg/from-sqlite.ts"),
+					import("./store/pg/hosts.ts"),
+				]);
+				try {
+					dbTargets(v.to);
+				} catch (e) {
+					throw new UsageError(`queen migrate: ${(e as Error).message.replace("--db", "--to")}`);
+				}
+				const client = new pg.Client({ connectionString: await pickHost(v.to) });
 				await client.connect();
 				try {
 					const c = await copyFromSqlite(from, client);
@@ -362,7 +373,15 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 	const busy = flag("start", "busy-memory", v["busy-memory"], parseSize)!;
 	const log = (msg: string, extra?: object) => err(`${JSON.stringify({ time: new Date().toISOString(), msg, ...extra })}\n`);
 	const db = v.db ?? defaultDbPath();
-	const { startQueenDaemon } = await import("./daemon.ts");
+	const { startQueenDaemon, isPostgresUrl } = await import("./daemon.ts");
+	if (isPostgresUrl(db)) {
+		const { dbTargets } = await import("./store/pg/hosts.ts");
+		try {
+			dbTargets(db);
+		} catch (e) {
+			throw new UsageError(`queen start: ${(e as Error).message}`);
+		}
+	}
 	const d = await startQueenDaemon({
 		listen: v.listen!,
 		db,
@@ -465,13 +484,7 @@ function adviseLabels(text: string): string[] {
 	return names;
 }
 
-/** A database URL as printed: without its password. */
+/** A database URL as printed: without its password (a regex: libpq's multi-host form is no WHATWG URL). */
 function redactUrl(url: string): string {
-	try {
-		const u = new URL(url);
-		if (u.password) u.password = "***";
-		return u.toString();
-	} catch {
-		return "(the database URL)";
-	}
+	return url.replace(/^(postgres(?:ql)?:\/\/[^:@/?#]*):[^@/?#]*@/, "$1:***@");
 }

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import pg from "pg";
 
 // A real PostgreSQL server for a test: initdb and pg_ctl from Debian's
 // postgresql package in a temp dir, on a free loopback port, stopped and
@@ -41,35 +42,61 @@ async function freePort(): Promise<number> {
 	});
 }
 
-export async function startPostgres(): Promise<Postgres> {
-	const bin = postgresBin();
+/** Runs a server tool as the server's user (root: postgres, through su). */
+function runner(): (cmd: string[]) => Buffer {
 	const root = process.getuid?.() === 0;
-	// /tmp is reachable by every user; the data dir itself is the server's own.
-	const dir = mkdtempSync("/tmp/apiary-test-pg-");
-	chmodSync(dir, 0o755);
-	const data = join(dir, "data");
-	const as = (cmd: string[]) => {
+	return (cmd) => {
 		if (!root) return execFileSync(cmd[0]!, cmd.slice(1), { stdio: "pipe" });
 		const quoted = cmd.map((c) => `'${c.replaceAll("'", "'\\''")}'`).join(" ");
 		return execFileSync("su", ["postgres", "-s", "/bin/sh", "-c", quoted], { stdio: "pipe" });
 	};
-	if (root) execFileSync("chown", ["postgres", dir]);
+}
+
+/** A temp dir reachable by every user (/tmp), owned by the server's user. */
+function serverDir(): string {
+	const dir = mkdtempSync("/tmp/apiary-test-pg-");
+	chmodSync(dir, 0o755);
+	if (process.getuid?.() === 0) execFileSync("chown", ["postgres", dir]);
+	return dir;
+}
+
+const startServer = (bin: string, as: (cmd: string[]) => Buffer, dir: string, data: string, port: number, log: string) =>
+	as([
+		join(bin, "pg_ctl"),
+		"-D",
+		data,
+		"-l",
+		join(dir, log),
+		"-w",
+		"-t",
+		"60",
+		"-o",
+		`-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`,
+		"start",
+	]);
+
+/** Stops a server at once (as a crash would: no checkpoint), whatever its state. */
+const killServer = (bin: string, data: string) =>
+	spawnSync(
+		"sh",
+		[
+			"-c",
+			process.getuid?.() === 0
+				? `su postgres -s /bin/sh -c '${join(bin, "pg_ctl")} -D ${data} -m immediate -w stop'`
+				: `${join(bin, "pg_ctl")} -D ${data} -m immediate -w stop`,
+		],
+		{ stdio: "ignore" },
+	);
+
+export async function startPostgres(): Promise<Postgres> {
+	const bin = postgresBin();
+	const as = runner();
+	const dir = serverDir();
+	const data = join(dir, "data");
 	const port = await freePort();
 	try {
 		as([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
-		as([
-			join(bin, "pg_ctl"),
-			"-D",
-			data,
-			"-l",
-			join(dir, "log"),
-			"-w",
-			"-t",
-			"60",
-			"-o",
-			`-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`,
-			"start",
-		]);
+		startServer(bin, as, dir, data, port, "log");
 	} catch (err) {
 		rmSync(dir, { recursive: true, force: true });
 		throw new Error(`starting PostgreSQL in ${dir} failed: ${(err as { stderr?: Buffer }).stderr?.toString() ?? String(err)}`, { cause: err });
@@ -78,19 +105,71 @@ export async function startPostgres(): Promise<Postgres> {
 		url: `postgres://postgres@127.0.0.1:${port}/postgres`,
 		port,
 		async stop() {
-			spawnSync(
-				"sh",
-				[
-					"-c",
-					root
-						? `su postgres -s /bin/sh -c '${join(bin, "pg_ctl")} -D ${data} -m immediate -w stop'`
-						: `${join(bin, "pg_ctl")} -D ${data} -m immediate -w stop`,
-				],
-				{
-					stdio: "ignore",
-				},
-			);
+			killServer(bin, data);
 			rmSync(dir, { recursive: true, force: true });
 		},
+	};
+}
+
+export interface PostgresPair {
+	primaryPort: number;
+	standbyPort: number;
+	/** Kills the primary at once (pg_ctl stop -m immediate: no shutdown checkpoint, clients cut). */
+	killPrimary(): void;
+	/** pg_ctl promote on the standby, waiting until it accepts writes. */
+	promote(): void;
+	stop(): Promise<void>;
+}
+
+/**
+ * A primary and a streaming standby that is synchronous (synchronous_standby_names
+ * = '*', synchronous_commit on): a commit the primary acknowledged is on the
+ * standby, so a failover loses nothing acknowledged.
+ */
+export async function startPostgresPair(): Promise<PostgresPair> {
+	const bin = postgresBin();
+	const as = runner();
+	const dir = serverDir();
+	const primary = join(dir, "primary");
+	const standby = join(dir, "standby");
+	const [primaryPort, standbyPort] = [await freePort(), await freePort()];
+	const stop = async () => {
+		killServer(bin, standby);
+		killServer(bin, primary);
+		rmSync(dir, { recursive: true, force: true });
+	};
+	try {
+		as([join(bin, "initdb"), "-D", primary, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
+		startServer(bin, as, dir, primary, primaryPort, "primary.log");
+		// -R writes standby.signal and primary_conninfo; -X stream: the WAL the copy needs comes with it.
+		as([join(bin, "pg_basebackup"), "-D", standby, "-h", "127.0.0.1", "-p", String(primaryPort), "-U", "postgres", "-R", "-X", "stream"]);
+		startServer(bin, as, dir, standby, standbyPort, "standby.log");
+		const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${primaryPort}/postgres` });
+		await c.connect();
+		try {
+			for (let i = 0; ; i++) {
+				const { rows } = await c.query("SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'");
+				if (rows[0].n === 1) break;
+				if (i > 300) throw new Error("the standby never streamed");
+				await new Promise((r) => setTimeout(r, 100));
+			}
+			// Synchronous only once the standby streams: before, every commit would wait for it.
+			await c.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
+			await c.query("SELECT pg_reload_conf()");
+		} finally {
+			await c.end();
+		}
+	} catch (err) {
+		await stop();
+		throw new Error(`starting a PostgreSQL pair in ${dir} failed: ${(err as { stderr?: Buffer }).stderr?.toString() ?? String(err)}`, { cause: err });
+	}
+	return {
+		primaryPort,
+		standbyPort,
+		killPrimary: () => killServer(bin, primary),
+		promote: () => {
+			as([join(bin, "pg_ctl"), "-D", standby, "-w", "-t", "60", "promote"]);
+		},
+		stop,
 	};
 }

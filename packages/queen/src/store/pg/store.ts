@@ -13,6 +13,7 @@ import { insertToken, type TokenRow, type TokenTable, tokenOf } from "../tokens.
 import { type AuditTable, auditOf, insertAudit } from "../audit.ts";
 import type { KeyedPlacement, QueenStore, SharedWaiters } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
+import { pickHost } from "./hosts.ts";
 import { migrate } from "./schema.ts";
 
 // The queen's store on PostgreSQL (`queen start --db postgres://…`).
@@ -187,7 +188,8 @@ export class PgStore implements QueenStore {
 	/** Connects, applies migrations, registers this queen and loads what the registry starts from. */
 	static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
 		const o = { ...opts, queenId: opts.queenId ?? randomUUID() };
-		const pool = new pg.Pool({ connectionString: url, max: 4 });
+		// libpq's multi-host form: the first host that fits target_session_attrs (a promoted standby after a failover).
+		const pool = new pg.Pool({ connectionString: await pickHost(url, o.log), max: 4 });
 		// A connection lost while idle is the pool's to replace; the next query says if the database is gone.
 		pool.on("error", (err) => o.log?.("postgres connection lost", { err: err.message }));
 		let holder: pg.PoolClient | null = null;
