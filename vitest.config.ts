@@ -78,6 +78,18 @@ export default defineConfig({
 				},
 			},
 			{
+				// Real network faults (issue #21): daemons in network namespaces the tests make, partitions
+				// from nft rules inside them; every namespace removed (tests/leftovers.setup.ts checks).
+				test: {
+					name: "chaos",
+					include: ["tests/chaos/**/*.test.ts"],
+					testTimeout: 120_000,
+					hookTimeout: 120_000,
+					fileParallelism: false,
+					globalSetup: ["tests/leftovers.setup.ts"],
+				},
+			},
+			{
 				// The performance gate: bench sections at their --gate sizes against bench/budgets.json.
 				test: {
 					name: "perf",

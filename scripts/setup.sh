@@ -13,6 +13,8 @@
 #   strip (the packaged runtime)  binutils         package
 #   lintian                       lintian          package
 #   adduser (the .deb's postinst) adduser          package
+#   nft (partitions in netns)     nftables         chaos
+#   ip (network namespaces)       iproute2         chaos
 set -uo pipefail
 
 need=()
@@ -25,6 +27,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v adduser >/dev/null 2>&1 || need+=(adduser)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 
 # The user a root hive runs workers as by default (else nobody): a system user
 # with no home and no shell, as docs/security.md has an operator create it.

@@ -20,6 +20,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 		"memory",
 		"pg",
 		"placement",
+		"runs",
 		"spawnToSse",
 		"tick_5",
 		"tls",
@@ -38,6 +39,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	expect(out.results.heartbeat.gpus).toBe(8);
 	expect(out.results.cli.queenWorkersMedianMs).toBeGreaterThan(0); // measured, not asserted as a timing
 	expect(out.results.advise.answerBytes).toBeGreaterThan(0); // the query answered every group
+	expect(out.results.runs.shards).toBe(10); // the sharded run finished (its section waits for run.finished)
 	expect(out.results.advise.keys * out.results.advise.runsPerKey).toBe(500);
 	expect(out.results.placement.sustained.placed).toBe(out.results.placement.sustained.asked);
 	expect(out.results.placement.sustained.doubleBooked).toBe(0);

@@ -313,7 +313,13 @@ export class FleetState {
 		for (const p of g.processes) if (p.workerId) heldBy.add(p.workerId);
 		const claim = [...this.claims.values()].find((c) => c.gpus.some((x) => x.hiveId === hiveId && x.uuid === g.uuid));
 		const hive = this.hives.get(hiveId);
-		const free = isGpuFree(g, { hiveState: hive?.state, cordoned: !!hive?.drain, heldBy: heldBy.size, claimed: !!claim, busyMemoryMiB: this.o.busyMemoryMiB });
+		const free = isGpuFree(g, {
+			hiveState: hive?.awaitingSnapshot ? "unknown" : hive?.state,
+			cordoned: !!hive?.drain,
+			heldBy: heldBy.size,
+			claimed: !!claim,
+			busyMemoryMiB: this.o.busyMemoryMiB,
+		});
 		return gpuView(hiveId, g, { heldBy, claimId: claim?.id ?? null, free });
 	}
 

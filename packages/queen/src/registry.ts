@@ -183,6 +183,7 @@ export class Registry extends FleetState {
 				lastSeen: null,
 				lastSeenAt: null,
 				connected: true,
+				awaitingSnapshot: true,
 			};
 			this.touch(h);
 			this.journalKey(this.hives, m.hiveId);
@@ -207,6 +208,7 @@ export class Registry extends FleetState {
 			this.touch(h);
 			h.state = "ready";
 			h.connected = true;
+			h.awaitingSnapshot = false;
 			const every = this.store.shared ? SHARED_RENEW_MS : LAST_SEEN_WRITE_MS;
 			if (wasNotReady || this.now - (h.savedMono ?? Number.NEGATIVE_INFINITY) >= every) this.saveHive(h);
 			if (wasNotReady) this.events.append("hive.joined", { hive: this.hiveView(h), reconnected: true }, h.id);

@@ -83,6 +83,17 @@ export class HiveSocketServer {
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
 		this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload });
+		// A hive declared lost has its socket dropped (terminated: a partition lets no close handshake
+		// through). Its connection may still be open at the TCP level, and on it the hive would go on
+		// sending packed stats of workers the queen evicted; reconnecting, it says hello and describes
+		// each worker in full again, so those still running are shown again with their GPUs.
+		o.registry.events.watch((batch) => {
+			for (const e of batch) {
+				if (e.type !== "hive.lost" || !e.hiveId) continue;
+				const held = this.byHive.get(e.hiveId);
+				if (held) setImmediate(() => held.ws.terminate());
+			}
+		});
 	}
 
 	handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -23,6 +23,12 @@ export interface HiveRec {
 	lastSeen: number | null;
 	lastSeenAt: string | null;
 	connected: boolean;
+	/**
+	 * Said hello on this connection, and its first snapshot (every worker in full) not applied yet:
+	 * its GPUs are not free meanwhile, since a worker the queen evicted while the hive was lost may
+	 * still hold one, and only that snapshot says so.
+	 */
+	awaitingSnapshot?: boolean;
 	/** Whether the hive can write its state dir, from its last heartbeat. */
 	storage?: StorageStatus | null;
 	/** When the row was last written (monotonic), to write last_seen_at only now and then. */

@@ -107,6 +107,10 @@ export interface QueenArgs {
 	/** On the SQLite file even in the postgres tier (a test of the file itself). */
 	sqlite?: boolean;
 	env?: NodeJS.ProcessEnv;
+	/** The address to listen on (default 127.0.0.1). */
+	host?: string;
+	/** A command prefix it runs under (`ip netns exec NS`). */
+	wrap?: string[];
 }
 
 /** A queen on `a.db`: that SQLite file, or in the postgres tier a database of its own for that path. */
@@ -114,7 +118,7 @@ export async function startQueen(a: QueenArgs): Promise<Daemon> {
 	const args = [
 		"start",
 		"--listen",
-		`127.0.0.1:${a.port ?? 0}`,
+		`${a.host ?? "127.0.0.1"}:${a.port ?? 0}`,
 		"--db",
 		a.sqlite ? a.db : await queenDb(a.db),
 		"--stale-after",
@@ -123,6 +127,7 @@ export async function startQueen(a: QueenArgs): Promise<Daemon> {
 		a.evictAfter ?? "3s",
 	];
 	if (a.tokenFile) args.push("--token-file", a.tokenFile);
+	if (a.wrap) return startDaemon(a.wrap[0]!, [...a.wrap.slice(1), process.execPath, QUEEN_BIN, ...args, ...(a.extra ?? [])], { ...process.env, ...a.env });
 	return launch(QUEEN_BIN, [...args, ...(a.extra ?? [])], a.env);
 }
 
