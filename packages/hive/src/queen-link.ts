@@ -126,6 +126,11 @@ export class QueenLink {
 	/** The queen dialled next, and how many in a row failed in this round. */
 	private current = 0;
 	private failedInRound = 0;
+	/** When the queen last sent anything on this connection (monotonic ms), and its stale-after (welcome). */
+	private lastHeard = 0;
+	private queenStaleAfterMs = 3000;
+	/** This connection was dropped for the queen's silence: the next queen is dialled, as for one unreachable. */
+	private droppedSilent = false;
 
 	constructor(o: QueenLinkOptions) {
 		this.o = o;
@@ -178,6 +183,8 @@ export class QueenLink {
 		let welcomed = false;
 		ws.on("open", () => {
 			this.open = true;
+			this.lastHeard = performance.now();
+			this.droppedSilent = false;
 			this.failedInRound = 0;
 			this.connects++;
 			this.pending.clear();
@@ -202,6 +209,7 @@ export class QueenLink {
 			if (snap) this.heartbeat(snap);
 		});
 		ws.on("message", (data) => {
+			this.lastHeard = performance.now();
 			let m: QueenMessage;
 			try {
 				m = JSON.parse(data.toString());
@@ -239,6 +247,7 @@ export class QueenLink {
 				// Accepted: a later drop starts its backoff afresh. (Not on open: a refusal follows an open.)
 				this.attempt = 0;
 				welcomed = true;
+				this.queenStaleAfterMs = m.staleAfterMs;
 				if (m.credential) this.keepCredential(m.credential);
 			}
 		});
@@ -249,6 +258,14 @@ export class QueenLink {
 			const was = this.open;
 			this.open = false;
 			this.ws = null;
+			if (this.droppedSilent) {
+				// The queen stopped answering (a partition, a queen cut off from its database): the next one.
+				this.droppedSilent = false;
+				this.current = (this.current + 1) % this.queens.length;
+				this.failedInRound = 0;
+				this.schedule(50);
+				return;
+			}
 			// 4409: another live hive holds this hive's id on that queen; 4403: its credential is not for this id.
 			if (code === 4409 || code === 4403) this.o.log?.("the queen refused this hive", { code, reason: reason.toString() });
 			else if (was) this.o.log?.("disconnected from the queen", { queen: this.queen, code, reason: reason.toString() });
@@ -331,6 +348,16 @@ export class QueenLink {
 
 	private heartbeat(s: Snapshot): void {
 		if (!this.open) return;
+		// An open socket is no proof the queen hears: a partition or a queen stuck on its database lets no
+		// ack through and no close either. Silent for twice its stale-after (at least 5 s) with messages
+		// unacknowledged, it is dropped and the next queen dialled; exit records stay unreported meanwhile.
+		const silentMs = performance.now() - this.lastHeard;
+		if (this.pending.size > 0 && silentMs > Math.max(2 * this.queenStaleAfterMs, 5000)) {
+			this.o.log?.("the queen stopped answering; trying the next", { queen: this.queen, silentMs: Math.round(silentMs), unacked: this.pending.size });
+			this.droppedSilent = true;
+			this.ws?.terminate();
+			return;
+		}
 		const gpu = { ...s.gpu, gpus: heartbeatGpus(s.gpu.gpus, this.signalsSent, Date.now()) };
 		const all = this.o.hive.unreported();
 		const seq = ++this.seq;

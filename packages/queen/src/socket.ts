@@ -256,7 +256,16 @@ export class HiveSocketServer {
 	}
 
 	isConnected(hiveId: string): boolean {
-		return this.byHive.has(hiveId);
+		const held = this.byHive.get(hiveId);
+		if (!held) return false;
+		// Silent for twice stale-after, the socket is half-open: a partition, or a hive that gave up on this
+		// queen and went to another (its close never arrived). Dropped, so commands go where the hive is now.
+		if (performance.now() - held.lastMessage > 2 * this.o.staleAfterMs) {
+			this.o.log("dropping a silent hive socket", { hiveId, silentMs: Math.round(performance.now() - held.lastMessage) });
+			held.ws.terminate();
+			return false;
+		}
+		return true;
 	}
 
 	/**
@@ -266,7 +275,7 @@ export class HiveSocketServer {
 	 * `signal` cancels (the hive stops, the reply is 499).
 	 */
 	command(hiveId: string, cmd: CommandBody, o: CommandOptions = {}): Promise<CommandReply> {
-		const held = this.byHive.get(hiveId);
+		const held = this.isConnected(hiveId) ? this.byHive.get(hiveId) : undefined;
 		if (!held) return Promise.resolve({ status: 503, error: `hive ${hiveId} is not connected to this queen` });
 		const id = randomUUID();
 		return new Promise((resolve) => {

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
@@ -42,13 +42,13 @@ async function freePort(): Promise<number> {
 	});
 }
 
-/** Runs a server tool as the server's user (root: postgres, through su). */
-function runner(): (cmd: string[]) => Buffer {
+/** Runs a server tool as the server's user (root: postgres, through su), under `wrap` (`ip netns exec NS`) if given. */
+function runner(wrap: string[] = []): (cmd: string[]) => Buffer {
 	const root = process.getuid?.() === 0;
 	return (cmd) => {
-		if (!root) return execFileSync(cmd[0]!, cmd.slice(1), { stdio: "pipe" });
-		const quoted = cmd.map((c) => `'${c.replaceAll("'", "'\\''")}'`).join(" ");
-		return execFileSync("su", ["postgres", "-s", "/bin/sh", "-c", quoted], { stdio: "pipe" });
+		const full = root ? ["su", "postgres", "-s", "/bin/sh", "-c", cmd.map((c) => `'${c.replaceAll("'", "'\\''")}'`).join(" ")] : cmd;
+		const [first, ...rest] = [...wrap, ...full];
+		return execFileSync(first!, rest, { stdio: "pipe" });
 	};
 }
 
@@ -60,7 +60,7 @@ function serverDir(): string {
 	return dir;
 }
 
-const startServer = (bin: string, as: (cmd: string[]) => Buffer, dir: string, data: string, port: number, log: string) =>
+const startServer = (bin: string, as: (cmd: string[]) => Buffer, dir: string, data: string, port: number, log: string, host = "127.0.0.1") =>
 	as([
 		join(bin, "pg_ctl"),
 		"-D",
@@ -71,7 +71,7 @@ const startServer = (bin: string, as: (cmd: string[]) => Buffer, dir: string, da
 		"-t",
 		"60",
 		"-o",
-		`-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`,
+		`-p ${port} -k ${dir} -c listen_addresses=${host} -c fsync=off -c max_connections=100`,
 		"start",
 	]);
 
@@ -88,21 +88,24 @@ const killServer = (bin: string, data: string) =>
 		{ stdio: "ignore" },
 	);
 
-export async function startPostgres(): Promise<Postgres> {
+/** `host`: the address it listens on (default 127.0.0.1); `wrap`: run it in a network namespace (`ip netns exec NS`). */
+export async function startPostgres(o: { host?: string; wrap?: string[] } = {}): Promise<Postgres> {
 	const bin = postgresBin();
-	const as = runner();
+	const as = runner(o.wrap);
 	const dir = serverDir();
 	const data = join(dir, "data");
 	const port = await freePort();
 	try {
 		as([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
-		startServer(bin, as, dir, data, port, "log");
+		// Off loopback (a test's own network): its /24 may connect, as loopback may by initdb's default.
+		if (o.host) appendFileSync(join(data, "pg_hba.conf"), `host all all ${o.host.replace(/\.\d+$/, ".0")}/24 trust\n`);
+		startServer(bin, as, dir, data, port, "log", o.host);
 	} catch (err) {
 		rmSync(dir, { recursive: true, force: true });
 		throw new Error(`starting PostgreSQL in ${dir} failed: ${(err as { stderr?: Buffer }).stderr?.toString() ?? String(err)}`, { cause: err });
 	}
 	return {
-		url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+		url: `postgres://postgres@${o.host ?? "127.0.0.1"}:${port}/postgres`,
 		port,
 		async stop() {
 			killServer(bin, data);

@@ -267,9 +267,14 @@ export function holdPlacement(queenUrl: string, id: string): { destroy(): void }
 }
 
 /** The queen's logged events of these types from the start (`since=0`), read for `ms` from its stream. */
-export async function loggedEvents(queenUrl: string, types: string, ms = 1000): Promise<{ id: number; type: string; hiveId: string | null; data: unknown }[]> {
+export async function loggedEvents(
+	queenUrl: string,
+	types: string,
+	ms = 1000,
+	headers: Record<string, string> = {},
+): Promise<{ id: number; type: string; hiveId: string | null; data: unknown }[]> {
 	const ac = new AbortController();
-	const res = await fetch(`${queenUrl}/v1/events?since=0&types=${types}`, { signal: ac.signal });
+	const res = await fetch(`${queenUrl}/v1/events?since=0&types=${types}`, { signal: ac.signal, headers });
 	const reader = res.body!.getReader();
 	let text = "";
 	const t = setTimeout(() => ac.abort(), ms);

@@ -39,6 +39,8 @@ export type Op = { sql: string; params: unknown[] };
 
 /** How long a failing commit is retried before the queen gives up. */
 const RETRY_MS = 30_000;
+/** One commit's wait for the server's answer: a batch is small (milliseconds), so this is only ever a dead server. */
+const COMMIT_TIMEOUT_MS = 10_000;
 /** How an event insert starts (counted to know when the tail has read a commit's events back). */
 const EVENT_INSERT = "WITH c AS (UPDATE event_counter SET last_id = last_id + $2 RETURNING last_id)";
 /** Several queens: each renews its row this often; one silent past QUEEN_GONE_MS is gone, and its hives are unknown. */
@@ -189,7 +191,8 @@ export class PgStore implements QueenStore {
 	static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
 		const o = { ...opts, queenId: opts.queenId ?? randomUUID() };
 		// libpq's multi-host form: the first host that fits target_session_attrs (a promoted standby after a failover).
-		const pool = new pg.Pool({ connectionString: await pickHost(url, o.log), max: 4 });
+		// A new connection to a server that does not answer fails in 5 s (else a pool.connect() waits forever).
+		const pool = new pg.Pool({ connectionString: await pickHost(url, o.log), max: 4, connectionTimeoutMillis: 5000, keepAlive: true });
 		// A connection lost while idle is the pool's to replace; the next query says if the database is gone.
 		pool.on("error", (err) => o.log?.("postgres connection lost", { err: err.message }));
 		let holder: pg.PoolClient | null = null;
@@ -491,14 +494,21 @@ export class PgStore implements QueenStore {
 		try {
 			// The whole batch as one simple-protocol query: one round trip and one socket write, where a
 			// statement each cost a round trip (and on these machines 0.3 ms of syscalls) apiece.
-			const results = (await c.query(`BEGIN;${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`)) as unknown as pg.QueryResult[];
+			// Bounded: a server cut off by the network answers nothing and closes nothing, and a commit
+			// that waited for it forever would stop this queen acknowledging without ever failing.
+			// (query_timeout per query is read by pg's client, though its types do not list it.)
+			const q = { text: `BEGIN;${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`, query_timeout: COMMIT_TIMEOUT_MS } as pg.QueryConfig;
+			const results = (await c.query(q)) as unknown as pg.QueryResult[];
 			this.eventsCommitted += batch.reduce((n, unit) => n + unit.filter((op) => op.sql.startsWith(EVENT_INSERT)).length, 0);
 			this.rows += results.reduce((n, r) => n + (r.command === "INSERT" || r.command === "UPDATE" || r.command === "DELETE" ? (r.rowCount ?? 0) : 0), 0);
 			this.committed++;
 		} catch (err) {
-			await c.query("ROLLBACK").catch(() => {
-				broken = true;
-			});
+			// Timed out: the connection still waits for that answer, and a ROLLBACK would wait behind it.
+			if ((err as Error).message === "Query read timeout") broken = true;
+			else
+				await c.query("ROLLBACK").catch(() => {
+					broken = true;
+				});
 			throw err;
 		} finally {
 			c.off("error", quiet);
