@@ -3,7 +3,18 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Claim, PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
 import { makeNet, type TestNet } from "@apiary/test-support/netns";
-import { type Daemon, FAKE_SMI, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import {
+	type Daemon,
+	FAKE_SMI,
+	json,
+	loggedEvents,
+	newCgroupRoot,
+	removeCgroupRoot,
+	removeDir,
+	startHive,
+	startQueen,
+	tempDir,
+} from "@apiary/test-support/procs";
 import { until } from "@apiary/test-support/util";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
@@ -15,13 +26,6 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 // once, and no GPU is given to anyone else while a worker holds it.
 
 const TOKEN = "chaos-partition-token";
-
-interface Logged {
-	id: number;
-	type: string;
-	hiveId: string | null;
-	workerId: string | null;
-}
 
 describe("a hive partitioned from its queen", () => {
 	let net: TestNet;
@@ -41,31 +45,9 @@ describe("a hive partitioned from its queen", () => {
 			return false;
 		}
 	};
-	/** The queen's lifecycle log for this hive (samples are not logged). */
-	const events = async (): Promise<Logged[]> => {
-		const ac = new AbortController();
-		const res = await fetch(`${queen.url}/v1/events?since=0&hive=chaos-h`, { headers: auth, signal: ac.signal });
-		const reader = res.body!.getReader();
-		let text = "";
-		const t = setTimeout(() => ac.abort(), 800);
-		try {
-			for (;;) {
-				const { value, done } = await reader.read();
-				if (done) break;
-				text += Buffer.from(value).toString("utf8");
-			}
-		} catch {
-			// the read ends when aborted
-		} finally {
-			clearTimeout(t);
-		}
-		return text
-			.split("\n\n")
-			.map((b) => /^data: (.*)$/m.exec(b)?.[1])
-			.filter((d): d is string => d !== undefined)
-			.map((d) => JSON.parse(d) as Logged)
-			.filter((e) => e.type !== "snapshot" && e.type !== "worker.updated");
-	};
+	/** The queen's lifecycle log for this hive (samples, worker.updated, are not logged). */
+	const events = async () =>
+		(await loggedEvents(queen.url, "*", 800, auth)).filter((e) => e.hiveId === "chaos-h" && e.type !== "snapshot" && e.type !== "worker.updated");
 
 	beforeAll(() => {
 		writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });

@@ -272,7 +272,7 @@ export async function loggedEvents(
 	types: string,
 	ms = 1000,
 	headers: Record<string, string> = {},
-): Promise<{ id: number; type: string; hiveId: string | null; data: unknown }[]> {
+): Promise<{ id: number; type: string; hiveId: string | null; workerId: string | null; data: unknown }[]> {
 	const ac = new AbortController();
 	const res = await fetch(`${queenUrl}/v1/events?since=0&types=${types}`, { signal: ac.signal, headers });
 	const reader = res.body!.getReader();
