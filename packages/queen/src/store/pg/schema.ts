@@ -53,6 +53,8 @@ export const MIGRATIONS: readonly string[] = [
 	// Which queen carries a run on: a live queen's runs are its own; a gone queen's are taken over by another.
 	`ALTER TABLE shard_runs ADD COLUMN owner text;
 	 CREATE INDEX shard_runs_running ON shard_runs (state) WHERE state = 'running';`,
+	// An exit reported to two queens (its hive moved before the first one's ack came) is logged once.
+	`CREATE INDEX events_exited ON events (hive_id, worker_id) WHERE type = 'worker.exited';`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

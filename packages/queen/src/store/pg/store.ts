@@ -42,7 +42,10 @@ const RETRY_MS = 30_000;
 /** One commit's wait for the server's answer: a batch is small (milliseconds), so this is only ever a dead server. */
 const COMMIT_TIMEOUT_MS = 10_000;
 /** How an event insert starts (counted to know when the tail has read a commit's events back). */
-const EVENT_INSERT = "WITH c AS (UPDATE event_counter SET last_id = last_id + $2 RETURNING last_id)";
+// The counter row is locked by a statement of its own first: the insert after it then reads the events
+// table with a snapshot taken once every earlier writer has committed (READ COMMITTED), so the exit
+// check below sees another queen's exit event however close the two commits were.
+const EVENT_INSERT = "SELECT 1 FROM event_counter FOR UPDATE;";
 /** Several queens: each renews its row this often; one silent past QUEEN_GONE_MS is gone, and its hives are unknown. */
 const QUEEN_RENEW_MS = 1000;
 const QUEEN_GONE_MS = 3000;
@@ -398,17 +401,25 @@ export class PgStore implements QueenStore {
 		this.events = {
 			lastLoggedId: () => lastEventId,
 			firstLoggedId: () => this.firstEventId,
-			insertUnnumbered: (json, count) => {
+			insertUnnumbered: (json, _count) => {
 				this.eventWrites++;
 				// Numbered from the counter row in this transaction: its lock holds other writers until
 				// the commit, so ids are gapless and become visible in order; then every queen is told.
 				w(
+					// A worker.exited already logged for that run of that worker (by a queen the hive reported
+					// it to before it moved, whose ack it never got) is left out, and the ids stay gapless.
 					`${EVENT_INSERT}
+							 WITH x AS (
+							   SELECT a.e, a.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, ord)
+							   WHERE NOT (a.e->>'type' = 'worker.exited' AND EXISTS (
+							     SELECT 1 FROM events p WHERE p.type = 'worker.exited' AND p.hive_id = a.e->>'hiveId' AND p.worker_id = a.e->>'workerId'
+							       AND p.data->'exit'->>'startedAt' = a.e->'data'->'exit'->>'startedAt'))),
+							 n AS (SELECT x.e, row_number() OVER (ORDER BY x.ord) AS rn FROM x),
+							 c AS (UPDATE event_counter SET last_id = last_id + (SELECT count(*) FROM n) RETURNING last_id)
 							 INSERT INTO events (id, type, at, hive_id, worker_id, data, origin)
-							 SELECT c.last_id - $2 + x.ord, x.e->>'type', now(), x.e->>'hiveId', x.e->>'workerId', coalesce(x.e->'data', 'null'), $3
-							 FROM c, jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord)`,
+							 SELECT c.last_id - (SELECT count(*) FROM n) + n.rn, n.e->>'type', now(), n.e->>'hiveId', n.e->>'workerId', coalesce(n.e->'data', 'null'), $2
+							 FROM c, n`,
 					json,
-					count,
 					o.queenId ?? null,
 				);
 				w("SELECT pg_notify('apiary_events', '')");
