@@ -481,10 +481,19 @@ export class Registry extends FleetState {
 	 * one's to check), and their claims come and go.
 	 */
 	applyRemote(rows: HiveRows, events: readonly CommittedEvent[], queenId: string): void {
-		const loaded = new Set(rows.hives.map((h) => h.id));
+		const loaded = new Set<string>();
 		for (const r of rows.hives) {
 			const prev = this.hives.get(r.id);
 			const mine = r.owner === queenId && prev?.connected === true;
+			if (mine) {
+				// Connected here: its workers, GPUs and liveness are first-hand, newer than rows read a
+				// moment ago (an exit applied meanwhile must not go back to running: a sharded run
+				// waiting on it waited for ever). Only what other queens change in its row is taken.
+				this.journal(prev);
+				prev.drain = r.drain;
+				continue;
+			}
+			loaded.add(r.id);
 			this.hives.set(r.id, {
 				...r,
 				remoteSpawn: prev?.remoteSpawn,

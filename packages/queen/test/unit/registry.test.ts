@@ -322,3 +322,43 @@ describe("a commit the store refuses", () => {
 		expect(t.reg.storeFailure).toMatchObject({ status: 507, error: "database or disk is full" });
 	});
 });
+
+describe("several queens: another queen's commits read back", () => {
+	const ended = (id: string) =>
+		worker(id, {
+			state: "exited",
+			gpus: ["0"],
+			exit: {
+				exitCode: 0,
+				signal: null,
+				reason: "exited",
+				message: null,
+				startedAt: "2026-11-21T00:00:00.000Z",
+				endedAt: "2026-11-21T00:01:00.000Z",
+				durationMs: 60_000,
+				peakMemoryBytes: null,
+				oomKilled: false,
+			},
+		});
+
+	it("rows read while a connected hive's exit was applied do not bring the worker back to running; a cordon set elsewhere is taken", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("w1", { gpus: ["0"] })]);
+		// Another queen's event named h: its rows are read back now (w1 running, the GPU held) …
+		const rows = {
+			hives: t.store.hives.all().map((r) => ({ ...r, owner: "me", drain: { state: "cordoned", reason: "elsewhere" } as never })),
+			workers: t.store.workers.all(),
+			gpus: t.store.gpus.all(),
+		};
+		// … and before they arrive the hive, connected here, says w1 ended.
+		t.beat("h", [ended("w1")], 2);
+		expect(t.reg.getWorker("w1", "h")!.state).toBe("exited");
+		t.reg.applyRemote(rows, [], "me");
+		expect(t.reg.getWorker("w1", "h")!.state).toBe("exited");
+		expect(t.reg.getHive("h")!.drain).toMatchObject({ state: "cordoned", reason: "elsewhere" });
+		// A hive another queen serves: its rows are taken as read.
+		t.reg.applyRemote({ ...rows, hives: rows.hives.map((r) => ({ ...r, owner: "other" })) }, [], "me");
+		expect(t.reg.getWorker("w1", "h")!.state).toBe("running");
+	});
+});
