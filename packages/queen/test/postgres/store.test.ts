@@ -6,6 +6,7 @@ import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueenDaemon } from "../../src/daemon.ts";
+import type { CommitNumberedEventTable } from "../../src/store/events.ts";
 import { PgStore } from "../../src/store/pg/store.ts";
 
 // `queen start --db postgres://…` against a real server: what the queen's
@@ -24,7 +25,7 @@ describe("the queen on PostgreSQL", () => {
 		server = await startPostgres();
 		dir = tempDir("pgstore");
 		const c = await admin("postgres");
-		for (const db of ["one", "acks"]) await c.query(`CREATE DATABASE ${db}`);
+		for (const db of ["one", "acks", "twice"]) await c.query(`CREATE DATABASE ${db}`);
 		await c.end();
 	}, 120_000);
 	afterAll(async () => {
@@ -104,6 +105,42 @@ describe("the queen on PostgreSQL", () => {
 		} finally {
 			await blocker.end();
 			await queen.stop();
+		}
+	});
+
+	it("an end two queens both log (an exit reported to each, a claim released at one and expired at the other, cut off) is logged once, ids gapless", async () => {
+		// As the queens commit them: each its own batch, each unaware of the other's (the one that was cut off commits late).
+		const a = await PgStore.open(dbUrl("twice"), { queenId: "queen-a" });
+		const b = await PgStore.open(dbUrl("twice"), { queenId: "queen-b" });
+		const c = await admin("twice");
+		try {
+			const exit = (startedAt: string) => ({ type: "worker.exited", hiveId: "h", workerId: "w", data: { exit: { startedAt, exitCode: 0 } } });
+			const released = (id: string, reason: string) => ({ type: "claim.released", hiveId: null, workerId: null, data: { claim: { id }, reason } });
+			const commit = async (s: PgStore, batch: object[]) => {
+				s.tx(() => (s.events as CommitNumberedEventTable).insertUnnumbered(JSON.stringify(batch), batch.length));
+				await s.durable();
+			};
+			await commit(a, [exit("2026-12-04T10:00:00.000Z"), released("c-1", "released")]);
+			await commit(b, [{ type: "hive.stale", hiveId: "h", workerId: null, data: {} }, exit("2026-12-04T10:00:00.000Z"), released("c-1", "expired")]);
+			// Another run of the same worker, and another claim: logged.
+			await commit(b, [exit("2026-12-04T11:00:00.000Z"), released("c-2", "expired")]);
+			const rows = (
+				await c.query<{ id: string; type: string; origin: string; reason: string | null }>(
+					"SELECT id, type, origin, data->>'reason' AS reason FROM events ORDER BY id",
+				)
+			).rows;
+			expect(rows.map((r) => [Number(r.id), r.type, r.origin, r.reason])).toEqual([
+				[1, "worker.exited", "queen-a", null],
+				[2, "claim.released", "queen-a", "released"],
+				[3, "hive.stale", "queen-b", null],
+				[4, "worker.exited", "queen-b", null],
+				[5, "claim.released", "queen-b", "expired"],
+			]);
+			expect((await c.query("SELECT last_id FROM event_counter")).rows[0].last_id).toBe("5");
+		} finally {
+			await c.end();
+			await a.close();
+			await b.close();
 		}
 	});
 

@@ -55,6 +55,8 @@ export const MIGRATIONS: readonly string[] = [
 	 CREATE INDEX shard_runs_running ON shard_runs (state) WHERE state = 'running';`,
 	// An exit reported to two queens (its hive moved before the first one's ack came) is logged once.
 	`CREATE INDEX events_exited ON events (hive_id, worker_id) WHERE type = 'worker.exited';`,
+	// A claim released by one queen while another, cut off from the database, expired it too is logged released once.
+	`CREATE INDEX events_claim_released ON events ((data->'claim'->>'id')) WHERE type = 'claim.released';`,
 ];
 
 /** Any constant the queens agree on: the advisory lock migrations take. */

@@ -348,6 +348,10 @@ export class PgStore implements QueenStore {
 					  RETURNING run`,
 					[o.queenId, QUEEN_GONE_MS],
 				),
+			takenOver: async (ids) =>
+				(await this.pool.query<{ id: string }>("SELECT id FROM shard_runs WHERE id = ANY($1) AND owner IS DISTINCT FROM $2", [ids, o.queenId])).rows.map(
+					(r) => r.id,
+				),
 			find: async (id) => (await runsOf("SELECT run FROM shard_runs WHERE id = $1", [id]))[0] ?? null,
 			byKey: async (key) => (await runsOf("SELECT run FROM shard_runs WHERE key = $1", [key]))[0] ?? null,
 			list: (state, limit = 100) =>
@@ -407,13 +411,17 @@ export class PgStore implements QueenStore {
 				// the commit, so ids are gapless and become visible in order; then every queen is told.
 				w(
 					// A worker.exited already logged for that run of that worker (by a queen the hive reported
-					// it to before it moved, whose ack it never got) is left out, and the ids stay gapless.
+					// it to before it moved, whose ack it never got), and a claim.released already logged for
+					// that claim (released at one queen, expired at another that could not hear it), are left
+					// out, and the ids stay gapless.
 					`${EVENT_INSERT}
 							 WITH x AS (
 							   SELECT a.e, a.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, ord)
 							   WHERE NOT (a.e->>'type' = 'worker.exited' AND EXISTS (
 							     SELECT 1 FROM events p WHERE p.type = 'worker.exited' AND p.hive_id = a.e->>'hiveId' AND p.worker_id = a.e->>'workerId'
-							       AND p.data->'exit'->>'startedAt' = a.e->'data'->'exit'->>'startedAt'))),
+							       AND p.data->'exit'->>'startedAt' = a.e->'data'->'exit'->>'startedAt'))
+							     AND NOT (a.e->>'type' = 'claim.released' AND EXISTS (
+							     SELECT 1 FROM events p WHERE p.type = 'claim.released' AND p.data->'claim'->>'id' = a.e->'data'->'claim'->>'id'))),
 							 n AS (SELECT x.e, row_number() OVER (ORDER BY x.ord) AS rn FROM x),
 							 c AS (UPDATE event_counter SET last_id = last_id + (SELECT count(*) FROM n) RETURNING last_id)
 							 INSERT INTO events (id, type, at, hive_id, worker_id, data, origin)
