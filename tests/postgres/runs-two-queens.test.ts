@@ -78,6 +78,45 @@ describe("sharded runs on two queens sharing one PostgreSQL", () => {
 		for (const q of queens) expect((await json(`${q.url}/healthz`)).status).toBe(200);
 	});
 
+	it("its queen taken for gone while it lives (its renewals held back, as when cut off from the database): the other takes the run over and it lets go, so the run ends once", async () => {
+		const post = await json<RunView>(`${queens[0]!.url}/v1/runs`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ command: ["sleep", "12"], shards: 2, constraints: { pool: "rpg" } }),
+		});
+		expect(post.status).toBe(201);
+		const id = post.body.id;
+		await until(async () => (await runView(queens[1]!, id)).shards.every((s) => s.attempts[0]?.startedAt), 15_000, "both shards running");
+		const c = new pg.Client({ connectionString: server.url });
+		await c.connect();
+		const ownerOf = async () => (await c.query<{ owner: string }>("SELECT owner FROM shard_runs WHERE id = $1", [id])).rows[0]!.owner;
+		try {
+			const first = await ownerOf();
+			// The first queen's renewals of its row are dropped: to the other it looks gone, though it runs on.
+			await c.query(
+				`CREATE FUNCTION hold_back() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = '${first}' THEN RETURN NULL; END IF; RETURN NEW; END $$`,
+			);
+			await c.query("CREATE TRIGGER hold_back BEFORE UPDATE ON queens FOR EACH ROW EXECUTE FUNCTION hold_back()");
+			try {
+				await until(async () => (await ownerOf()) !== first, 15_000, "taken over by the other queen");
+			} finally {
+				await c.query("DROP TRIGGER hold_back ON queens; DROP FUNCTION hold_back()");
+			}
+			await until(() => /taken over by another queen/.test(queens[0]!.out() + queens[0]!.err()), 10_000, "the first queen lets it go");
+			await until(async () => (await runView(queens[0]!, id)).state === "passed", 30_000, "passed, as either queen says");
+			expect((await runView(queens[1]!, id)).shards.map((s) => [s.state, s.attempts.length])).toEqual([
+				["passed", 1],
+				["passed", 1],
+			]);
+			// Written by one queen only: one run.finished, each shard ended once.
+			const n = async (sql: string) => (await c.query<{ n: number }>(sql, [id])).rows[0]!.n;
+			expect(await n("SELECT count(*)::int AS n FROM events WHERE type = 'run.finished' AND data->>'runId' = $1")).toBe(1);
+			expect(await n("SELECT count(*)::int AS n FROM events WHERE type = 'run.shard' AND data->>'event' = 'ended' AND data->>'runId' = $1")).toBe(2);
+		} finally {
+			await c.end();
+		}
+	}, 90_000);
+
 	it("its queen killed -9 mid-run: the other queen carries the run on (running shards followed, waiting ones placed), and --key attaches there", async () => {
 		const args = (q: Daemon) =>
 			shardArgs(q, ["--shards", "4", "--max-parallel", "2", "--key", "takeover"], 'sleep 3; echo "shard $APIARY_SHARD on $APIARY_HIVE_ID"');

@@ -82,7 +82,13 @@ export class Runs {
 	}
 
 	private async adoptNow(): Promise<void> {
-		for (const run of await this.registry.store.shardRuns.adopt()) {
+		// Taken for gone while it lived (cut off from the database longer than its renewals allow): another
+		// queen carries those runs on now, and this one lets go of them rather than writing them twice.
+		const table = this.registry.store.shardRuns;
+		if (table.takenOver && this.live.size > 0) {
+			for (const id of await table.takenOver([...this.live.keys()])) this.letGo(id);
+		}
+		for (const run of await table.adopt()) {
 			if (this.live.has(run.id)) continue;
 			// Being stopped when its queen stopped: a shard cancelled (a cancel, unless a message says why: fail-fast, could not place).
 			const stopping = run.shards.some((s) => s.state === "cancelled");
@@ -118,6 +124,21 @@ export class Runs {
 			this.registry.saveRun(run);
 			this.pump(l);
 		}
+	}
+
+	/** Stops carrying a run on (another queen does now): its placements abandoned, nothing more written. */
+	private letGo(id: string): void {
+		const l = this.live.get(id);
+		if (!l) return;
+		this.live.delete(id);
+		for (const [w, at] of this.byWorker) if (at.runId === id) this.byWorker.delete(w);
+		for (const ac of l.placing.values()) ac.abort();
+		this.log("a sharded run was taken over by another queen (this one was taken for gone): letting it go", { id });
+	}
+
+	/** Whether this queen still carries that run on (not let go since). */
+	private carries(l: Live): boolean {
+		return this.live.get(l.run.id) === l;
 	}
 
 	close(): void {
@@ -250,6 +271,7 @@ export class Runs {
 		this.byWorker.set(workerId, { runId: run.id, index: s.index });
 		try {
 			const placed = await this.placer.place(body, ac.signal, l.auth, l.by);
+			if (!this.carries(l)) return;
 			const a = s.attempts.at(-1)!;
 			a.hiveId = placed.hiveId;
 			// A worker that ended before its placement's answer came has its record already.
@@ -265,6 +287,7 @@ export class Runs {
 			// Stopped while it was being placed: stop it now.
 			if (l.stopping || run.state !== "running") this.stopShard(l, s);
 		} catch (err) {
+			if (!this.carries(l)) return;
 			const a = s.attempts.at(-1)!;
 			a.result = "cancelled";
 			s.state = "cancelled";
@@ -343,7 +366,7 @@ export class Runs {
 
 	private finishIfDone(l: Live): void {
 		const { run } = l;
-		if (run.state !== "running") return;
+		if (run.state !== "running" || !this.carries(l)) return;
 		const o = outcome(run, l.cancelled);
 		if (o.state === "running") return;
 		run.state = o.state;

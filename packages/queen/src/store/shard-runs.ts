@@ -16,6 +16,12 @@ export interface ShardRunTable {
 	 * queen of its own (a restart); on a shared database, those whose queen is gone.
 	 */
 	adopt(): Promise<RunView[]>;
+	/**
+	 * Of these runs, which another queen has taken over (several queens: this
+	 * one was taken for gone, e.g. cut off from the database a while). None
+	 * on a queen of its own.
+	 */
+	takenOver?(ids: string[]): Promise<string[]>;
 	find(id: string): Promise<RunView | null>;
 	byKey(key: string): Promise<RunView | null>;
 	list(state?: string, limit?: number): Promise<RunView[]>;
