@@ -7,10 +7,11 @@ const HELP = `Usage: npm run soak -- [--minutes N] [--seed N] [--json]
 
   --minutes N   how long to inject faults and load (default 30)
   --seed N      replay a run's random choices (default: from the clock; printed)
-  --json        the report as JSON on stdout`;
+  --json        the report as JSON on stdout
+  --logs DIR    keep every queen's and hive's output there (one file per start)`;
 
 const { values: v } = parseArgs({
-	options: { minutes: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" } },
+	options: { minutes: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" }, logs: { type: "string" }, help: { type: "boolean" } },
 	strict: true,
 });
 if (v.help) {
@@ -24,7 +25,7 @@ if (!(minutes > 0) || !Number.isInteger(seed)) {
 	process.exit(2);
 }
 console.error(`soak: ${minutes} min, seed ${seed} (--seed ${seed} replays it)`);
-const report = await soak({ seconds: minutes * 60, seed, log: (s) => console.error(`soak: ${s}`) });
+const report = await soak({ seconds: minutes * 60, seed, log: (s) => console.error(`soak: ${s}`), logDir: v.logs });
 if (v.json) console.log(JSON.stringify(report, null, 2));
 else {
 	console.log(

@@ -44,6 +44,9 @@ export interface History {
 	alive: (pid: number) => boolean;
 }
 
+const iso = (t: number) => new Date(t).toISOString().slice(11, 23);
+const span = (i: Interval) => `(${iso(i.from)}–${i.to === null ? "still" : iso(i.to)})`;
+
 /** Every broken promise, one line each; [] when all held. */
 export function violations(h: History): string[] {
 	const out: string[] = [];
@@ -55,7 +58,7 @@ export function violations(h: History): string[] {
 		for (let i = 1; i < list.length; i++) {
 			const prev = list[i - 1]!;
 			const cur = list[i]!;
-			if (prev.to === null || cur.from < prev.to) out.push(`GPU ${gpu} held by ${prev.holder} and ${cur.holder} at once`);
+			if (prev.to === null || cur.from < prev.to) out.push(`GPU ${gpu} held by ${prev.holder} ${span(prev)} and ${cur.holder} ${span(cur)} at once`);
 		}
 	}
 	// Every placement answered 201 has exactly one worker, and every retry of its key the same one.

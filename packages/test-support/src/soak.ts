@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Claim, PlacementAnswer, QueenWorkerView } from "@apiary/protocol";
 import { type History, type Interval, type PlacementRecord, violations } from "./invariants.ts";
@@ -28,7 +28,7 @@ export interface SoakReport {
 const TOKEN = "soak-token";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function soak(o: { seconds: number; seed: number; log: (s: string) => void }): Promise<SoakReport> {
+export async function soak(o: { seconds: number; seed: number; log: (s: string) => void; logDir?: string }): Promise<SoakReport> {
 	const random = seeded(o.seed);
 	const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
 	const ops: Record<string, number> = {};
@@ -42,6 +42,8 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 	const roots = [0, 1, 2, 3].map(() => newCgroupRoot());
 	const queens: Daemon[] = [];
 	const hives: Daemon[] = [];
+	/** Every daemon started, by name, for --logs (a queen killed and started again is a second entry). */
+	const started: [string, Daemon][] = [];
 	let db: Awaited<ReturnType<typeof startPostgres>> | null = null;
 	const subscribers: { stop: () => void }[] = [];
 	try {
@@ -57,9 +59,14 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 			extra: ["--insecure-plaintext"],
 			...(port ? { port } : {}),
 		});
-		for (let i = 0; i < 3; i++) queens.push(await startQueen(queenArgs(i)));
+		const startQ = async (i: number, port?: number) => {
+			const d = await startQueen(queenArgs(i, port));
+			started.push([`q${i}`, d]);
+			return d;
+		};
+		for (let i = 0; i < 3; i++) queens.push(await startQ(i));
 		const urls = queens.map((q) => q.url);
-		for (let i = 0; i < 4; i++)
+		for (let i = 0; i < 4; i++) {
 			hives.push(
 				await startHive({
 					// Each hive lists the queens from another first.
@@ -73,6 +80,8 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 					wrap: net.wrap(`h${i}`),
 				}),
 			);
+			started.push([`h${i}`, hives[i]!]);
+		}
 		const q = <T>(i: number, path: string, init: RequestInit = {}) =>
 			json<T>(`${urls[i]}${path}`, { ...init, headers: { ...auth, ...(init.headers ?? {}) }, signal: AbortSignal.timeout(15_000) }).catch((e) => ({
 				status: 0,
@@ -231,7 +240,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 					await queens[k]!.stop("SIGKILL");
 					healers.push(
 						sleep(2000).then(async () => {
-							queens[k] = await startQueen(queenArgs(k, port));
+							queens[k] = await startQ(k, port);
 							down.delete(k);
 						}),
 					);
@@ -248,7 +257,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		await Promise.allSettled(pending);
 		// Settled: every partition healed, every queen up (one that gave up on its database is started again), sleeps ended.
 		for (const r of ["h0", "h1", "h2", "h3", "q0", "q1", "q2"]) net.heal(r);
-		for (let k = 0; k < 3; k++) if (queens[k]!.proc.exitCode !== null) queens[k] = await startQueen(queenArgs(k, queens[k]!.port));
+		for (let k = 0; k < 3; k++) if (queens[k]!.proc.exitCode !== null) queens[k] = await startQ(k, queens[k]!.port);
 		for (let t = 0; ; t++) {
 			const hs = (await q<{ state: string }[]>(0, "/v1/hives")).body as { state: string }[];
 			if (Array.isArray(hs) && hs.filter((h) => h.state === "ready").length === 4) break;
@@ -268,6 +277,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		// from claim.created to claim.released, by the queens' clocks.
 		const mine = new Set(claims.map((c) => c.holder));
 		const claimed = new Map<string, Interval[]>();
+		const ended2: string[] = [];
 		for (const e of await loggedEvents(urls[0]!, "claim.*", 2000, auth)) {
 			const c = (e.data as { claim?: Claim }).claim;
 			if (!c || !mine.has(c.id)) continue;
@@ -277,7 +287,11 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 					c.id,
 					c.gpus.map((g) => ({ holder: c.id, gpu: `${g.hiveId}/${g.uuid}`, from: at, to: null })),
 				);
-			else for (const i of claimed.get(c.id) ?? []) i.to = at;
+			else {
+				// Released once: a second end logged for it (two queens each deciding it) is a broken promise of its own.
+				if ((claimed.get(c.id) ?? []).some((i) => i.to !== null)) ended2.push(`claim ${c.id}: ended twice in the log (${e.type})`);
+				for (const i of claimed.get(c.id) ?? []) i.to ??= at;
+			}
 		}
 		const holds: Interval[] = [...claimed.values()].flat();
 		for (const w of workers)
@@ -309,7 +323,13 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 				}
 			},
 		};
-		const found = violations(history);
+		const found = [...violations(history), ...ended2];
+		if (o.logDir) {
+			// What the verdict was drawn from, and every lifecycle event, for finding out why a rule broke.
+			mkdirSync(o.logDir, { recursive: true });
+			const events = await loggedEvents(urls[0]!, "hive.*,worker.spawned,worker.exited,worker.evicted,claim.*,placement.*,run.*", 3000, auth);
+			writeFileSync(join(o.logDir, "history.json"), JSON.stringify({ holds, placements, workers: history.workers, events }, null, 1));
+		}
 		// Runs: none left running once settled.
 		for (const id of runs) {
 			const v = await q<{ state: string }>(0, `/v1/runs/${id}`);
@@ -320,6 +340,10 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		for (const s of subscribers) s.stop();
 		for (const h of hives) await h.stop().catch(() => {});
 		for (const x of queens) await x.stop().catch(() => {});
+		if (o.logDir) {
+			mkdirSync(o.logDir, { recursive: true });
+			started.forEach(([name, d], i) => writeFileSync(join(o.logDir!, `${String(i).padStart(2, "0")}-${name}.log`), `${d.out()}${d.err()}`));
+		}
 		for (const r of roots) await removeCgroupRoot(r).catch(() => {});
 		await db?.stop();
 		net.destroy();

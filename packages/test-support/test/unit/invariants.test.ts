@@ -39,7 +39,7 @@ describe("the fleet's invariants", () => {
 		h.workers[1]!.pid = 99;
 		h.streams[0]!.ids.push(4);
 		expect(violations(h)).toEqual([
-			"GPU h/g1 held by w2 and c9 at once",
+			"GPU h/g1 held by w2 (00:00:00.005–still) and c9 (00:00:00.030–00:00:00.040) at once",
 			"placement k1 answered with different workers: h/w1, h/w9",
 			"placement k1 answered 200 for h/w9, which the fleet knows 0 times",
 			"placement k3 answered 201 for h/ghost, which the fleet knows 0 times",
