@@ -131,6 +131,12 @@ export class QueenLink {
 	private queenStaleAfterMs = 3000;
 	/** This connection was dropped for the queen's silence: the next queen is dialled, as for one unreachable. */
 	private droppedSilent = false;
+	/**
+	 * The heartbeat interval the queen asked for (welcome, acks; 0: every tick) and when the next may go
+	 * (monotonic): ticks between send nothing; the next heartbeat carries the latest sample of each worker.
+	 */
+	private paceMs = 0;
+	private nextBeatAt = 0;
 
 	constructor(o: QueenLinkOptions) {
 		this.o = o;
@@ -185,6 +191,8 @@ export class QueenLink {
 			this.open = true;
 			this.lastHeard = performance.now();
 			this.droppedSilent = false;
+			this.paceMs = 0;
+			this.nextBeatAt = 0;
 			this.failedInRound = 0;
 			this.connects++;
 			this.pending.clear();
@@ -220,6 +228,7 @@ export class QueenLink {
 			if (m.type === "ack") {
 				// Stored: whatever refused this hive before has passed.
 				this.refusals = 0;
+				if (m.heartbeatMs !== undefined) this.pace(m.heartbeatMs);
 				const ids = this.pending.get(m.seq);
 				this.pending.delete(m.seq);
 				if (ids && ids.length > 0) this.o.hive.markReported(ids);
@@ -248,6 +257,7 @@ export class QueenLink {
 				this.attempt = 0;
 				welcomed = true;
 				this.queenStaleAfterMs = m.staleAfterMs;
+				this.pace(m.heartbeatMs ?? 0);
 				if (m.credential) this.keepCredential(m.credential);
 			}
 		});
@@ -351,13 +361,18 @@ export class QueenLink {
 		// An open socket is no proof the queen hears: a partition or a queen stuck on its database lets no
 		// ack through and no close either. Silent for twice its stale-after (at least 5 s) with messages
 		// unacknowledged, it is dropped and the next queen dialled; exit records stay unreported meanwhile.
-		const silentMs = performance.now() - this.lastHeard;
-		if (this.pending.size > 0 && silentMs > Math.max(2 * this.queenStaleAfterMs, 5000)) {
+		const now = performance.now();
+		const silentMs = now - this.lastHeard;
+		if (this.pending.size > 0 && silentMs > Math.max(2 * this.queenStaleAfterMs, 3 * this.paceMs, 5000)) {
 			this.o.log?.("the queen stopped answering; trying the next", { queen: this.queen, silentMs: Math.round(silentMs), unacked: this.pending.size });
 			this.droppedSilent = true;
 			this.ws?.terminate();
 			return;
 		}
+		// Slowed down by the queen: this tick is sampled (the hive's API, /metrics and usage) but not sent.
+		if (now < this.nextBeatAt) return;
+		// Spread (±20 %) so that hives told the same interval do not send together.
+		this.nextBeatAt = now + this.paceMs * (0.8 + 0.4 * Math.random());
 		const gpu = { ...s.gpu, gpus: heartbeatGpus(s.gpu.gpus, this.signalsSent, Date.now()) };
 		const all = this.o.hive.unreported();
 		const seq = ++this.seq;
@@ -366,6 +381,18 @@ export class QueenLink {
 			all.filter((w) => w.state === "exited").map((w) => w.id),
 		);
 		this.send({ type: "heartbeat", seq, snapshot: { ...s, gpu, workers: heartbeatWorkers(all, this.announced) } });
+	}
+
+	/** The interval the queen asks for; a shorter one than the wait left takes effect at once. */
+	private pace(ms: number): void {
+		if (ms !== this.paceMs) this.o.log?.("the queen set the heartbeat interval", { queen: this.queen, heartbeatMs: ms });
+		this.paceMs = ms;
+		this.nextBeatAt = Math.min(this.nextBeatAt, performance.now() + ms);
+	}
+
+	/** The heartbeat interval the queen asked for (0: every tick). */
+	get heartbeatMs(): number {
+		return this.paceMs;
 	}
 
 	private event(event: "worker.spawned" | "worker.exited", w: WorkerInfo): void {

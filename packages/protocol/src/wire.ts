@@ -96,11 +96,22 @@ export const HIVE_MESSAGES = {
 } as const;
 export type HiveMessage = HelloMessage | HeartbeatMessage | WorkerEventMessage | ByeMessage | ReplyMessage | LogChunkMessage;
 
-export const AckMessage = Type.Object({ type: Type.Literal("ack"), seq: Type.Integer() });
+export const AckMessage = Type.Object({
+	type: Type.Literal("ack"),
+	seq: Type.Integer(),
+	heartbeatMs: Type.Optional(Type.Integer({ minimum: 0, description: "a new heartbeat interval: send heartbeats no more often than this (0: every tick)" })),
+});
 export type AckMessage = Static<typeof AckMessage>;
 export const WelcomeMessage = Type.Object({
 	type: Type.Literal("welcome"),
-	staleAfterMs: Type.Number({ description: "heartbeat interval the queen expects, for the hive's information" }),
+	staleAfterMs: Type.Number({ description: "how long a silent hive stays ready (for this hive, with its heartbeat interval)" }),
+	heartbeatMs: Type.Optional(
+		Type.Integer({
+			minimum: 0,
+			description:
+				"send heartbeats no more often than this (0: every tick), so the queen's intake stays under its --max-heartbeats-per-second; spawns, exits, bye and replies are never held back",
+		}),
+	),
 	credential: Type.Optional(
 		Type.String({ description: "enrolment: this hive's own secret, bound to its id; it keeps it in its state dir and uses it from now on" }),
 	),

@@ -61,6 +61,10 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
                           postgres://USER@H1:P1,H2:P2/DB?target_session_attrs=read-write
   --stale-after DURATION  a hive silent this long is stale (default 3s)
   --evict-after DURATION  a hive silent this long is lost and its workers evicted (default 90s)
+  --max-heartbeats-per-second N
+                          past this many, hives are told to send heartbeats less often
+                          (every hives/N s; spawns and exits never wait); stale-after and
+                          evict-after stretch with it (default 1000: half a core)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
   --advise-labels LIST    worker labels that, with the profile, group runs for
                           right-sizing (default suite)
@@ -353,6 +357,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 			db: { type: "string" },
 			"stale-after": { type: "string", default: "3s" },
 			"evict-after": { type: "string", default: "90s" },
+			"max-heartbeats-per-second": { type: "string", default: "1000" },
 			"busy-memory": { type: "string", default: "1G" },
 			"advise-labels": { type: "string", default: "suite" },
 			advertise: { type: "string" },
@@ -387,6 +392,10 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		db,
 		staleAfterMs,
 		evictAfterMs,
+		maxHeartbeatsPerSecond: flag("start", "max-heartbeats-per-second", v["max-heartbeats-per-second"], (x) => {
+			if (!/^\d{1,7}$/.test(x) || Number(x) < 1) throw new Error(`expected a whole number of heartbeats a second, at least 1, got ${JSON.stringify(x)}`);
+			return Number(x);
+		}),
 		busyMemoryMiB: Math.ceil(busy / 2 ** 20),
 		adviseLabels: adviseLabels(v["advise-labels"]!),
 		token: loadToken(v["token-file"]),

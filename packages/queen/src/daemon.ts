@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_HEARTBEATS_PER_SECOND } from "./heartbeat-pace.ts";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -38,6 +39,8 @@ export interface QueenDaemonOptions {
 	adviseLabels?: string[];
 	keepaliveMs?: number;
 	queueLimit?: number;
+	/** Heartbeats this queen takes a second at most: past it, its hives are told to send less often (default 1000). */
+	maxHeartbeatsPerSecond?: number;
 	maxMessageBytes?: number;
 	clock?: Clock;
 	log?: (msg: string, extra?: object) => void;
@@ -121,6 +124,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		clientCerts: tls?.requestCert === true,
 		maxPayload: o.maxMessageBytes ?? 4 << 20,
 		staleAfterMs: o.staleAfterMs,
+		maxHeartbeatsPerSecond: o.maxHeartbeatsPerSecond ?? DEFAULT_MAX_HEARTBEATS_PER_SECOND,
 		log,
 		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
 		durable,

@@ -1,3 +1,4 @@
+import { pacedLiveness } from "./heartbeat-pace.ts";
 import { randomBytes } from "node:crypto";
 import {
 	type Claim,
@@ -230,6 +231,12 @@ export class Registry extends FleetState {
 		});
 	}
 
+	/** The heartbeat interval this hive was told (0: its own tick): its liveness is judged by it. Memory only. */
+	setPace(hiveId: string, paceMs: number): void {
+		const h = this.hives.get(hiveId);
+		if (h) h.paceMs = paceMs;
+	}
+
 	workerEvent(hiveId: string, m: WorkerEventMessage): void {
 		const h = this.hives.get(hiveId);
 		if (!h) throw new RegistryError(409, "event before hello");
@@ -422,7 +429,8 @@ export class Registry extends FleetState {
 				// Several queens: only hives heard from here; the others' are swept on the database's clock.
 				if (this.store.shared && h.lastSeen === null) continue;
 				const age = now - (h.lastSeen ?? this.startedMono);
-				this.transition(h, livenessTransition(h.state, age, this.o), age);
+				// A hive this queen slowed down is judged by the interval it was told.
+				this.transition(h, livenessTransition(h.state, age, pacedLiveness(this.o, h.paceMs ?? 0)), age);
 			}
 			for (const c of this.claims.values()) if (c.expiresMono <= now) this.dropClaim(c, "expired");
 		});

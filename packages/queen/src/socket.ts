@@ -1,3 +1,4 @@
+import { heartbeatPace, pacedLiveness } from "./heartbeat-pace.ts";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
@@ -71,6 +72,8 @@ export interface HiveSocketOptions {
 	durable?: () => Promise<void>;
 	/** --tls-client-ca: a verified client certificate whose CN is a hive id is that hive's credential. */
 	clientCerts?: boolean;
+	/** --max-heartbeats-per-second: this queen's hives are told to send heartbeats no faster than keeps them under it. */
+	maxHeartbeatsPerSecond?: number;
 }
 
 /** The hive ↔ queen socket on the queen side: ws://QUEEN/v1/hives/connect. */
@@ -78,7 +81,25 @@ export class HiveSocketServer {
 	private readonly wss: WebSocketServer;
 	private readonly o: HiveSocketOptions;
 	/** The live connection of each hive id, with what tells a reconnect from an impostor. */
-	private readonly byHive = new Map<string, { ws: WebSocket; instanceId: string; remote: string; lastMessage: number; pending: Map<string, Pending> }>();
+	private readonly byHive = new Map<
+		string,
+		{ ws: WebSocket; instanceId: string; remote: string; lastMessage: number; pending: Map<string, Pending>; paceMs: number }
+	>();
+
+	/** The heartbeat interval this queen tells its hives now (0: each hive's own tick). */
+	private pace(): number {
+		return heartbeatPace(this.byHive.size, this.o.maxHeartbeatsPerSecond ?? 0);
+	}
+
+	/** The pace for this hive's ack, when it differs from what the hive was last told (and the registry judges it by). */
+	private retold(hiveId: string): { heartbeatMs?: number } {
+		const held = this.byHive.get(hiveId);
+		const pace = this.pace();
+		if (!held || held.paceMs === pace) return {};
+		held.paceMs = pace;
+		this.o.registry.setPace(hiveId, pace);
+		return { heartbeatMs: pace };
+	}
 
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
@@ -209,9 +230,17 @@ export class HiveSocketServer {
 						prev.ws.close(4000, "replaced by a newer connection");
 					}
 					hiveId = m.hiveId;
-					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now(), pending: new Map() });
+					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now(), pending: new Map(), paceMs: 0 });
 					this.o.registry.hello(m);
-					send({ type: "welcome", staleAfterMs: this.o.staleAfterMs, ...(credential ? { credential } : {}) });
+					const pace = this.pace();
+					this.byHive.get(hiveId)!.paceMs = pace;
+					this.o.registry.setPace(hiveId, pace);
+					send({
+						type: "welcome",
+						staleAfterMs: pacedLiveness({ staleAfterMs: this.o.staleAfterMs, evictAfterMs: 0 }, pace).staleAfterMs,
+						heartbeatMs: pace,
+						...(credential ? { credential } : {}),
+					});
 					return;
 				}
 				if (!hiveId) return reject(1008, "the first message must be hello"); // unreachable: checked before validation
@@ -221,10 +250,12 @@ export class HiveSocketServer {
 					this.o.registry.heartbeat(hiveId, m, fresh);
 					fresh = false;
 					this.o.onHeartbeat?.(performance.now() - t0);
-					this.acked(ws, () => send({ type: "ack", seq: m.seq }));
+					const id = hiveId;
+					this.acked(ws, () => send({ type: "ack", seq: m.seq, ...this.retold(id) }));
 				} else if (m.type === "event") {
 					this.o.registry.workerEvent(hiveId, m);
-					this.acked(ws, () => send({ type: "ack", seq: m.seq }));
+					const id = hiveId;
+					this.acked(ws, () => send({ type: "ack", seq: m.seq, ...this.retold(id) }));
 				} else if (m.type === "reply" || m.type === "log") {
 					const p = this.byHive.get(hiveId)?.pending.get(m.id);
 					if (!p) return; // answered already (timed out, cancelled): nothing waits for it
@@ -260,7 +291,7 @@ export class HiveSocketServer {
 		if (!held) return false;
 		// Silent for twice stale-after, the socket is half-open: a partition, or a hive that gave up on this
 		// queen and went to another (its close never arrived). Dropped, so commands go where the hive is now.
-		if (performance.now() - held.lastMessage > 2 * this.o.staleAfterMs) {
+		if (performance.now() - held.lastMessage > 2 * pacedLiveness({ staleAfterMs: this.o.staleAfterMs, evictAfterMs: 0 }, held.paceMs).staleAfterMs) {
 			this.o.log("dropping a silent hive socket", { hiveId, silentMs: Math.round(performance.now() - held.lastMessage) });
 			held.ws.terminate();
 			return false;

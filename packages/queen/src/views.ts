@@ -31,6 +31,8 @@ export interface HiveRec {
 	awaitingSnapshot?: boolean;
 	/** Whether the hive can write its state dir, from its last heartbeat. */
 	storage?: StorageStatus | null;
+	/** The heartbeat interval this queen told it (adaptive heartbeats; 0 or absent: its own tick). */
+	paceMs?: number;
 	/** When the row was last written (monotonic), to write last_seen_at only now and then. */
 	savedMono?: number;
 }

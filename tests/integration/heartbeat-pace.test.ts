@@ -1,0 +1,99 @@
+import { join } from "node:path";
+import type { HiveView, QueenMessage } from "@apiary/protocol";
+import { FakeHive } from "@apiary/test-support/fake-hive";
+import { type Daemon, json, newCgroupRoot, removeCgroupRoot, removeDir, startHive, startQueen, tempDir } from "@apiary/test-support/procs";
+import { sleep, until } from "@apiary/test-support/util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Adaptive heartbeats (issue #23): past --max-heartbeats-per-second a queen
+// tells its hives to send less often (welcome, then acks), judges each by the
+// interval it told it, and tells them the normal interval again when the load
+// falls. The hive sends at that interval and never holds back a spawn or exit.
+describe("a queen past its heartbeat target slows its hives down", () => {
+	const dir = tempDir("pace");
+	const root = newCgroupRoot();
+	let queen: Daemon;
+	let hive: Daemon;
+	const fakes: FakeHive[] = [];
+	const welcome = (f: FakeHive) => f.messages.find((m) => m.type === "welcome") as Extract<QueenMessage, { type: "welcome" }> | undefined;
+	const heartbeats = async () => Number(/^apiary_queen_heartbeats_total (\d+)/m.exec((await (await fetch(`${queen.url}/metrics`)).text()))?.[1]);
+	const stateOf = async (id: string) => (await json<HiveView>(`${queen.url}/v1/hives/${id}`)).body?.state;
+
+	beforeAll(async () => {
+		// Two heartbeats a second at most; a hive silent 1 s is stale, 10 s lost, unless it was slowed down.
+		queen = await startQueen({ db: join(dir, "q.db"), staleAfter: "1s", evictAfter: "10s", extra: ["--max-heartbeats-per-second", "2"] });
+	});
+	afterAll(async () => {
+		for (const f of fakes) f.close();
+		await hive?.stop();
+		await queen?.stop();
+		await removeCgroupRoot(root);
+		removeDir(dir);
+	});
+
+	it("the third hive is told 1.5 s in its welcome, the first in its next ack, and a hive sending every 2.5 s stays ready", async () => {
+		for (const id of ["f1", "f2", "f3"]) {
+			const f = new FakeHive(queen.url, id);
+			fakes.push(f);
+			await f.opened();
+			f.hello();
+			await until(() => welcome(f) !== undefined, 5000, `${id} welcomed`);
+		}
+		expect(welcome(fakes[0]!)).toMatchObject({ heartbeatMs: 0, staleAfterMs: 1000 });
+		expect(welcome(fakes[2]!)).toMatchObject({ heartbeatMs: 1500, staleAfterMs: 4500 });
+		const seq = fakes[0]!.heartbeat([]);
+		await until(() => fakes[0]!.acks.includes(seq), 5000, "ack");
+		expect(fakes[0]!.messages.find((m) => m.type === "ack" && m.seq === seq)).toMatchObject({ heartbeatMs: 1500 });
+		for (const f of fakes.slice(1)) f.heartbeat([]);
+		// Every 2.5 s (under three of its 1.5-s intervals): never stale, though the queen's own stale-after is 1 s.
+		for (let i = 0; i < 3; i++) {
+			await sleep(2500);
+			for (const f of fakes) f.heartbeat([]);
+			for (const id of ["f1", "f2", "f3"]) expect(await stateOf(id)).toBe("ready");
+		}
+	}, 30_000);
+
+	it("a real hive is told 2 s: it sends about every 2 s though it samples every 100 ms, and spawns and exits arrive at once", async () => {
+		hive = await startHive({ queen: queen.url, name: "paced", stateDir: join(dir, "hive"), cgroupRoot: root, interval: "100ms" });
+		await until(async () => (await stateOf("paced")) === "ready", 10_000, "ready");
+		await until(() => /the queen set the heartbeat interval.*"heartbeatMs":2000/.test(hive.out() + hive.err()), 10_000, "told 2 s");
+		// The fake hives keep quiet meanwhile: what the queen counts is the real hive's.
+		const before = await heartbeats();
+		const t0 = performance.now();
+		const spawned = await json(`${hive.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "quick", command: ["sh", "-c", "sleep 0.5"] }),
+		});
+		expect(spawned.status).toBe(201);
+		await until(async () => (await json(`${queen.url}/v1/workers/quick`)).status === 200, 1500, "spawn at the queen within 1.5 s");
+		await until(async () => (await json<{ state: string }>(`${queen.url}/v1/workers/quick`)).body.state === "exited", 2000, "exit at the queen at once");
+		// Its own API samples every tick all the while.
+		await json(`${hive.url}/v1/workers`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ id: "steady", command: ["sleep", "30"] }),
+		});
+		const sampled = async () => (await json<{ stats: { sampledAt: number } | null }>(`${hive.url}/v1/workers/steady`)).body.stats?.sampledAt;
+		await until(async () => (await sampled()) !== undefined, 3000, "sampled");
+		const s1 = await sampled();
+		await sleep(500);
+		expect(await sampled()).not.toBe(s1);
+		await sleep(6000 - (performance.now() - t0));
+		const sent = (await heartbeats()) - before;
+		// Unpaced it would send about 60 in 6 s; paced at 2 s ±20 %, at most 4 (one more at the window's edge); spawns and exits are events.
+		expect(sent).toBeGreaterThanOrEqual(2);
+		expect(sent).toBeLessThanOrEqual(5);
+		expect(await stateOf("paced")).toBe("ready");
+	}, 40_000);
+
+	it("when the load falls the hives are told their own tick again", async () => {
+		fakes[1]!.close();
+		fakes[2]!.close();
+		await until(() => /the queen set the heartbeat interval.*"heartbeatMs":0/.test(hive.out() + hive.err()), 10_000, "told 0 again");
+		const before = await heartbeats();
+		await sleep(2000);
+		// Back at its 100-ms tick (what a loaded CI machine allows: well over the paced one a second).
+		expect((await heartbeats()) - before).toBeGreaterThan(8);
+	}, 30_000);
+});
