@@ -17,6 +17,24 @@ const sample: WorkerStats = {
 	gpuMemoryMiB: null,
 };
 
+/** Worker `id` (started as fake-hive's worker() starts) ended `durationMs` later, holding `gpus`. */
+const ended = (id: string, durationMs = 60_000, gpus = ["0"]) =>
+	worker(id, {
+		state: "exited",
+		gpus,
+		exit: {
+			exitCode: 0,
+			signal: null,
+			reason: "exited",
+			message: null,
+			startedAt: "2026-11-21T00:00:00.000Z",
+			endedAt: new Date(Date.parse("2026-11-21T00:00:00.000Z") + durationMs).toISOString(),
+			durationMs,
+			peakMemoryBytes: null,
+			oomKilled: false,
+		},
+	});
+
 // The registry on an in-memory SQLite with a hand-driven clock.
 function setup() {
 	let mono = 0;
@@ -107,20 +125,7 @@ describe("liveness on the queen's clock", () => {
 	it("an exit record is stored once however often it is sent", async () => {
 		const t = setup();
 		t.reg.hello(t.hello("h"));
-		const exited = worker("w1", {
-			state: "exited",
-			exit: {
-				exitCode: 0,
-				signal: null,
-				reason: "exited",
-				message: null,
-				startedAt: "2026-11-21T00:00:00.000Z",
-				endedAt: "2026-11-21T00:00:01.000Z",
-				durationMs: 1000,
-				peakMemoryBytes: 1,
-				oomKilled: false,
-			},
-		});
+		const exited = ended("w1", 1000, []);
 		t.beat("h", [worker("w1")]);
 		t.beat("h", [exited], 2);
 		t.beat("h", [exited], 3);
@@ -275,21 +280,7 @@ describe("a commit the store refuses", () => {
 			return exec(sql);
 		};
 		// The hive reports w1 ended and one GPU gone; a claim is released; the hive is later lost.
-		const exited = worker("w1", {
-			state: "exited",
-			gpus: ["0"],
-			exit: {
-				exitCode: 0,
-				signal: null,
-				reason: "exited",
-				message: null,
-				startedAt: "2026-11-21T00:00:00.000Z",
-				endedAt: "2026-11-21T00:01:00.000Z",
-				durationMs: 60_000,
-				peakMemoryBytes: null,
-				oomKilled: false,
-			},
-		});
+		const exited = ended("w1");
 		expect(() =>
 			t.reg.heartbeat(
 				"h",
@@ -324,23 +315,6 @@ describe("a commit the store refuses", () => {
 });
 
 describe("several queens: another queen's commits read back", () => {
-	const ended = (id: string) =>
-		worker(id, {
-			state: "exited",
-			gpus: ["0"],
-			exit: {
-				exitCode: 0,
-				signal: null,
-				reason: "exited",
-				message: null,
-				startedAt: "2026-11-21T00:00:00.000Z",
-				endedAt: "2026-11-21T00:01:00.000Z",
-				durationMs: 60_000,
-				peakMemoryBytes: null,
-				oomKilled: false,
-			},
-		});
-
 	it("rows read while a connected hive's exit was applied do not bring the worker back to running; a cordon set elsewhere is taken", () => {
 		const t = setup();
 		t.reg.hello(t.hello("h"));
