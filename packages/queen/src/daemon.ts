@@ -107,6 +107,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	const store = isPostgresUrl(o.db) ? await PgStore.open(o.db, { log, retryMs: o.dbRetryMs, onFatal: o.onDbFatal, queenId }) : new SqliteStore(o.db);
 	const durable = store instanceof PgStore ? () => store.durable() : undefined;
 	const events = new EventLog(store);
+	const livenessEveryMs = Math.max(50, Math.min(1000, Math.floor(o.staleAfterMs / 4)));
 	const registry = new Registry(store, events, {
 		staleAfterMs: o.staleAfterMs,
 		evictAfterMs: o.evictAfterMs,
@@ -114,6 +115,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		adviseLabels: o.adviseLabels,
 		clock: o.clock,
 		log,
+		livenessEveryMs,
 	});
 	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log, certificates: tls?.requestCert === true });
 	const auditor = new Auditor(store, o.clock ?? systemClock, log);
@@ -228,16 +230,13 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	pruning.unref();
 	const pruningDb = setInterval(pruneDb, 600_000);
 	pruningDb.unref();
-	const liveness = setInterval(
-		() => {
-			try {
-				registry.checkLiveness();
-			} catch (err) {
-				log("liveness check failed", { err: String(err) });
-			}
-		},
-		Math.max(50, Math.min(1000, Math.floor(o.staleAfterMs / 4))),
-	);
+	const liveness = setInterval(() => {
+		try {
+			registry.checkLiveness();
+		} catch (err) {
+			log("liveness check failed", { err: String(err) });
+		}
+	}, livenessEveryMs);
 	liveness.unref();
 	try {
 		await app.listen({ host, port });

@@ -29,6 +29,12 @@ export interface RegistryOptions {
 	adviseLabels?: string[];
 	clock?: Clock;
 	log?: (msg: string, extra?: object) => void;
+	/**
+	 * How often checkLiveness is called. Given, a check later than twice this
+	 * is the queen's own stall (its event loop blocked: CPU starved, a long
+	 * GC, a backlog), and that time is not counted as any hive's silence.
+	 */
+	livenessEveryMs?: number;
 }
 
 export interface WorkerRec {
@@ -75,7 +81,7 @@ export const key = (hiveId: string, id: string) => `${hiveId}/${id}`;
 export class FleetState {
 	readonly store: QueenStore;
 	readonly events: EventLog;
-	readonly o: Required<RegistryOptions>;
+	readonly o: Required<Omit<RegistryOptions, "livenessEveryMs">> & Pick<RegistryOptions, "livenessEveryMs">;
 	/** Right-sizing: the run history and its recommendations. */
 	readonly advisor: Advisor;
 	protected readonly hives = new Map<string, HiveRec>();

@@ -424,6 +424,7 @@ export class Registry extends FleetState {
 	/** ready → stale → lost; lost evicts the hive's workers. Also expires claims. */
 	checkLiveness(): void {
 		const now = this.now;
+		this.forgiveStall(now);
 		this.change(() => {
 			for (const h of this.hives.values()) {
 				// Several queens: only hives heard from here; the others' are swept on the database's clock.
@@ -434,6 +435,24 @@ export class Registry extends FleetState {
 			}
 			for (const c of this.claims.values()) if (c.expiresMono <= now) this.dropClaim(c, "expired");
 		});
+	}
+
+	private lastCheck: number | null = null;
+
+	/**
+	 * The queen's own slowness is not held against a hive: a check that came
+	 * late by more than twice its period means the queen heard no one
+	 * meanwhile, so every hive's last sight moves forward by the excess.
+	 */
+	private forgiveStall(now: number): void {
+		const every = this.o.livenessEveryMs;
+		const last = this.lastCheck;
+		this.lastCheck = now;
+		if (!every || last === null) return;
+		const stall = now - last - 2 * every;
+		if (stall <= 0) return;
+		for (const h of this.hives.values()) if (h.lastSeen !== null) h.lastSeen = Math.min(now, h.lastSeen + stall);
+		this.o.log?.("the queen itself stalled; that time is not counted as its hives' silence", { stallMs: Math.round(stall) });
 	}
 
 	private transition(h: HiveRec, next: ReturnType<typeof livenessTransition>, age: number): void {

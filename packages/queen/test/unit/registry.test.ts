@@ -36,14 +36,14 @@ const ended = (id: string, durationMs = 60_000, gpus = ["0"]) =>
 	});
 
 // The registry on an in-memory SQLite with a hand-driven clock.
-function setup() {
+function setup(more: { livenessEveryMs?: number } = {}) {
 	let mono = 0;
 	const clock = { now: () => mono, wall: () => 1_800_000_000_000 + mono };
 	const store = new Store(":memory:");
 	const events = new EventLog(store);
 	const seen: QueenEvent[] = [];
 	events.subscribe((e) => seen.push(e));
-	const reg = new Registry(store, events, { staleAfterMs: 3000, evictAfterMs: 90_000, busyMemoryMiB: 1024, clock });
+	const reg = new Registry(store, events, { staleAfterMs: 3000, evictAfterMs: 90_000, busyMemoryMiB: 1024, clock, ...more });
 	const hello = (id: string, instanceId = `i-${id}`): HelloMessage => ({
 		type: "hello",
 		hiveId: id,
@@ -334,5 +334,34 @@ describe("several queens: another queen's commits read back", () => {
 		// A hive another queen serves: its rows are taken as read.
 		t.reg.applyRemote({ ...rows, hives: rows.hives.map((r) => ({ ...r, owner: "other" })) }, [], "me");
 		expect(t.reg.getWorker("w1", "h")!.state).toBe("running");
+	});
+});
+
+describe("the queen's own slowness", () => {
+	it("a stall of the queen (its check 10 s late) is not a hive's silence; silence after it still is", () => {
+		const t = setup({ livenessEveryMs: 500 });
+		t.reg.hello(t.hello("h"));
+		t.beat("h");
+		t.reg.checkLiveness();
+		// The queen heard no one for 10 s: its event loop was blocked, the hive may have spoken all along.
+		t.advance(10_000);
+		t.reg.checkLiveness();
+		expect(t.reg.getHive("h")!.state).toBe("ready");
+		// Then, checked on time, 3 s of real silence is stale as ever.
+		for (let i = 0; i < 7; i++) {
+			t.advance(500);
+			t.reg.checkLiveness();
+		}
+		expect(t.reg.getHive("h")!.state).toBe("stale");
+	});
+
+	it("without the check's period (a queen that cannot tell its stalls) silence counts as before", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h");
+		t.reg.checkLiveness();
+		t.advance(10_000);
+		t.reg.checkLiveness();
+		expect(t.reg.getHive("h")!.state).toBe("stale");
 	});
 });
