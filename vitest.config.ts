@@ -90,17 +90,6 @@ export default defineConfig({
 				},
 			},
 			{
-				// The soak's 3-minute version (npm run test:soak; not in npm test yet: it still finds violations, docs/testing.md).
-				test: {
-					name: "soak",
-					include: ["tests/soak/**/*.test.ts"],
-					testTimeout: 600_000,
-					hookTimeout: 120_000,
-					fileParallelism: false,
-					globalSetup: ["tests/leftovers.setup.ts"],
-				},
-			},
-			{
 				// The performance gate: bench sections at their --gate sizes against bench/budgets.json.
 				test: {
 					name: "perf",

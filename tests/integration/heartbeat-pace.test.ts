@@ -16,7 +16,7 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 	let hive: Daemon;
 	const fakes: FakeHive[] = [];
 	const welcome = (f: FakeHive) => f.messages.find((m) => m.type === "welcome") as Extract<QueenMessage, { type: "welcome" }> | undefined;
-	const heartbeats = async () => Number(/^apiary_queen_heartbeats_total (\d+)/m.exec((await (await fetch(`${queen.url}/metrics`)).text()))?.[1]);
+	const heartbeats = async () => Number(/^apiary_queen_heartbeats_total (\d+)/m.exec(await (await fetch(`${queen.url}/metrics`)).text())?.[1]);
 	const stateOf = async (id: string) => (await json<HiveView>(`${queen.url}/v1/hives/${id}`)).body?.state;
 
 	beforeAll(async () => {
