@@ -130,6 +130,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		log,
 		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
 		durable,
+		...(store instanceof PgStore ? { catchUp: () => store.catchUp() } : {}),
 	});
 	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
 	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);

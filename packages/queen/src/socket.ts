@@ -5,7 +5,7 @@ import type { TLSSocket } from "node:tls";
 import { randomUUID } from "node:crypto";
 import { type CommandMessage, HIVE_MESSAGES, type HiveMessage, ProtocolError, type QueenMessage, type ReplyMessage } from "@apiary/protocol";
 import { Ajv, type ValidateFunction } from "ajv";
-import { WebSocketServer, type WebSocket } from "ws";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { authorize, certificatePrincipal, mayBeHive, type Principal } from "./auth/authorize.ts";
 import type { Auditor } from "./auth/audit.ts";
 import type { Credentials } from "./auth/credentials.ts";
@@ -70,6 +70,8 @@ export interface HiveSocketOptions {
 	onHeartbeat?: (ms: number) => void;
 	/** The store's durability (PostgreSQL): a heartbeat or exit record is acked only once committed. */
 	durable?: () => Promise<void>;
+	/** Several queens: resolves once every event committed so far is read back (before a hive's first snapshot is judged). */
+	catchUp?: () => Promise<void>;
 	/** --tls-client-ca: a verified client certificate whose CN is a hive id is that hive's credential. */
 	clientCerts?: boolean;
 	/** --max-heartbeats-per-second: this queen's hives are told to send heartbeats no faster than keeps them under it. */
@@ -163,7 +165,37 @@ export class HiveSocketServer {
 			this.o.log("hive socket closed on bad input", { hiveId, code, reason });
 			ws.close(code, reason.slice(0, 120));
 		};
-		ws.on("message", (data, isBinary) => {
+		/**
+		 * Several queens: a hive's first message (its hello) and what follows it wait, in order, until
+		 * this queen has read every event committed so far. What it knows of the hive is then what the
+		 * other queens recorded, so its first snapshot is judged against that: a worker whose exit another
+		 * queen logged while this one could not read the log is not taken for one that vanished.
+		 */
+		let caughtUp = !this.o.catchUp;
+		let waiting: { data: RawData; isBinary: boolean }[] | null = null;
+		const onMessage = (data: RawData, isBinary: boolean): void => {
+			if (waiting) {
+				waiting.push({ data, isBinary });
+				return;
+			}
+			if (!caughtUp) {
+				caughtUp = true;
+				const held = [{ data, isBinary }];
+				waiting = held;
+				void this.o.catchUp!()
+					.catch(() => {
+						// Cut off from the database: nothing can be acked anyway (the hive moves on); go on as before.
+					})
+					.finally(() => {
+						waiting = null;
+						for (const m of held) if (ws.readyState === ws.OPEN) onMessage(m.data, m.isBinary);
+					});
+				return;
+			}
+			handle(data, isBinary);
+		};
+		ws.on("message", onMessage);
+		const handle = (data: RawData, isBinary: boolean): void => {
 			if (isBinary) return reject(1003, "binary messages are not accepted");
 			if (hiveId) {
 				const held = this.byHive.get(hiveId);
@@ -273,7 +305,7 @@ export class HiveSocketServer {
 				this.o.log("hive message failed", { hiveId, err: String(err) });
 				reject(1011, `internal error: ${(err as Error).message}`);
 			}
-		});
+		};
 		ws.on("close", () => {
 			const held = hiveId ? this.byHive.get(hiveId) : undefined;
 			if (hiveId && held?.ws === ws) {

@@ -25,7 +25,7 @@ describe("the queen on PostgreSQL", () => {
 		server = await startPostgres();
 		dir = tempDir("pgstore");
 		const c = await admin("postgres");
-		for (const db of ["one", "acks", "twice"]) await c.query(`CREATE DATABASE ${db}`);
+		for (const db of ["one", "acks", "twice", "behind"]) await c.query(`CREATE DATABASE ${db}`);
 		await c.end();
 	}, 120_000);
 	afterAll(async () => {
@@ -105,6 +105,61 @@ describe("the queen on PostgreSQL", () => {
 		} finally {
 			await blocker.end();
 			await queen.stop();
+		}
+	});
+
+	it("a queen that fell behind the log (it could not read it a while) catches up before it judges a hive's first snapshot: an exit another queen logged is not an absent worker evicted", async () => {
+		const a = await startQueen({ db: dbUrl("behind"), sqlite: true, staleAfter: "3s", evictAfter: "60s" });
+		const c = await admin("behind");
+		// The second queen logs in as a role of its own, so that its reads alone can be refused a while.
+		await c.query(
+			"CREATE ROLE lagging LOGIN; GRANT ALL ON SCHEMA public TO lagging; GRANT ALL ON ALL TABLES IN SCHEMA public TO lagging; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO lagging",
+		);
+		const b = await startQueen({ db: dbUrl("behind").replace("postgres@", "lagging@"), sqlite: true, staleAfter: "3s", evictAfter: "60s" });
+		try {
+			const fh = new FakeHive(a.url, "h", { gpus: [gpu(0)] });
+			await fh.opened();
+			fh.hello();
+			fh.heartbeat([worker("w", { gpus: ["0"] })]);
+			await until(async () => (await json(`${b.url}/v1/workers/w?hive=h`)).body?.state === "running", 5000, "the second queen sees w running");
+			// The second queen cannot read the log while the hive reports w's exit to the first.
+			await c.query("REVOKE SELECT ON events, hives, workers, gpus FROM lagging");
+			const done = worker("w", {
+				gpus: ["0"],
+				state: "exited",
+				exit: {
+					exitCode: 0,
+					signal: null,
+					reason: "exited",
+					message: null,
+					startedAt: "2026-11-21T00:00:00.000Z",
+					endedAt: "2026-11-21T00:00:05.000Z",
+					durationMs: 5000,
+					peakMemoryBytes: null,
+					oomKilled: false,
+				},
+			});
+			const seq = fh.heartbeat([done]);
+			await until(() => fh.acks.includes(seq), 5000, "the exit committed");
+			await sleep(1500);
+			expect((await json(`${b.url}/v1/workers/w?hive=h`)).body?.state).toBe("running"); // behind, as meant
+			await c.query("GRANT SELECT ON events, hives, workers, gpus TO lagging");
+			// The hive moves to the second queen at once: its first snapshot no longer holds w (its exit was acked).
+			fh.close();
+			const moved = new FakeHive(b.url, "h", { gpus: [gpu(0)] });
+			await moved.opened();
+			moved.hello();
+			const first = moved.heartbeat([]);
+			await until(() => moved.acks.includes(first), 5000, "first snapshot acked");
+			expect((await json(`${b.url}/v1/workers/w?hive=h`)).body?.state).toBe("exited");
+			const evicted = await c.query("SELECT count(*)::int AS n FROM events WHERE type = 'worker.evicted'");
+			expect(evicted.rows[0].n).toBe(0);
+			expect((await c.query("SELECT state FROM workers WHERE id = 'w'")).rows).toEqual([{ state: "exited" }]);
+			moved.close();
+		} finally {
+			await c.end();
+			await b.stop();
+			await a.stop();
 		}
 	});
 
