@@ -32,8 +32,13 @@ export interface WorkerRecord {
 
 export interface StreamRecord {
 	subscriber: string;
-	/** Event ids as received, in order; a stream.reset is recorded as null (a new start). */
+	/**
+	 * Event ids as received, in order; a snapshot or stream.reset is recorded as null (a new start),
+	 * followed by its own id. Samples (worker.updated, which carry the id of the event before them) are not recorded.
+	 */
 	ids: (number | null)[];
+	/** Subscribed to every type: then each id is the one before it plus one, not only greater. */
+	gapless?: boolean;
 }
 
 export interface History {
@@ -78,7 +83,7 @@ export function violations(h: History): string[] {
 		if (w.exited && w.exitEvents !== 1) out.push(`worker ${w.hiveId}/${w.id}: ${w.exitEvents} worker.exited events for one exit record`);
 		if (w.state === "running" && w.pid !== null && !h.alive(w.pid)) out.push(`worker ${w.hiveId}/${w.id} shown running, its process ${w.pid} gone`);
 	}
-	// Each subscriber's ids strictly increasing between resets.
+	// Each subscriber's ids strictly increasing between resets, and gapless for one that takes every type.
 	for (const s of h.streams) {
 		let last = Number.NEGATIVE_INFINITY;
 		for (const id of s.ids) {
@@ -87,6 +92,8 @@ export function violations(h: History): string[] {
 				continue;
 			}
 			if (id <= last) out.push(`subscriber ${s.subscriber}: event ${id} after ${last}`);
+			else if (s.gapless && last !== Number.NEGATIVE_INFINITY && id !== last + 1)
+				out.push(`subscriber ${s.subscriber}: event ${id} after ${last}, ${id - last - 1} missing`);
 			last = id;
 		}
 	}

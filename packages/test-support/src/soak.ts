@@ -99,7 +99,9 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		// Subscribers, one per queen, resuming with Last-Event-ID when cut or now and then.
 		const streams: History["streams"] = [];
 		for (let i = 0; i < 3; i++) {
-			const rec = { subscriber: `q${i}`, ids: [] as (number | null)[] };
+			// The first takes every type, so its ids must be gapless; the others a filter, so only increasing.
+			const every = i === 0;
+			const rec = { subscriber: `q${i}`, ids: [] as (number | null)[], gapless: every };
 			streams.push(rec);
 			let last: number | null = null;
 			let stopped = false;
@@ -108,7 +110,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 				while (!stopped) {
 					ac = new AbortController();
 					try {
-						const res = await fetch(`${urls[i]}/v1/events?types=hive.*,worker.spawned,worker.exited,worker.evicted,claim.*,run.*`, {
+						const res = await fetch(`${urls[i]}/v1/events${every ? "" : "?types=hive.*,worker.spawned,worker.exited,worker.evicted,claim.*,run.*"}`, {
 							headers: { ...auth, accept: "text/event-stream", ...(last !== null ? { "last-event-id": String(last) } : {}) },
 							signal: ac.signal,
 						});
@@ -124,7 +126,10 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 								const type = /^event: (.*)$/m.exec(block)?.[1];
 								const id = /^id: (\d+)$/m.exec(block)?.[1];
 								if (!type || id === undefined) continue;
-								if (type === "snapshot" || type === "stream.reset") rec.ids.push(null);
+								// A sample carries the id of the event before it: not an event of its own.
+								if (type === "worker.updated") continue;
+								// A new start (or events dropped for a slow reader, said so): counted from its id.
+								if (type === "snapshot" || type === "stream.reset" || type === "stream.lagged") rec.ids.push(null, Number(id));
 								else rec.ids.push(Number(id));
 								last = Number(id);
 							}
@@ -267,9 +272,11 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		await sleep(8000);
 		for (const s of subscribers) s.stop();
 
+		// The whole log replayed (about 7,000 events a second here): a longer run's takes longer.
+		const readMs = Math.max(3000, o.seconds * 20);
 		const workers = ((await q<QueenWorkerView[]>(0, "/v1/workers?state=all&limit=10000")).body as QueenWorkerView[]) ?? [];
 		const exitEvents = new Map<string, number>();
-		for (const e of await loggedEvents(urls[0]!, "worker.exited", 2000, auth)) {
+		for (const e of await loggedEvents(urls[0]!, "worker.exited", readMs, auth)) {
 			const k = `${e.hiveId}/${e.workerId}`;
 			exitEvents.set(k, (exitEvents.get(k) ?? 0) + 1);
 		}
@@ -278,7 +285,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		const mine = new Set(claims.map((c) => c.holder));
 		const claimed = new Map<string, Interval[]>();
 		const ended2: string[] = [];
-		for (const e of await loggedEvents(urls[0]!, "claim.*", 2000, auth)) {
+		for (const e of await loggedEvents(urls[0]!, "claim.*", readMs, auth)) {
 			const c = (e.data as { claim?: Claim }).claim;
 			if (!c || !mine.has(c.id)) continue;
 			const at = Date.parse((e as unknown as { at: string }).at);
@@ -327,7 +334,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		if (o.logDir) {
 			// What the verdict was drawn from, and every lifecycle event, for finding out why a rule broke.
 			mkdirSync(o.logDir, { recursive: true });
-			const events = await loggedEvents(urls[0]!, "hive.*,worker.spawned,worker.exited,worker.evicted,claim.*,placement.*,run.*", 3000, auth);
+			const events = await loggedEvents(urls[0]!, "hive.*,worker.spawned,worker.exited,worker.evicted,claim.*,placement.*,run.*", readMs, auth);
 			writeFileSync(join(o.logDir, "history.json"), JSON.stringify({ holds, placements, workers: history.workers, events }, null, 1));
 		}
 		// Runs: none left running once settled.

@@ -22,7 +22,10 @@ const clean = (): History => ({
 		{ hiveId: "h", id: "w1", state: "exited", pid: 10, exitEvents: 1, exited: true },
 		{ hiveId: "h", id: "w2", state: "running", pid: 11, exitEvents: 0, exited: false },
 	],
-	streams: [{ subscriber: "s", ids: [1, 2, 5, null, 3, 4] }],
+	streams: [
+		{ subscriber: "s", ids: [1, 2, 5, null, 3, 4] },
+		{ subscriber: "all", ids: [null, 7, 8, 9, null, 12, 13], gapless: true },
+	],
 	alive: (pid) => pid === 11,
 });
 
@@ -38,6 +41,7 @@ describe("the fleet's invariants", () => {
 		h.workers[0]!.exitEvents = 2;
 		h.workers[1]!.pid = 99;
 		h.streams[0]!.ids.push(4);
+		h.streams[1]!.ids.push(15);
 		expect(violations(h)).toEqual([
 			"GPU h/g1 held by w2 (00:00:00.005–still) and c9 (00:00:00.030–00:00:00.040) at once",
 			"placement k1 answered with different workers: h/w1, h/w9",
@@ -46,6 +50,7 @@ describe("the fleet's invariants", () => {
 			"worker h/w1: 2 worker.exited events for one exit record",
 			"worker h/w2 shown running, its process 99 gone",
 			"subscriber s: event 4 after 4",
+			"subscriber all: event 15 after 13, 1 missing",
 		]);
 	});
 });
