@@ -2,8 +2,10 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 
 // A fault-injecting TCP proxy for the chaos tier (this kernel has no netem
 // qdisc, and Debian has no toxiproxy): every chunk, each way, is delivered
-// `latencyMs` after it arrived, and with probability `loss` another
-// `retransmitMs` later, as a lost segment costs TCP a retransmission. Order
+// `latencyMs` after it arrived, and a `loss` share of them another
+// `retransmitMs` later, as a lost segment costs TCP a retransmission (the
+// share exact over every 1/loss chunks, which ones seeded: a short run
+// still sees its losses). Order
 // is kept per direction (a late chunk holds back those behind it, as TCP's
 // in-order delivery does); no byte is dropped or changed, since a proxy
 // above TCP cannot lose bytes without breaking the stream it carries.
@@ -38,14 +40,20 @@ export async function startSlowProxy(o: {
 }): Promise<SlowProxy> {
 	const random = seeded(o.seed);
 	const stats = { chunks: 0, lost: 0 };
+	/** Losses owed: one is taken each time it reaches 1 (a seeded start, then exactly `loss` a chunk). */
+	let owed = random();
 	const sockets = new Set<Socket>();
 	/** One direction: chunks leave in order, each at its own due time or after the one before it. */
 	const pipe = (from: Socket, to: Socket) => {
 		let lastDue = 0;
 		from.on("data", (chunk) => {
 			stats.chunks++;
-			const lost = random() < o.loss;
-			if (lost) stats.lost++;
+			owed += o.loss;
+			const lost = owed >= 1;
+			if (lost) {
+				owed -= 1;
+				stats.lost++;
+			}
 			const due = Math.max(performance.now() + o.latencyMs + (lost ? (o.retransmitMs ?? 3 * o.latencyMs) : 0), lastDue);
 			lastDue = due;
 			setTimeout(() => {
