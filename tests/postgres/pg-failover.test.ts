@@ -85,7 +85,15 @@ describe("a PostgreSQL primary killed and its synchronous standby promoted", () 
 		queen = await startQueen({ db, sqlite: true, staleAfter: "5s", evictAfter: "120s", port });
 		// The same --db: now the standby (listed first) is the primary.
 		expect(queen.err()).toContain(`"host":"127.0.0.1:${pair.standbyPort}"`);
-		await until(async () => (await json<{ state: string }[]>(`${queen.url}/v1/hives`)).body[0]?.state === "ready", 30_000, "the hive back");
+		// Back here, not only ready in the row the queen before it wrote.
+		await until(
+			async () => {
+				const h = (await json<{ state: string; connected: boolean }[]>(`${queen.url}/v1/hives`)).body[0];
+				return h?.state === "ready" && h.connected;
+			},
+			30_000,
+			"the hive back",
+		);
 
 		// Every acknowledged claim, the placement and its GPU, the exit record (once), every event.
 		const held = (await json<Claim[]>(`${queen.url}/v1/claims`)).body.map((c) => c.id);
