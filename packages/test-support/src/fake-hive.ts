@@ -77,6 +77,24 @@ export const runUsage = (peakBytes: number, cores: number, limits: { cpu: number
 	gpus: [],
 });
 
+/** Worker `id` (started as worker() starts) ended with exit code 0 `durationMs` later, holding `gpus`. */
+export const endedWorker = (id: string, durationMs = 60_000, gpus = ["0"]): WorkerInfo =>
+	worker(id, {
+		state: "exited",
+		gpus,
+		exit: {
+			exitCode: 0,
+			signal: null,
+			reason: "exited",
+			message: null,
+			startedAt: "2026-11-21T00:00:00.000Z",
+			endedAt: new Date(Date.parse("2026-11-21T00:00:00.000Z") + durationMs).toISOString(),
+			durationMs,
+			peakMemoryBytes: null,
+			oomKilled: false,
+		},
+	});
+
 /** An exited worker as a hive reports it, with its usage: `oom` makes it OOM-killed at its limit. */
 export function exitedWorker(
 	id: string,

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
+import { endedWorker, FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
 import { type Postgres, startPostgres } from "@apiary/test-support/postgres";
 import { json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
@@ -124,21 +124,7 @@ describe("the queen on PostgreSQL", () => {
 			await until(async () => (await json(`${b.url}/v1/workers/w?hive=h`)).body?.state === "running", 5000, "the second queen sees w running");
 			// The second queen cannot read the log while the hive reports w's exit to the first.
 			await c.query("REVOKE SELECT ON events, hives, workers, gpus FROM lagging");
-			const done = worker("w", {
-				gpus: ["0"],
-				state: "exited",
-				exit: {
-					exitCode: 0,
-					signal: null,
-					reason: "exited",
-					message: null,
-					startedAt: "2026-11-21T00:00:00.000Z",
-					endedAt: "2026-11-21T00:00:05.000Z",
-					durationMs: 5000,
-					peakMemoryBytes: null,
-					oomKilled: false,
-				},
-			});
+			const done = endedWorker("w", 5000);
 			const seq = fh.heartbeat([done]);
 			await until(() => fh.acks.includes(seq), 5000, "the exit committed");
 			// (Asking the second queen now would fail: answering, it reads the log it cannot read.)

@@ -4,7 +4,7 @@ import { EventLog } from "../../src/events.ts";
 import { globMatch, matches, parseTypes } from "../../src/filter.ts";
 import { Registry } from "../../src/registry.ts";
 import { SqliteStore as Store } from "../../src/store/sqlite.ts";
-import { gpu, worker } from "@apiary/test-support/fake-hive";
+import { endedWorker as ended, gpu, worker } from "@apiary/test-support/fake-hive";
 
 const sample: WorkerStats = {
 	sampledAt: 0,
@@ -16,24 +16,6 @@ const sample: WorkerStats = {
 	pressure: { cpu: null, memory: null, io: null },
 	gpuMemoryMiB: null,
 };
-
-/** Worker `id` (started as fake-hive's worker() starts) ended `durationMs` later, holding `gpus`. */
-const ended = (id: string, durationMs = 60_000, gpus = ["0"]) =>
-	worker(id, {
-		state: "exited",
-		gpus,
-		exit: {
-			exitCode: 0,
-			signal: null,
-			reason: "exited",
-			message: null,
-			startedAt: "2026-11-21T00:00:00.000Z",
-			endedAt: new Date(Date.parse("2026-11-21T00:00:00.000Z") + durationMs).toISOString(),
-			durationMs,
-			peakMemoryBytes: null,
-			oomKilled: false,
-		},
-	});
 
 // The registry on an in-memory SQLite with a hand-driven clock.
 function setup(more: { livenessEveryMs?: number } = {}) {
@@ -338,14 +320,20 @@ describe("several queens: another queen's commits read back", () => {
 });
 
 describe("the queen's own slowness", () => {
-	it("a stall of the queen (its check 10 s late) is not a hive's silence; silence after it still is", () => {
-		const t = setup({ livenessEveryMs: 500 });
+	/** A hive heard once, then a liveness check 10 s after the one before. */
+	const stalled = (more: { livenessEveryMs?: number }) => {
+		const t = setup(more);
 		t.reg.hello(t.hello("h"));
 		t.beat("h");
 		t.reg.checkLiveness();
-		// The queen heard no one for 10 s: its event loop was blocked, the hive may have spoken all along.
 		t.advance(10_000);
 		t.reg.checkLiveness();
+		return t;
+	};
+
+	it("a stall of the queen (its check 10 s late) is not a hive's silence; silence after it still is", () => {
+		// The queen heard no one for 10 s: its event loop was blocked, the hive may have spoken all along.
+		const t = stalled({ livenessEveryMs: 500 });
 		expect(t.reg.getHive("h")!.state).toBe("ready");
 		// Then, checked on time, 3 s of real silence is stale as ever.
 		for (let i = 0; i < 7; i++) {
@@ -356,12 +344,6 @@ describe("the queen's own slowness", () => {
 	});
 
 	it("without the check's period (a queen that cannot tell its stalls) silence counts as before", () => {
-		const t = setup();
-		t.reg.hello(t.hello("h"));
-		t.beat("h");
-		t.reg.checkLiveness();
-		t.advance(10_000);
-		t.reg.checkLiveness();
-		expect(t.reg.getHive("h")!.state).toBe("stale");
+		expect(stalled({}).reg.getHive("h")!.state).toBe("stale");
 	});
 });
