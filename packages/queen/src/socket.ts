@@ -195,7 +195,7 @@ export class HiveSocketServer {
 			handle(data, isBinary);
 		};
 		ws.on("message", onMessage);
-		const handle = (data: RawData, isBinary: boolean): void => {
+		const handle = (data: RawData, isBinary: boolean) => {
 			if (isBinary) return reject(1003, "binary messages are not accepted");
 			if (hiveId) {
 				const held = this.byHive.get(hiveId);

@@ -349,7 +349,7 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 		for (const x of queens) await x.stop().catch(() => {});
 		if (o.logDir) {
 			mkdirSync(o.logDir, { recursive: true });
-			started.forEach(([name, d], i) => writeFileSync(join(o.logDir!, `${String(i).padStart(2, "0")}-${name}.log`), `${d.out()}${d.err()}`));
+			for (const [i, [name, d]] of started.entries()) writeFileSync(join(o.logDir, `${String(i).padStart(2, "0")}-${name}.log`), `${d.out()}${d.err()}`);
 		}
 		for (const r of roots) await removeCgroupRoot(r).catch(() => {});
 		await db?.stop();
