@@ -390,11 +390,6 @@ export class QueenLink {
 		this.nextBeatAt = Math.min(this.nextBeatAt, performance.now() + ms);
 	}
 
-	/** The heartbeat interval the queen asked for (0: every tick). */
-	get heartbeatMs(): number {
-		return this.paceMs;
-	}
-
 	private event(event: "worker.spawned" | "worker.exited", w: WorkerInfo): void {
 		if (!this.open) return;
 		const seq = ++this.seq;

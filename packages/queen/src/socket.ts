@@ -103,6 +103,11 @@ export class HiveSocketServer {
 		return { heartbeatMs: pace };
 	}
 
+	/** How long a hive told to send every `paceMs` stays ready while silent. */
+	private staleAfterFor(paceMs: number): number {
+		return pacedLiveness({ staleAfterMs: this.o.staleAfterMs, evictAfterMs: 0 }, paceMs).staleAfterMs;
+	}
+
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
 		this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload });
@@ -262,14 +267,13 @@ export class HiveSocketServer {
 						prev.ws.close(4000, "replaced by a newer connection");
 					}
 					hiveId = m.hiveId;
-					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now(), pending: new Map(), paceMs: 0 });
+					// paceMs -1: never told, so the first pace is told (and set at the registry) whatever it is.
+					this.byHive.set(hiveId, { ws, instanceId: m.instanceId, remote, lastMessage: performance.now(), pending: new Map(), paceMs: -1 });
 					this.o.registry.hello(m);
-					const pace = this.pace();
-					this.byHive.get(hiveId)!.paceMs = pace;
-					this.o.registry.setPace(hiveId, pace);
+					const pace = this.retold(hiveId).heartbeatMs!;
 					send({
 						type: "welcome",
-						staleAfterMs: pacedLiveness({ staleAfterMs: this.o.staleAfterMs, evictAfterMs: 0 }, pace).staleAfterMs,
+						staleAfterMs: this.staleAfterFor(pace),
 						heartbeatMs: pace,
 						...(credential ? { credential } : {}),
 					});
@@ -323,7 +327,7 @@ export class HiveSocketServer {
 		if (!held) return false;
 		// Silent for twice stale-after, the socket is half-open: a partition, or a hive that gave up on this
 		// queen and went to another (its close never arrived). Dropped, so commands go where the hive is now.
-		if (performance.now() - held.lastMessage > 2 * pacedLiveness({ staleAfterMs: this.o.staleAfterMs, evictAfterMs: 0 }, held.paceMs).staleAfterMs) {
+		if (performance.now() - held.lastMessage > 2 * this.staleAfterFor(held.paceMs)) {
 			this.o.log("dropping a silent hive socket", { hiveId, silentMs: Math.round(performance.now() - held.lastMessage) });
 			held.ws.terminate();
 			return false;
