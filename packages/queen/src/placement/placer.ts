@@ -32,6 +32,8 @@ export class PlacementError extends HttpError {
 	override name = "PlacementError";
 	/** A spawn whose answer was lost: what was asked, so a retry can find the worker. */
 	doubt?: PlacementAnswer;
+	/** The id asked for is a worker's already, on this hive (a caller that owns its ids, such as a run, follows it). */
+	inUse?: { hiveId: string; id: string };
 }
 
 interface Grant {
@@ -229,7 +231,11 @@ export class Placer {
 			throw new PlacementError(400, "body.holder goes with body.claimId: the claim's holder places on it");
 		const id = spawn.id ?? `w-${randomBytes(4).toString("hex")}`;
 		const running = this.registry.listWorkers({ state: "running" }).find((w) => w.id === id);
-		if (running) throw new PlacementError(409, `id ${id} is already in use by a running worker on hive ${running.hiveId}`);
+		if (running) {
+			const e = new PlacementError(409, `id ${id} is already in use by a running worker on hive ${running.hiveId}`);
+			e.inUse = { hiveId: running.hiveId, id };
+			throw e;
+		}
 		const limits = resolveLimits(spawn.profile ?? null, { cpu: spawn.cpu, memoryBytes: spawn.memoryBytes, pids: spawn.pids, timeoutMs: spawn.timeoutMs });
 		const want: Want = { hive, constraints, gpus, cpu: limits.cpu, memoryBytes: limits.memoryBytes };
 		let grant: Grant;
@@ -506,7 +512,10 @@ export class Placer {
 			throw e;
 		}
 		if (g.ours) this.registry.releasePlacementClaim(g.hiveId, id);
-		throw new PlacementError(r.status, `hive ${g.hiveId}: ${r.error ?? `status ${r.status}`}`);
+		const e = new PlacementError(r.status, `hive ${g.hiveId}: ${r.error ?? `status ${r.status}`}`);
+		// The one conflict a spawn has: a worker there has that id already (one this queen has not heard of yet).
+		if (r.status === 409) e.inUse = { hiveId: g.hiveId, id };
+		throw e;
 	}
 
 	/** In-doubt spawns: the worker showed up (its exit will release the claim), or the hive came back without it (release now). */

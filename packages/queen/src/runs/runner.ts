@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Actor, PlacementBody, RunBody, RunView, ShardView } from "@apiary/protocol";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Actor, PlacementBody, QueenWorkerView, RunBody, RunView, ShardView } from "@apiary/protocol";
 import { HttpError } from "@apiary/kit/errors";
 import type { HiveCommander } from "../hive-commands.ts";
 import { PlacementError, type Placer, requestHash } from "../placement/placer.ts";
@@ -19,6 +20,8 @@ import { afterAttempt, attemptId, ended, outcome, shardEnv } from "./shards.ts";
 
 /** Without waitMs, a shard waits this long for capacity (shards queue behind each other and other work). */
 const DEFAULT_WAIT_MS = 3_600_000;
+/** A placement in doubt (the hive's answer lost) is asked again this often until the hive says. */
+const IN_DOUBT_RETRY_MS = 1000;
 
 export class RunError extends HttpError {
 	override name = "RunError";
@@ -90,6 +93,16 @@ export class Runs {
 		}
 		for (const run of await table.adopt()) {
 			if (this.live.has(run.id)) continue;
+			// Workers this queen has not heard of (placed or ended while no queen watched, or its view behind): the database's record.
+			const stored = new Map<string, QueenWorkerView>();
+			for (const s of run.shards) {
+				const a = s.attempts.at(-1);
+				if (s.state === "running" && a && !this.registry.getWorker(a.workerId, a.hiveId ?? undefined)) {
+					const w = await this.stored(a.workerId, a.hiveId);
+					if (w) stored.set(a.workerId, w);
+				}
+			}
+			if (this.live.has(run.id)) continue;
 			// Being stopped when its queen stopped: a shard cancelled (a cancel, unless a message says why: fail-fast, could not place).
 			const stopping = run.shards.some((s) => s.state === "cancelled");
 			const l: Live = { run, cancelled: stopping && run.message === null, stopping, placing: new Map() };
@@ -99,7 +112,7 @@ export class Runs {
 			for (const s of run.shards) {
 				const a = s.attempts.at(-1);
 				if (s.state !== "running" || !a) continue;
-				const w = this.registry.getWorker(a.workerId, a.hiveId ?? undefined);
+				const w = this.registry.getWorker(a.workerId, a.hiveId ?? undefined) ?? stored.get(a.workerId) ?? null;
 				if (!w && a.hiveId === null) {
 					// It was being placed when its queen stopped, and never started: placed again (the same
 					// workerId and placement key, so a placement that did happen is answered, not made twice).
@@ -117,13 +130,33 @@ export class Runs {
 					// Started, and no queen knows of it now: lost.
 					a.result ??= "lost";
 					settle.push(() => this.settle(l, s, a));
-				} else if (w.state !== "running") settle.push(() => this.attemptEnded(run.id, s.index, a.workerId, w.hiveId)); // ended while no queen watched
+				} else if (w.state !== "running") settle.push(() => this.attemptEnded(run.id, s.index, a.workerId, w.hiveId, w)); // ended while no queen watched
 			}
 			for (const f of settle) f();
 			this.log("carrying on with a sharded run", { id: run.id, shards: run.shards.length });
 			this.registry.saveRun(run);
 			this.pump(l);
 		}
+	}
+
+	/** A worker from the database (one hive's, or the only one of that id), or null. */
+	private async stored(workerId: string, hiveId: string | null): Promise<QueenWorkerView | null> {
+		const found = await this.registry.store.workers.find(workerId, hiveId ?? undefined).catch(() => []);
+		return found.length === 1 ? found[0]! : null;
+	}
+
+	/**
+	 * A placement answered with a worker that may have ended before this queen followed it (a retry answered
+	 * from the key, a worker that had the id already): its exit was logged before, and no event will come now.
+	 */
+	private async endedBefore(l: Live, s: ShardView, workerId: string, hiveId: string): Promise<void> {
+		let w = this.registry.getWorker(workerId, hiveId);
+		if (!w) {
+			const found = await this.stored(workerId, hiveId);
+			// What came meanwhile is in the registry: it is newer than the database's record.
+			w = this.registry.getWorker(workerId, hiveId) ?? found;
+		}
+		if (w && w.state !== "running" && this.carries(l)) this.attemptEnded(l.run.id, s.index, workerId, hiveId, w);
 	}
 
 	/** Stops carrying a run on (another queen does now): its placements abandoned, nothing more written. */
@@ -270,7 +303,22 @@ export class Runs {
 		});
 		this.byWorker.set(workerId, { runId: run.id, index: s.index });
 		try {
-			const placed = await this.placer.place(body, ac.signal, l.auth, l.by);
+			let placed: { hiveId: string } | undefined;
+			const deadline = Date.now() + (body.waitMs ?? DEFAULT_WAIT_MS);
+			while (!placed) {
+				try {
+					placed = await this.placer.place(body, ac.signal, l.auth, l.by);
+				} catch (err) {
+					if (!(err instanceof PlacementError)) throw err;
+					// The id is this attempt's alone: a worker that has it is this attempt's, started by the queen that
+					// carried the run before (its placement not recorded): followed, not placed twice.
+					if (err.inUse?.id === workerId) placed = { hiveId: err.inUse.hiveId };
+					// The hive's answer was lost, or it has not yet said: asked again under the same key, as a client is told to.
+					else if (err.statusCode === 503 && Date.now() < deadline && this.carries(l) && !ac.signal.aborted)
+						await sleep(IN_DOUBT_RETRY_MS, undefined, { signal: ac.signal }).catch(() => {});
+					else throw err;
+				}
+			}
 			if (!this.carries(l)) return;
 			const a = s.attempts.at(-1)!;
 			a.hiveId = placed.hiveId;
@@ -283,12 +331,15 @@ export class Runs {
 					hiveId: placed.hiveId,
 					workerId,
 				});
+				await this.endedBefore(l, s, workerId, placed.hiveId);
 			}
 			// Stopped while it was being placed: stop it now.
 			if (l.stopping || run.state !== "running") this.stopShard(l, s);
 		} catch (err) {
 			if (!this.carries(l)) return;
 			const a = s.attempts.at(-1)!;
+			// Its worker's end came while the placement's failure was on its way (the attempt is settled).
+			if (a.workerId !== workerId || (a.result !== null && !this.byWorker.has(workerId))) return;
 			a.result = "cancelled";
 			s.state = "cancelled";
 			this.byWorker.delete(workerId);
@@ -305,13 +356,14 @@ export class Runs {
 		}
 	}
 
-	private attemptEnded(runId: string, index: number, workerId: string, hiveId: string | null): void {
+	/** An attempt's worker has ended: as the registry says, or as known (the database's record). */
+	private attemptEnded(runId: string, index: number, workerId: string, hiveId: string | null, known?: QueenWorkerView): void {
 		const l = this.live.get(runId);
 		if (!l) return;
 		const s = l.run.shards[index]!;
 		const a = s.attempts.find((x) => x.workerId === workerId);
 		if (!a || !this.byWorker.has(workerId)) return;
-		const w = this.registry.getWorker(workerId, hiveId ?? undefined);
+		const w = this.registry.getWorker(workerId, hiveId ?? undefined) ?? known ?? null;
 		if (!w || w.state === "running") return;
 		Object.assign(a, ended(a, w));
 		this.settle(l, s, a);

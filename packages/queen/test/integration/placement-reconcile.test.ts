@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import type { PlacementAnswer } from "@apiary/protocol";
-import { FakeHive, worker } from "@apiary/test-support/fake-hive";
+import type { PlacementAnswer, RunView } from "@apiary/protocol";
+import { endedWorker, FakeHive, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, tempDir } from "@apiary/test-support/procs";
 import { queenDb } from "@apiary/test-support/queen-db";
 import { until } from "@apiary/test-support/util";
@@ -53,6 +53,36 @@ describe("placement reconciles a spawn whose answer was lost", () => {
 		const r2 = await post(body);
 		expect(r2.status).toBe(201);
 		expect(r2.body).toMatchObject({ id, hiveId: "fh" });
+		expect(h.commands).toHaveLength(1);
+	});
+
+	it("a run's shard whose id the hive already has (a queen before placed it, unrecorded): the run follows that worker to its end instead of failing", async () => {
+		dir = tempDir("reconcile");
+		q = await startQueenDaemon({ listen: "127.0.0.1:0", db: await queenDb(join(dir, "q.db")), staleAfterMs: 3000, evictAfterMs: 90_000, token: null });
+		const h = await connect("fh");
+		const res = await fetch(`${q.url}/v1/runs`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ command: ["true"], shards: 1, hive: "fh" }),
+		});
+		expect(res.status).toBe(201);
+		const run = (await res.json()) as RunView;
+		await until(() => h.commands.length === 1, 5000, "the spawn command");
+		const cmd = h.commands[0] as { id: string; body: { id: string } };
+		const id = cmd.body.id;
+		// The hive's one refusal of a spawn: that id is a worker's already.
+		h.send({ type: "reply", id: cmd.id, status: 409, error: `id ${id} is already in use on this hive` });
+		const view = async () => (await (await fetch(`${q!.url}/v1/runs/${run.id}`)).json()) as RunView;
+		await until(async () => (await view()).shards[0]!.attempts[0]?.hiveId === "fh", 5000, "the shard follows the worker there");
+		expect((await view()).state).toBe("running");
+		// That worker's end, as the hive reports it: the run passes on it, with no second spawn.
+		const started = new Date().toISOString();
+		h.heartbeat([worker(id, { command: ["true"], startedAt: started })]);
+		h.heartbeat([endedWorker(id, 10, [])]);
+		await until(async () => (await view()).state !== "running", 5000, "the run ends");
+		const v = await view();
+		expect(v.state).toBe("passed");
+		expect(v.shards[0]!.attempts).toHaveLength(1);
 		expect(h.commands).toHaveLength(1);
 	});
 });
