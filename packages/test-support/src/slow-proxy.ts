@@ -15,6 +15,11 @@ export interface SlowProxy {
 	port: number;
 	/** Chunks delayed, and of those delayed again as lost. */
 	stats: { chunks: number; lost: number };
+	/**
+	 * Every connection open now forwards nothing more, either way, and stays open: a peer cut off
+	 * by the network answers nothing and closes nothing. Connections made later are carried as before.
+	 */
+	silence(): void;
 	close(): Promise<void>;
 }
 
@@ -43,10 +48,12 @@ export async function startSlowProxy(o: {
 	/** Losses owed: one is taken each time it reaches 1 (a seeded start, then exactly `loss` a chunk). */
 	let owed = random();
 	const sockets = new Set<Socket>();
+	const silenced = new WeakSet<Socket>();
 	/** One direction: chunks leave in order, each at its own due time or after the one before it. */
 	const pipe = (from: Socket, to: Socket) => {
 		let lastDue = 0;
 		from.on("data", (chunk) => {
+			if (silenced.has(from)) return;
 			stats.chunks++;
 			owed += o.loss;
 			const lost = owed >= 1;
@@ -57,10 +64,10 @@ export async function startSlowProxy(o: {
 			const due = Math.max(performance.now() + o.latencyMs + (lost ? (o.retransmitMs ?? 3 * o.latencyMs) : 0), lastDue);
 			lastDue = due;
 			setTimeout(() => {
-				if (!to.destroyed) to.write(chunk);
+				if (!to.destroyed && !silenced.has(to)) to.write(chunk);
 			}, due - performance.now());
 		});
-		from.on("end", () => setTimeout(() => to.end(), Math.max(0, lastDue - performance.now())));
+		from.on("end", () => !silenced.has(from) && setTimeout(() => to.end(), Math.max(0, lastDue - performance.now())));
 	};
 	const server: Server = createServer((client) => {
 		const upstream = createConnection(o.target);
@@ -82,6 +89,9 @@ export async function startSlowProxy(o: {
 	return {
 		port: (server.address() as { port: number }).port,
 		stats,
+		silence() {
+			for (const s of sockets) silenced.add(s);
+		},
 		async close() {
 			for (const s of sockets) s.destroy();
 			await new Promise((r) => server.close(() => r(undefined)));

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { endedWorker, FakeHive, gpu, worker } from "@apiary/test-support/fake-hive";
 import { type Postgres, startPostgres } from "@apiary/test-support/postgres";
+import { startSlowProxy } from "@apiary/test-support/slow-proxy";
 import { json, removeDir, runCli, startQueen, tempDir } from "@apiary/test-support/procs";
 import { sleep, until } from "@apiary/test-support/util";
 import pg from "pg";
@@ -25,7 +26,7 @@ describe("the queen on PostgreSQL", () => {
 		server = await startPostgres();
 		dir = tempDir("pgstore");
 		const c = await admin("postgres");
-		for (const db of ["one", "acks", "twice", "behind"]) await c.query(`CREATE DATABASE ${db}`);
+		for (const db of ["one", "acks", "twice", "behind", "silent"]) await c.query(`CREATE DATABASE ${db}`);
 		await c.end();
 	}, 120_000);
 	afterAll(async () => {
@@ -107,6 +108,42 @@ describe("the queen on PostgreSQL", () => {
 			await queen.stop();
 		}
 	});
+
+	it("a queen whose connections to the database went silent (open, answering nothing, as a network cut leaves them) reads the log again once new ones work: its view does not stay where the cut found it", async () => {
+		const a = await startQueen({ db: dbUrl("silent"), sqlite: true, staleAfter: "3s", evictAfter: "60s" });
+		const target = new URL(server.url);
+		const proxy = await startSlowProxy({
+			listenHost: "127.0.0.1",
+			target: { host: target.hostname, port: Number(target.port) },
+			latencyMs: 0,
+			loss: 0,
+			seed: 1,
+		});
+		const b = await startQueen({ db: dbUrl("silent").replace(target.host, `127.0.0.1:${proxy.port}`), sqlite: true, staleAfter: "3s", evictAfter: "60s" });
+		const hives: FakeHive[] = [];
+		const join = async (id: string) => {
+			const h = new FakeHive(a.url, id);
+			hives.push(h);
+			await h.opened();
+			h.hello();
+			h.heartbeat([]);
+		};
+		const seenByB = async (id: string) => ((await json<{ id: string }[]>(`${b.url}/v1/hives`)).body ?? []).some((h) => h.id === id);
+		try {
+			await join("before");
+			await until(() => seenByB("before"), 10_000, "the second queen reads the first's log");
+			// Every connection the second queen holds goes silent, its event tail's among them (it polls every second).
+			proxy.silence();
+			await join("after");
+			// Its reads on the silent connections time out; new connections carry them: it sees the hive that joined meanwhile.
+			await until(() => seenByB("after"), 45_000, "the second queen catches up on new connections");
+		} finally {
+			for (const h of hives) h.close();
+			await b.stop();
+			await a.stop();
+			await proxy.close();
+		}
+	}, 90_000);
 
 	it("a queen that fell behind the log (it could not read it a while) catches up before it judges a hive's first snapshot: an exit another queen logged is not an absent worker evicted", async () => {
 		const a = await startQueen({ db: dbUrl("behind"), sqlite: true, staleAfter: "3s", evictAfter: "60s" });

@@ -41,6 +41,9 @@ export type Op = { sql: string; params: unknown[] };
 const RETRY_MS = 30_000;
 /** One commit's wait for the server's answer: a batch is small (milliseconds), so this is only ever a dead server. */
 const COMMIT_TIMEOUT_MS = 10_000;
+/** Any other query's bound (reads, renewals, pruning). */
+const QUERY_TIMEOUT_MS = 10_000;
+const TAIL_TIMEOUT_MS = 5_000;
 /** How an event insert starts (counted to know when the tail has read a commit's events back). */
 // The counter row is locked by a statement of its own first: the insert after it then reads the events
 // table with a snapshot taken once every earlier writer has committed (READ COMMITTED), so the exit
@@ -195,26 +198,35 @@ export class PgStore implements QueenStore {
 		const o = { ...opts, queenId: opts.queenId ?? randomUUID() };
 		// libpq's multi-host form: the first host that fits target_session_attrs (a promoted standby after a failover).
 		// A new connection to a server that does not answer fails in 5 s (else a pool.connect() waits forever).
-		const pool = new pg.Pool({ connectionString: await pickHost(url, o.log), max: 4, connectionTimeoutMillis: 5000, keepAlive: true });
+		const host = await pickHost(url, o.log);
+		// Every query on the pool is bounded too: a server cut off by the network answers nothing and closes
+		// nothing, and a read waiting on it for ever (the event tail, above all) would leave this queen's view
+		// of the others where the cut found it long after the network healed. A timed-out connection is dropped.
+		const pool = new pg.Pool({ connectionString: host, max: 4, connectionTimeoutMillis: 5000, keepAlive: true, query_timeout: QUERY_TIMEOUT_MS });
 		// A connection lost while idle is the pool's to replace; the next query says if the database is gone.
 		pool.on("error", (err) => o.log?.("postgres connection lost", { err: err.message }));
 		let holder: pg.PoolClient | null = null;
+		// Migrations and the first load may take long on a large database: a connection of their own, unbounded.
+		const setup = new pg.Client({ connectionString: host, connectionTimeoutMillis: 5000, keepAlive: true });
 		try {
-			holder = await pool.connect();
-			await migrate(holder);
-			await holder.query("INSERT INTO queens (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()", [o.queenId]);
+			await setup.connect();
+			await migrate(setup);
+			await setup.query("INSERT INTO queens (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()", [o.queenId]);
 			// Hives whose queen is gone (a restart is a new queen) are unknown until they connect again.
-			await holder.query(
+			await setup.query(
 				`UPDATE hives SET state = 'unknown' WHERE state IN ('ready', 'stale')
 					   AND (owner IS NULL OR owner NOT IN (SELECT id FROM queens WHERE now() - seen_at < $1 * interval '1 millisecond'))`,
 				[QUEEN_GONE_MS],
 			);
-			const loaded = await load(holder);
+			const loaded = await load(setup);
+			holder = await pool.connect();
 			return new PgStore(pool, holder, loaded, o);
 		} catch (err) {
 			holder?.release();
 			await pool.end();
 			throw err;
+		} finally {
+			await setup.end().catch(() => {});
 		}
 	}
 
@@ -592,11 +604,13 @@ export class PgStore implements QueenStore {
 							worker_id: string | null;
 							data: unknown;
 							origin: string | null;
-						}>(
-							`SELECT id, type, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, hive_id, worker_id, data, origin
+						}>({
+							text: `SELECT id, type, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, hive_id, worker_id, data, origin
 							   FROM events WHERE id > $1 ORDER BY id LIMIT 2000`,
-							[this.tailLast],
-						);
+							values: [this.tailLast],
+							// One index range: a read this short that has not come back in a few seconds never will.
+							query_timeout: TAIL_TIMEOUT_MS,
+						} as pg.QueryConfig);
 						if (rows.length === 0) break;
 						const batch = rows.map((r) => ({
 							id: Number(r.id),
