@@ -108,6 +108,14 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	const durable = store instanceof PgStore ? () => store.durable() : undefined;
 	const events = new EventLog(store);
 	const livenessEveryMs = Math.max(50, Math.min(1000, Math.floor(o.staleAfterMs / 4)));
+	// The event loop's busy share since the last liveness check: the queen's own lag (registry.ts, forgiveStall).
+	let elu = performance.eventLoopUtilization();
+	const busy = () => {
+		const now = performance.eventLoopUtilization();
+		const d = performance.eventLoopUtilization(now, elu);
+		elu = now;
+		return d.utilization;
+	};
 	const registry = new Registry(store, events, {
 		staleAfterMs: o.staleAfterMs,
 		evictAfterMs: o.evictAfterMs,
@@ -116,6 +124,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		clock: o.clock,
 		log,
 		livenessEveryMs,
+		busy,
 	});
 	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log, certificates: tls?.requestCert === true });
 	const auditor = new Auditor(store, o.clock ?? systemClock, log);

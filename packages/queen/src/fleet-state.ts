@@ -35,6 +35,14 @@ export interface RegistryOptions {
 	 * GC, a backlog), and that time is not counted as any hive's silence.
 	 */
 	livenessEveryMs?: number;
+	/**
+	 * The share (0–1) of the time since its last call that the queen's event
+	 * loop was busy. Saturated (≥ BUSY_FORGIVE), the queen may not have read
+	 * what its hives' sockets hold (Node shows no socket's unread bytes: this
+	 * is the backlog's measure), so a connected hive's silence meanwhile is
+	 * not counted against it.
+	 */
+	busy?: () => number;
 }
 
 export interface WorkerRec {
@@ -81,7 +89,7 @@ export const key = (hiveId: string, id: string) => `${hiveId}/${id}`;
 export class FleetState {
 	readonly store: QueenStore;
 	readonly events: EventLog;
-	readonly o: Required<Omit<RegistryOptions, "livenessEveryMs">> & Pick<RegistryOptions, "livenessEveryMs">;
+	readonly o: Required<Omit<RegistryOptions, "livenessEveryMs" | "busy">> & Pick<RegistryOptions, "livenessEveryMs" | "busy">;
 	/** Right-sizing: the run history and its recommendations. */
 	readonly advisor: Advisor;
 	protected readonly hives = new Map<string, HiveRec>();

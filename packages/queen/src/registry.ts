@@ -51,6 +51,8 @@ const SHARED_RENEW_MS = 5_000;
 /** …so another queen's sweep allows this much more before a hive is stale. */
 const SHARED_SLACK_MS = SHARED_RENEW_MS + 2_000;
 /** Advisory locks several queens take: claims are decided one at a time fleet-wide; one queen sweeps at a time. */
+/** Event-loop busy share past which the queen is taken as behind on its sockets (fleet-state.ts, `busy`). */
+const BUSY_FORGIVE = 0.9;
 export const CLAIMS_LOCK = 70_700_010;
 export const SWEEP_LOCK = 70_700_011;
 
@@ -442,18 +444,31 @@ export class Registry extends FleetState {
 	/**
 	 * The queen's own slowness is not held against a hive: a check that came
 	 * late by more than twice its period means the queen heard no one
-	 * meanwhile, so every hive's last sight moves forward by the excess.
+	 * meanwhile, so every hive's last sight moves forward by the excess; and
+	 * while its event loop was saturated (a backlog it had no time to read),
+	 * a hive still connected is not silent for that whole time either.
 	 */
 	private forgiveStall(now: number): void {
 		const every = this.o.livenessEveryMs;
 		const last = this.lastCheck;
 		this.lastCheck = now;
-		if (!every || last === null) return;
-		const stall = now - last - 2 * every;
-		if (stall <= 0) return;
-		for (const h of this.hives.values()) if (h.lastSeen !== null) h.lastSeen = Math.min(now, h.lastSeen + stall);
-		this.o.log?.("the queen itself stalled; that time is not counted as its hives' silence", { stallMs: Math.round(stall) });
+		const busy = this.o.busy?.() ?? 0;
+		if (last === null) return;
+		const stall = every ? now - last - 2 * every : 0;
+		const saturated = busy >= BUSY_FORGIVE ? now - last : 0;
+		const sayBusy = saturated > 0 && !this.saturatedSaid;
+		this.saturatedSaid = saturated > 0;
+		if (stall <= 0 && saturated <= 0) return;
+		for (const h of this.hives.values()) {
+			const excuse = Math.max(stall, h.connected ? saturated : 0);
+			if (h.lastSeen !== null && excuse > 0) h.lastSeen = Math.min(now, h.lastSeen + excuse);
+		}
+		if (stall > 0) this.o.log?.("the queen itself stalled; that time is not counted as its hives' silence", { stallMs: Math.round(stall) });
+		if (sayBusy) this.o.log?.("the queen is saturated; its connected hives' silence is not counted meanwhile", { busy: Math.round(busy * 100) / 100 });
 	}
+
+	/** Said once per saturated spell, not at every check. */
+	private saturatedSaid = false;
 
 	private transition(h: HiveRec, next: ReturnType<typeof livenessTransition>, age: number): void {
 		if (next === "lost" || next === "stale") this.journal(h);

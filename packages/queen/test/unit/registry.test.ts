@@ -18,7 +18,7 @@ const sample: WorkerStats = {
 };
 
 // The registry on an in-memory SQLite with a hand-driven clock.
-function setup(more: { livenessEveryMs?: number } = {}) {
+function setup(more: { livenessEveryMs?: number; busy?: () => number } = {}) {
 	let mono = 0;
 	const clock = { now: () => mono, wall: () => 1_800_000_000_000 + mono };
 	const store = new Store(":memory:");
@@ -345,5 +345,41 @@ describe("the queen's own slowness", () => {
 
 	it("without the check's period (a queen that cannot tell its stalls) silence counts as before", () => {
 		expect(stalled({}).reg.getHive("h")!.state).toBe("stale");
+	});
+
+	it("while the queen is saturated (its loop ≥ 90 % busy: a backlog unread) a connected hive does not age; after, it does", () => {
+		// Checks on time every 500 ms, but the loop busy all the while: what the hive sent may sit unread.
+		let busy = 0.97;
+		const t = setup({ livenessEveryMs: 500, busy: () => busy });
+		t.reg.hello(t.hello("h"));
+		t.beat("h");
+		t.reg.hello(t.hello("gone"));
+		t.beat("gone");
+		t.reg.disconnected("gone");
+		for (let i = 0; i < 20; i++) {
+			t.advance(500);
+			t.reg.checkLiveness();
+		}
+		// 10 s without a heartbeat read: the connected hive is ready; the one whose socket closed is not excused.
+		expect(t.reg.getHive("h")!.state).toBe("ready");
+		expect(t.reg.getHive("gone")!.state).not.toBe("ready");
+		// The load falls: 3 s more of silence is stale as ever.
+		busy = 0.3;
+		for (let i = 0; i < 7; i++) {
+			t.advance(500);
+			t.reg.checkLiveness();
+		}
+		expect(t.reg.getHive("h")!.state).toBe("stale");
+	});
+
+	it("a busy loop under the threshold excuses nothing", () => {
+		const t = setup({ livenessEveryMs: 500, busy: () => 0.85 });
+		t.reg.hello(t.hello("h"));
+		t.beat("h");
+		for (let i = 0; i < 8; i++) {
+			t.advance(500);
+			t.reg.checkLiveness();
+		}
+		expect(t.reg.getHive("h")!.state).toBe("stale");
 	});
 });
