@@ -21,31 +21,39 @@ answers to the queen's spawn, stop, logs and gpu-clear commands. Prints what it 
   --ca FILE          the CA a wss:// queen's certificate is checked against
   --json             the report as JSON`;
 
-const { values: v } = parseArgs({
-	options: {
-		hives: { type: "string" },
-		workers: { type: "string" },
-		queen: { type: "string" },
-		seconds: { type: "string" },
-		churn: { type: "string" },
-		gpus: { type: "string" },
-		"tick-ms": { type: "string" },
-		prefix: { type: "string" },
-		"token-file": { type: "string" },
-		ca: { type: "string" },
-		json: { type: "boolean" },
-		help: { type: "boolean" },
-	},
-	strict: true,
-});
-if (v.help) {
-	console.log(HELP);
-	process.exit(0);
-}
 const bad = (msg: string): never => {
 	console.error(`simulate: ${msg}\n\n${HELP}`);
 	process.exit(2);
 };
+const args = () =>
+	parseArgs({
+		options: {
+			hives: { type: "string" },
+			workers: { type: "string" },
+			queen: { type: "string" },
+			seconds: { type: "string" },
+			churn: { type: "string" },
+			gpus: { type: "string" },
+			"tick-ms": { type: "string" },
+			prefix: { type: "string" },
+			"token-file": { type: "string" },
+			ca: { type: "string" },
+			json: { type: "boolean" },
+			help: { type: "boolean" },
+		},
+		strict: true,
+	});
+let v: ReturnType<typeof args>["values"];
+try {
+	v = args().values;
+} catch (err) {
+	// An unknown flag, a value missing (or one like -1 taken for a flag: write --churn=-1).
+	v = bad((err as Error).message);
+}
+if (v.help) {
+	console.log(HELP);
+	process.exit(0);
+}
 const num = (name: string, s: string | undefined, dflt: number, min: number): number => {
 	const n = s === undefined ? dflt : Number(s);
 	if (!Number.isFinite(n) || n < min) bad(`--${name} must be a number ≥ ${min}, not ${s}`);

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import type { HiveView } from "@apiary/protocol";
 import { simulate } from "@apiary/test-support/fleet-sim";
@@ -56,4 +57,21 @@ describe("the fleet simulator", () => {
 		const exited = await json<unknown[]>(`${queen.url}/v1/workers?state=exited&label=simulated=true&limit=1000`);
 		expect(exited.body.length).toBeGreaterThan(10);
 	}, 60_000);
+
+	it("npm run simulate refuses bad flags with exit 2, naming the flag, and runs nothing", () => {
+		const script = new URL("../../../../scripts/simulate.ts", import.meta.url).pathname;
+		const run = (...args: string[]) => spawnSync(process.execPath, [script, ...args], { encoding: "utf8", timeout: 20_000 });
+		for (const [args, said] of [
+			[["--queen", queen.url], "--hives N"],
+			[["--hives", "0", "--queen", queen.url], "--hives N"],
+			[["--hives", "3"], "--queen"],
+			[["--hives", "3", "--queen", "ftp://x"], "not a queen's base URL"],
+			[["--hives", "3", "--queen", queen.url, "--churn=-1"], "--churn must be a number"],
+			[["--hives", "3", "--queen", queen.url, "--bogus"], "Unknown option"],
+		] as const) {
+			const r = run(...args);
+			expect(r.status, args.join(" ")).toBe(2);
+			expect(r.stderr).toContain(said);
+		}
+	});
 });
