@@ -178,15 +178,31 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	});
 	const hiveSockets = sockets;
 	app.server.on("upgrade", (req, socket, head) => hiveSockets.handleUpgrade(req, socket, head));
+	/** A start that failed after this point closes what it opened, so the process exits (and systemd starts it again). */
+	const abandon = async (timers: (NodeJS.Timeout | null)[]) => {
+		credentials.close();
+		for (const t of timers) if (t) clearInterval(t);
+		runs.close();
+		placer.close();
+		drainer.close();
+		hiveSockets.close();
+		await app.close().catch(() => {});
+		await store.close();
+	};
 	let sweep: NodeJS.Timeout | null = null;
 	if (store instanceof PgStore) {
 		// Other queens' commits: their hives' rows replace what this queen holds of them, then every event is published.
-		await store.startTail(events.lastId, async (batch) => {
-			const theirs = new Set<string>();
-			for (const e of batch) if (e.origin !== queenId && e.hiveId) theirs.add(e.hiveId);
-			registry.applyRemote(theirs.size > 0 ? await store.loadHives([...theirs]) : { hives: [], workers: [], gpus: [] }, batch, queenId);
-			events.committed(batch.map(({ origin: _o, ...e }) => e));
-		});
+		try {
+			await store.startTail(events.lastId, async (batch) => {
+				const theirs = new Set<string>();
+				for (const e of batch) if (e.origin !== queenId && e.hiveId) theirs.add(e.hiveId);
+				registry.applyRemote(theirs.size > 0 ? await store.loadHives([...theirs]) : { hives: [], workers: [], gpus: [] }, batch, queenId);
+				events.committed(batch.map(({ origin: _o, ...e }) => e));
+			});
+		} catch (err) {
+			await abandon([]);
+			throw err;
+		}
 		let sweeps = 0;
 		sweep = setInterval(() => {
 			// Other queens' hives' samples, written with their renewals.
@@ -251,23 +267,20 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	try {
 		await app.listen({ host, port });
 	} catch (err) {
-		credentials.close();
-		clearInterval(liveness);
-		clearInterval(pruning);
-		clearInterval(pruningDb);
-		if (sweep) clearInterval(sweep);
-		runs.close();
-		placer.close();
-		drainer.close();
-		hiveSockets.close();
-		await store.close();
+		await abandon([liveness, pruning, pruningDb, sweep]);
 		throw err;
 	}
 	const addr = app.server.address();
 	const boundPort = typeof addr === "object" && addr ? addr.port : port;
 	const url = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
 	// Where the other queens forward commands for this queen's hives: --advertise, else the address it listens on.
-	if (store instanceof PgStore) await store.advertise(o.advertise ?? (isWildcard(host) ? `http://${hostname()}:${boundPort}` : url));
+	if (store instanceof PgStore)
+		try {
+			await store.advertise(o.advertise ?? (isWildcard(host) ? `http://${hostname()}:${boundPort}` : url));
+		} catch (err) {
+			await abandon([liveness, pruning, pruningDb, sweep]);
+			throw err;
+		}
 	// Unfinished sharded runs: waiting shards placed again, running ones followed. On PostgreSQL, those of a
 	// queen that is gone (another one's are its own), looked for every 2 s: a queen is gone 3 s after its last renewal.
 	const adopt = () => void runs.adopt().catch((err) => log("carrying on with sharded runs failed", { err: String(err) }));

@@ -245,10 +245,24 @@ export async function soak(o: { seconds: number; seed: number; log: (s: string) 
 					await queens[k]!.stop("SIGKILL");
 					healers.push(
 						sleep(2000).then(async () => {
-							queens[k] = await startQ(k, port);
+							// Started again as systemd's Restart=on-failure would: a start that fails (the database
+							// not answering in time) is tried again after a second, at most 5 times.
+							for (let attempt = 1; ; attempt++) {
+								try {
+									queens[k] = await startQ(k, port);
+									break;
+								} catch (err) {
+									o.log(`queen ${k} did not start (attempt ${attempt}): ${String(err).slice(0, 300)}`);
+									count(faults, "queen-start-failed");
+									if (attempt === 5) throw err;
+									await sleep(1000);
+								}
+							}
 							down.delete(k);
 						}),
 					);
+					// Awaited with the others at the end; until then a failure must not end the process unreported.
+					healers.at(-1)!.catch(() => {});
 				} else if (kind === "queen-db-cut") {
 					const k = pick([0, 1, 2]);
 					o.log(`fault: queen ${k} cut from the database for 4 s`);

@@ -299,6 +299,39 @@ describe("the queen on PostgreSQL", () => {
 		}
 	});
 
+	it("a start that cannot finish (its address refused by the database) is retried, then fails naming the step and closes every connection, so the process can exit", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE stuck");
+		await c.end();
+		// Migrated by a first start; then the database refuses any queen's address.
+		const first = await startQueenDaemon({ listen: "127.0.0.1:0", db: dbUrl("stuck"), staleAfterMs: 30_000, evictAfterMs: 60_000, token: null });
+		await first.close();
+		const a = await admin("stuck");
+		try {
+			await a.query(`CREATE FUNCTION refuse_url() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN IF NEW.url IS DISTINCT FROM OLD.url THEN RAISE EXCEPTION 'test: no address today'; END IF; RETURN NEW; END $$`);
+			await a.query("CREATE TRIGGER refuse_url BEFORE UPDATE ON queens FOR EACH ROW EXECUTE FUNCTION refuse_url()");
+			const said: string[] = [];
+			const start = startQueenDaemon({
+				listen: "127.0.0.1:0",
+				db: dbUrl("stuck"),
+				staleAfterMs: 30_000,
+				evictAfterMs: 60_000,
+				token: null,
+				dbRetryMs: 1500,
+				log: (msg) => said.push(msg),
+			});
+			await expect(start).rejects.toThrow(/^postgres: advertising this queen's address at start failed for 1\.5 s: test: no address today/);
+			expect(said).toContain("postgres: advertising this queen's address at start failed; retrying");
+			// Nothing of it is left open: no connection of its pool (before, it held them and the process never exited).
+			const others = async () =>
+				Number((await a.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = 'stuck' AND pid <> pg_backend_pid()")).rows[0].n);
+			await until(async () => (await others()) === 0, 5000, "its connections closed");
+		} finally {
+			await a.end();
+		}
+	});
+
 	it("values written as literals come back byte for byte, hostile ones included (quotes, backslashes, $1, SQL, unicode)", async () => {
 		const c = await admin("postgres");
 		await c.query("CREATE DATABASE literals");

@@ -577,10 +577,30 @@ export class PgStore implements QueenStore {
 		this.tailLast = fromId;
 		this.onBatch = onBatch;
 		this.holder.on("notification", () => void this.catchUp().catch(() => {}));
-		await this.holder.query("LISTEN apiary_events");
+		await this.atStart("listening for the other queens' changes", () => this.holder.query("LISTEN apiary_events"));
 		this.tailTimer = setInterval(() => void this.catchUp().catch(() => {}), 1000);
 		this.tailTimer.unref();
-		await this.catchUp();
+		await this.atStart("reading the event log", () => this.catchUp());
+	}
+
+	/**
+	 * A step of the queen's start, retried as commits are (a server busy or a
+	 * network blip for a few seconds is not a failed start), then failing
+	 * with what it was doing (a bare "Query read timeout" names nothing).
+	 */
+	private async atStart<T>(what: string, step: () => Promise<T>): Promise<T> {
+		const retryMs = this.o.retryMs ?? RETRY_MS;
+		const deadline = performance.now() + retryMs;
+		for (;;) {
+			try {
+				return await step();
+			} catch (err) {
+				if (performance.now() >= deadline)
+					throw new Error(`postgres: ${what} at start failed for ${retryMs / 1000} s: ${(err as Error).message}`, { cause: err });
+				this.o.log?.(`postgres: ${what} at start failed; retrying`, { err: (err as Error).message });
+				await new Promise((r) => setTimeout(r, 500));
+			}
+		}
 	}
 
 	/** Resolves once every event committed before the call has been read back and handled. */
@@ -722,7 +742,7 @@ export class PgStore implements QueenStore {
 
 	/** Where other queens reach this one (its commands relay), written once it listens. */
 	async advertise(url: string): Promise<void> {
-		await this.pool.query("UPDATE queens SET url = $2 WHERE id = $1", [this.o.queenId, url]);
+		await this.atStart("advertising this queen's address", () => this.pool.query("UPDATE queens SET url = $2 WHERE id = $1", [this.o.queenId, url]));
 	}
 
 	/** The address of the live queen, not this one, that carries that run on; null when none does. */
