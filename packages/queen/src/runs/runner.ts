@@ -5,7 +5,7 @@ import { HttpError } from "@apiary/kit/errors";
 import type { HiveCommander } from "../hive-commands.ts";
 import { PlacementError, type Placer, requestHash } from "../placement/placer.ts";
 import type { Registry } from "../registry.ts";
-import { afterAttempt, attemptId, ended, outcome, shardEnv } from "./shards.ts";
+import { afterAttempt, attemptId, ended, newAttempt, outcome, shardEnv } from "./shards.ts";
 
 // Sharded runs on the queen: each shard a worker placed as POST /v1/workers
 // places one (first come first served, GPUs on one hive, never one GPU
@@ -288,19 +288,7 @@ export class Runs {
 		l.placing.set(s.index, ac);
 		// Counted as running from now: maxParallel holds while it waits for capacity.
 		s.state = "running";
-		s.attempts.push({
-			workerId,
-			hiveId: null,
-			startedAt: null,
-			endedAt: null,
-			result: null,
-			exitCode: null,
-			signal: null,
-			durationMs: null,
-			avgCores: null,
-			peakMemoryBytes: null,
-			gpuPeakMemoryMiB: null,
-		});
+		s.attempts.push(newAttempt(workerId));
 		this.byWorker.set(workerId, { runId: run.id, index: s.index });
 		try {
 			let placed: { hiveId: string } | undefined;

@@ -14,6 +14,21 @@ const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGA
 /** The worker id of shard `i`'s attempt `a` (1-based). */
 export const attemptId = (runId: string, i: number, a: number) => `${runId}-${i}-${a}`;
 
+/** An attempt being placed: its worker id known, nothing else yet. */
+export const newAttempt = (workerId: string): ShardAttempt => ({
+	workerId,
+	hiveId: null,
+	startedAt: null,
+	endedAt: null,
+	result: null,
+	exitCode: null,
+	signal: null,
+	durationMs: null,
+	avgCores: null,
+	peakMemoryBytes: null,
+	gpuPeakMemoryMiB: null,
+});
+
 /** A shard's environment: what vitest, jest and playwright take as --shard=$APIARY_SHARD. */
 export function shardEnv(runId: string, i: number, n: number): Record<string, string> {
 	return { APIARY_RUN_ID: runId, APIARY_SHARD_INDEX: String(i), APIARY_SHARD_COUNT: String(n), APIARY_SHARD: `${i + 1}/${n}` };

@@ -7,6 +7,7 @@ import type { HiveCommander } from "../../src/hive-commands.ts";
 import { PlacementError, type Placer } from "../../src/placement/placer.ts";
 import { Registry } from "../../src/registry.ts";
 import { Runs } from "../../src/runs/runner.ts";
+import { newAttempt } from "../../src/runs/shards.ts";
 import { SqliteStore as Store } from "../../src/store/sqlite.ts";
 
 // A run carried on by a queen that did not watch it start (a restart, or a
@@ -38,21 +39,7 @@ function leftRun(id: string): RunView {
 			{
 				index: 0,
 				state: "running",
-				attempts: [
-					{
-						workerId: `${id}-0-1`,
-						hiveId: null,
-						startedAt: null,
-						endedAt: null,
-						result: null,
-						exitCode: null,
-						signal: null,
-						durationMs: null,
-						avgCores: null,
-						peakMemoryBytes: null,
-						gpuPeakMemoryMiB: null,
-					},
-				],
+				attempts: [newAttempt(`${id}-0-1`)],
 			},
 		],
 	};
