@@ -22,6 +22,8 @@ import { afterAttempt, attemptId, ended, newAttempt, outcome, shardEnv } from ".
 const DEFAULT_WAIT_MS = 3_600_000;
 /** A placement in doubt (the hive's answer lost) is asked again this often until the hive says. */
 const IN_DOUBT_RETRY_MS = 1000;
+/** A placement that failed on the way (not answered) is asked again for this long: the store's own retry budget. */
+const STORE_RETRY_MS = 30_000;
 
 export class RunError extends HttpError {
 	override name = "RunError";
@@ -131,6 +133,14 @@ export class Runs {
 					a.result ??= "lost";
 					settle.push(() => this.settle(l, s, a));
 				} else if (w.state !== "running") settle.push(() => this.attemptEnded(run.id, s.index, a.workerId, w.hiveId, w)); // ended while no queen watched
+			}
+			if (stopping) {
+				// Being stopped: what was waiting (or being placed, above) will never start, and what runs is asked
+				// again to stop (its first stop may not have been sent before its queen went).
+				for (const s of run.shards) {
+					if (s.state === "waiting") s.state = "cancelled";
+					else if (s.state === "running") this.stopShard(l, s, true);
+				}
 			}
 			for (const f of settle) f();
 			this.log("carrying on with a sharded run", { id: run.id, shards: run.shards.length });
@@ -293,10 +303,21 @@ export class Runs {
 		try {
 			let placed: { hiveId: string } | undefined;
 			const deadline = Date.now() + (body.waitMs ?? DEFAULT_WAIT_MS);
+			let failedSince: number | null = null;
+			const firstFailure = (_err: unknown) => (failedSince ??= Date.now());
 			while (!placed) {
 				try {
 					placed = await this.placer.place(body, ac.signal, l.auth, l.by);
 				} catch (err) {
+					if (!(err instanceof HttpError)) {
+						// Not an answer but a failure on the way (the database slow or cut off for a moment): asked again
+						// under the same key for as long as the queen's own commits are retried, then given up.
+						if (Date.now() - firstFailure(err) < STORE_RETRY_MS && this.carries(l) && !ac.signal.aborted) {
+							await sleep(IN_DOUBT_RETRY_MS, undefined, { signal: ac.signal }).catch(() => {});
+							continue;
+						}
+						throw err;
+					}
 					if (!(err instanceof PlacementError)) throw err;
 					// The id is this attempt's alone: a worker that has it is this attempt's, started by the queen that
 					// carried the run before (its placement not recorded): followed, not placed twice.
@@ -391,9 +412,10 @@ export class Runs {
 		this.finishIfDone(l);
 	}
 
-	private stopShard(l: Live, s: ShardView): void {
+	/** `again`: asked to stop even if it was before (a run adopted while being stopped). */
+	private stopShard(l: Live, s: ShardView, again = false): void {
 		const a = s.attempts.at(-1);
-		if (!a || a.result !== null) return;
+		if (!a || (a.result !== null && !(again && a.result === "cancelled"))) return;
 		a.result = "cancelled";
 		if (!a.hiveId) return; // still being placed: its abort ends it
 		this.commands

@@ -145,4 +145,37 @@ describe("a run's shard whose worker began before this queen followed it", () =>
 		expect(t.asked).toEqual(["r-aaaa0005-0-1", "r-aaaa0005-0-1", "r-aaaa0005-0-1"]);
 		expect(v.state).toBe("passed");
 	});
+
+	it("a placement that failed on the way (the database timed out) is asked again under the same key, the shard not given up", async () => {
+		const t = setup(async (body, n) => {
+			if (n < 3) throw new Error("Query read timeout");
+			t.store.workers.save(stored(body.id!));
+			return { hiveId: HIVE, id: body.id!, gpus: [], claimId: null };
+		});
+		t.store.shardRuns.save(leftRun("r-aaaa0007"));
+		await t.runs.adopt();
+		const v = await until(async () => ((await t.view("r-aaaa0007")).state !== "running" ? t.view("r-aaaa0007") : null), 10_000, "the run ends");
+		expect(t.asked).toEqual(["r-aaaa0007-0-1", "r-aaaa0007-0-1", "r-aaaa0007-0-1"]);
+		expect(v.state).toBe("passed");
+		expect(v.message).toBeNull();
+	});
+
+	it("a run adopted while it was being stopped (one shard could not be placed, another was being placed) ends, nothing placed again", async () => {
+		// The soak (seed 537384): its first queen let it go between the two; the next one put the second back
+		// to waiting and, the run being stopped, never placed it nor ended the run.
+		const t = setup(async () => {
+			throw new Error("not to be placed");
+		});
+		const run = leftRun("r-aaaa0006");
+		run.body = { command: ["true"], shards: 2 };
+		run.message = "shard 2/2 could not be placed: Error: Query read timeout";
+		run.shards.push({ index: 1, state: "cancelled", attempts: [{ ...newAttempt("r-aaaa0006-1-1"), result: "cancelled" }] });
+		t.store.shardRuns.save(run);
+		await t.runs.adopt();
+		const v = await until(async () => ((await t.view("r-aaaa0006")).state !== "running" ? t.view("r-aaaa0006") : null), 5000, "the run ends");
+		expect(v.state).toBe("failed");
+		expect(v.shards.map((s) => s.state)).toEqual(["cancelled", "cancelled"]);
+		expect(v.message).toMatch(/could not be placed/);
+		expect(t.asked).toEqual([]);
+	});
 });

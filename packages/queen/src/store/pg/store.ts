@@ -568,10 +568,19 @@ export class PgStore implements QueenStore {
 
 	/** Reads the event log after `fromId` whenever a queen commits (LISTEN) and every second, batch by batch, in id order. */
 	async startTail(fromId: number, onBatch: (events: CommittedEvent[]) => Promise<void>): Promise<void> {
+		// Renewed on the listening connection, not the pool: a pool busy with this queen's work (placements waiting
+		// on the claims lock) must not delay the renewal past QUEEN_GONE_MS, or the other queens take this one's
+		// runs while it lives (the soak, seed 537384: runs passed back and forth thousands of times, none finished).
+		let renewing = false;
 		this.renewTimer = setInterval(() => {
-			this.pool
+			if (renewing) return;
+			renewing = true;
+			this.holder
 				.query("UPDATE queens SET seen_at = now() WHERE id = $1", [this.o.queenId])
-				.catch((err) => this.o.log?.("renewing this queen's row failed", { err: (err as Error).message }));
+				.catch((err) => this.o.log?.("renewing this queen's row failed", { err: (err as Error).message }))
+				.finally(() => {
+					renewing = false;
+				});
 		}, QUEEN_RENEW_MS);
 		this.renewTimer.unref();
 		this.tailLast = fromId;
