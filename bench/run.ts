@@ -8,6 +8,7 @@ import { exitCodeFor, parseFlags, UsageError } from "@apiary/kit/cli";
 import { ctx, log, r3 } from "./lib.ts";
 import { advise } from "./sections/advise.ts";
 import { failover } from "./sections/failover.ts";
+import { fleet } from "./sections/fleet.ts";
 import { pgStore } from "./sections/pg.ts";
 import { runs } from "./sections/runs.ts";
 import { placement } from "./sections/placement.ts";
@@ -16,6 +17,7 @@ import { fanout } from "./sections/fanout.ts";
 import { gpuSampling } from "./sections/gpu.ts";
 import { heartbeat } from "./sections/heartbeat.ts";
 import { ingest } from "./sections/ingest.ts";
+import { overload } from "./sections/overload.ts";
 import { hiveMemory } from "./sections/memory.ts";
 import { spawnToSse } from "./sections/spawn.ts";
 import { tick } from "./sections/tick.ts";
@@ -39,6 +41,8 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	tls,
 	pg: pgStore,
 	failover,
+	overload,
+	fleet,
 };
 
 const HELP = `Usage: npm run bench [-- --quick] [-- --gate] [-- --only SECTION[,SECTION...]]

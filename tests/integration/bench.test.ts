@@ -14,10 +14,12 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 		"cli",
 		"failover",
 		"fanout",
+		"fleet",
 		"gpu",
 		"heartbeat",
 		"ingest",
 		"memory",
+		"overload",
 		"pg",
 		"placement",
 		"runs",
@@ -44,5 +46,11 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	expect(out.results.placement.sustained.placed).toBe(out.results.placement.sustained.asked);
 	expect(out.results.placement.sustained.doubleBooked).toBe(0);
 	expect(out.results.placement.sustained.runsChecked).toBe(out.results.placement.sustained.placed);
+	// The overload section's three loads ran, every hive joined, and no spawn or exit went unacked.
+	expect(out.results.overload.loads.map((l: { factor: number }) => l.factor)).toEqual([1, 2, 3]);
+	for (const l of out.results.overload.loads) expect(l.lifecycle.acked).toBe(l.lifecycle.sent);
+	// The three-queen fleet joined whole and its events reached every queen.
+	expect(out.results.fleet.welcomed).toBe(out.results.fleet.hives);
+	expect(out.results.fleet.eventsMissingAtSomeQueen).toBe(0);
 	expect(out.machine.cores).toBeGreaterThan(0);
 }, 180_000);

@@ -39,9 +39,35 @@ export class FleetWaiters {
 		this.version++;
 	}
 
+	/** Joins in flight: a sweep meanwhile could take a row whose seq this queen has not been told yet. */
+	private joining = 0;
+	/** The highest seq a join returned: rows above it may be joins in flight, never swept. */
+	private maxSeen = 0;
+
 	/** A place in the fleet's order for a waiter of this queen (undefined on SQLite). */
 	async join(id: string, want: Want): Promise<number | undefined> {
-		return this.shared?.add(id, want);
+		if (!this.shared) return undefined;
+		this.joining++;
+		try {
+			const seq = await this.shared.add(id, want);
+			this.maxSeen = Math.max(this.maxSeen, seq);
+			return seq;
+		} finally {
+			this.joining--;
+		}
+	}
+
+	/**
+	 * Removes this queen's rows that no waiter of it holds: a leave that failed (the database timed out)
+	 * would otherwise keep holding hives back from every other queen's placements for as long as this
+	 * queen lives (the soak, seed 799844: runs' shards waited for ever). Returns how many went.
+	 */
+	async sweep(live: (number | undefined)[]): Promise<number> {
+		if (!this.shared || this.joining > 0 || this.maxSeen === 0) return 0;
+		return this.shared.keepOnly(
+			live.filter((s): s is number => s !== undefined),
+			this.maxSeen,
+		);
 	}
 
 	/** These waiters of this queen left. */

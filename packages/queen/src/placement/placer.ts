@@ -109,6 +109,7 @@ export class Placer {
 	private pumping = false;
 	private readonly timer: NodeJS.Timeout;
 	private readonly unsubscribe: () => void;
+	private sweeping = false;
 
 	constructor(registry: Registry, sockets: HiveCommander) {
 		this.registry = registry;
@@ -135,11 +136,25 @@ export class Placer {
 			if (pump) this.pump();
 		});
 		let ticks = 0;
+		let sweepTicks = 0;
 		this.timer = setInterval(() => {
 			this.expire();
 			this.settleInDoubt();
 			// Several queens: another's waiter that left frees what it held back here; no event says so.
 			if (this.fleet.on && this.queue.size > 0 && ++ticks % 4 === 0) this.pump();
+			// Several queens: this queen's rows in the fleet's line that no waiter holds go, every 5 s.
+			if (this.fleet.on && ++sweepTicks % 20 === 0 && !this.sweeping) {
+				this.sweeping = true;
+				this.fleet
+					.sweep([...this.queue.values()].map((w) => w.fleetSeq))
+					.then((n) => {
+						if (n > 0) this.registry.o.log?.("removed waiter rows no placement held", { rows: n });
+					})
+					.catch(() => {})
+					.finally(() => {
+						this.sweeping = false;
+					});
+			}
 		}, 250);
 		this.timer.unref();
 	}

@@ -57,6 +57,8 @@ export interface SharedWaiters {
 	remove(seqs: number[]): Promise<void>;
 	/** The other live queens' waiters, in order. */
 	others(): Promise<{ seq: number; id: string; want: unknown }[]>;
+	/** Removes this queen's rows up to `upTo` that are not `live` (a leave that failed, a join whose answer was lost). */
+	keepOnly(live: number[], upTo: number): Promise<number>;
 }
 
 /** What an idempotency key stands for: its request's hash and its answer, or the spawn in doubt since `doubtAt` (ms). */

@@ -332,6 +332,27 @@ describe("the queen on PostgreSQL", () => {
 		}
 	});
 
+	it("the fleet's line: keepOnly removes this queen's rows up to a seq that no waiter holds, and no other queen's", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE line");
+		await c.end();
+		const a = await PgStore.open(dbUrl("line"), { retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		const b = await PgStore.open(dbUrl("line"), { retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		try {
+			const [s1, s2, s3] = [await a.waiters!.add("w1", {}), await a.waiters!.add("w2", {}), await a.waiters!.add("w3", {})];
+			const other = await b.waiters!.add("x", {});
+			expect(await a.waiters!.keepOnly([s2], s2)).toBe(1);
+			const q = await admin("line");
+			const left = (await q.query("SELECT seq FROM waiters ORDER BY seq")).rows.map((r) => Number(r.seq));
+			await q.end();
+			expect(left).toEqual([s2, s3, other]);
+			expect(s1).toBeLessThan(s2);
+		} finally {
+			await a.close();
+			await b.close();
+		}
+	});
+
 	it("values written as literals come back byte for byte, hostile ones included (quotes, backslashes, $1, SQL, unicode)", async () => {
 		const c = await admin("postgres");
 		await c.query("CREATE DATABASE literals");

@@ -786,6 +786,10 @@ export class PgStore implements QueenStore {
 		remove: async (seqs) => {
 			if (seqs.length > 0) await this.pool.query("DELETE FROM waiters WHERE seq = ANY($1::bigint[])", [seqs]);
 		},
+		keepOnly: async (live, upTo) => {
+			const r = await this.pool.query("DELETE FROM waiters WHERE queen = $1 AND seq <= $2 AND seq <> ALL($3::bigint[])", [this.o.queenId, upTo, live]);
+			return r.rowCount ?? 0;
+		},
 		others: async () => {
 			// A queen that died left its rows: they hold nothing back (its clients are gone with it), and go.
 			const { rows } = await this.pool.query<{ seq: string; id: string; want: unknown; alive: boolean }>(

@@ -1,0 +1,183 @@
+import pg from "pg";
+import { simulate } from "@apiary/test-support/fleet-sim";
+import { type Postgres, startPostgres } from "@apiary/test-support/postgres";
+import { type Daemon, startQueen } from "@apiary/test-support/procs";
+import { cpuOf, ctx, log, pct, r3, rssOf, sized, sleep } from "../lib.ts";
+
+// 17. Three queens, one PostgreSQL, a simulated fleet (issue #23; default
+// 10,000 hives × 50 workers, BENCH_FLEET_HIVES to change): every hive ready
+// at every queen, placements and claims through random queens, each
+// lifecycle event's arrival at every queen's subscriber (the spread between
+// the first queen and the last), PostgreSQL row writes per hive per minute
+// (goal ≤ 12) and each queen's CPU and RSS while it pays for the others'
+// samples. The simulator runs beside them, on the same 2 cores.
+
+/** Arrival time (ms, this process's clock) of each worker.spawned / worker.exited id at one queen's stream. */
+function subscribe(url: string, since: number, seen: Map<number, number[]>, stop: AbortSignal): void {
+	void (async () => {
+		const res = await fetch(`${url}/v1/events?types=worker.spawned,worker.exited&since=${since}`, { signal: stop }).catch(() => null);
+		if (!res?.body) return;
+		const dec = new TextDecoder();
+		let buf = "";
+		try {
+			for await (const chunk of res.body) {
+				buf += dec.decode(chunk as Uint8Array, { stream: true });
+				let i = buf.indexOf("\n\n");
+				for (; i >= 0; i = buf.indexOf("\n\n")) {
+					const frame = buf.slice(0, i);
+					buf = buf.slice(i + 2);
+					const id = /^id: (\d+)$/m.exec(frame);
+					if (id && /^event: worker\.(spawned|exited)$/m.test(frame)) {
+						const k = Number(id[1]);
+						const at = seen.get(k) ?? [];
+						at.push(performance.now());
+						seen.set(k, at);
+					}
+				}
+			}
+		} catch {
+			// Aborted at the end.
+		}
+	})();
+}
+
+async function counter(url: string, name: string): Promise<number> {
+	const m = new RegExp(`^${name} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text());
+	return m ? Number(m[1]) : Number.NaN;
+}
+
+export async function fleet() {
+	const hives = Number(process.env.BENCH_FLEET_HIVES ?? sized(30, 30, 10_000));
+	const seconds = sized(4, 4, 30);
+	const churn = sized(3, 3, 30);
+	let server: Postgres | null = null;
+	const queens: Daemon[] = [];
+	const ac = new AbortController();
+	try {
+		server = await startPostgres();
+		const admin = new pg.Client({ connectionString: server.url });
+		await admin.connect();
+		await admin.query("CREATE DATABASE fleet");
+		await admin.end();
+		const db = server.url.replace(/\/postgres$/, "/fleet");
+		for (let i = 0; i < 3; i++) queens.push(await startQueen({ db, sqlite: true, staleAfter: "3s", evictAfter: "90s" }));
+		const urls = queens.map((q) => q.url);
+		const seen = urls.map(() => new Map<number, number[]>());
+		const rss = urls.map(() => [] as number[]);
+		const sampler = setInterval(() => {
+			for (const [i, q] of queens.entries()) rss[i]!.push(rssOf(q.proc.pid!));
+		}, 500);
+		// The fleet joins, then the measured window: placements and claims through random queens meanwhile.
+		const sim = simulate({ queens: urls, hives, workers: 50, seconds, churn, gpus: 2, prefix: "f-" });
+		// From each queen's /metrics (a gauge), not /v1/hives: 10,000 hives' views a second would be the load measured.
+		const readyAt = (u: string) => counter(u, 'apiary_queen_hives\\{state="ready"\\}');
+		const t0 = performance.now();
+		let allReadyMs: number | null = null;
+		for (;;) {
+			const ready = await Promise.all(urls.map(readyAt));
+			if (ready.every((n) => n === hives)) {
+				allReadyMs = Math.round(performance.now() - t0);
+				break;
+			}
+			if (performance.now() - t0 > 600_000) break;
+			await sleep(1000);
+		}
+		// Subscribed once the fleet is in, from the log's head: the join's half-million spawns are not what is measured.
+		const head = new pg.Client({ connectionString: db });
+		await head.connect();
+		const since = Number((await head.query("SELECT last_id FROM event_counter")).rows[0].last_id);
+		await head.end();
+		for (const [i, u] of urls.entries()) subscribe(u, since, seen[i]!, ac.signal);
+		await sleep(500);
+		const w0 = await Promise.all(urls.map((u) => counter(u, "apiary_queen_db_rows_written_total")));
+		const c0 = queens.map((q) => cpuOf(q.proc.pid!).total);
+		const m0 = performance.now();
+		const placements = { asked: 0, placed: 0, stopped: 0, claims: 0, claimsReleasedElsewhere: 0 };
+		const ops = (async () => {
+			for (let i = 0; performance.now() - m0 < (seconds - 2) * 1000; i++) {
+				const at = urls[i % 3]!;
+				placements.asked++;
+				const r = await fetch(`${at}/v1/workers`, {
+					method: "POST",
+					headers: { "content-type": "application/json" },
+					body: JSON.stringify({ id: `bench-p${i}`, command: ["sleep", "60"], gpus: { count: 1 } }),
+				});
+				if (r.status === 201) {
+					placements.placed++;
+					const p = (await r.json()) as { hiveId: string };
+					// Stopped through another queen: its hive may be served by any of them.
+					const d = await fetch(`${urls[(i + 1) % 3]}/v1/workers/bench-p${i}?hive=${p.hiveId}`, { method: "DELETE" });
+					if (d.status === 200) placements.stopped++;
+				}
+				const c = await fetch(`${urls[(i + 2) % 3]}/v1/claims`, {
+					method: "POST",
+					headers: { "content-type": "application/json" },
+					body: JSON.stringify({ holder: `bench-${i}`, count: 1, ttlSeconds: 60 }),
+				});
+				if (c.status === 201) {
+					placements.claims++;
+					const { id } = (await c.json()) as { id: string };
+					const d = await fetch(`${urls[i % 3]}/v1/claims/${id}`, { method: "DELETE" });
+					if (d.status === 200 || d.status === 204) placements.claimsReleasedElsewhere++;
+				}
+				await sleep(200);
+			}
+		})();
+		const report = await sim;
+		await ops;
+		const elapsedS = (performance.now() - m0) / 1000;
+		const w1 = await Promise.all(urls.map((u) => counter(u, "apiary_queen_db_rows_written_total")));
+		const c1 = queens.map((q) => cpuOf(q.proc.pid!).total);
+		clearInterval(sampler);
+		await sleep(2000);
+		ac.abort();
+		// Each event's spread: its arrival at the last queen's subscriber after the first's.
+		const spread: number[] = [];
+		let missing = 0;
+		const ids = new Set<number>();
+		for (const m of seen) for (const k of m.keys()) ids.add(k);
+		for (const k of ids) {
+			const at = seen.map((m) => m.get(k)?.[0]).filter((x): x is number => x !== undefined);
+			if (at.length < 3) missing++;
+			else spread.push(Math.max(...at) - Math.min(...at));
+		}
+		const writes = w1.reduce((a, b) => a + b, 0) - w0.reduce((a, b) => a + b, 0);
+		const result = {
+			hives,
+			workers: hives * 50,
+			queens: 3,
+			seconds: r3(elapsedS),
+			welcomed: report.welcomed,
+			allReadyAtEveryQueenMs: allReadyMs,
+			intervals: report.intervals,
+			lifecycle: report.lifecycle,
+			heartbeats: report.heartbeats,
+			refusals: report.refusals,
+			placements,
+			events: ids.size,
+			eventsMissingAtSomeQueen: missing,
+			spreadP50Ms: r3(pct(spread, 50)),
+			spreadP99Ms: r3(pct(spread, 99)),
+			spreadMaxMs: r3(spread.length ? Math.max(...spread) : Number.NaN),
+			rowWritesPerHivePerMinute: r3((writes / hives / elapsedS) * 60),
+			queenCpuCores: c1.map((c, i) => r3((c - c0[i]!) / elapsedS)),
+			queenRssPeakBytes: rss.map((xs) => Math.max(0, ...xs)),
+		};
+		ctx.results.fleet = result;
+		log(
+			`   ${hives} hives × 50 workers over 3 queens on PostgreSQL: ${report.welcomed} welcomed, ready at every queen after ${allReadyMs} ms; told ${JSON.stringify(report.intervals)}; ` +
+				`spawns/exits ${report.lifecycle.acked}/${report.lifecycle.sent} acked, p99 ${report.lifecycle.p99Ms} ms`,
+		);
+		log(
+			`   ${ids.size} lifecycle events, ${missing} missing at some queen; spread between queens p50 ${result.spreadP50Ms} ms p99 ${result.spreadP99Ms} ms max ${result.spreadMaxMs} ms; ` +
+				`placements ${placements.placed}/${placements.asked} (stopped through another queen ${placements.stopped}), claims ${placements.claims} (released at another queen ${placements.claimsReleasedElsewhere})`,
+		);
+		log(
+			`   PostgreSQL row writes ${result.rowWritesPerHivePerMinute} per hive per minute (goal ≤ 12); queens' CPU ${result.queenCpuCores.join(" / ")} cores, RSS peak ${result.queenRssPeakBytes.map((b) => (b / 2 ** 20).toFixed(0)).join(" / ")} MiB`,
+		);
+	} finally {
+		ac.abort();
+		for (const q of queens) await q.stop().catch(() => {});
+		await server?.stop();
+	}
+}
