@@ -332,6 +332,38 @@ describe("the queen on PostgreSQL", () => {
 		}
 	});
 
+	it("a wait for the fleet lock that times out leaves no session to take the lock later and hold it for good", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE lockwait");
+		await c.end();
+		const a = await PgStore.open(dbUrl("lockwait"), { retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		const b = await PgStore.open(dbUrl("lockwait"), { retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		const KEY = 70_700_099;
+		try {
+			let letGo!: () => void;
+			const held = new Promise<void>((r) => (letGo = r));
+			const holding = a.withLock(KEY, () => held);
+			await sleep(200);
+			// b waits past its query timeout (10 s) and gives up.
+			await expect(b.withLock(KEY, () => "never")).rejects.toThrow(/timeout/i);
+			letGo();
+			await holding;
+			// Before, b's wait went on at the server, took the lock once a let go, and its session (back in b's
+			// pool) never unlocked it: no queen could place or claim again.
+			const q = await admin("lockwait");
+			try {
+				await sleep(500);
+				const got = (await q.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [KEY])).rows[0]!.ok;
+				expect(got).toBe(true);
+			} finally {
+				await q.end();
+			}
+		} finally {
+			await a.close();
+			await b.close();
+		}
+	}, 40_000);
+
 	it("the fleet's line: keepOnly removes this queen's rows up to a seq that no waiter holds, and no other queen's", async () => {
 		const c = await admin("postgres");
 		await c.query("CREATE DATABASE line");

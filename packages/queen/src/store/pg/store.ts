@@ -730,9 +730,17 @@ export class PgStore implements QueenStore {
 		c.on("error", quiet);
 		let broken = false;
 		try {
-			if (tryOnly) {
-				if (!(await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [key])).rows[0]!.ok) return null;
-			} else await c.query("SELECT pg_advisory_lock($1)", [key]);
+			try {
+				if (tryOnly) {
+					if (!(await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [key])).rows[0]!.ok) return null;
+				} else await c.query("SELECT pg_advisory_lock($1)", [key]);
+			} catch (err) {
+				// Timed out waiting (query_timeout): the server still waits, and would take the lock for a session
+				// back in the pool that no one unlocks, stopping every queen's claims and placements for good (the
+				// soak, seeds 537384 and 799844: placements unanswered). The connection goes, and the lock with it.
+				broken = true;
+				throw err;
+			}
 			try {
 				await this.catchUp();
 				const out = await fn();
