@@ -59,7 +59,7 @@ describe("queen and hive end to end", () => {
 		subs.push(sub.es);
 		const snap = await until(() => sub.find("snapshot"), 10_000, "snapshot");
 		expect((snap.data as { hives: { id: string }[] }).hives.map((h) => h.id)).toEqual(["h1"]);
-		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--queen", queen.url, "--types", "worker.*"], { stdio: ["ignore", "pipe", "pipe"] });
+		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--queen", queen.url, "--types", "worker.*", "--coalesce", "2s"], { stdio: ["ignore", "pipe", "pipe"] });
 		let tailOut = "";
 		tail.stdout.on("data", (d) => {
 			tailOut += d;
@@ -74,7 +74,7 @@ describe("queen and hive end to end", () => {
 			expect((e.data as { worker: { labels: object } }).worker.labels).toEqual({ suite: "e2e" });
 			expect(Date.now() - t0).toBeLessThan(5000);
 			await until(() => /worker\.spawned\s+h1\s+first\s+sleep 60/.test(tailOut), 10_000, "worker.spawned in queen tail");
-			expect(tailOut).not.toMatch(/gpu\.updated/); // --types filters
+			expect(tailOut).not.toMatch(/gpu\.updated/); // --types filters; --coalesce holds samples, never a spawn
 			// ids strictly increase
 			const ids = sub.events.map((x) => x.id);
 			expect(ids).toEqual([...ids].sort((a, b) => a - b));

@@ -135,6 +135,13 @@ export const EventsQuery = Type.Object(
 		hive: Type.Optional(Id),
 		worker: Type.Optional(Id),
 		since: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$", description: "resume after this event id (or the Last-Event-ID header)" })),
+		coalesceMs: Type.Optional(
+			Type.String({
+				pattern: "^[1-9][0-9]{2,4}$|^[1-5][0-9]{5}$|^600000$",
+				description:
+					"worker.updated at most once per worker per this many ms (100-600000): each worker's latest sample, sent at the window's end; lifecycle events are never held",
+			}),
+		),
 	},
 	{ additionalProperties: false },
 );

@@ -90,6 +90,8 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --hive ID          only this hive's events
   --worker ID        only this worker's events
   --since ID         replay from after this event id instead of starting with a snapshot
+  --coalesce DUR     each worker's stats at most once per DUR (100ms-10m): its latest sample,
+                     at the window's end; lifecycle events are never held (default: every sample)
   --json             one JSON event per line
   --queen URL        queen (default $APIARY_QUEEN or ${DEFAULT_QUEEN})
   --token-file FILE  bearer token (default $APIARY_TOKEN)
@@ -432,14 +434,20 @@ function clientCa<T extends object>(tls: T | undefined, file: string | undefined
 async function tail(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
 	const { values: v } = parse(
 		argv,
-		{ ...common, types: { type: "string" }, hive: { type: "string" }, worker: { type: "string" }, since: { type: "string" } },
+		{ ...common, types: { type: "string" }, hive: { type: "string" }, worker: { type: "string" }, since: { type: "string" }, coalesce: { type: "string" } },
 		"tail",
 	);
+	const coalesceMs = flag("tail", "coalesce", v.coalesce, (x) => {
+		const ms = Math.round(parseDuration(x));
+		if (ms < 100 || ms > 600_000) throw new Error("must be between 100ms and 10m");
+		return ms;
+	});
 	const q = new URLSearchParams();
 	if (v.types) q.set("types", v.types);
 	if (v.hive) q.set("hive", v.hive);
 	if (v.worker) q.set("worker", v.worker);
 	if (v.since) q.set("since", v.since);
+	if (coalesceMs !== undefined) q.set("coalesceMs", String(coalesceMs));
 	const url = `${queenUrl(v.queen)}/v1/events${q.size ? `?${q}` : ""}`;
 	const colour = !v.json && process.stdout.isTTY === true;
 	// fetch (and so EventSource) takes no per-request CA: APIARY_CA becomes this process's trusted set, as --ca is elsewhere.

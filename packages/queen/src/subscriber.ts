@@ -7,11 +7,21 @@ import type { QueenEvent } from "@apiary/protocol";
  * gets `stream.lagged` with the last id it was sent and is closed, so it can
  * resume from there. Pushing never blocks: ingest is never slowed by a slow
  * reader.
+ *
+ * With a coalescing window (`?coalesceMs=`) samples are held apart, one per
+ * worker, latest wins, and go out at each window's end (release()): a
+ * subscriber to 500,000 workers chooses its own rate, and what it holds is
+ * bounded by the workers it follows, never by time, so held samples never
+ * make it lag. A lifecycle event of a worker releases that worker's held
+ * sample first, so nobody sees a sample after the exit it preceded.
  */
 export class Subscriber {
 	private queue: (QueenEvent | null)[] = [];
 	private live = 0;
 	private readonly updatedAt = new Map<string, number>();
+	/** Coalescing window only: each worker's latest sample not yet released. */
+	private readonly held: Map<string, QueenEvent> | null;
+	private due = false;
 	private readonly limit: number;
 	private wake: (() => void) | null = null;
 	lastSentId = 0;
@@ -19,14 +29,32 @@ export class Subscriber {
 	closed = false;
 	coalesced = 0;
 
-	constructor(limit: number) {
+	constructor(limit: number, o: { window?: boolean } = {}) {
 		this.limit = limit;
+		this.held = o.window ? new Map() : null;
 	}
 
 	push(e: QueenEvent): void {
 		if (this.closed || this.lagged) return;
-		if (e.type === "worker.updated" && e.workerId) {
-			const k = `${e.hiveId}/${e.workerId}`;
+		const k = e.workerId ? `${e.hiveId}/${e.workerId}` : null;
+		if (this.held && k !== null) {
+			if (e.type === "worker.updated") {
+				if (this.held.has(k)) this.coalesced++;
+				this.held.set(k, e);
+				return;
+			}
+			const sample = this.held.get(k);
+			if (sample) {
+				this.held.delete(k);
+				this.enqueue(sample, k);
+			}
+		}
+		this.enqueue(e, k);
+		this.wake?.();
+	}
+
+	private enqueue(e: QueenEvent, k: string | null): void {
+		if (e.type === "worker.updated" && k !== null) {
 			const at = this.updatedAt.get(k);
 			if (at !== undefined) {
 				this.queue[at] = null;
@@ -41,12 +69,18 @@ export class Subscriber {
 			this.queue.push(e);
 			this.live++;
 		}
+	}
+
+	/** A coalescing window ended: the held samples go out with the next batch. */
+	release(): void {
+		if (!this.held || this.held.size === 0) return;
+		this.due = true;
 		this.wake?.();
 	}
 
-	/** Next batch to write (ids increasing), waiting when empty; null once closed. */
+	/** Next batch to write (queued events in order, then released samples), waiting when empty; null once closed. */
 	async next(): Promise<QueenEvent[] | null> {
-		while (this.live === 0 && !this.lagged && !this.closed) {
+		while (this.live === 0 && !this.due && !this.lagged && !this.closed) {
 			await new Promise<void>((r) => {
 				this.wake = r;
 			});
@@ -57,6 +91,11 @@ export class Subscriber {
 		this.queue = [];
 		this.live = 0;
 		this.updatedAt.clear();
+		if (this.due && this.held) {
+			for (const e of this.held.values()) batch.push(e);
+			this.held.clear();
+			this.due = false;
+		}
 		return batch;
 	}
 
@@ -67,5 +106,10 @@ export class Subscriber {
 
 	get depth(): number {
 		return this.live;
+	}
+
+	/** Samples held for the window's end. */
+	get holding(): number {
+		return this.held?.size ?? 0;
 	}
 }

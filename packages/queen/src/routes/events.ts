@@ -19,7 +19,7 @@ export interface EventsRouteOptions {
 
 const LAG_GRACE_MS = 10_000;
 
-/** GET /v1/events: the SSE stream (snapshot or replay first, then live; bounded, coalescing, lag-closing). */
+/** GET /v1/events: the SSE stream (snapshot or replay first, then live; bounded, coalescing, lag-closing; samples at a chosen rate with ?coalesceMs). */
 export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async (app, o) => {
 	const { registry } = o;
 	const { events } = registry;
@@ -33,7 +33,8 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 			throw new RegistryError(400, `headers['last-event-id'] must be an event id (1-15 digits), got ${JSON.stringify(String(header).slice(0, 40))}`);
 		const resumeFrom = header !== undefined ? Number(header) : q.since !== undefined ? Number(q.since) : null;
 		const filter = { types: parseTypes(q.types), hive: q.hive ?? null, worker: q.worker ?? null };
-		const sub = new Subscriber(o.queueLimit);
+		const windowMs = q.coalesceMs === undefined ? null : Number(q.coalesceMs);
+		const sub = new Subscriber(o.queueLimit, { window: windowMs !== null });
 		const sse = reply.sse!;
 		const raw = reply.raw;
 		let lagHandled = false;
@@ -74,14 +75,20 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 		sse.keepAlive();
 		const principal = (req as unknown as { principal?: Principal | null }).principal ?? null;
 		const untrack = principal && o.credentials ? o.credentials.track(principal, () => raw.destroy()) : null;
+		const windowTimer = windowMs === null ? null : setInterval(() => sub.release(), windowMs);
 		sse.onClose(() => {
+			if (windowTimer) clearInterval(windowTimer);
 			untrack?.();
 			unsubscribe();
 			sub.close();
 		});
+		// A sample carries the id of the last event published before it; one
+		// held for a window goes out after newer events, so its SSE id is the
+		// subscriber's cursor: Last-Event-ID never goes back.
 		const send = async (e: QueenEvent) => {
-			await sse.send({ id: String(e.id), event: e.type, data: eventJson(e) });
-			sub.lastSentId = e.id;
+			const id = Math.max(e.id, sub.lastSentId);
+			await sse.send({ id: String(id), event: e.type, data: eventJson(e) });
+			sub.lastSentId = id;
 		};
 		const sendSnapshot = async (at: number) => {
 			const snap = { id: at, type: "snapshot", at: new Date().toISOString(), hiveId: null, workerId: null, data: snapshot };
@@ -146,6 +153,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async
 		} catch {
 			// the client went away mid-write
 		} finally {
+			if (windowTimer) clearInterval(windowTimer);
 			unsubscribe();
 		}
 	});

@@ -4,7 +4,7 @@ import { packStats, type QueenEvent, type WorkerInfo, type WorkerStats } from "@
 import { EventSource } from "eventsource";
 import { afterEach, describe, expect, it } from "vitest";
 import { type QueenDaemon, startQueenDaemon } from "../../src/daemon.ts";
-import { FakeHive, gpu, stats as sample, worker } from "@apiary/test-support/fake-hive";
+import { endedWorker, FakeHive, gpu, stats as sample, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, tempDir } from "@apiary/test-support/procs";
 import { queenDb } from "@apiary/test-support/queen-db";
 import { sleep, until } from "@apiary/test-support/util";
@@ -123,6 +123,91 @@ describe("the queen's event stream under load, claims and bad input", () => {
 		expect(batch.map((e) => e.id)).toEqual([2, 4, 5]);
 		expect(s.coalesced).toBe(2);
 	});
+
+	it("with a coalescing window, samples are held one per worker and released at the window's end; a worker's lifecycle event releases its sample first", async () => {
+		const { Subscriber } = await import("../../src/subscriber.ts");
+		const s = new Subscriber(10, { window: true });
+		const ev = (id: number, type: QueenEvent["type"], w: string | null) => ({ id, type, at: "", hiveId: "h", workerId: w, data: {} }) as QueenEvent;
+		for (let i = 1; i <= 50; i++) s.push(ev(i, "worker.updated", i % 2 ? "a" : "b"));
+		// Fifty samples of two workers: two held, none queued, far under the queue's limit of 10 (no lag).
+		expect(s.holding).toBe(2);
+		expect(s.depth).toBe(0);
+		expect(s.lagged).toBe(false);
+		s.push(ev(51, "worker.exited", "b"));
+		// b's held sample goes out before its exit; a's waits for the window.
+		expect((await s.next())!.map((e) => [e.id, e.workerId])).toEqual([
+			[50, "b"],
+			[51, "b"],
+		]);
+		s.push(ev(52, "hive.joined", null));
+		s.release();
+		expect((await s.next())!.map((e) => [e.id, e.type])).toEqual([
+			[52, "hive.joined"],
+			[49, "worker.updated"],
+		]);
+		expect(s.holding).toBe(0);
+		expect(s.coalesced).toBe(48);
+	});
+
+	it("?coalesceMs sends each worker's latest sample at most once per window, with SSE ids that never go back; lifecycle events are not held; a bad value is a 400 naming it", async () => {
+		await boot();
+		for (const bad of ["0", "99", "600001", "1e3", "-5", "abc"]) {
+			const r = await fetch(`${q!.url}/v1/events?coalesceMs=${bad}`, { headers: { accept: "text/event-stream" } });
+			expect(r.status, bad).toBe(400);
+			expect(((await r.json()) as { message: string }).message).toMatch(/coalesceMs/);
+		}
+		const h = await connect("h");
+		h.heartbeat([worker("a"), worker("b")]);
+		await until(async () => (await j(`${q!.url}/v1/workers`)).length === 2, 5000, "a and b");
+		type Seen = { type: string; worker: string | null; sseId: number; sampledAt: number | null };
+		const listen = (query: string) => {
+			const seen: Seen[] = [];
+			const es = new EventSource(`${q!.url}/v1/events?${query}`);
+			closers.push(() => es.close());
+			for (const t of ["worker.updated", "worker.exited", "snapshot"])
+				es.addEventListener(t, (m) => {
+					const e = JSON.parse(m.data) as QueenEvent;
+					const stats = (e.data as { stats?: WorkerStats }).stats;
+					seen.push({ type: t, worker: e.workerId, sseId: Number(m.lastEventId), sampledAt: stats?.sampledAt ?? null });
+				});
+			return { seen, ready: new Promise((r) => es.addEventListener("snapshot", r)) };
+		};
+		const windowed = listen("hive=h&coalesceMs=1000");
+		const every = listen("hive=h");
+		await Promise.all([windowed.ready, every.ready]);
+		// 25 samples of each worker over 2.5 s, and a lifecycle event (c spawned) midway, which moves the event ids on.
+		const T = 1_800_000_000_000;
+		const tick = (id: string, t: number) => ({ ...worker(id), stats: sample(t) }) as WorkerInfo;
+		const t0 = Date.now();
+		for (let i = 1; i <= 25; i++) {
+			h.heartbeat([tick("a", T + i), tick("b", T + i), ...(i >= 12 ? [worker("c")] : [])]);
+			await sleep(100);
+		}
+		const elapsed = Date.now() - t0;
+		await sleep(1200);
+		const updates = (l: Seen[], w: string) => l.filter((e) => e.type === "worker.updated" && e.worker === w);
+		for (const w of ["a", "b"]) {
+			const got = updates(windowed.seen, w);
+			// At most one per started window (plus one for the window in flight), each the latest at its release.
+			expect(got.length, w).toBeLessThanOrEqual(Math.ceil(elapsed / 1000) + 2);
+			expect(got.length, w).toBeGreaterThanOrEqual(2);
+			expect(got.at(-1)!.sampledAt, w).toBe(T + 25);
+			expect(updates(every.seen, w).length, w).toBeGreaterThanOrEqual(15);
+		}
+		// Last-Event-ID never went back (held samples go out after newer events).
+		const ids = windowed.seen.map((e) => e.sseId);
+		expect(ids).toEqual([...ids].sort((x, y) => x - y));
+		// A worker's exit releases its held sample first: a's last sample comes before its exit, none after.
+		h.heartbeat([tick("a", T + 26), tick("b", T + 26), worker("c")]);
+		await sleep(50);
+		h.heartbeat([{ ...endedWorker("a", 1000, worker("a").gpus), startedAt: worker("a").startedAt }, tick("b", T + 27), worker("c")]);
+		await until(() => windowed.seen.some((e) => e.type === "worker.exited" && e.worker === "a"), 5000, "a's exit");
+		await sleep(1200);
+		const aEvents = windowed.seen.filter((e) => e.worker === "a").map((e) => (e.type === "worker.exited" ? "exited" : String(e.sampledAt! - T)));
+		expect(aEvents.slice(-2)).toEqual(["26", "exited"]);
+		const ids2 = windowed.seen.map((e) => e.sseId);
+		expect(ids2).toEqual([...ids2].sort((x, y) => x - y));
+	}, 30_000);
 
 	it("a resume gets each worker's latest sample after its cursor once, in id order with the lifecycle events; samples keep flowing after it", async () => {
 		await boot();
