@@ -113,7 +113,10 @@ describe("the queen CLI against real daemons", () => {
 	it("bad usage exits 2 naming the flag; an unreachable queen exits 1", async () => {
 		expect(await queenCli(["gpus", "--min-memory", "lots"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--min-memory: not a size: "lots"/) });
 		expect(await queenCli(["tail", "--types", "!!"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/querystring\.types must match pattern/) });
-		expect(await queenCli(["tail", "--coalesce", "50ms"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--coalesce: must be between 100ms and 10m/) });
+		expect(await queenCli(["tail", "--coalesce", "50ms"], env)).toMatchObject({
+			code: 2,
+			stderr: expect.stringMatching(/--coalesce: must be between 100ms and 10m/),
+		});
 		expect(await queenCli(["tail", "--coalesce", "often"], env)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--coalesce/) });
 		// Well-formed but unknown: the queen's 400 reaches the person (it used to exit 13 on an unsettled await).
 		expect(await queenCli(["tail", "--types", "worker.bogus"], env)).toMatchObject({

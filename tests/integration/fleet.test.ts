@@ -59,7 +59,9 @@ describe("queen and hive end to end", () => {
 		subs.push(sub.es);
 		const snap = await until(() => sub.find("snapshot"), 10_000, "snapshot");
 		expect((snap.data as { hives: { id: string }[] }).hives.map((h) => h.id)).toEqual(["h1"]);
-		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--queen", queen.url, "--types", "worker.*", "--coalesce", "2s"], { stdio: ["ignore", "pipe", "pipe"] });
+		const tail = spawn(process.execPath, [QUEEN_BIN, "tail", "--queen", queen.url, "--types", "worker.*", "--coalesce", "2s"], {
+			stdio: ["ignore", "pipe", "pipe"],
+		});
 		let tailOut = "";
 		tail.stdout.on("data", (d) => {
 			tailOut += d;
