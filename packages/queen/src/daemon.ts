@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_HEARTBEATS_PER_SECOND } from "./heartbeat-pace.ts";
+import { DEFAULT_MAX_HEARTBEATS_PER_SECOND, PaceGovernor } from "./heartbeat-pace.ts";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -27,6 +27,8 @@ const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host
 export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//.test(db);
 
 export const VERSION = readVersion(new URL("../package.json", import.meta.url));
+/** How often the heartbeat target is reconsidered: long enough to see paced hives answer, short enough to catch a surge. */
+const GOVERN_EVERY_MS = 2000;
 
 export interface QueenDaemonOptions {
 	listen: string;
@@ -128,6 +130,8 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	});
 	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log, certificates: tls?.requestCert === true });
 	const auditor = new Auditor(store, o.clock ?? systemClock, log);
+	/** Heartbeats applied since the governor last looked, and the ms spent applying them. */
+	const intake = { count: 0, ms: 0 };
 	const sockets = new HiveSocketServer({
 		registry,
 		credentials,
@@ -137,11 +141,20 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		staleAfterMs: o.staleAfterMs,
 		maxHeartbeatsPerSecond: o.maxHeartbeatsPerSecond ?? DEFAULT_MAX_HEARTBEATS_PER_SECOND,
 		log,
-		onHeartbeat: (ms) => metrics.heartbeat(ms / 1000),
+		onHeartbeat: (ms) => {
+			metrics.heartbeat(ms / 1000);
+			intake.count++;
+			intake.ms += ms;
+		},
 		durable,
 		...(store instanceof PgStore ? { catchUp: () => store.catchUp() } : {}),
 	});
-	const metrics = queenMetrics(registry, () => sockets.connections, store instanceof PgStore ? store : undefined);
+	const metrics = queenMetrics(
+		registry,
+		() => sockets.connections,
+		store instanceof PgStore ? store : undefined,
+		() => sockets.heartbeatTarget,
+	);
 	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);
 	const placer = new Placer(registry, commands);
 	const runs = new Runs(registry, placer, commands, {
@@ -256,6 +269,23 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	pruning.unref();
 	const pruningDb = setInterval(pruneDb, 600_000);
 	pruningDb.unref();
+	// The heartbeat target follows what the queen measures of itself (heartbeat-pace.ts, PaceGovernor).
+	const governor = new PaceGovernor({ max: o.maxHeartbeatsPerSecond ?? DEFAULT_MAX_HEARTBEATS_PER_SECOND });
+	let governed = { elu: performance.eventLoopUtilization(), at: performance.now() };
+	const governing = setInterval(() => {
+		const now = { elu: performance.eventLoopUtilization(), at: performance.now() };
+		const seconds = (now.at - governed.at) / 1000;
+		const busy = performance.eventLoopUtilization(now.elu, governed.elu).utilization;
+		governed = now;
+		const target = governor.observe(busy, intake.count / seconds, intake.ms / 1000 / seconds);
+		intake.count = 0;
+		intake.ms = 0;
+		if (target !== hiveSockets.heartbeatTarget) {
+			log("heartbeat target changed", { perSecond: Math.round(target), busy: Math.round(busy * 100) / 100 });
+			hiveSockets.setHeartbeatTarget(target);
+		}
+	}, GOVERN_EVERY_MS);
+	governing.unref();
 	const liveness = setInterval(() => {
 		try {
 			registry.checkLiveness();
@@ -267,7 +297,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	try {
 		await app.listen({ host, port });
 	} catch (err) {
-		await abandon([liveness, pruning, pruningDb, sweep]);
+		await abandon([liveness, pruning, pruningDb, sweep, governing]);
 		throw err;
 	}
 	const addr = app.server.address();
@@ -278,7 +308,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		try {
 			await store.advertise(o.advertise ?? (isWildcard(host) ? `http://${hostname()}:${boundPort}` : url));
 		} catch (err) {
-			await abandon([liveness, pruning, pruningDb, sweep]);
+			await abandon([liveness, pruning, pruningDb, sweep, governing]);
 			throw err;
 		}
 	// Unfinished sharded runs: waiting shards placed again, running ones followed. On PostgreSQL, those of a
@@ -306,6 +336,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		async close() {
 			credentials.close();
 			clearInterval(liveness);
+			clearInterval(governing);
 			clearInterval(pruning);
 			clearInterval(pruningDb);
 			if (sweep) clearInterval(sweep);

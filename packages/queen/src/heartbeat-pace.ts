@@ -32,3 +32,58 @@ export function pacedLiveness(r: LivenessRules, paceMs: number): LivenessRules {
 	const factor = Math.max(1, (3 * paceMs) / r.staleAfterMs);
 	return factor === 1 ? r : { staleAfterMs: Math.round(r.staleAfterMs * factor), evictAfterMs: Math.round(r.evictAfterMs * factor) };
 }
+
+export interface GovernorOptions {
+	/** --max-heartbeats-per-second: the most it ever asks for. */
+	max: number;
+	/** The least it lowers the target to (default max ÷ 20). */
+	floor?: number;
+	/** Busier than this (the event loop's share of the period), the target comes down (default 0.75). */
+	high?: number;
+	/** Less busy than this, it goes back up (default 0.5). */
+	low?: number;
+	/** Where a cut aims the loop's busy share (default 0.6). */
+	aim?: number;
+}
+
+/**
+ * The target a queen paces its hives to, moved by what it measures of
+ * itself: the configured most is a guess at this machine's cost per
+ * heartbeat (it was 2–4× off on the 2-core bench host with the simulator
+ * beside the queen: docs/BENCHMARKS.md row 16), and a queen whose event loop
+ * is full answers spawns and exits late. Each period (the daemon's 2 s) it
+ * is given the loop's busy share, the heartbeats taken a second and the
+ * share of the period spent applying them. Busy past `high` with heartbeats
+ * a real part of it, the target becomes the intake that would have kept the
+ * loop at `aim` (proportional, at most halving at once). It is computed from
+ * what came in, not from the last target, so a cut the hives have not yet
+ * heard of is not cut again. Below `low` it rises by a quarter a period
+ * up to the most, as TCP's additive increase after a multiplicative
+ * decrease. Heartbeats that are not what keeps the loop busy (a burst of
+ * joins, a flood of queries) are not cut for it.
+ */
+export class PaceGovernor {
+	private readonly o: Required<GovernorOptions>;
+	private current: number;
+
+	constructor(o: GovernorOptions) {
+		this.o = { floor: Math.max(1, o.max / 20), high: 0.75, low: 0.5, aim: 0.6, ...o };
+		this.current = o.max;
+	}
+
+	get target(): number {
+		return this.current;
+	}
+
+	/** One period's measures; answers the target for the next. */
+	observe(busy: number, heartbeatsPerSec: number, heartbeatShare: number): number {
+		const { max, floor, high, low, aim } = this.o;
+		if (busy >= high && heartbeatsPerSec > 0 && heartbeatShare >= 0.25 * busy) {
+			const want = (heartbeatsPerSec * aim) / busy;
+			this.current = Math.max(floor, Math.min(this.current, Math.max(want, this.current / 2)));
+		} else if (busy < low) {
+			this.current = Math.min(max, this.current * 1.25);
+		}
+		return this.current;
+	}
+}

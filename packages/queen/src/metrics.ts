@@ -9,7 +9,12 @@ export interface QueenMetrics {
 }
 
 /** The queen's /metrics: ingest, SSE fan-out, evictions, the fleet's hives, workers and GPUs. */
-export function queenMetrics(fleet: Fleet, connections: () => number, db?: { rowsWritten(): number; commits(): number }): QueenMetrics {
+export function queenMetrics(
+	fleet: Fleet,
+	connections: () => number,
+	db?: { rowsWritten(): number; commits(): number },
+	heartbeatTarget?: () => number,
+): QueenMetrics {
 	const reg = new Registry();
 	const heartbeats = new Counter({ name: "apiary_queen_heartbeats_total", help: "Heartbeats received from hives.", registers: [reg] });
 	const ingest = new Histogram({
@@ -47,6 +52,14 @@ export function queenMetrics(fleet: Fleet, connections: () => number, db?: { row
 			this.set(connections());
 		},
 	});
+	if (heartbeatTarget)
+		gauge(
+			reg,
+			"apiary_queen_heartbeat_target_per_second",
+			"Heartbeats a second this queen paces its hives to: --max-heartbeats-per-second, lowered while it is busy.",
+			[],
+			() => [[{}, heartbeatTarget()]],
+		);
 	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] =>
 		states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));

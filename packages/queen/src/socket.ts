@@ -88,9 +88,21 @@ export class HiveSocketServer {
 		{ ws: WebSocket; instanceId: string; remote: string; lastMessage: number; pending: Map<string, Pending>; paceMs: number }
 	>();
 
+	/** The intake hives are paced to: --max-heartbeats-per-second, lowered by the governor while the queen is busy. */
+	private target: number;
+
 	/** The heartbeat interval this queen tells its hives now (0: each hive's own tick). */
 	private pace(): number {
-		return heartbeatPace(this.byHive.size, this.o.maxHeartbeatsPerSecond ?? 0);
+		return heartbeatPace(this.byHive.size, this.target);
+	}
+
+	/** A new target (the governor's): each hive is told its new interval in its next ack. */
+	setHeartbeatTarget(perSecond: number): void {
+		this.target = perSecond;
+	}
+
+	get heartbeatTarget(): number {
+		return this.target;
 	}
 
 	/** The pace for this hive's ack, when it differs from what the hive was last told (and the registry judges it by). */
@@ -110,6 +122,7 @@ export class HiveSocketServer {
 
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
+		this.target = o.maxHeartbeatsPerSecond ?? 0;
 		this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload });
 		// A hive declared lost has its socket dropped (terminated: a partition lets no close handshake
 		// through). Its connection may still be open at the TCP level, and on it the hive would go on

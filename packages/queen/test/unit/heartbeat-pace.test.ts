@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { heartbeatPace, pacedLiveness } from "../../src/heartbeat-pace.ts";
+import { heartbeatPace, PaceGovernor, pacedLiveness } from "../../src/heartbeat-pace.ts";
 
 describe("adaptive heartbeats", () => {
 	it("hives send at their own tick while they fit under the target; past it every hives/target s, in 250 ms steps", () => {
@@ -23,5 +23,37 @@ describe("adaptive heartbeats", () => {
 		expect(pacedLiveness(r, 1000)).toBe(r);
 		expect(pacedLiveness(r, 4000)).toEqual({ staleAfterMs: 12_000, evictAfterMs: 360_000 });
 		expect(pacedLiveness({ staleAfterMs: 1000, evictAfterMs: 10_000 }, 1500)).toEqual({ staleAfterMs: 4500, evictAfterMs: 45_000 });
+	});
+
+	it("the governor cuts the target to the intake that would keep the loop at 60 % busy, never compounding a cut the hives have not heard yet, and raises it by a quarter a period when idle", () => {
+		const g = new PaceGovernor({ max: 1000 });
+		expect(g.target).toBe(1000);
+		// Loop 100 % busy, 1000 heartbeats/s making up most of it: 600/s would have left it at 60 %.
+		expect(g.observe(1, 1000, 0.9)).toBe(600);
+		// The hives have not heard yet (still 1000/s): the cut is not cut again.
+		expect(g.observe(1, 1000, 0.9)).toBe(600);
+		// They slowed to 600/s and the loop is still 90 % busy: 400/s.
+		expect(g.observe(0.9, 600, 0.8)).toBe(400);
+		// Never more than halved at once, never under the floor (max ÷ 20).
+		expect(g.observe(1, 100, 0.9)).toBe(200);
+		for (let i = 0; i < 10; i++) g.observe(1, 10, 0.9);
+		expect(g.target).toBe(50);
+		// Between low and high: held.
+		expect(g.observe(0.6, 50, 0.5)).toBe(50);
+		// Idle: up by a quarter a period, to the most and no further.
+		expect(g.observe(0.3, 50, 0.2)).toBe(62.5);
+		for (let i = 0; i < 20; i++) g.observe(0.1, 50, 0.05);
+		expect(g.target).toBe(1000);
+	});
+
+	it("the governor does not cut heartbeats that are not what keeps the loop busy (a burst of joins, a flood of queries), nor with no heartbeats at all", () => {
+		const g = new PaceGovernor({ max: 2 });
+		expect(g.observe(0.95, 2, 0.01)).toBe(2);
+		expect(g.observe(1, 0, 0)).toBe(2);
+		const big = new PaceGovernor({ max: 1000, floor: 200 });
+		expect(big.observe(1, 1000, 0.2)).toBe(1000);
+		expect(big.observe(1, 1000, 0.3)).toBe(600);
+		expect(big.observe(1, 100, 0.5)).toBe(300);
+		expect(big.observe(1, 100, 0.5)).toBe(200);
 	});
 });
