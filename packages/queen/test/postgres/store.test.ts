@@ -425,4 +425,27 @@ describe("the queen on PostgreSQL", () => {
 			await store.close();
 		}
 	});
+
+	it("changes queued while a commit is in flight go in transactions of a bounded size, in order, all of them: a join storm is never one transaction that outlasts the commit timeout", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE storm");
+		await c.end();
+		const store = await PgStore.open(dbUrl("storm"), { retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		try {
+			const before = store.commits();
+			// 6,000 units of one row each, queued at once (the first starts a commit; the rest wait behind it).
+			for (let i = 0; i < 6000; i++) store.tx(() => store.workers.save({ ...worker(`s${i}`), hiveId: "storm", state: "running", exit: null }));
+			await store.durable();
+			// One commit for the first, then at most 2,000 statements each: at least four, where one took them all.
+			expect(store.commits() - before).toBeGreaterThanOrEqual(4);
+			const q = await admin("storm");
+			try {
+				expect((await q.query("SELECT count(*)::int AS n FROM workers WHERE hive_id = 'storm'")).rows[0].n).toBe(6000);
+			} finally {
+				await q.end();
+			}
+		} finally {
+			await store.close();
+		}
+	}, 60_000);
 });

@@ -39,8 +39,15 @@ export type Op = { sql: string; params: unknown[] };
 
 /** How long a failing commit is retried before the queen gives up. */
 const RETRY_MS = 30_000;
-/** One commit's wait for the server's answer: a batch is small (milliseconds), so this is only ever a dead server. */
+/** One commit's wait for the server's answer: a batch is bounded (MAX_BATCH_OPS; milliseconds), so this is only ever a dead or drowning server. */
 const COMMIT_TIMEOUT_MS = 10_000;
+/**
+ * The most statements one commit carries (whole units, so it may be passed by
+ * one large unit). Units queued while a commit is in flight go together, and a
+ * join storm queued hundreds of thousands: that one transaction outlasted the
+ * commit timeout, was retried whole and ended the queen (bench row 17).
+ */
+const MAX_BATCH_OPS = 2000;
 /** Any other query's bound (reads, renewals, pruning). */
 const QUERY_TIMEOUT_MS = 10_000;
 const TAIL_TIMEOUT_MS = 5_000;
@@ -494,23 +501,30 @@ export class PgStore implements QueenStore {
 
 	private async drainQueue(): Promise<void> {
 		while (this.queue.length > 0) {
-			const batch = this.queue;
+			const all = this.queue;
 			this.queue = [];
-			const retryMs = this.o.retryMs ?? RETRY_MS;
-			const deadline = performance.now() + retryMs;
-			for (let attempt = 0; ; attempt++) {
-				try {
-					await this.commit(batch);
-					break;
-				} catch (err) {
-					if (performance.now() > deadline || this.closed) {
-						this.failed = new Error(`postgres: committing the queen's changes failed for ${retryMs / 1000} s: ${(err as Error).message}`, { cause: err });
-						this.o.log?.("postgres writes failed; the queen cannot go on", { err: (err as Error).message });
-						(this.o.onFatal ?? defaultFatal)(this.failed);
-						return;
+			// In order, whole units, at most MAX_BATCH_OPS statements a commit.
+			for (let i = 0; i < all.length; ) {
+				let j = i;
+				for (let n = 0; j < all.length && (j === i || n + all[j]!.length <= MAX_BATCH_OPS); j++) n += all[j]!.length;
+				const batch = all.slice(i, j);
+				i = j;
+				const retryMs = this.o.retryMs ?? RETRY_MS;
+				const deadline = performance.now() + retryMs;
+				for (let attempt = 0; ; attempt++) {
+					try {
+						await this.commit(batch);
+						break;
+					} catch (err) {
+						if (performance.now() > deadline || this.closed) {
+							this.failed = new Error(`postgres: committing the queen's changes failed for ${retryMs / 1000} s: ${(err as Error).message}`, { cause: err });
+							this.o.log?.("postgres writes failed; the queen cannot go on", { err: (err as Error).message });
+							(this.o.onFatal ?? defaultFatal)(this.failed);
+							return;
+						}
+						this.o.log?.("postgres commit failed; retrying", { attempt, err: (err as Error).message });
+						await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
 					}
-					this.o.log?.("postgres commit failed; retrying", { attempt, err: (err as Error).message });
-					await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
 				}
 			}
 		}
