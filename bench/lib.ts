@@ -19,7 +19,11 @@ export const r3 = (n: number) => Math.round(n * 1000) / 1000;
 type Lat = { latency: { mean: number; p99: number } };
 export const stat = (b: Bench, i: number) => (b.tasks[i]!.result as unknown as Lat).latency;
 export const log = (s: string) => process.stdout.write(`${s}\n`);
-export const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+/** Resident memory in bytes; 0 once the process is gone (a zombie has no VmRSS). */
+export const rssOf = (pid: number) => {
+	const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+	return m ? Number(m[1]) * 1024 : 0;
+};
 /** CPU seconds of a process: total, and user space alone (the kernel's share is receiving and sending bytes). */
 export const cpuOf = (pid: number) => {
 	const s = parseProcStat(readFileSync(`/proc/${pid}/stat`, "latin1"));

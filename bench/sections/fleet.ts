@@ -65,8 +65,20 @@ export async function fleet() {
 		const seen = urls.map(() => new Map<number, number[]>());
 		const rss = urls.map(() => [] as number[]);
 		const sampler = setInterval(() => {
-			for (const [i, q] of queens.entries()) rss[i]!.push(rssOf(q.proc.pid!));
+			for (const [i, q] of queens.entries()) if (q.proc.exitCode === null && q.proc.signalCode === null) rss[i]!.push(rssOf(q.proc.pid!));
 		}, 500);
+		// A queen that dies is the finding: said with its last words, and the section fails.
+		const died = Promise.race(
+			queens.map(
+				(q, i) =>
+					new Promise<never>((_, reject) =>
+						q.proc.once("exit", (code, signal) =>
+							reject(new Error(`queen ${i} exited (${code ?? signal}) during the fleet run:\n${q.out().slice(-3000)}\n${q.err().slice(-3000)}`)),
+						),
+					),
+			),
+		);
+		died.catch(() => {});
 		// The fleet joins, then the measured window: placements and claims through random queens meanwhile.
 		const sim = simulate({ queens: urls, hives, workers: 50, seconds, churn, gpus: 2, prefix: "f-" });
 		// From each queen's /metrics (a gauge), not /v1/hives: 10,000 hives' views a second would be the load measured.
@@ -74,7 +86,7 @@ export async function fleet() {
 		const t0 = performance.now();
 		let allReadyMs: number | null = null;
 		for (;;) {
-			const ready = await Promise.all(urls.map(readyAt));
+			const ready = await Promise.race([Promise.all(urls.map(readyAt)), died]);
 			if (ready.every((n) => n === hives)) {
 				allReadyMs = Math.round(performance.now() - t0);
 				break;
@@ -123,8 +135,8 @@ export async function fleet() {
 				await sleep(200);
 			}
 		})();
-		const report = await sim;
-		await ops;
+		const report = await Promise.race([sim, died]);
+		await Promise.race([ops, died]);
 		const elapsedS = (performance.now() - m0) / 1000;
 		const w1 = await Promise.all(urls.map((u) => counter(u, "apiary_queen_db_rows_written_total")));
 		const c1 = queens.map((q) => cpuOf(q.proc.pid!).total);

@@ -23,6 +23,8 @@ interface Load {
 	joinMs: number | null;
 	intervals: Record<string, number>;
 	heartbeatsPerSec: number;
+	/** The governor's heartbeat target when the load ended (heartbeat-pace.ts): --max-heartbeats-per-second, or lower while busy. */
+	targetAtEnd: number;
 	lifecycle: SimReport["lifecycle"];
 	heartbeats: SimReport["heartbeats"];
 	markedStale: number;
@@ -56,6 +58,7 @@ async function load(factor: number, capacity: number, seconds: number, churn: nu
 			surge ? simulate({ queens: [queen.url], hives: hives - stay, workers: 50, seconds, churn: (churn * (hives - stay)) / hives, prefix: "u-" }) : null,
 		]);
 		const elapsed = (performance.now() - t0) / 1000;
+		const target = Number(/^apiary_queen_heartbeat_target_per_second (\S+)/m.exec(await (await fetch(`${queen.url}/metrics`)).text())?.[1]);
 		const h1 = await heartbeatsTotal();
 		const c1 = cpuOf(pid);
 		const logged = await loggedEvents(queen.url, "hive.stale,hive.lost", 1000);
@@ -86,6 +89,7 @@ async function load(factor: number, capacity: number, seconds: number, churn: nu
 			joinMs: Math.max(...both.map((r) => r.joinMs ?? Number.NaN)),
 			intervals: rest ? rest.intervals : base.intervals,
 			heartbeatsPerSec: r3(sum((r) => r.heartbeats.sent) / Math.max(...both.map((r) => r.seconds))),
+			targetAtEnd: r3(target),
 			lifecycle: lat("lifecycle"),
 			heartbeats: lat("heartbeats"),
 			markedStale: logged.filter((e) => e.type === "hive.stale").length,
@@ -112,7 +116,7 @@ export async function overload() {
 		const l = await load(factor, capacity, seconds, churn, factor === 3);
 		loads.push(l);
 		log(
-			`   ${factor}× (${l.hives} hives × 50 workers at 1 Hz): joined in ${l.joinMs} ms; told ${JSON.stringify(l.intervals)} (ms → hives); ${l.heartbeatsPerSec} heartbeats/s sent; ` +
+			`   ${factor}× (${l.hives} hives × 50 workers at 1 Hz): joined in ${l.joinMs} ms; told ${JSON.stringify(l.intervals)} (ms → hives); ${l.heartbeatsPerSec} heartbeats/s sent (target at the end ${l.targetAtEnd}/s); ` +
 				`spawns/exits ${l.lifecycle.acked}/${l.lifecycle.sent} acked, p99 ${l.lifecycle.p99Ms} ms; heartbeat ack p99 ${l.heartbeats.p99Ms} ms; ` +
 				`marked stale ${l.markedStale}, lost ${l.markedLost}; queen RSS peak ${(l.queenRssPeakBytes / 2 ** 20).toFixed(0)} MiB, ${l.queenCpuPerHeartbeatMs} ms CPU per heartbeat` +
 				(l.afterSurge ? `; after the surge left, the rest told ${JSON.stringify(l.afterSurge)}` : ""),

@@ -64,7 +64,8 @@ Clients talk to ${DEFAULT_QUEEN} unless --queen URL or APIARY_QUEEN says otherwi
   --max-heartbeats-per-second N
                           past this many, hives are told to send heartbeats less often
                           (every hives/N s; spawns and exits never wait); stale-after and
-                          evict-after stretch with it (default 1000: half a core)
+                          evict-after stretch with it; the queen lowers it while its event
+                          loop is over 75 % busy with them (default 1000)
   --busy-memory SIZE      a GPU using this much memory is not free (default 1G)
   --advise-labels LIST    worker labels that, with the profile, group runs for
                           right-sizing (default suite)
