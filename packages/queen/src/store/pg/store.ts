@@ -187,6 +187,8 @@ export class PgStore implements QueenStore {
 	readonly tokens: TokenTable;
 	readonly audit: AuditTable;
 	private readonly pool: pg.Pool;
+	/** The commits' own connection (one). */
+	private readonly writer: pg.Pool;
 	private readonly holder: pg.PoolClient;
 	private readonly o: PgStoreOptions;
 	/** The writes of the transaction being run (tx depth > 0). */
@@ -212,6 +214,10 @@ export class PgStore implements QueenStore {
 		const pool = new pg.Pool({ connectionString: host, max: 4, connectionTimeoutMillis: 5000, keepAlive: true, query_timeout: QUERY_TIMEOUT_MS });
 		// A connection lost while idle is the pool's to replace; the next query says if the database is gone.
 		pool.on("error", (err) => o.log?.("postgres connection lost", { err: err.message }));
+		// Commits have a connection of their own: on the shared pool they waited behind reads (samples,
+		// liveness, the tail) past the pool's 5 s wait, and under a join storm that ended the queen (bench row 17).
+		const writer = new pg.Pool({ connectionString: host, max: 1, connectionTimeoutMillis: 5000, keepAlive: true, query_timeout: QUERY_TIMEOUT_MS });
+		writer.on("error", (err) => o.log?.("postgres connection lost", { err: err.message }));
 		let holder: pg.PoolClient | null = null;
 		// Migrations and the first load may take long on a large database: a connection of their own, unbounded.
 		const setup = new pg.Client({ connectionString: host, connectionTimeoutMillis: 5000, keepAlive: true });
@@ -227,18 +233,20 @@ export class PgStore implements QueenStore {
 			);
 			const loaded = await load(setup);
 			holder = await pool.connect();
-			return new PgStore(pool, holder, loaded, o);
+			return new PgStore(pool, writer, holder, loaded, o);
 		} catch (err) {
 			holder?.release();
 			await pool.end();
+			await writer.end();
 			throw err;
 		} finally {
 			await setup.end().catch(() => {});
 		}
 	}
 
-	private constructor(pool: pg.Pool, holder: pg.PoolClient, l: Loaded, o: PgStoreOptions) {
+	private constructor(pool: pg.Pool, writer: pg.Pool, holder: pg.PoolClient, l: Loaded, o: PgStoreOptions) {
 		this.pool = pool;
+		this.writer = writer;
 		this.holder = holder;
 		this.o = o;
 		// The connection this queen listens on is gone (the server restarted or failed over): it would
@@ -531,7 +539,7 @@ export class PgStore implements QueenStore {
 	}
 
 	private async commit(batch: Op[][]): Promise<void> {
-		const c = await this.pool.connect();
+		const c = await this.writer.connect();
 		// A connection dying mid-commit rejects the query in flight; its 'error' event is the same news.
 		const quiet = () => {};
 		c.on("error", quiet);
@@ -887,6 +895,7 @@ export class PgStore implements QueenStore {
 		await this.pool.query("DELETE FROM waiters WHERE queen = $1", [this.o.queenId]).catch(() => {});
 		this.holder.release();
 		await this.pool.end();
+		await this.writer.end();
 	}
 }
 
