@@ -369,8 +369,9 @@ export class Registry extends FleetState {
 	private applyGpus(hiveId: string, gpus: GpuInfo[], complete = false): void {
 		if (complete) {
 			const listed = new Set(gpus.map((g) => g.uuid));
-			for (const [k, g] of this.gpus) {
-				if (g.hiveId !== hiveId || listed.has(g.info.uuid)) continue;
+			for (const k of this.gpuKeysOf.get(hiveId) ?? []) {
+				const g = this.gpus.get(k);
+				if (!g || g.hiveId !== hiveId || listed.has(g.info.uuid)) continue;
 				const view = this.gpuView(hiveId, g.info);
 				this.journalKey(this.gpus, k);
 				this.gpus.delete(k);
@@ -384,7 +385,7 @@ export class Registry extends FleetState {
 			// A heartbeat leaves out signals unchanged since the hive last sent them (queen-link.ts): the last ones stand.
 			const g = sent.signals === undefined && prev?.signals !== undefined ? { ...sent, signals: prev.signals } : sent;
 			this.journalKey(this.gpus, k);
-			this.gpus.set(k, { hiveId, info: g });
+			this.setGpu(k, { hiveId, info: g });
 			if (!prev || gpuChanged(prev, g)) {
 				this.store.gpus.save(hiveId, g);
 				this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g) }, hiveId);
@@ -560,7 +561,7 @@ export class Registry extends FleetState {
 					same ? { view: { ...v, stats: prev.view.stats }, sampledAt: prev.sampledAt, stats: prev.stats } : { view: v, sampledAt: null },
 				);
 			}
-			for (const g of rows.gpus.filter((x) => x.hiveId === id)) this.gpus.set(key(id, g.info.uuid), g);
+			for (const g of rows.gpus.filter((x) => x.hiveId === id)) this.setGpu(key(id, g.info.uuid), g);
 		}
 		const wall = this.o.clock.wall();
 		for (const e of events) {
