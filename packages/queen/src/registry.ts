@@ -551,7 +551,7 @@ export class Registry extends FleetState {
 			const keep = new Map(this.byHive.get(id) ?? []);
 			for (const k of [...keep.keys()]) this.workers.delete(key(id, k));
 			this.byHive.delete(id);
-			for (const [k, g] of this.gpus) if (g.hiveId === id) this.gpus.delete(k);
+			for (const k of this.gpuKeysOf.get(id) ?? []) if (this.gpus.get(k)?.hiveId === id) this.gpus.delete(k);
 			for (const v of rows.workers.filter((w) => w.hiveId === id)) {
 				const prev = keep.get(v.id);
 				const same = prev && prev.view.startedAt === v.startedAt && prev.view.state === v.state;

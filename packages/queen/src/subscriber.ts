@@ -1,5 +1,7 @@
 import type { QueenEvent } from "@apiary/protocol";
 
+const workerKey = (e: QueenEvent) => `${e.hiveId}/${e.workerId}`;
+
 /**
  * One SSE subscriber's bounded queue. `worker.updated` is coalesced per
  * worker while queued (latest wins: the older one is dropped, so ids stay
@@ -36,8 +38,8 @@ export class Subscriber {
 
 	push(e: QueenEvent): void {
 		if (this.closed || this.lagged) return;
-		const k = e.workerId ? `${e.hiveId}/${e.workerId}` : null;
-		if (this.held && k !== null) {
+		if (this.held && e.workerId) {
+			const k = workerKey(e);
 			if (e.type === "worker.updated") {
 				if (this.held.has(k)) this.coalesced++;
 				this.held.set(k, e);
@@ -46,15 +48,16 @@ export class Subscriber {
 			const sample = this.held.get(k);
 			if (sample) {
 				this.held.delete(k);
-				this.enqueue(sample, k);
+				this.enqueue(sample);
 			}
 		}
-		this.enqueue(e, k);
+		this.enqueue(e);
 		this.wake?.();
 	}
 
-	private enqueue(e: QueenEvent, k: string | null): void {
-		if (e.type === "worker.updated" && k !== null) {
+	private enqueue(e: QueenEvent): void {
+		if (e.type === "worker.updated" && e.workerId) {
+			const k = workerKey(e);
 			const at = this.updatedAt.get(k);
 			if (at !== undefined) {
 				this.queue[at] = null;
