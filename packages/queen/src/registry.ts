@@ -344,7 +344,7 @@ export class Registry extends FleetState {
 		this.journal(v);
 		v.state = "evicted";
 		this.saveWorker(r);
-		this.events.append("worker.evicted", { hiveId: v.hiveId, workerId: v.id, reason }, v.hiveId, v.id);
+		this.events.append("worker.evicted", { hiveId: v.hiveId, workerId: v.id, startedAt: v.startedAt, reason }, v.hiveId, v.id);
 		this.gpusChanged(v.hiveId, v.gpus);
 		this.releasePlacementClaims(v.hiveId, v.id);
 	}

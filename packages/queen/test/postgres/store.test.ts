@@ -26,7 +26,7 @@ describe("the queen on PostgreSQL", () => {
 		server = await startPostgres();
 		dir = tempDir("pgstore");
 		const c = await admin("postgres");
-		for (const db of ["one", "acks", "twice", "behind", "silent"]) await c.query(`CREATE DATABASE ${db}`);
+		for (const db of ["one", "acks", "twice", "final", "behind", "silent"]) await c.query(`CREATE DATABASE ${db}`);
 		await c.end();
 	}, 120_000);
 	afterAll(async () => {
@@ -214,6 +214,50 @@ describe("the queen on PostgreSQL", () => {
 				[5, "claim.released", "queen-b", "expired"],
 			]);
 			expect((await c.query("SELECT last_id FROM event_counter")).rows[0].last_id).toBe("5");
+		} finally {
+			await c.end();
+			await a.close();
+			await b.close();
+		}
+	});
+
+	it("a run's exit is final: a late write of that run as running or evicted, from a queen cut off while its hive moved on, changes neither its row nor the log; a later run of that id is written", async () => {
+		// The soak (seed 611874): queen A took a hive's spawn, was cut from the database, the hive moved to queen B
+		// and reported the exit there; A's queued commit then wrote the worker running again, for good.
+		const a = await PgStore.open(dbUrl("final"), { queenId: "queen-a" });
+		const b = await PgStore.open(dbUrl("final"), { queenId: "queen-b" });
+		const c = await admin("final");
+		try {
+			const ended = endedWorker("w", 1000);
+			const exit = ended.exit!;
+			const run = (startedAt: string) => ({ ...worker("w", { startedAt }), hiveId: "h", state: "running" as const, exit: null });
+			const commit = async (s: PgStore, view: object, events: object[]) => {
+				s.tx(() => {
+					s.workers.save(view as never);
+					(s.events as CommitNumberedEventTable).insertUnnumbered(JSON.stringify(events), events.length);
+				});
+				await s.durable();
+			};
+			const first = run(ended.startedAt);
+			await commit(b, { ...ended, hiveId: "h", state: "exited" }, [{ type: "worker.exited", hiveId: "h", workerId: "w", data: { exit, worker: ended } }]);
+			// A's late commits, queued before it heard of the exit.
+			await commit(a, first, [{ type: "worker.spawned", hiveId: "h", workerId: "w", data: { hiveId: "h", worker: first } }]);
+			await commit(a, { ...first, state: "evicted" }, [
+				{ type: "worker.evicted", hiveId: "h", workerId: "w", data: { hiveId: "h", workerId: "w", startedAt: first.startedAt, reason: "x" } },
+			]);
+			const state = async () => (await c.query<{ state: string; started: string }>("SELECT state, info->>'startedAt' AS started FROM workers")).rows;
+			const log = async () =>
+				(await c.query<{ type: string; origin: string }>("SELECT type, origin FROM events ORDER BY id")).rows.map((r) => [r.type, r.origin]);
+			expect(await state()).toEqual([{ state: "exited", started: ended.startedAt }]);
+			expect(await log()).toEqual([["worker.exited", "queen-b"]]);
+			// Another run of the same worker id is a new row and a new spawn.
+			const second = run(new Date(Date.parse(ended.startedAt) + 3_600_000).toISOString());
+			await commit(a, second, [{ type: "worker.spawned", hiveId: "h", workerId: "w", data: { hiveId: "h", worker: second } }]);
+			expect(await state()).toEqual([{ state: "running", started: second.startedAt }]);
+			expect(await log()).toEqual([
+				["worker.exited", "queen-b"],
+				["worker.spawned", "queen-a"],
+			]);
 		} finally {
 			await c.end();
 			await a.close();

@@ -289,7 +289,10 @@ export class PgStore implements QueenStore {
 			all: () => l.workers,
 			save: (v) =>
 				w(
-					"INSERT INTO workers (hive_id, id, state, info) VALUES ($1, $2, $3, $4) ON CONFLICT (hive_id, id) DO UPDATE SET state = excluded.state, info = excluded.info",
+					// A run's exit is final: a late write of that run as running or evicted (queued by a queen cut off
+					// from the database while its hive moved on and reported the exit elsewhere) leaves the row alone.
+					`INSERT INTO workers (hive_id, id, state, info) VALUES ($1, $2, $3, $4) ON CONFLICT (hive_id, id) DO UPDATE SET state = excluded.state, info = excluded.info
+					  WHERE NOT (workers.state = 'exited' AND workers.info->>'startedAt' = excluded.info->>'startedAt')`,
 					v.hiveId,
 					v.id,
 					v.state,
@@ -438,15 +441,17 @@ export class PgStore implements QueenStore {
 				// the commit, so ids are gapless and become visible in order; then every queen is told.
 				w(
 					// A worker.exited already logged for that run of that worker (by a queen the hive reported
-					// it to before it moved, whose ack it never got), and a claim.released already logged for
+					// it to before it moved, whose ack it never got) leaves out that run's exit, spawn or eviction
+					// logged again (a late one is queued by a queen cut off from the database while its hive moved
+					// on); a claim.released already logged for
 					// that claim (released at one queen, expired at another that could not hear it), are left
 					// out, and the ids stay gapless.
 					`${EVENT_INSERT}
 							 WITH x AS (
 							   SELECT a.e, a.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, ord)
-							   WHERE NOT (a.e->>'type' = 'worker.exited' AND EXISTS (
+							   WHERE NOT (a.e->>'type' IN ('worker.exited', 'worker.spawned', 'worker.evicted') AND EXISTS (
 							     SELECT 1 FROM events p WHERE p.type = 'worker.exited' AND p.hive_id = a.e->>'hiveId' AND p.worker_id = a.e->>'workerId'
-							       AND p.data->'exit'->>'startedAt' = a.e->'data'->'exit'->>'startedAt'))
+							       AND p.data->'exit'->>'startedAt' = coalesce(a.e->'data'->'exit'->>'startedAt', a.e->'data'->'worker'->>'startedAt', a.e->'data'->>'startedAt')))
 							     AND NOT (a.e->>'type' = 'claim.released' AND EXISTS (
 							     SELECT 1 FROM events p WHERE p.type = 'claim.released' AND p.data->'claim'->>'id' = a.e->'data'->'claim'->>'id'))),
 							 n AS (SELECT x.e, row_number() OVER (ORDER BY x.ord) AS rn FROM x),
