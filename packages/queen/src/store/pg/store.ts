@@ -440,12 +440,10 @@ export class PgStore implements QueenStore {
 				// Numbered from the counter row in this transaction: its lock holds other writers until
 				// the commit, so ids are gapless and become visible in order; then every queen is told.
 				w(
-					// A worker.exited already logged for that run of that worker (by a queen the hive reported
-					// it to before it moved, whose ack it never got) leaves out that run's exit, spawn or eviction
-					// logged again (a late one is queued by a queen cut off from the database while its hive moved
-					// on); a claim.released already logged for
-					// that claim (released at one queen, expired at another that could not hear it), are left
-					// out, and the ids stay gapless.
+					// Left out, the ids staying gapless: a run's exit, spawn or eviction once that run's
+					// worker.exited is logged (a second exit from a queen the hive reported to before it moved;
+					// a late spawn or eviction queued by a queen cut off from the database meanwhile), and a
+					// claim.released already logged for that claim (released at one queen, expired at another).
 					`${EVENT_INSERT}
 							 WITH x AS (
 							   SELECT a.e, a.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, ord)
