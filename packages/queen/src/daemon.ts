@@ -154,6 +154,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		() => sockets.connections,
 		store instanceof PgStore ? store : undefined,
 		() => sockets.heartbeatTarget,
+		sockets.intake,
 	);
 	const commands = new HiveCommands(sockets, registry, store instanceof PgStore ? store : null, o.token, o.ca);
 	const placer = new Placer(registry, commands);
@@ -277,7 +278,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		const seconds = (now.at - governed.at) / 1000;
 		const busy = performance.eventLoopUtilization(now.elu, governed.elu).utilization;
 		governed = now;
-		const target = governor.observe(busy, intake.count / seconds, intake.ms / 1000 / seconds);
+		const target = governor.observe(busy, intake.count / seconds, intake.ms / 1000 / seconds, hiveSockets.intake.oldestWaitMs());
 		intake.count = 0;
 		intake.ms = 0;
 		if (target !== hiveSockets.heartbeatTarget) {

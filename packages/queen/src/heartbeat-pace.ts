@@ -60,8 +60,13 @@ export interface GovernorOptions {
  * heard of is not cut again. Below `low` it rises by a quarter a period
  * up to the most, as TCP's additive increase after a multiplicative
  * decrease. Heartbeats that are not what keeps the loop busy (a burst of
- * joins, a flood of queries) are not cut for it.
+ * joins, a flood of queries) are not cut for it. Heartbeats that waited in
+ * the intake (intake.ts) longer than BEHIND_MS mean the queen is behind
+ * whatever its busy share says: the target is cut then too, and not raised.
  */
+/** Heartbeats waiting this long in the intake: the queen is behind. */
+export const BEHIND_MS = 1000;
+
 export class PaceGovernor {
 	private readonly o: Required<GovernorOptions>;
 	private current: number;
@@ -75,13 +80,14 @@ export class PaceGovernor {
 		return this.current;
 	}
 
-	/** One period's measures; answers the target for the next. */
-	observe(busy: number, heartbeatsPerSec: number, heartbeatShare: number): number {
+	/** One period's measures (and how long the oldest waiting heartbeat has waited); answers the target for the next. */
+	observe(busy: number, heartbeatsPerSec: number, heartbeatShare: number, waitMs = 0): number {
 		const { max, floor, high, low, aim } = this.o;
-		if (busy >= high && heartbeatsPerSec > 0 && heartbeatShare >= 0.25 * busy) {
-			const want = (heartbeatsPerSec * aim) / busy;
+		const behind = waitMs > BEHIND_MS;
+		if (heartbeatsPerSec > 0 && (behind || (busy >= high && heartbeatShare >= 0.25 * busy))) {
+			const want = (heartbeatsPerSec * aim) / Math.max(busy, high);
 			this.current = Math.max(floor, Math.min(this.current, Math.max(want, this.current / 2)));
-		} else if (busy < low) {
+		} else if (busy < low && !behind) {
 			this.current = Math.min(max, this.current * 1.25);
 		}
 		return this.current;

@@ -14,6 +14,7 @@ export function queenMetrics(
 	connections: () => number,
 	db?: { rowsWritten(): number; commits(): number },
 	heartbeatTarget?: () => number,
+	intake?: { waiting: number; oldestWaitMs(): number },
 ): QueenMetrics {
 	const reg = new Registry();
 	const heartbeats = new Counter({ name: "apiary_queen_heartbeats_total", help: "Heartbeats received from hives.", registers: [reg] });
@@ -60,6 +61,11 @@ export function queenMetrics(
 			[],
 			() => [[{}, heartbeatTarget()]],
 		);
+	if (intake) {
+		// The queen's own backlog (intake.ts): what arrived and has not been applied yet.
+		gauge(reg, "apiary_queen_heartbeats_waiting", "Hive messages received and waiting their turn to be applied.", [], () => [[{}, intake.waiting]]);
+		gauge(reg, "apiary_queen_heartbeat_wait_seconds", "How long the oldest waiting hive message has waited.", [], () => [[{}, intake.oldestWaitMs() / 1000]]);
+	}
 	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] =>
 		states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(fleet.listHives(), ["ready", "stale", "lost", "unknown", "left"]));

@@ -233,6 +233,16 @@ export class Registry extends FleetState {
 		});
 	}
 
+	/**
+	 * A message of this hive arrived (it is applied when its turn in the
+	 * intake comes): the hive is not silent meanwhile. Memory only, and only
+	 * for a hive connected here; its state changes when the message is applied.
+	 */
+	heard(hiveId: string): void {
+		const h = this.hives.get(hiveId);
+		if (h?.connected && h.lastSeen !== null) this.touch(h);
+	}
+
 	/** The heartbeat interval this hive was told (0: its own tick): its liveness is judged by it. Memory only. */
 	setPace(hiveId: string, paceMs: number): void {
 		const h = this.hives.get(hiveId);

@@ -9,6 +9,7 @@ import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { authorize, certificatePrincipal, mayBeHive, type Principal } from "./auth/authorize.ts";
 import type { Auditor } from "./auth/audit.ts";
 import type { Credentials } from "./auth/credentials.ts";
+import { Intake } from "./intake.ts";
 import { type Registry, StoreError } from "./registry.ts";
 
 // Close codes: 1007 malformed JSON, 1008 a message that breaks the protocol
@@ -20,6 +21,20 @@ import { type Registry, StoreError } from "./registry.ts";
 // @apiary/protocol (wire.ts); ajv's messages name the field.
 const ajv = new Ajv({ allErrors: false });
 const validators: Record<string, ValidateFunction> = Object.fromEntries(Object.entries(HIVE_MESSAGES).map(([k, s]) => [k, ajv.compile(s)]));
+
+const HEARTBEAT_PREFIX = Buffer.from('{"type":"heartbeat"');
+
+/**
+ * Whether a message is a heartbeat, by its first bytes and without parsing it
+ * (the hive and the simulator write `type` first). One that is not written so
+ * is taken for a lifecycle message: it goes sooner, never wrongly later.
+ */
+function isHeartbeat(data: RawData): boolean {
+	const b = Array.isArray(data) ? data[0] : data;
+	if (!b) return false;
+	const buf = Buffer.isBuffer(b) ? b : Buffer.from(b as ArrayBuffer);
+	return buf.length >= HEARTBEAT_PREFIX.length && buf.compare(HEARTBEAT_PREFIX, 0, HEARTBEAT_PREFIX.length, 0, HEARTBEAT_PREFIX.length) === 0;
+}
 
 /** A command's answer as the caller gets it: the hive's reply, or what the queen saw instead (503 gone, 504 no answer). */
 export type CommandReply = Pick<ReplyMessage, "status" | "body" | "error">;
@@ -91,6 +106,9 @@ export class HiveSocketServer {
 	/** The intake hives are paced to: --max-heartbeats-per-second, lowered by the governor while the queen is busy. */
 	private target: number;
 
+	/** Hive messages waiting their turn (intake.ts): heartbeats in slices, lifecycle messages first. */
+	readonly intake: Intake<WebSocket>;
+
 	/** The heartbeat interval this queen tells its hives now (0: each hive's own tick). */
 	private pace(): number {
 		return heartbeatPace(this.byHive.size, this.target);
@@ -123,6 +141,7 @@ export class HiveSocketServer {
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
 		this.target = o.maxHeartbeatsPerSecond ?? 0;
+		this.intake = new Intake<WebSocket>({ onError: (err) => o.log("hive message failed", { err: String(err) }) });
 		this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload });
 		// A hive declared lost has its socket dropped (terminated: a partition lets no close handshake
 		// through). Its connection may still be open at the TCP level, and on it the hive would go on
@@ -176,7 +195,10 @@ export class HiveSocketServer {
 	private serve(ws: WebSocket, remote: string, principal: Principal | null): void {
 		let hiveId: string | null = null;
 		let untrack: (() => void) | null = null;
-		ws.once("close", () => untrack?.());
+		ws.once("close", () => {
+			untrack?.();
+			this.intake.drop(ws);
+		});
 		let fresh = true;
 		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
 		const reject = (code: number, reason: string) => {
@@ -210,15 +232,21 @@ export class HiveSocketServer {
 					});
 				return;
 			}
-			handle(data, isBinary);
+			// Heard when it arrives, not when its turn comes: the queen's backlog is not the hive's silence.
+			if (hiveId) {
+				const held = this.byHive.get(hiveId);
+				if (held?.ws === ws) {
+					held.lastMessage = performance.now();
+					this.o.registry.heard(hiveId);
+				}
+			}
+			this.intake.offer(ws, hiveId !== null && !isBinary && isHeartbeat(data), () => handle(data, isBinary));
 		};
 		ws.on("message", onMessage);
 		const handle = (data: RawData, isBinary: boolean) => {
+			// A heartbeat's cost, parse and validation included, is what the governor weighs.
+			const t0 = performance.now();
 			if (isBinary) return reject(1003, "binary messages are not accepted");
-			if (hiveId) {
-				const held = this.byHive.get(hiveId);
-				if (held?.ws === ws) held.lastMessage = performance.now();
-			}
 			let m: HiveMessage;
 			try {
 				m = JSON.parse(data.toString());
@@ -295,7 +323,6 @@ export class HiveSocketServer {
 				if (!hiveId) return reject(1008, "the first message must be hello"); // unreachable: checked before validation
 				if (m.type === "heartbeat") {
 					if (m.snapshot.hiveId !== hiveId) return reject(1008, "heartbeat.snapshot.hiveId does not match hello");
-					const t0 = performance.now();
 					this.o.registry.heartbeat(hiveId, m, fresh);
 					fresh = false;
 					this.o.onHeartbeat?.(performance.now() - t0);

@@ -56,4 +56,15 @@ describe("adaptive heartbeats", () => {
 		expect(big.observe(1, 100, 0.5)).toBe(300);
 		expect(big.observe(1, 100, 0.5)).toBe(200);
 	});
+
+	it("the governor cuts when heartbeats wait in the intake past a second, however busy the loop looks, and does not raise the target meanwhile", () => {
+		const g = new PaceGovernor({ max: 1000 });
+		// 40 % busy (the loop yields between slices) but the oldest heartbeat waited 1.5 s: 1000/s is too many.
+		expect(g.observe(0.4, 1000, 0.3, 1500)).toBe(800);
+		// Idle but still behind: held, not raised.
+		expect(g.observe(0.2, 800, 0.1, 1200)).toBe(640);
+		expect(g.observe(0.2, 0, 0, 1200)).toBe(640);
+		// Caught up: raised again.
+		expect(g.observe(0.2, 640, 0.1, 10)).toBe(800);
+	});
 });

@@ -1,0 +1,95 @@
+import { describe, expect, it } from "vitest";
+import { Intake } from "../../src/intake.ts";
+
+/** An intake on a hand-turned clock and scheduler: each message handler advances the clock by `costMs`. */
+function rig(sliceMs = 20, costMs = 1) {
+	let t = 0;
+	const pending: (() => void)[] = [];
+	const ran: string[] = [];
+	const errors: unknown[] = [];
+	const intake = new Intake<string>({ sliceMs, now: () => t, schedule: (f) => pending.push(f), onError: (e) => errors.push(e) });
+	const offer = (src: string, heartbeat: boolean, name: string) =>
+		intake.offer(src, heartbeat, () => {
+			t += costMs;
+			ran.push(name);
+		});
+	/** Runs one scheduled slice; false when none was scheduled. */
+	const slice = () => {
+		const f = pending.shift();
+		f?.();
+		return f !== undefined;
+	};
+	return { intake, offer, slice, ran, errors, pending, advance: (ms: number) => (t += ms) };
+}
+
+describe("the queen's intake of hive messages", () => {
+	it("a lifecycle message from a hive with nothing waiting runs at once; heartbeats wait for a slice", () => {
+		const r = rig();
+		r.offer("a", false, "a:spawn");
+		expect(r.ran).toEqual(["a:spawn"]);
+		expect(r.pending).toHaveLength(0);
+		r.offer("a", true, "a:hb");
+		expect(r.ran).toEqual(["a:spawn"]);
+		expect(r.intake.waiting).toBe(1);
+		expect(r.slice()).toBe(true);
+		expect(r.ran).toEqual(["a:spawn", "a:hb"]);
+		expect(r.intake.waiting).toBe(0);
+		// Nothing left: no slice is scheduled.
+		expect(r.pending).toHaveLength(0);
+	});
+
+	it("a slice stops at its length and the next is scheduled; hives take turns one heartbeat each", () => {
+		const r = rig(3, 1);
+		for (const h of ["a", "b", "c"]) for (let i = 1; i <= 3; i++) r.offer(h, true, `${h}${i}`);
+		expect(r.intake.waiting).toBe(9);
+		r.slice();
+		expect(r.ran).toEqual(["a1", "b1", "c1"]);
+		expect(r.pending).toHaveLength(1);
+		r.slice();
+		r.slice();
+		expect(r.ran).toEqual(["a1", "b1", "c1", "a2", "b2", "c2", "a3", "b3", "c3"]);
+		expect(r.pending).toHaveLength(0);
+	});
+
+	it("a hive's exit goes before other hives' heartbeats, after its own (its order is kept)", () => {
+		const r = rig(2, 1);
+		for (const h of ["a", "b", "c", "d"]) r.offer(h, true, `${h}:hb`);
+		// d's exit waits behind d's own heartbeat, not behind a, b and c.
+		r.offer("d", false, "d:exit");
+		r.offer("d", true, "d:hb2");
+		r.slice();
+		expect(r.ran).toEqual(["d:hb", "d:exit"]);
+		r.slice();
+		r.slice();
+		expect(r.ran).toEqual(["d:hb", "d:exit", "a:hb", "b:hb", "c:hb", "d:hb2"]);
+	});
+
+	it("measures what waits and for how long; a closed hive's messages are dropped", () => {
+		const r = rig();
+		expect(r.intake.oldestWaitMs()).toBe(0);
+		r.offer("a", true, "a1");
+		r.advance(300);
+		r.offer("b", true, "b1");
+		r.offer("b", false, "b:exit");
+		r.advance(200);
+		expect(r.intake.waiting).toBe(3);
+		expect(r.intake.oldestWaitMs()).toBe(500);
+		r.intake.drop("b");
+		expect(r.intake.waiting).toBe(1);
+		r.intake.drop("a");
+		expect(r.intake.oldestWaitMs()).toBe(0);
+		r.slice();
+		expect(r.ran).toEqual([]);
+	});
+
+	it("a handler that throws is reported and the others still run", () => {
+		const r = rig();
+		r.intake.offer("a", true, () => {
+			throw new Error("boom");
+		});
+		r.offer("b", true, "b1");
+		r.slice();
+		expect(r.ran).toEqual(["b1"]);
+		expect(r.errors.map(String)).toEqual(["Error: boom"]);
+	});
+});
