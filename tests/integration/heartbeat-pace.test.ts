@@ -87,9 +87,24 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 		expect(await stateOf("paced")).toBe("ready");
 	}, 40_000);
 
-	it("when the load falls the hives are told their own tick again", async () => {
+	it("when the load falls the hives are told their own tick again, at once, and judged by the old interval until they next speak", async () => {
+		const f1 = fakes[0]!;
+		// f1 speaks (told 1.5 s: stale 4.5 s from now, not 1 s), then keeps quiet.
+		const seq = f1.heartbeat([]);
+		await until(() => f1.acks.includes(seq), 5000, "ack");
+		const spoke = performance.now();
+		expect(await stateOf("f1")).toBe("ready");
 		fakes[1]!.close();
 		fakes[2]!.close();
+		// Told in a `pace` message within a governor period, without sending anything to earn an ack.
+		await until(() => f1.messages.some((m) => m.type === "pace" && m.heartbeatMs === 0), 4000, "f1 told 0 by a pace message");
+		// Past the queen's own 1-s stale-after but inside the 4.5 s it was told: still ready.
+		await sleep(Math.max(0, 1600 - (performance.now() - spoke)));
+		if (performance.now() - spoke < 4000) expect(await stateOf("f1")).toBe("ready");
+		// Once it speaks it is judged by its own tick: silent 1 s, stale.
+		const seq2 = f1.heartbeat([]);
+		await until(() => f1.acks.includes(seq2), 5000, "ack");
+		await until(async () => (await stateOf("f1")) === "stale", 3000, "f1 stale 1 s after it last spoke");
 		await until(() => /the queen set the heartbeat interval.*"heartbeatMs":0/.test(hive.out() + hive.err()), 10_000, "told 0 again");
 		const before = await heartbeats();
 		await sleep(2000);

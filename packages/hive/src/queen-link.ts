@@ -247,6 +247,8 @@ export class QueenLink {
 					backlog: () => ws.bufferedAmount,
 				});
 				if (ctl) this.running.set(m.id, ctl);
+			} else if (m.type === "pace") {
+				this.pace(m.heartbeatMs);
 			} else if (m.type === "cancel") {
 				this.running.get(m.id)?.cancel();
 				this.running.delete(m.id);

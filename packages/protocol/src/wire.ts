@@ -155,7 +155,17 @@ export type CreditMessage = Static<typeof CreditMessage>;
 export const CommandMessage = Type.Union([SpawnCommand, StopCommand, LogsCommand, GpuClearCommand]);
 export type CommandMessage = Static<typeof CommandMessage>;
 export type CancelMessage = Static<typeof CancelMessage>;
-export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage | CreditMessage;
+/**
+ * A shorter heartbeat interval, told at once rather than at the hive's next
+ * ack (which may be one long interval away): hives left, or the queen caught
+ * up. A hive that does not know this message keeps its interval until then.
+ */
+export const PaceMessage = Type.Object({
+	type: Type.Literal("pace"),
+	heartbeatMs: Type.Integer({ minimum: 0, description: "send heartbeats no more often than this (0: every tick)" }),
+});
+export type PaceMessage = Static<typeof PaceMessage>;
+export type QueenMessage = AckMessage | WelcomeMessage | CommandMessage | CancelMessage | CreditMessage | PaceMessage;
 
 export { EVENT_TYPES };
 export const EventType = StringEnum(EVENT_TYPES);

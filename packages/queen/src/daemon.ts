@@ -285,6 +285,7 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 			log("heartbeat target changed", { perSecond: Math.round(target), busy: Math.round(busy * 100) / 100 });
 			hiveSockets.setHeartbeatTarget(target);
 		}
+		hiveSockets.retell();
 	}, GOVERN_EVERY_MS);
 	governing.unref();
 	const liveness = setInterval(() => {

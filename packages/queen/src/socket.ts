@@ -100,7 +100,17 @@ export class HiveSocketServer {
 	/** The live connection of each hive id, with what tells a reconnect from an impostor. */
 	private readonly byHive = new Map<
 		string,
-		{ ws: WebSocket; instanceId: string; remote: string; lastMessage: number; pending: Map<string, Pending>; paceMs: number }
+		{
+			ws: WebSocket;
+			instanceId: string;
+			remote: string;
+			lastMessage: number;
+			pending: Map<string, Pending>;
+			/** The interval it is judged by: what it was told in its welcome or an ack. */
+			paceMs: number;
+			/** A shorter one told since in a `pace` message; judged by once the hive speaks again. */
+			pushedMs?: number;
+		}
 	>();
 
 	/** The intake hives are paced to: --max-heartbeats-per-second, lowered by the governor while the queen is busy. */
@@ -126,11 +136,31 @@ export class HiveSocketServer {
 	/** The pace for this hive's ack, when it differs from what the hive was last told (and the registry judges it by). */
 	private retold(hiveId: string): { heartbeatMs?: number } {
 		const held = this.byHive.get(hiveId);
+		if (!held) return {};
 		const pace = this.pace();
-		if (!held || held.paceMs === pace) return {};
+		const pushed = held.pushedMs;
+		held.pushedMs = undefined;
+		if (held.paceMs === pace) return {};
 		held.paceMs = pace;
 		this.o.registry.setPace(hiveId, pace);
-		return { heartbeatMs: pace };
+		return pushed === pace ? {} : { heartbeatMs: pace };
+	}
+
+	/**
+	 * Tells each hive whose interval is now longer than the queen needs by a
+	 * second or more (hives left, the target rose) its new one at once: its
+	 * next ack may be one long interval away (23 s after a surge, in the
+	 * bench). It is judged by the longer interval until it next speaks, so the
+	 * news does not make a hive that was silent as told stale.
+	 */
+	retell(): void {
+		const pace = this.pace();
+		const message = JSON.stringify({ type: "pace", heartbeatMs: pace } satisfies QueenMessage);
+		for (const held of this.byHive.values()) {
+			if (held.paceMs < 0 || (held.pushedMs ?? held.paceMs) - pace < 1000) continue;
+			held.pushedMs = pace;
+			held.ws.send(message);
+		}
 	}
 
 	/** How long a hive told to send every `paceMs` stays ready while silent. */

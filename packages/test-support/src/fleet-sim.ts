@@ -239,12 +239,13 @@ export async function simulate(o: SimOptions, log: (s: string) => void = () => {
 			h.paceMs = m.heartbeatMs ?? 0;
 			told.set(h.id, h.paceMs);
 			if (m.credential) h.credential = m.credential;
-		} else if (m.type === "ack") {
+		} else if (m.type === "pace" || m.type === "ack") {
 			if (m.heartbeatMs !== undefined && m.heartbeatMs !== h.paceMs) {
 				h.paceMs = m.heartbeatMs;
 				h.nextAt = Math.min(h.nextAt, performance.now() + m.heartbeatMs);
 				told.set(h.id, h.paceMs);
 			}
+			if (m.type === "pace") return;
 			const f = h.inFlight.get(m.seq);
 			if (f) {
 				h.inFlight.delete(m.seq);
