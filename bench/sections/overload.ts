@@ -47,9 +47,10 @@ async function load(factor: number, capacity: number, seconds: number, churn: nu
 	const heartbeatsTotal = async () => Number(/^apiary_queen_heartbeats_total (\d+)/m.exec(await (await fetch(`${queen.url}/metrics`)).text())?.[1]);
 	try {
 		const hives = Math.round(factor * capacity);
-		// With a surge, a sixth stays for longer than the surge (at full size, under the target): it sees the load fall.
+		// With a surge, a sixth stays as long again after it (at full size, under the target): it sees the load fall,
+		// after the queen has taken the five thousand byes (each evicts 50 workers).
 		const stay = surge ? Math.round(hives / 6) : hives;
-		const tail = surge ? Math.max(6, Math.round(seconds / 2)) : 0;
+		const tail = surge ? Math.max(6, seconds) : 0;
 		const h0 = await heartbeatsTotal();
 		const c0 = cpuOf(pid);
 		const t0 = performance.now();

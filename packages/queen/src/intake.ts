@@ -4,23 +4,31 @@
 // them, so a queen past its capacity answered lifecycle messages seconds late.
 // Here heartbeats wait in a queue per hive and are applied in slices of a few
 // milliseconds, one hive's at a time in turn; between slices the loop serves
-// everything else. A hive's spawn, exit, reply or bye goes before other hives'
+// everything else. A hive's spawn, exit or reply goes before other hives'
 // heartbeats (after its own, whose order it keeps: a first snapshot is never
-// overtaken). Mechanism only: what is a heartbeat is the caller's to say.
+// overtaken). Byes wait their turn too: five thousand hives leaving at once,
+// each bye evicting 50 workers, held the loop for seconds. A hive's queue is
+// bounded: past `maxPerSource` its socket is paused (TCP pushes back on it)
+// until the queue is half drained. Mechanism only: which message waits, and
+// which is kept when its socket closes, is the caller's to say.
 
 interface Item {
-	heartbeat: boolean;
+	/** Waits its turn (a heartbeat, a bye); else goes before every other source's waiting messages. */
+	waits: boolean;
+	/** Still run when its source closes with it waiting (a bye, an exit; not a heartbeat, which the hive sends again). */
+	kept: boolean;
 	run: () => void;
 	at: number;
 }
 
 interface Queue {
 	items: Item[];
-	/** How many of `items` are not heartbeats. */
+	/** How many of `items` do not wait their turn. */
 	lifecycle: number;
+	paused: boolean;
 }
 
-export interface IntakeOptions {
+export interface IntakeOptions<K> {
 	/** The longest one slice runs before the loop gets a turn (default 20 ms). */
 	sliceMs?: number;
 	/** How the next slice is scheduled (default setImmediate: after the loop's I/O and timers). */
@@ -28,6 +36,10 @@ export interface IntakeOptions {
 	now?: () => number;
 	/** A message whose handler threw (it is dropped; the others go on). */
 	onError?: (err: unknown) => void;
+	/** A source with this many messages waiting is paused until half of them are applied (default 16). */
+	maxPerSource?: number;
+	pause?: (source: K) => void;
+	resume?: (source: K) => void;
 }
 
 export class Intake<K> {
@@ -42,8 +54,12 @@ export class Intake<K> {
 	private readonly schedule: (next: () => void) => void;
 	private readonly now: () => number;
 	private readonly onError: (err: unknown) => void;
+	private readonly o: IntakeOptions<K>;
+	private readonly maxPerSource: number;
 
-	constructor(o: IntakeOptions = {}) {
+	constructor(o: IntakeOptions<K> = {}) {
+		this.o = o;
+		this.maxPerSource = o.maxPerSource ?? 16;
 		this.sliceMs = o.sliceMs ?? 20;
 		this.schedule = o.schedule ?? ((next) => setImmediate(next));
 		this.now = o.now ?? (() => performance.now());
@@ -62,35 +78,58 @@ export class Intake<K> {
 		return this.count === 0 ? 0 : Math.max(0, this.now() - oldest);
 	}
 
-	/** One message of `source`: a lifecycle message from a source with nothing waiting runs now; the rest wait their turn. */
-	offer(source: K, heartbeat: boolean, run: () => void): void {
+	/**
+	 * One message of `source`. One that does not wait, from a source with
+	 * nothing waiting, runs now; the rest are queued. `kept` (default: it does
+	 * not wait) says whether it still runs when its source closes first.
+	 */
+	offer(source: K, waits: boolean, run: () => void, kept = !waits): void {
 		let q = this.queues.get(source);
-		if (!q && !heartbeat) {
+		if (!q && !waits) {
 			this.call(run);
 			return;
 		}
 		if (!q) {
-			q = { items: [], lifecycle: 0 };
+			q = { items: [], lifecycle: 0, paused: false };
 			this.queues.set(source, q);
 			this.turns.add(source);
 		}
-		q.items.push({ heartbeat, run, at: this.now() });
+		q.items.push({ waits, kept, run, at: this.now() });
 		this.count++;
-		if (!heartbeat) {
+		if (!waits) {
 			q.lifecycle++;
 			this.urgent.add(source);
+		}
+		if (!q.paused && q.items.length >= this.maxPerSource) {
+			q.paused = true;
+			this.o.pause?.(source);
 		}
 		this.kick();
 	}
 
-	/** A source gone (its socket closed): what it sent and was not applied is dropped. */
-	drop(source: K): void {
+	/**
+	 * A source gone (its socket closed): what it sent that is kept still runs
+	 * in its turn, in order; the rest is dropped. In its turn, not now: five
+	 * thousand hives that send bye and close at once would otherwise be
+	 * applied back to back in their close events.
+	 */
+	close(source: K): void {
 		const q = this.queues.get(source);
 		if (!q) return;
+		const kept = q.items.filter((i) => i.kept);
+		this.count -= q.items.length - kept.length;
+		q.items = kept;
+		if (kept.length === 0) this.forget(source);
+	}
+
+	private forget(source: K): Queue | undefined {
+		const q = this.queues.get(source);
+		if (!q) return undefined;
 		this.count -= q.items.length;
 		this.queues.delete(source);
 		this.turns.delete(source);
 		this.urgent.delete(source);
+		return q;
 	}
 
 	private kick(): void {
@@ -108,7 +147,7 @@ export class Intake<K> {
 				// Its messages in order up to and including its first lifecycle message.
 				let item: Item | undefined;
 				do item = this.take(urgent);
-				while (item?.heartbeat);
+				while (item?.waits);
 				continue;
 			}
 			const next = this.first(this.turns);
@@ -126,8 +165,12 @@ export class Intake<K> {
 		const item = q?.items.shift();
 		if (!q || !item) return undefined;
 		this.count--;
-		if (!item.heartbeat && --q.lifecycle === 0) this.urgent.delete(source);
-		if (q.items.length === 0) this.drop(source);
+		if (!item.waits && --q.lifecycle === 0) this.urgent.delete(source);
+		if (q.items.length === 0) this.forget(source);
+		if (q.paused && q.items.length <= this.maxPerSource / 2) {
+			q.paused = false;
+			this.o.resume?.(source);
+		}
 		this.call(item.run);
 		return item;
 	}

@@ -22,18 +22,19 @@ import { type Registry, StoreError } from "./registry.ts";
 const ajv = new Ajv({ allErrors: false });
 const validators: Record<string, ValidateFunction> = Object.fromEntries(Object.entries(HIVE_MESSAGES).map(([k, s]) => [k, ajv.compile(s)]));
 
-const HEARTBEAT_PREFIX = Buffer.from('{"type":"heartbeat"');
+const HEARTBEAT = Buffer.from('{"type":"heartbeat"');
+const BYE = Buffer.from('{"type":"bye"');
 
 /**
- * Whether a message is a heartbeat, by its first bytes and without parsing it
- * (the hive and the simulator write `type` first). One that is not written so
- * is taken for a lifecycle message: it goes sooner, never wrongly later.
+ * Whether a message starts so, by its first bytes and without parsing it (the
+ * hive and the simulator write `type` first). One not written so is taken for
+ * a spawn or exit: it goes sooner, never wrongly later.
  */
-function isHeartbeat(data: RawData): boolean {
+function startsWith(data: RawData, prefix: Buffer): boolean {
 	const b = Array.isArray(data) ? data[0] : data;
 	if (!b) return false;
 	const buf = Buffer.isBuffer(b) ? b : Buffer.from(b as ArrayBuffer);
-	return buf.length >= HEARTBEAT_PREFIX.length && buf.compare(HEARTBEAT_PREFIX, 0, HEARTBEAT_PREFIX.length, 0, HEARTBEAT_PREFIX.length) === 0;
+	return buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
 }
 
 /** A command's answer as the caller gets it: the hive's reply, or what the queen saw instead (503 gone, 504 no answer). */
@@ -171,7 +172,12 @@ export class HiveSocketServer {
 	constructor(o: HiveSocketOptions) {
 		this.o = o;
 		this.target = o.maxHeartbeatsPerSecond ?? 0;
-		this.intake = new Intake<WebSocket>({ onError: (err) => o.log("hive message failed", { err: String(err) }) });
+		this.intake = new Intake<WebSocket>({
+			onError: (err) => o.log("hive message failed", { err: String(err) }),
+			// A hive whose messages pile up is read no further until they are applied: TCP pushes back on it.
+			pause: (ws) => ws.pause(),
+			resume: (ws) => ws.resume(),
+		});
 		this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload });
 		// A hive declared lost has its socket dropped (terminated: a partition lets no close handshake
 		// through). Its connection may still be open at the TCP level, and on it the hive would go on
@@ -227,7 +233,8 @@ export class HiveSocketServer {
 		let untrack: (() => void) | null = null;
 		ws.once("close", () => {
 			untrack?.();
-			this.intake.drop(ws);
+			// Its bye and exits still count, in their turn; its waiting heartbeats are dropped (it sends its state again on reconnect).
+			this.intake.close(ws);
 		});
 		let fresh = true;
 		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
@@ -270,7 +277,10 @@ export class HiveSocketServer {
 					this.o.registry.heard(hiveId);
 				}
 			}
-			this.intake.offer(ws, hiveId !== null && !isBinary && isHeartbeat(data), () => handle(data, isBinary));
+			// Heartbeats and byes wait their turn; a bye is kept if the socket closes first, a heartbeat is not.
+			const heartbeat = hiveId !== null && !isBinary && startsWith(data, HEARTBEAT);
+			const bye = hiveId !== null && !isBinary && !heartbeat && startsWith(data, BYE);
+			this.intake.offer(ws, heartbeat || bye, () => handle(data, isBinary), !heartbeat);
 		};
 		ws.on("message", onMessage);
 		const handle = (data: RawData, isBinary: boolean) => {
@@ -368,6 +378,9 @@ export class HiveSocketServer {
 					if (m.type === "log") p.onChunk?.(Buffer.from(m.data, "base64"));
 					else this.settle(hiveId, m.id, { status: m.status, body: m.body, error: m.error });
 				} else if (m.type === "bye") {
+					// Applied in its turn, perhaps after its socket closed: a newer connection of the hive (it came back) outranks it.
+					const holder = this.byHive.get(hiveId);
+					if (holder && holder.ws !== ws) return;
 					this.o.registry.bye(hiveId);
 					ws.close(1000, "bye");
 				}

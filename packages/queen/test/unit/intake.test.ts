@@ -64,22 +64,48 @@ describe("the queen's intake of hive messages", () => {
 		expect(r.ran).toEqual(["d:hb", "d:exit", "a:hb", "b:hb", "c:hb", "d:hb2"]);
 	});
 
-	it("measures what waits and for how long; a closed hive's messages are dropped", () => {
+	it("measures what waits and for how long; a closed hive's kept messages (exit, bye) still run in their turn, its heartbeats are dropped", () => {
 		const r = rig();
 		expect(r.intake.oldestWaitMs()).toBe(0);
 		r.offer("a", true, "a1");
 		r.advance(300);
 		r.offer("b", true, "b1");
 		r.offer("b", false, "b:exit");
+		r.intake.offer("b", true, () => r.ran.push("b:bye"), true);
 		r.advance(200);
-		expect(r.intake.waiting).toBe(3);
+		expect(r.intake.waiting).toBe(4);
 		expect(r.intake.oldestWaitMs()).toBe(500);
-		r.intake.drop("b");
-		expect(r.intake.waiting).toBe(1);
-		r.intake.drop("a");
-		expect(r.intake.oldestWaitMs()).toBe(0);
-		r.slice();
+		r.intake.close("b");
 		expect(r.ran).toEqual([]);
+		expect(r.intake.waiting).toBe(3);
+		r.intake.close("a");
+		expect(r.intake.waiting).toBe(2);
+		r.slice();
+		expect(r.ran).toEqual(["b:exit", "b:bye"]);
+		expect(r.intake.oldestWaitMs()).toBe(0);
+	});
+
+	it("a hive with too many messages waiting is paused until half are applied", () => {
+		let t = 0;
+		const pending: (() => void)[] = [];
+		const events: string[] = [];
+		const intake = new Intake<string>({
+			sliceMs: 2,
+			maxPerSource: 4,
+			now: () => t,
+			schedule: (f) => pending.push(f),
+			pause: (s) => events.push(`pause ${s}`),
+			resume: (s) => events.push(`resume ${s}`),
+		});
+		for (let i = 0; i < 4; i++) intake.offer("a", true, () => (t += 1));
+		expect(events).toEqual(["pause a"]);
+		// A second pause is not asked for while paused.
+		intake.offer("a", true, () => (t += 1));
+		expect(events).toEqual(["pause a"]);
+		pending.shift()!(); // 2 of 5 applied: 3 left, still past half
+		expect(events).toEqual(["pause a"]);
+		pending.shift()!(); // 4 applied: 1 left
+		expect(events).toEqual(["pause a", "resume a"]);
 	});
 
 	it("a handler that throws is reported and the others still run", () => {
