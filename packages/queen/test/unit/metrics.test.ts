@@ -1,0 +1,40 @@
+import type { HelloMessage } from "@apiary/protocol";
+import { gpu } from "@apiary/test-support/fake-hive";
+import { describe, expect, it, vi } from "vitest";
+import { EventLog } from "../../src/events.ts";
+import { queenMetrics } from "../../src/metrics.ts";
+import { Registry } from "../../src/registry.ts";
+import { SqliteStore } from "../../src/store/sqlite.ts";
+
+const hello = (id: string): HelloMessage => ({
+	type: "hello",
+	hiveId: id,
+	instanceId: `i-${id}`,
+	version: "t",
+	host: { hostname: id, os: "", kernel: "", arch: "", cpuModel: "", cores: 1, memoryBytes: 1 },
+	driver: { name: "v1", enforced: true, root: null, reason: "" },
+	gpus: [gpu(0), gpu(1)],
+});
+
+describe("the queen's /metrics", () => {
+	it("a scrape reads the fleet's GPUs and hives once each, not once per gauge, and the next scrape reads them afresh", async () => {
+		const store = new SqliteStore(":memory:");
+		const fleet = new Registry(store, new EventLog(store), { staleAfterMs: 3000, evictAfterMs: 90_000, busyMemoryMiB: 1024 });
+		fleet.hello(hello("a"));
+		const gpus = vi.spyOn(fleet, "listGpus");
+		const hives = vi.spyOn(fleet, "listHives");
+		const m = queenMetrics(fleet, () => 1);
+		const first = await m.registry.metrics();
+		expect(first).toMatch(/^apiary_gpu_memory_total_bytes\{hive="a",gpu="0"/m);
+		expect(first).toMatch(/^apiary_queen_hives\{state="ready"\} 1$/m);
+		expect(gpus).toHaveBeenCalledTimes(1);
+		expect(hives).toHaveBeenCalledTimes(1);
+		await new Promise((r) => setImmediate(r));
+		fleet.hello(hello("b"));
+		const second = await m.registry.metrics();
+		expect(second).toMatch(/^apiary_queen_hives\{state="ready"\} 2$/m);
+		expect(second).toMatch(/^apiary_gpu_memory_total_bytes\{hive="b",gpu="1"/m);
+		expect(gpus).toHaveBeenCalledTimes(2);
+		expect(hives).toHaveBeenCalledTimes(2);
+	});
+});
