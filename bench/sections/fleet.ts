@@ -97,9 +97,14 @@ export async function fleet() {
 			// Said every 10 s, so a join that never completes shows how far it got.
 			if (Math.round((performance.now() - t0) / 1000) % 10 === 0) {
 				const backlog = await Promise.all(
-					urls.map(async (u) => `${await counter(u, "apiary_queen_heartbeats_waiting")}@${await counter(u, "apiary_queen_heartbeat_wait_seconds")}s→${await counter(u, "apiary_queen_heartbeat_target_per_second")}/s`),
+					urls.map(
+						async (u) =>
+							`${await counter(u, "apiary_queen_heartbeats_waiting")}@${await counter(u, "apiary_queen_heartbeat_wait_seconds")}s→${await counter(u, "apiary_queen_heartbeat_target_per_second")}/s`,
+					),
 				);
-				log(`   join: ready at the queens ${ready.join(" / ")} of ${hives} after ${Math.round((performance.now() - t0) / 1000)} s; waiting ${backlog.join(" / ")}`);
+				log(
+					`   join: ready at the queens ${ready.join(" / ")} of ${hives} after ${Math.round((performance.now() - t0) / 1000)} s; waiting ${backlog.join(" / ")}`,
+				);
 			}
 			if (performance.now() - t0 > JOIN_LIMIT_MS) break;
 			await sleep(1000);
