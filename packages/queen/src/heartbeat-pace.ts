@@ -57,11 +57,9 @@ export interface GovernorOptions {
  * a real part of it, the target becomes the intake that would have kept the
  * loop at `aim` (proportional, at most halving at once). It is computed from
  * what came in, not from the last target, so a cut the hives have not yet
- * heard of is not cut again. Below `low` it rises in proportion too, to
- * the intake that would bring the loop up to `aim`, by at least a quarter
- * and at most double a period, up to the most: by a quarter alone it took
- * 28 s to come back from the floor after a backlog (docs/BENCHMARKS.md
- * row 16). Heartbeats that are not what keeps the loop busy (a burst of
+ * heard of is not cut again. Below `low` it rises by a quarter a period
+ * up to the most, as TCP's additive increase after a multiplicative
+ * decrease. Heartbeats that are not what keeps the loop busy (a burst of
  * joins, a flood of queries) are not cut for it. Heartbeats that waited in
  * the intake (intake.ts) longer than BEHIND_MS mean the queen is behind
  * whatever its busy share says: the target is cut then too, and not raised.
@@ -90,8 +88,7 @@ export class PaceGovernor {
 			const want = (heartbeatsPerSec * aim) / Math.max(busy, high);
 			this.current = Math.max(floor, Math.min(this.current, Math.max(want, this.current / 2)));
 		} else if (busy < low && !behind) {
-			const want = heartbeatsPerSec > 0 ? (heartbeatsPerSec * aim) / Math.max(busy, 0.05) : Number.POSITIVE_INFINITY;
-			this.current = Math.min(max, this.current * 2, Math.max(this.current * 1.25, want));
+			this.current = Math.min(max, this.current * 1.25);
 		}
 		return this.current;
 	}
