@@ -33,6 +33,9 @@ export function pacedLiveness(r: LivenessRules, paceMs: number): LivenessRules {
 	return factor === 1 ? r : { staleAfterMs: Math.round(r.staleAfterMs * factor), evictAfterMs: Math.round(r.evictAfterMs * factor) };
 }
 
+/** A hive message waiting this long in the intake (intake.ts): the queen is behind. */
+export const BEHIND_MS = 1000;
+
 export interface GovernorOptions {
 	/** --max-heartbeats-per-second: the most it ever asks for. */
 	max: number;
@@ -60,13 +63,10 @@ export interface GovernorOptions {
  * heard of is not cut again. Below `low` it rises by a quarter a period
  * up to the most, as TCP's additive increase after a multiplicative
  * decrease. Heartbeats that are not what keeps the loop busy (a burst of
- * joins, a flood of queries) are not cut for it. Heartbeats that waited in
+ * joins, a flood of queries) are not cut for it. Messages that waited in
  * the intake (intake.ts) longer than BEHIND_MS mean the queen is behind
  * whatever its busy share says: the target is cut then too, and not raised.
  */
-/** Heartbeats waiting this long in the intake: the queen is behind. */
-export const BEHIND_MS = 1000;
-
 export class PaceGovernor {
 	private readonly o: Required<GovernorOptions>;
 	private current: number;
@@ -80,7 +80,7 @@ export class PaceGovernor {
 		return this.current;
 	}
 
-	/** One period's measures (and how long the oldest waiting heartbeat has waited); answers the target for the next. */
+	/** One period's measures (and how long the oldest waiting hive message has waited); answers the target for the next. */
 	observe(busy: number, heartbeatsPerSec: number, heartbeatShare: number, waitMs = 0): number {
 		const { max, floor, high, low, aim } = this.o;
 		const behind = waitMs > BEHIND_MS;
