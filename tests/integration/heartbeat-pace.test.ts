@@ -111,4 +111,33 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 		// Back at its 100-ms tick (what a loaded CI machine allows: well over the paced one a second).
 		expect((await heartbeats()) - before).toBeGreaterThan(8);
 	}, 30_000);
+
+	it("a hive told a shorter interval in a `pace` message is told the longer one again in its next ack when the load comes back", async () => {
+		const f1 = fakes[0]!;
+		const join = async (id: string) => {
+			const f = new FakeHive(queen.url, id);
+			fakes.push(f);
+			await f.opened();
+			f.hello();
+			await until(() => welcome(f) !== undefined, 5000, `${id} welcomed`);
+			return f;
+		};
+		const ackOf = async () => {
+			const seq = f1.heartbeat([]);
+			await until(() => f1.acks.includes(seq), 5000, "ack");
+			return f1.messages.find((m) => m.type === "ack" && m.seq === seq) as Extract<QueenMessage, { type: "ack" }>;
+		};
+		// Four hives at two a second: f1 is told 2 s in its ack.
+		const extra = [await join("f4"), await join("f5")];
+		expect((await ackOf()).heartbeatMs).toBe(2000);
+		// They leave: f1 is pushed its own tick again.
+		const toldOwnTick = () => f1.messages.filter((m) => m.type === "pace" && m.heartbeatMs === 0).length;
+		const pushes = toldOwnTick();
+		for (const f of extra) f.close();
+		await until(() => toldOwnTick() > pushes, 4000, "f1 pushed 0");
+		// Two others come before f1 speaks: the queen is back at 2 s, which f1 was told once but no longer sends at.
+		await join("f6");
+		await join("f7");
+		expect((await ackOf()).heartbeatMs).toBe(2000);
+	}, 30_000);
 });

@@ -139,12 +139,14 @@ export class HiveSocketServer {
 		const held = this.byHive.get(hiveId);
 		if (!held) return {};
 		const pace = this.pace();
-		const pushed = held.pushedMs;
+		// What the hive sends at now: a `pace` message since its last ack, or that ack's.
+		const sending = held.pushedMs ?? held.paceMs;
 		held.pushedMs = undefined;
-		if (held.paceMs === pace) return {};
-		held.paceMs = pace;
-		this.o.registry.setPace(hiveId, pace);
-		return pushed === pace ? {} : { heartbeatMs: pace };
+		if (held.paceMs !== pace) {
+			held.paceMs = pace;
+			this.o.registry.setPace(hiveId, pace);
+		}
+		return sending === pace ? {} : { heartbeatMs: pace };
 	}
 
 	/**
