@@ -492,4 +492,55 @@ describe("the queen on PostgreSQL", () => {
 			await store.close();
 		}
 	}, 60_000);
+
+	it("durable() and catchUp() wait for what came before the call, not for a quiet moment: both answer while other writes and callers keep coming (a join storm)", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE busy");
+		await c.end();
+		const a = await PgStore.open(dbUrl("busy"), { queenId: "queen-a", retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		const b = await PgStore.open(dbUrl("busy"), { queenId: "queen-b", retryMs: 1000, onFatal: (err) => expect.fail(err.message) });
+		let readAtB = 0;
+		await b.startTail(0, async (batch) => {
+			readAtB = batch.at(-1)!.id;
+		});
+		// A storm: queen A logs an event and queen B queues a row every turn of the loop, and B is asked to catch up every turn, for up to 15 s.
+		let storming = true;
+		let over = false;
+		let n = 0;
+		const storm = (async () => {
+			const end = performance.now() + 15_000;
+			while (storming && performance.now() < end) {
+				const e = [{ type: "hive.stale", hiveId: `h${n}`, workerId: null, data: {} }];
+				a.tx(() => (a.events as CommitNumberedEventTable).insertUnnumbered(JSON.stringify(e), 1));
+				b.tx(() => b.workers.save({ ...worker(`b${n}`), hiveId: "busy", state: "running", exit: null }));
+				void b.catchUp().catch(() => {});
+				n++;
+				await new Promise((r) => setImmediate(r));
+			}
+			over = true;
+		})();
+		try {
+			await until(() => n > 200, 10_000, "the storm under way");
+			// B's rows queued so far are committed while B keeps queueing more.
+			const queued = n;
+			await b.durable();
+			expect(over).toBe(false);
+			const q = await admin("busy");
+			try {
+				expect((await q.query("SELECT count(*)::int AS n FROM workers WHERE hive_id = 'busy'")).rows[0].n).toBeGreaterThanOrEqual(queued);
+				// Every event A committed before the call is read at B, while A keeps logging and B keeps being asked.
+				const committed = Number((await q.query("SELECT last_id FROM event_counter")).rows[0].last_id);
+				await b.catchUp();
+				expect(over).toBe(false);
+				expect(readAtB).toBeGreaterThanOrEqual(committed);
+			} finally {
+				await q.end();
+			}
+		} finally {
+			storming = false;
+			await storm;
+			await a.close();
+			await b.close();
+		}
+	}, 60_000);
 });

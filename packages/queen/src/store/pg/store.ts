@@ -201,6 +201,15 @@ export class PgStore implements QueenStore {
 	private closed = false;
 	private rows = 0;
 	private committed = 0;
+	/**
+	 * Units queued and committed, and who waits for a count of them: durable()
+	 * waits for what was queued before it was called, not for a moment the
+	 * queue is empty, which a join storm put off for good (every ack waited on
+	 * it; bench row 17).
+	 */
+	private queuedUnits = 0;
+	private doneUnits = 0;
+	private readonly commitWaiters = new Waiters();
 
 	/** Connects, applies migrations, registers this queen and loads what the registry starts from. */
 	static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
@@ -497,6 +506,7 @@ export class PgStore implements QueenStore {
 
 	private enqueue(unit: Op[]): void {
 		this.queue.push(unit);
+		this.queuedUnits++;
 		this.writing ??= this.drain();
 	}
 
@@ -525,11 +535,14 @@ export class PgStore implements QueenStore {
 				for (let attempt = 0; ; attempt++) {
 					try {
 						await this.commit(batch);
+						this.doneUnits += batch.length;
+						this.commitWaiters.reach(this.doneUnits);
 						break;
 					} catch (err) {
 						if (performance.now() > deadline || this.closed) {
 							this.failed = new Error(`postgres: committing the queen's changes failed for ${retryMs / 1000} s: ${(err as Error).message}`, { cause: err });
 							this.o.log?.("postgres writes failed; the queen cannot go on", { err: (err as Error).message });
+							this.commitWaiters.fail(this.failed);
 							(this.o.onFatal ?? defaultFatal)(this.failed);
 							return;
 						}
@@ -553,7 +566,13 @@ export class PgStore implements QueenStore {
 			// Bounded: a server cut off by the network answers nothing and closes nothing, and a commit
 			// that waited for it forever would stop this queen acknowledging without ever failing.
 			// (query_timeout per query is read by pg's client, though its types do not list it.)
-			const q = { text: `BEGIN;${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`, query_timeout: COMMIT_TIMEOUT_MS } as pg.QueryConfig;
+			// A batch that logs events takes the counter row first: taken at its first event, after rows of hives
+			// it had already written, two queens' batches each held a row the other waited for (deadlocks in bench row 17).
+			const events = batch.some((unit) => unit.some((op) => op.sql.startsWith(EVENT_INSERT)));
+			const q = {
+				text: `BEGIN;${events ? EVENT_INSERT : ""}${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`,
+				query_timeout: COMMIT_TIMEOUT_MS,
+			} as pg.QueryConfig;
 			const results = (await c.query(q)) as unknown as pg.QueryResult[];
 			this.eventsCommitted += batch.reduce((n, unit) => n + unit.filter((op) => op.sql.startsWith(EVENT_INSERT)).length, 0);
 			this.rows += results.reduce((n, r) => n + (r.command === "INSERT" || r.command === "UPDATE" || r.command === "DELETE" ? (r.rowCount ?? 0) : 0), 0);
@@ -584,7 +603,6 @@ export class PgStore implements QueenStore {
 	private eventsCommitted = 0;
 	private caughtUp = 0;
 	private tailing: Promise<void> | null = null;
-	private tailAgain = false;
 	private onBatch: ((events: CommittedEvent[]) => Promise<void>) | null = null;
 	/** The oldest event id the log still holds: from the rows read back, and again after every prune (any queen's: they all prune). */
 	private firstEventId: number | null = null;
@@ -637,56 +655,80 @@ export class PgStore implements QueenStore {
 		}
 	}
 
-	/** Resolves once every event committed before the call has been read back and handled. */
-	async catchUp(): Promise<void> {
-		if (this.tailing) {
-			this.tailAgain = true;
-			while (this.tailing) await this.tailing;
-			return;
-		}
-		const upTo = this.eventsCommitted;
-		this.tailing = (async () => {
-			try {
-				do {
-					this.tailAgain = false;
-					for (;;) {
-						const { rows } = await this.pool.query<{
-							id: string;
-							type: QueenEvent["type"];
-							at: string;
-							hive_id: string | null;
-							worker_id: string | null;
-							data: unknown;
-							origin: string | null;
-						}>({
-							text: `SELECT id, type, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, hive_id, worker_id, data, origin
-							   FROM events WHERE id > $1 ORDER BY id LIMIT 2000`,
-							values: [this.tailLast],
-							// One index range: a read this short that has not come back in a few seconds never will.
-							query_timeout: TAIL_TIMEOUT_MS,
-						} as pg.QueryConfig);
-						if (rows.length === 0) break;
-						const batch = rows.map((r) => ({
-							id: Number(r.id),
-							type: r.type,
-							at: r.at,
-							hiveId: r.hive_id,
-							workerId: r.worker_id,
-							data: r.data,
-							origin: r.origin,
-						}));
-						this.firstEventId ??= batch[0]!.id;
-						await this.onBatch?.(batch);
-						this.tailLast = batch.at(-1)!.id;
-						if (rows.length < 2000) break;
-					}
-				} while (this.tailAgain);
+	/**
+	 * Resolves once every event committed before the call has been read back
+	 * and handled: after one whole pass over the log that started after the
+	 * call. Not once the tail stops, which it did not while other queens kept
+	 * committing and callers kept coming (a join storm: every hello and every
+	 * lock holder waited on it for tens of seconds; bench row 17).
+	 */
+	catchUp(): Promise<void> {
+		const pass = this.passesStarted + 1;
+		const done = this.tailWaiters.wait(pass);
+		this.passesWanted = Math.max(this.passesWanted, pass);
+		this.tailing ??= this.tail();
+		return done;
+	}
+
+	/** Passes over the log: started, and wanted by a caller. */
+	private passesStarted = 0;
+	private passesWanted = 0;
+	private readonly tailWaiters = new Waiters();
+
+	private async tail(): Promise<void> {
+		try {
+			while (this.passesStarted < this.passesWanted) {
+				const pass = ++this.passesStarted;
+				const upTo = this.eventsCommitted;
+				try {
+					await this.readToEnd();
+				} catch (err) {
+					// The callers of this pass and those that came during it learn it failed; the next caller starts again.
+					this.passesWanted = pass;
+					this.tailWaiters.fail(err as Error, pass + 1);
+					return;
+				}
 				this.caughtUp = Math.max(this.caughtUp, upTo);
-			} finally {
-				this.tailing = null;
+				this.tailWaiters.reach(pass);
 			}
-		})();
-		await this.tailing;
+		} finally {
+			this.tailing = null;
+		}
+	}
+
+	/** One pass: the log after what was read last, batch by batch, up to its end now. */
+	private async readToEnd(): Promise<void> {
+		for (;;) {
+			const { rows } = await this.pool.query<{
+				id: string;
+				type: QueenEvent["type"];
+				at: string;
+				hive_id: string | null;
+				worker_id: string | null;
+				data: unknown;
+				origin: string | null;
+			}>({
+				text: `SELECT id, type, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, hive_id, worker_id, data, origin
+				   FROM events WHERE id > $1 ORDER BY id LIMIT 2000`,
+				values: [this.tailLast],
+				// One index range: a read this short that has not come back in a few seconds never will.
+				query_timeout: TAIL_TIMEOUT_MS,
+			} as pg.QueryConfig);
+			if (rows.length === 0) return;
+			const batch = rows.map((r) => ({
+				id: Number(r.id),
+				type: r.type,
+				at: r.at,
+				hiveId: r.hive_id,
+				workerId: r.worker_id,
+				data: r.data,
+				origin: r.origin,
+			}));
+			this.firstEventId ??= batch[0]!.id;
+			await this.onBatch?.(batch);
+			this.tailLast = batch.at(-1)!.id;
+			if (rows.length < 2000) return;
+		}
 	}
 
 	/** The committed rows of these hives, for a queen to replace what it holds of them. */
@@ -880,8 +922,8 @@ export class PgStore implements QueenStore {
 	/** Resolves once everything changed so far is committed; rejects if it never can be. */
 	async durable(): Promise<void> {
 		const events = this.eventWrites;
-		while (this.writing) await this.writing;
 		if (this.failed) throw this.failed;
+		await this.commitWaiters.wait(this.queuedUnits);
 		// And its events published (read back), so an answer is never ahead of the stream;
 		// a commit of rows alone (a hive's renewal) needs no read.
 		if (this.caughtUp < events && this.onBatch) await this.catchUp();
@@ -899,6 +941,41 @@ export class PgStore implements QueenStore {
 		this.holder.release();
 		await this.pool.end();
 		await this.writer.end();
+	}
+}
+
+/**
+ * Callers waiting for a count (units committed, passes over the log) to
+ * reach theirs. Counts are asked for in rising order, so the head is always
+ * the next to go.
+ */
+class Waiters {
+	private reached = 0;
+	private readonly list: { at: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+
+	wait(at: number): Promise<void> {
+		if (at <= this.reached) return Promise.resolve();
+		return new Promise((resolve, reject) => {
+			const w = { at, resolve, reject };
+			// Almost always last; a smaller count (passes asked for while one runs) goes in its place.
+			let i = this.list.length;
+			while (i > 0 && this.list[i - 1]!.at > at) i--;
+			this.list.splice(i, 0, w);
+		});
+	}
+
+	reach(n: number): void {
+		this.reached = Math.max(this.reached, n);
+		let i = 0;
+		while (i < this.list.length && this.list[i]!.at <= this.reached) this.list[i++]!.resolve();
+		if (i > 0) this.list.splice(0, i);
+	}
+
+	/** Those waiting for counts up to `upTo` (all by default) are told it failed. */
+	fail(err: Error, upTo = Number.POSITIVE_INFINITY): void {
+		let i = 0;
+		while (i < this.list.length && this.list[i]!.at <= upTo) this.list[i++]!.reject(err);
+		if (i > 0) this.list.splice(0, i);
 	}
 }
 
