@@ -111,6 +111,13 @@ export class FleetState {
 		if (ks) ks.add(k);
 		else this.gpuKeysOf.set(g.hiveId, new Set([k]));
 	}
+	/** The hive's GPUs now, through its keys: not a scan of the fleet's (per hive view, that was quadratic in a listing). */
+	protected *gpusOf(hiveId: string): Iterable<{ hiveId: string; info: GpuInfo }> {
+		for (const k of this.gpuKeysOf.get(hiveId) ?? []) {
+			const g = this.gpus.get(k);
+			if (g && g.hiveId === hiveId) yield g;
+		}
+	}
 	protected readonly claims = new Map<string, Claim & { expiresMono: number }>();
 	protected readonly startedMono: number;
 
@@ -217,7 +224,7 @@ export class FleetState {
 		let workers = 0;
 		for (const r of this.hiveWorkers(h.id)) if (r.view.state === "running") workers++;
 		let gpus = 0;
-		for (const g of this.gpus.values()) if (g.hiveId === h.id) gpus++;
+		for (const _ of this.gpusOf(h.id)) gpus++;
 		return hiveView(h, { workers, gpus }, this.now, this.store.shared ? this.o.clock.wall() : undefined);
 	}
 

@@ -362,8 +362,8 @@ export class Registry extends FleetState {
 	/** A worker holding GPUs came or went: their free/held state changed. */
 	private gpusChanged(hiveId: string, held: string[]): void {
 		for (const id of held) {
-			for (const g of this.gpus.values()) {
-				if (g.hiveId === hiveId && (String(g.info.index) === id || g.info.uuid === id || g.info.mig?.some((m) => m.uuid === id)))
+			for (const g of this.gpusOf(hiveId)) {
+				if (String(g.info.index) === id || g.info.uuid === id || g.info.mig?.some((m) => m.uuid === id))
 					this.events.append("gpu.updated", { hiveId, gpu: this.gpuView(hiveId, g.info) }, hiveId);
 			}
 		}
@@ -424,8 +424,8 @@ export class Registry extends FleetState {
 			return;
 		}
 		const sick: string[] = [];
-		for (const { hiveId: hid, info } of this.gpus.values())
-			if (hid === hiveId && info.health === "unhealthy")
+		for (const { info } of this.gpusOf(hiveId))
+			if (info.health === "unhealthy")
 				sick.push(`GPU ${info.index} (${info.uuid}): ${(info.healthReasons ?? []).map((r) => r.code).join(", ") || "unhealthy"}`);
 		if (sick.length > 0 && !h.drain)
 			this.changeDrain(hiveId, { op: "cordon", reason: `${AUTO_PREFIX} unhealthy ${sick.join("; ")}`, by: `hive ${hiveId}`, auto: true });
@@ -505,18 +505,22 @@ export class Registry extends FleetState {
 	// ---- several queens on one database ----------------------------------------------------
 
 	/**
-	 * The sweep (one queen at a time): hives no queen has renewed, by their age
-	 * on the database's clock, past stale-after or evict-after plus the renewal
-	 * period. A hive connected here is this queen's own check's.
+	 * The sweep (one queen at a time): hives whose queen is gone, or that have
+	 * none, by their age on the database's clock, past stale-after or
+	 * evict-after plus the renewal period. A hive whose queen is alive is that
+	 * queen's to judge: it knows the interval it told the hive and how far
+	 * behind its own intake is, which a row's age does not say (the sweep made
+	 * hives slowed to 5 s stale at 10 s while their queen took a join in;
+	 * bench row 17). A hive connected here is this queen's own check's.
 	 */
 	sweep(ages: { id: string; state: string; ownerAlive: boolean; ageMs: number }[]): void {
 		this.change(() => {
 			for (const a of ages) {
 				const h = this.hives.get(a.id);
-				if (!h || h.connected) continue;
+				if (!h || h.connected || a.ownerAlive) continue;
 				this.journal(h);
 				h.state = a.state as HiveRec["state"];
-				if (!a.ownerAlive && h.state !== "unknown") {
+				if (h.state !== "unknown") {
 					// Its queen is gone: unknown (not stale, not lost) while it fails over to another; evict-after is the grace.
 					h.state = "unknown";
 					h.lastSeen = null;

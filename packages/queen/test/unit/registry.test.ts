@@ -319,6 +319,27 @@ describe("several queens: another queen's commits read back", () => {
 	});
 });
 
+describe("several queens: the sweep", () => {
+	it("leaves a hive whose queen is alive to that queen, however old its row; one whose queen is gone is unknown, then lost", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h");
+		const rows = { hives: t.store.hives.all().map((r) => ({ ...r, owner: "other" })), workers: t.store.workers.all(), gpus: t.store.gpus.all() };
+		t.reg.applyRemote(rows, [], "me");
+		t.reg.disconnected("h");
+		const before = t.seen.length;
+		// Its row unrenewed for a minute (its queen told it a long interval, or is behind on its intake): that queen judges it.
+		t.reg.sweep([{ id: "h", state: "ready", ownerAlive: true, ageMs: 60_000 }]);
+		expect(t.reg.getHive("h")!.state).toBe("ready");
+		expect(t.seen.length).toBe(before);
+		// Its queen gone: unknown while it fails over, lost past evict-after.
+		t.reg.sweep([{ id: "h", state: "ready", ownerAlive: false, ageMs: 60_000 }]);
+		expect(t.reg.getHive("h")!.state).toBe("unknown");
+		t.reg.sweep([{ id: "h", state: "unknown", ownerAlive: false, ageMs: 200_000 }]);
+		expect(t.reg.getHive("h")!.state).toBe("lost");
+	});
+});
+
 describe("the queen's own slowness", () => {
 	/** A hive heard once, then a liveness check 10 s after the one before. */
 	const stalled = (more: { livenessEveryMs?: number }) => {
