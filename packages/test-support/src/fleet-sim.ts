@@ -29,6 +29,14 @@ export interface SimOptions {
 	dialConcurrency?: number;
 	/** The hive's own sampling interval: it sends at this or the told interval, whichever is longer. */
 	tickMs?: number;
+	/**
+	 * The measured window starts once this settles too (after the join): a
+	 * bench that waits for the fleet to be ready at every queen starts it
+	 * then, not while the queens still take the join in.
+	 */
+	windowAfter?: Promise<unknown>;
+	/** Called when the window ends, before the fleet says bye (what a bench reads of the queens then is not the leave's). */
+	beforeBye?: () => Promise<void>;
 }
 
 export interface SimReport {
@@ -371,6 +379,7 @@ export async function simulate(o: SimOptions, log: (s: string) => void = () => {
 	}, 20);
 	const joinDeadline = performance.now() + o.seconds * 1000;
 	while (welcomedEver < o.hives && performance.now() < joinDeadline) await new Promise((r) => setTimeout(r, 100));
+	await o.windowAfter?.catch(() => {});
 	windowStart = performance.now();
 	hbLat.length = 0;
 	lcLat.length = 0;
@@ -382,6 +391,7 @@ export async function simulate(o: SimOptions, log: (s: string) => void = () => {
 	// Nothing more is sent; what is in flight gets up to 5 s to be acked.
 	const inFlight = () => fleet.reduce((n, h) => n + h.inFlight.size, 0);
 	for (let i = 0; i < 50 && hbLat.length + lcLat.length < hbSent + lcSent && inFlight() > 0; i++) await new Promise((r) => setTimeout(r, 100));
+	await o.beforeBye?.().catch(() => {});
 	stopping = true;
 	const connectedAtEnd = fleet.filter((h) => h.open).length;
 	for (const h of fleet) {
