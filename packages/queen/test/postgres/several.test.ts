@@ -194,7 +194,7 @@ describe("three queens on one database", () => {
 		expect(new Set(gpus).size).toBe(12);
 	});
 
-	it("a hive's stats samples reach the other queens, coarsened (with its renewal, every 5 s)", async () => {
+	it("a hive's stats samples reach the other queens, coarsened (with its renewal, every 10 s)", async () => {
 		const h = hives[3]!; // on queen 0
 		const beat = setInterval(() => h.heartbeat([worker("w3", { stats: stats(Date.now()) })]), 500);
 		try {
@@ -204,11 +204,11 @@ describe("three queens on one database", () => {
 					const w = (await j<{ stats: { sampledAt: number } | null }>(`${queens[1]!.url}/v1/workers/w3`)).body;
 					return w.stats && w.stats.sampledAt >= t0 ? w.stats : null;
 				},
-				10_000,
+				15_000,
 				"a sample of w3 on queen 1",
 			);
 			// At most a renewal period and a poll old when it arrived.
-			expect(Date.now() - seen.sampledAt).toBeLessThan(7000);
+			expect(Date.now() - seen.sampledAt).toBeLessThan(12_000);
 		} finally {
 			clearInterval(beat);
 		}

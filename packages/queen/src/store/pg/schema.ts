@@ -27,7 +27,7 @@ export const MIGRATIONS: readonly string[] = [
 	 ALTER TABLE hives ADD COLUMN owner text;`,
 	// The queens serving now, each renewing its row every second: a hive whose queen is gone is unknown.
 	`CREATE TABLE queens (id text PRIMARY KEY, seen_at timestamptz NOT NULL);`,
-	// A hive's latest stats samples, written with its 5-s renewal; `beat` orders the writes for the other queens' polls.
+	// A hive's latest stats samples, written with its 10-s renewal; `beat` orders the writes for the other queens' polls.
 	`ALTER TABLE hives ADD COLUMN samples jsonb;
 	 ALTER TABLE hives ADD COLUMN beat bigint;
 	 CREATE SEQUENCE hive_beats;`,
