@@ -94,8 +94,13 @@ describe("placement through the queen", () => {
 		await until(async () => (await gpus()).filter((g) => g.heldBy.includes("hold-two")).length === 2, 10_000, "GPUs held by hold-two");
 		const held = (await gpus()).filter((g) => g.heldBy.includes("hold-two")).map((g) => g.uuid);
 		expect(held.sort()).toEqual([...a.body.gpus].sort());
-		const logs = await (await fetch(`${queen.url}/v1/workers/hold-two/logs?hive=l40s`)).text();
-		expect(logs.trim()).toBe(a.body.gpus.join(","));
+		// Held from its spawn on; its shell's echo may come a moment later on a loaded machine.
+		const logs = await until(
+			async () => (await (await fetch(`${queen.url}/v1/workers/hold-two/logs?hive=l40s`)).text()).trim() || null,
+			5000,
+			"hold-two's output",
+		);
+		expect(logs).toBe(a.body.gpus.join(","));
 		// l40s: 1 free left; a100: 6 free. Best fit takes the one.
 		const b = await post({ id: "one-gpu", command: ["sleep", "30"], gpus: { count: 1 } });
 		expect(b.status).toBe(201);
