@@ -568,13 +568,13 @@ export class PgStore implements QueenStore {
 			// (query_timeout per query is read by pg's client, though its types do not list it.)
 			// A batch that logs events takes the counter row first: taken at its first event, after rows of hives
 			// it had already written, two queens' batches each held a row the other waited for (deadlocks in bench row 17).
-			const events = batch.some((unit) => unit.some((op) => op.sql.startsWith(EVENT_INSERT)));
+			const events = batch.reduce((n, unit) => n + unit.filter((op) => op.sql.startsWith(EVENT_INSERT)).length, 0);
 			const q = {
-				text: `BEGIN;${events ? EVENT_INSERT : ""}${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`,
+				text: `BEGIN;${events > 0 ? EVENT_INSERT : ""}${batch.flatMap((unit) => unit.map(inline)).join(";")};COMMIT`,
 				query_timeout: COMMIT_TIMEOUT_MS,
 			} as pg.QueryConfig;
 			const results = (await c.query(q)) as unknown as pg.QueryResult[];
-			this.eventsCommitted += batch.reduce((n, unit) => n + unit.filter((op) => op.sql.startsWith(EVENT_INSERT)).length, 0);
+			this.eventsCommitted += events;
 			this.rows += results.reduce((n, r) => n + (r.command === "INSERT" || r.command === "UPDATE" || r.command === "DELETE" ? (r.rowCount ?? 0) : 0), 0);
 			this.committed++;
 		} catch (err) {
@@ -946,8 +946,8 @@ export class PgStore implements QueenStore {
 
 /**
  * Callers waiting for a count (units committed, passes over the log) to
- * reach theirs. Counts are asked for in rising order, so the head is always
- * the next to go.
+ * reach theirs. Counts are asked for in rising order (units queued, passes
+ * started only grow), so the list stays sorted and the head is the next to go.
  */
 class Waiters {
 	private reached = 0;
@@ -956,11 +956,7 @@ class Waiters {
 	wait(at: number): Promise<void> {
 		if (at <= this.reached) return Promise.resolve();
 		return new Promise((resolve, reject) => {
-			const w = { at, resolve, reject };
-			// Almost always last; a smaller count (passes asked for while one runs) goes in its place.
-			let i = this.list.length;
-			while (i > 0 && this.list[i - 1]!.at > at) i--;
-			this.list.splice(i, 0, w);
+			this.list.push({ at, resolve, reject });
 		});
 	}
 
