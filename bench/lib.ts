@@ -1,5 +1,6 @@
 // Helpers shared by the bench sections: the run's context (flags, results),
 // percentiles, tinybench readings and per-process CPU and memory from /proc.
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { Bench } from "tinybench";
 import { parseProcStat } from "../packages/hive/src/proc.ts";
@@ -35,3 +36,21 @@ export const childrenCpuSeconds = () => {
 	const rest = readFileSync("/proc/self/stat", "latin1").split(") ")[1]!.split(" ");
 	return (Number(rest[13]) + Number(rest[14])) / 100;
 };
+
+/** The transport floor server (bench/ws-floor.ts) as a child process; `paceMs` is the interval its welcome tells. */
+export async function launchFloor(paceMs = 0): Promise<{ url: string; pid: number; stop(): void }> {
+	const proc = spawn(process.execPath, [new URL("./ws-floor.ts", import.meta.url).pathname], {
+		stdio: ["ignore", "pipe", "inherit"],
+		env: { ...process.env, WS_FLOOR_PACE_MS: String(paceMs) },
+	});
+	const url = await new Promise<string>((resolve, reject) => {
+		let out = "";
+		proc.stdout!.on("data", (d) => {
+			out += d;
+			const m = /listening on (\S+)/.exec(out);
+			if (m) resolve(m[1]!);
+		});
+		proc.once("exit", (code) => reject(new Error(`ws-floor exited ${code}`)));
+	});
+	return { url, pid: proc.pid!, stop: () => proc.kill("SIGTERM") };
+}

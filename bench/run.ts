@@ -19,6 +19,7 @@ import { heartbeat } from "./sections/heartbeat.ts";
 import { ingest } from "./sections/ingest.ts";
 import { overload } from "./sections/overload.ts";
 import { hiveMemory } from "./sections/memory.ts";
+import { simulator } from "./sections/simulator.ts";
 import { spawnToSse } from "./sections/spawn.ts";
 import { tick } from "./sections/tick.ts";
 import { tls } from "./sections/tls.ts";
@@ -43,6 +44,7 @@ const SECTIONS: Record<string, () => Promise<void>> = {
 	failover,
 	overload,
 	fleet,
+	simulator,
 };
 
 const HELP = `Usage: npm run bench [-- --quick] [-- --gate] [-- --only SECTION[,SECTION...]]

@@ -96,6 +96,7 @@ else {
 	console.log(`  heartbeats over ${report.seconds} s: ${l(report.heartbeats)}`);
 	console.log(`  spawns and exits: ${l(report.lifecycle)}`);
 	console.log(`  intervals told (ms → hives): ${JSON.stringify(report.intervals)}`);
+	console.log(`  this process's CPU: ${report.cpu.joinSeconds} s to join, ${report.cpu.windowCores} cores while measured`);
 	console.log(`  refusals and drops: ${JSON.stringify(report.refusals)}; commands: ${JSON.stringify(report.commands)}`);
 }
 process.exit(report.welcomed === report.hives ? 0 : 1);

@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { packStats } from "@apiary/protocol";
 import { Bench } from "tinybench";
 import { FakeHive, gpu, stats, worker } from "@apiary/test-support/fake-hive";
 import { removeDir, startQueen, tempDir } from "@apiary/test-support/procs";
-import { ctx, sleep, pct, r3, stat, log, rssOf, cpuOf, cpuSecondsOf, sized } from "../lib.ts";
+import { ctx, cpuOf, cpuSecondsOf, launchFloor, log, pct, r3, rssOf, sized, sleep, stat } from "../lib.ts";
 
 // 4. Queen ingest over real WebSockets vs the JSON.parse floor and the
 // transport floor (parse + ack on the same ws); 7. queen memory.
@@ -230,19 +229,4 @@ export async function ingest() {
 	log(
 		`   floors: JSON.parse ${r3(parseMs)} ms → ${r3(qp.cpu / parseMs)}× (user ${r3(qp.user / parseMs)}×); parse + ack on the same ws ${r3(fp.cpu)} ms (user ${r3(fp.user)}; ${f.lat.length}/${f.sent} acked, ack p99 ${r3(pct(f.lat, 99))} ms) → ${r3(qp.cpu / fp.cpu)}×`,
 	);
-}
-
-/** The transport floor server (bench/ws-floor.ts) as a child process. */
-async function launchFloor(): Promise<{ url: string; pid: number; stop(): void }> {
-	const proc = spawn(process.execPath, [new URL("../ws-floor.ts", import.meta.url).pathname], { stdio: ["ignore", "pipe", "inherit"] });
-	const url = await new Promise<string>((resolve, reject) => {
-		let out = "";
-		proc.stdout!.on("data", (d) => {
-			out += d;
-			const m = /listening on (\S+)/.exec(out);
-			if (m) resolve(m[1]!);
-		});
-		proc.once("exit", (code) => reject(new Error(`ws-floor exited ${code}`)));
-	});
-	return { url, pid: proc.pid!, stop: () => proc.kill("SIGTERM") };
 }

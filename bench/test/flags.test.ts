@@ -12,7 +12,7 @@ describe("npm run bench flags", () => {
 	});
 	it("an unknown section or flag is an error naming it, exit 2, nothing run", () => {
 		expect(() => selectSections(["--only", "tik"])).toThrow(
-			/--only: unknown section "tik" \(known: tick, heartbeat, spawn, ingest, fanout, gpu, memory, cli, advise, placement, runs, waiters, tls, pg, failover, overload, fleet\)/,
+			/--only: unknown section "tik" \(known: tick, heartbeat, spawn, ingest, fanout, gpu, memory, cli, advise, placement, runs, waiters, tls, pg, failover, overload, fleet, simulator\)/,
 		);
 		expect(() => selectSections(["--bogus"])).toThrow(/bench: Unknown option '--bogus'/);
 		const root = new URL("../../", import.meta.url).pathname;

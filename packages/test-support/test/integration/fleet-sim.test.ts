@@ -53,6 +53,11 @@ describe("the fleet simulator", () => {
 		expect(r.lifecycle.sent).toBeGreaterThanOrEqual(20);
 		expect(r.lifecycle.acked).toBe(r.lifecycle.sent);
 		expect(r.commands).toMatchObject({ spawn: 1, stop: 1 });
+		// Its own CPU, said so a bench can tell the simulator was not the limit: the join cost
+		// something (200 workers encoded, 40 handshakes), and so did the measured window's sends.
+		expect(r.cpu.joinSeconds).toBeGreaterThan(0);
+		expect(r.cpu.windowCores).toBeGreaterThan(0);
+		expect(r.cpu.windowCores).toBeLessThan(2);
 		// The queen saw the churn: more workers exited than the one it stopped.
 		const exited = await json<unknown[]>(`${queen.url}/v1/workers?state=exited&label=simulated=true&limit=1000`);
 		expect(exited.body.length).toBeGreaterThan(10);
