@@ -1,6 +1,6 @@
 import type { Snapshot, WorkerInfo } from "@apiary/protocol";
-import { cumulative, gauge, registerGpuMetrics, type Sample } from "@apiary/kit/metrics";
-import { Histogram, Registry } from "prom-client";
+import { cumulative, Exposition, gauge, registerGpuMetrics, type Sample } from "@apiary/kit/metrics";
+import { Histogram, type Registry } from "prom-client";
 import type { Hive } from "./hive.ts";
 
 // The hive's Prometheus metrics, named as cAdvisor/kubelet name theirs;
@@ -8,7 +8,7 @@ import type { Hive } from "./hive.ts";
 
 /** The hive's /metrics: per-worker usage from the last tick, tick cost, GPUs. */
 export function hiveMetrics(hive: Hive): Registry {
-	const reg = new Registry();
+	const reg = new Exposition();
 	const snap = (): Snapshot | null => hive.snapshot();
 	const running = (): WorkerInfo[] => (snap()?.workers ?? []).filter((w) => w.state === "running" && w.stats);
 	const wl = ["hive", "worker"];

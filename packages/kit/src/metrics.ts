@@ -1,5 +1,5 @@
 import { GPU_SIGNALS, type GpuInfo, SIGNAL_NAMES } from "@apiary/protocol";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Registry } from "prom-client";
 
 // Prometheus helpers in the naming of cAdvisor/kubelet where one exists.
 // A value that was not measured is left out, never exported as 0.
@@ -7,41 +7,98 @@ import { Counter, Gauge, type Registry } from "prom-client";
 type Labels = Record<string, string | number>;
 export type Sample = [Labels, number | null | undefined];
 
+interface Family {
+	name: string;
+	help: string;
+	type: "gauge" | "counter";
+	labelNames: string[];
+	read: () => Sample[];
+}
+
+const escapeHelp = (s: string) => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+const escapeValue = (s: string) => s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const number = (v: number) => (Number.isNaN(v) ? "NaN" : v === Number.POSITIVE_INFINITY ? "+Inf" : v === Number.NEGATIVE_INFINITY ? "-Inf" : String(v));
+
+/**
+ * A prom-client registry whose scrape-time families (gauge, cumulative) are
+ * written as text directly. Through prom-client each sample was a label
+ * hash, a map entry and a second pass to serialize, and a queen's per-GPU
+ * families are a dozen × every GPU of the fleet: at 10,000 hives a third of
+ * a queen's CPU went to /metrics scraped once a second (docs/BENCHMARKS.md
+ * row 17). Here each label set is written once per scrape (shared by the
+ * families that pass the same labels object) and each sample is one line.
+ * prom-client keeps what it does well: histograms and counters incremented
+ * in place.
+ */
+export class Exposition extends Registry {
+	private readonly families: Family[] = [];
+	/** A labels object → its `{…}` text, for the scrape in progress. */
+	private written = new WeakMap<Labels, string>();
+
+	add(f: Family): void {
+		this.families.push(f);
+	}
+
+	override async metrics(): Promise<string> {
+		const head = await super.metrics();
+		this.written = new WeakMap();
+		const out: string[] = [head.endsWith("\n") || head === "" ? head : `${head}\n`];
+		for (const f of this.families) {
+			out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
+			for (const [l, v] of f.read()) {
+				if (v == null || (f.type === "counter" && !(v >= 0))) continue;
+				out.push(`${f.name}${this.labels(l)} ${number(v)}\n`);
+			}
+		}
+		return out.join("");
+	}
+
+	private labels(l: Labels): string {
+		let s = this.written.get(l);
+		if (s === undefined) {
+			const parts: string[] = [];
+			for (const k in l) parts.push(`${k}="${escapeValue(String(l[k]))}"`);
+			s = parts.length ? `{${parts.join(",")}}` : "";
+			this.written.set(l, s);
+		}
+		return s;
+	}
+}
+
 /** A counter whose value is a cumulative number read elsewhere (e.g. cpu usage). */
-export function cumulative(reg: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
-	new Counter({
-		name,
-		help,
-		labelNames,
-		registers: [reg],
-		collect() {
-			this.reset();
-			for (const [l, v] of read()) if (v != null && v >= 0) this.inc(l, v);
-		},
-	});
+export function cumulative(reg: Exposition, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
+	reg.add({ name, help, type: "counter", labelNames, read });
 }
 
 /** A gauge set at scrape time from `read` (null: not measured, left out). */
-export function gauge(reg: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
-	new Gauge({
-		name,
-		help,
-		labelNames,
-		registers: [reg],
-		collect() {
-			this.reset();
-			for (const [l, v] of read()) if (v != null) this.set(l, v);
-		},
-	});
+export function gauge(reg: Exposition, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
+	reg.add({ name, help, type: "gauge", labelNames, read });
 }
 
 const MiB = 1024 * 1024;
 
 /** Per-GPU gauges; the queen adds the free flag. */
-export function registerGpuMetrics(reg: Registry, gpus: () => (GpuInfo & { hiveId: string; free?: boolean })[]): void {
+export function registerGpuMetrics(reg: Exposition, gpus: () => (GpuInfo & { hiveId: string; free?: boolean })[]): void {
 	const labels = ["hive", "gpu", "uuid", "name"];
-	const l = (g: GpuInfo & { hiveId: string }) => ({ hive: g.hiveId, gpu: g.index, uuid: g.uuid, name: g.name });
-	const each = (f: (g: GpuInfo & { hiveId: string; free?: boolean }) => number | null) => () => gpus().map((g): Sample => [l(g), f(g)]);
+	// One labels object per GPU (and so one written label set) for all its families.
+	let held = new WeakMap<object, Labels>();
+	let of: unknown = null;
+	const l = (g: GpuInfo & { hiveId: string }, list: unknown) => {
+		if (list !== of) {
+			held = new WeakMap();
+			of = list;
+		}
+		let x = held.get(g);
+		if (!x) {
+			x = { hive: g.hiveId, gpu: g.index, uuid: g.uuid, name: g.name };
+			held.set(g, x);
+		}
+		return x;
+	};
+	const each = (f: (g: GpuInfo & { hiveId: string; free?: boolean }) => number | null) => () => {
+		const list = gpus();
+		return list.map((g): Sample => [l(g, list), f(g)]);
+	};
 	gauge(
 		reg,
 		"apiary_gpu_memory_used_bytes",

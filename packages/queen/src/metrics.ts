@@ -1,5 +1,5 @@
-import { cumulative, gauge, registerGpuMetrics, type Sample } from "@apiary/kit/metrics";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { cumulative, Exposition, gauge, registerGpuMetrics, type Sample } from "@apiary/kit/metrics";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Registry as Fleet } from "./registry.ts";
 
 export interface QueenMetrics {
@@ -35,7 +35,7 @@ export function queenMetrics(
 	heartbeatTarget?: () => number,
 	intake?: { waiting: number; oldestWaitMs(): number },
 ): QueenMetrics {
-	const reg = new Registry();
+	const reg = new Exposition();
 	const heartbeats = new Counter({ name: "apiary_queen_heartbeats_total", help: "Heartbeats received from hives.", registers: [reg] });
 	const ingest = new Histogram({
 		name: "apiary_queen_ingest_duration_seconds",
