@@ -23,6 +23,7 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 		"pg",
 		"placement",
 		"runs",
+		"simulator",
 		"spawnToSse",
 		"tick_5",
 		"tls",
@@ -52,5 +53,8 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	// The three-queen fleet joined whole and its events reached every queen.
 	expect(out.results.fleet.welcomed).toBe(out.results.fleet.hives);
 	expect(out.results.fleet.eventsMissingAtSomeQueen).toBe(0);
+	// The simulator section joined every hive and its heartbeats were acked.
+	expect(out.results.simulator.welcomed).toBe(out.results.simulator.hives);
+	expect(out.results.simulator.heartbeats.acked).toBeGreaterThan(0);
 	expect(out.machine.cores).toBeGreaterThan(0);
 }, 180_000);
