@@ -130,7 +130,14 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 	});
 	const credentials = new Credentials(store, { fileToken: o.token, clock: o.clock ?? systemClock, log, certificates: tls?.requestCert === true });
 	const auditor = new Auditor(store, o.clock ?? systemClock, log);
-	/** Heartbeats applied since the governor last looked, and the ms spent applying them. */
+	/**
+	 * Paced heartbeats applied since the governor last looked, and the ms
+	 * spent applying them. A connection's first heartbeat is not counted:
+	 * the hive sends it on connect whatever it was told, so a join storm of
+	 * them is not something a slower pace would relieve (counted, the
+	 * 10,000-hive join cut every queen's target to its floor, hives told a
+	 * minute, and kept it there).
+	 */
 	const intake = { count: 0, ms: 0 };
 	const sockets = new HiveSocketServer({
 		registry,
@@ -141,8 +148,9 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		staleAfterMs: o.staleAfterMs,
 		maxHeartbeatsPerSecond: o.maxHeartbeatsPerSecond ?? DEFAULT_MAX_HEARTBEATS_PER_SECOND,
 		log,
-		onHeartbeat: (ms) => {
+		onHeartbeat: (ms, paced) => {
 			metrics.heartbeat(ms / 1000);
+			if (!paced) return;
 			intake.count++;
 			intake.ms += ms;
 		},

@@ -62,10 +62,13 @@ export interface GovernorOptions {
  * what came in, not from the last target, so a cut the hives have not yet
  * heard of is not cut again. Below `low` it rises by a quarter a period
  * up to the most, as TCP's additive increase after a multiplicative
- * decrease. Heartbeats that are not what keeps the loop busy (a burst of
- * joins, a flood of queries) are not cut for it. Messages that waited in
- * the intake (intake.ts) longer than BEHIND_MS mean the queen is behind
- * whatever its busy share says: the target is cut then too, and not raised.
+ * decrease (rising in proportion, up to double a period, overshot into the
+ * next cut: docs/BENCHMARKS.md row 16). Heartbeats that are not what keeps the
+ * loop busy (a burst of joins, a flood of queries) are not cut for it, nor
+ * are they when messages wait in the intake (intake.ts) longer than
+ * BEHIND_MS: then, with heartbeats a real part of the work, the queen is
+ * behind whatever its busy share says, and the target is cut; behind, it is
+ * never raised.
  */
 export class PaceGovernor {
 	private readonly o: Required<GovernorOptions>;
@@ -84,7 +87,8 @@ export class PaceGovernor {
 	observe(busy: number, heartbeatsPerSec: number, heartbeatShare: number, waitMs = 0): number {
 		const { max, floor, high, low, aim } = this.o;
 		const behind = waitMs > BEHIND_MS;
-		if (heartbeatsPerSec > 0 && (behind || (busy >= high && heartbeatShare >= 0.25 * busy))) {
+		const mostlyHeartbeats = heartbeatShare >= 0.25 * busy;
+		if (heartbeatsPerSec > 0 && mostlyHeartbeats && (behind || busy >= high)) {
 			const want = (heartbeatsPerSec * aim) / Math.max(busy, high);
 			this.current = Math.max(floor, Math.min(this.current, Math.max(want, this.current / 2)));
 		} else if (busy < low && !behind) {

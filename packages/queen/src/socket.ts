@@ -83,7 +83,8 @@ export interface HiveSocketOptions {
 	maxPayload: number;
 	staleAfterMs: number;
 	log: (msg: string, extra?: object) => void;
-	onHeartbeat?: (ms: number) => void;
+	/** Each heartbeat applied, the ms it took, and whether the pace governs it (a connection's first is sent on connect whatever the pace). */
+	onHeartbeat?: (ms: number, paced: boolean) => void;
 	/** The store's durability (PostgreSQL): a heartbeat or exit record is acked only once committed. */
 	durable?: () => Promise<void>;
 	/** Several queens: resolves once every event committed so far is read back (before a hive's first snapshot is judged). */
@@ -366,8 +367,8 @@ export class HiveSocketServer {
 				if (m.type === "heartbeat") {
 					if (m.snapshot.hiveId !== hiveId) return reject(1008, "heartbeat.snapshot.hiveId does not match hello");
 					this.o.registry.heartbeat(hiveId, m, fresh);
+					this.o.onHeartbeat?.(performance.now() - t0, !fresh);
 					fresh = false;
-					this.o.onHeartbeat?.(performance.now() - t0);
 					const id = hiveId;
 					this.acked(ws, () => send({ type: "ack", seq: m.seq, ...this.retold(id) }));
 				} else if (m.type === "event") {

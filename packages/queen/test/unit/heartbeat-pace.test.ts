@@ -59,6 +59,8 @@ describe("adaptive heartbeats", () => {
 
 	it("the governor cuts when heartbeats wait in the intake past a second, however busy the loop looks, and does not raise the target meanwhile", () => {
 		const g = new PaceGovernor({ max: 1000 });
+		// Behind, but heartbeats a sliver of the work (a join storm of hellos and first heartbeats): not cut.
+		expect(g.observe(0.9, 1000, 0.1, 5000)).toBe(1000);
 		// 40 % busy (the loop yields between slices) but the oldest heartbeat waited 1.5 s: 1000/s is too many.
 		expect(g.observe(0.4, 1000, 0.3, 1500)).toBe(800);
 		// Idle but still behind: held, not raised.
