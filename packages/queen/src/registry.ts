@@ -566,12 +566,16 @@ export class Registry extends FleetState {
 				savedMono: prev?.savedMono,
 			});
 		}
+		// Grouped once: a page of other queens' events can name thousands of hives (a join), and a scan of
+		// every row per hive was the queen's largest cost of its own in the 10,000-hive run.
+		const workersOf = Map.groupBy(rows.workers, (w) => w.hiveId);
+		const gpusOf = Map.groupBy(rows.gpus, (g) => g.hiveId);
 		for (const id of loaded) {
 			const keep = new Map(this.byHive.get(id) ?? []);
 			for (const k of [...keep.keys()]) this.workers.delete(key(id, k));
 			this.byHive.delete(id);
 			for (const k of this.gpuKeysOf.get(id) ?? []) if (this.gpus.get(k)?.hiveId === id) this.gpus.delete(k);
-			for (const v of rows.workers.filter((w) => w.hiveId === id)) {
+			for (const v of workersOf.get(id) ?? []) {
 				const prev = keep.get(v.id);
 				const same = prev && prev.view.startedAt === v.startedAt && prev.view.state === v.state;
 				this.putWorker(
@@ -580,7 +584,7 @@ export class Registry extends FleetState {
 					same ? { view: { ...v, stats: prev.view.stats }, sampledAt: prev.sampledAt, stats: prev.stats } : { view: v, sampledAt: null },
 				);
 			}
-			for (const g of rows.gpus.filter((x) => x.hiveId === id)) this.setGpu(key(id, g.info.uuid), g);
+			for (const g of gpusOf.get(id) ?? []) this.setGpu(key(id, g.info.uuid), g);
 		}
 		const wall = this.o.clock.wall();
 		for (const e of events) {
