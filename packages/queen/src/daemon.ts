@@ -286,7 +286,9 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		const seconds = (now.at - governed.at) / 1000;
 		const busy = performance.eventLoopUtilization(now.elu, governed.elu).utilization;
 		governed = now;
-		const target = governor.observe(busy, intake.count / seconds, intake.ms / 1000 / seconds, hiveSockets.intake.oldestWaitMs());
+		const waiting = hiveSockets.intake;
+		const pacedShare = waiting.waiting === 0 ? 0 : waiting.marked / waiting.waiting;
+		const target = governor.observe(busy, intake.count / seconds, intake.ms / 1000 / seconds, waiting.oldestWaitMs(), pacedShare);
 		intake.count = 0;
 		intake.ms = 0;
 		if (target !== hiveSockets.heartbeatTarget) {

@@ -22,20 +22,13 @@ import { type Registry, StoreError } from "./registry.ts";
 const ajv = new Ajv({ allErrors: false });
 const validators: Record<string, ValidateFunction> = Object.fromEntries(Object.entries(HIVE_MESSAGES).map(([k, s]) => [k, ajv.compile(s)]));
 
-const HEARTBEAT = Buffer.from('{"type":"heartbeat"');
-const BYE = Buffer.from('{"type":"bye"');
-
 /**
- * Whether a message starts so, by its first bytes and without parsing it (the
+ * A heartbeat or bye is told by its first characters, without parsing it (the
  * hive and the simulator write `type` first). One not written so is taken for
  * a spawn or exit: it goes sooner, never wrongly later.
  */
-function startsWith(data: RawData, prefix: Buffer): boolean {
-	const b = Array.isArray(data) ? data[0] : data;
-	if (!b) return false;
-	const buf = Buffer.isBuffer(b) ? b : Buffer.from(b as ArrayBuffer);
-	return buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
-}
+const HEARTBEAT = '{"type":"heartbeat"';
+const BYE = '{"type":"bye"';
 
 /** A command's answer as the caller gets it: the hive's reply, or what the queen saw instead (503 gone, 504 no answer). */
 export type CommandReply = Pick<ReplyMessage, "status" | "body" | "error">;
@@ -240,6 +233,7 @@ export class HiveSocketServer {
 			this.intake.close(ws);
 		});
 		let fresh = true;
+		let heartbeatsOffered = 0;
 		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
 		const reject = (code: number, reason: string) => {
 			this.o.log("hive socket closed on bad input", { hiveId, code, reason });
@@ -252,23 +246,30 @@ export class HiveSocketServer {
 		 * queen logged while this one could not read the log is not taken for one that vanished.
 		 */
 		let caughtUp = !this.o.catchUp;
-		let waiting: { data: RawData; isBinary: boolean }[] | null = null;
-		const onMessage = (data: RawData, isBinary: boolean): void => {
+		let waiting: (string | null)[] | null = null;
+		// Decoded as it arrives (null: a binary frame, refused in its turn). ws hands over a slice of the
+		// socket's read (up to 64 KB), and a message that waited (catch-up, the intake) kept that whole read
+		// alive: ~870 MB of them in one queen of the 10,000-hive run (docs/BENCHMARKS.md row 17).
+		const onMessage = (data: RawData, isBinary: boolean): void => receive(isBinary ? null : data.toString());
+		const receive = (text: string | null): void => {
 			if (waiting) {
-				waiting.push({ data, isBinary });
+				waiting.push(text);
 				return;
 			}
 			if (!caughtUp) {
 				caughtUp = true;
-				const held = [{ data, isBinary }];
+				const held = [text];
 				waiting = held;
+				// Not read on meanwhile: what the hive sends waits in TCP, not in this queen's memory.
+				ws.pause();
 				void this.o.catchUp!()
 					.catch(() => {
 						// Cut off from the database: nothing can be acked anyway (the hive moves on); go on as before.
 					})
 					.finally(() => {
 						waiting = null;
-						for (const m of held) if (ws.readyState === ws.OPEN) onMessage(m.data, m.isBinary);
+						ws.resume();
+						for (const m of held) if (ws.readyState === ws.OPEN) receive(m);
 					});
 				return;
 			}
@@ -281,18 +282,24 @@ export class HiveSocketServer {
 				}
 			}
 			// Heartbeats and byes wait their turn; a bye is kept if the socket closes first, a heartbeat is not.
-			const heartbeat = hiveId !== null && !isBinary && startsWith(data, HEARTBEAT);
-			const bye = hiveId !== null && !isBinary && !heartbeat && startsWith(data, BYE);
-			this.intake.offer(ws, heartbeat || bye, () => handle(data, isBinary), !heartbeat);
+			const heartbeat = hiveId !== null && text !== null && text.startsWith(HEARTBEAT);
+			const bye = hiveId !== null && text !== null && !heartbeat && text.startsWith(BYE);
+			// Marked: a heartbeat after the connection's first, which the hive sends on connect whatever its pace.
+			this.intake.offer(ws, heartbeat || bye, () => handle(text), {
+				kept: !heartbeat,
+				marked: heartbeat && heartbeatsOffered > 0,
+				bytes: text?.length ?? 0,
+			});
+			if (heartbeat) heartbeatsOffered++;
 		};
 		ws.on("message", onMessage);
-		const handle = (data: RawData, isBinary: boolean) => {
+		const handle = (text: string | null) => {
 			// A heartbeat's cost, parse and validation included, is what the governor weighs.
 			const t0 = performance.now();
-			if (isBinary) return reject(1003, "binary messages are not accepted");
+			if (text === null) return reject(1003, "binary messages are not accepted");
 			let m: HiveMessage;
 			try {
-				m = JSON.parse(data.toString());
+				m = JSON.parse(text);
 			} catch {
 				// The error is the close code and reason the hive gets.
 				return reject(1007, "malformed JSON");

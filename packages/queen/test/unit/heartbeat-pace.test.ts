@@ -61,6 +61,8 @@ describe("adaptive heartbeats", () => {
 		const g = new PaceGovernor({ max: 1000 });
 		// Behind, but heartbeats a sliver of the work (a join storm of hellos and first heartbeats): not cut.
 		expect(g.observe(0.9, 1000, 0.1, 5000)).toBe(1000);
+		// Behind with paced heartbeats most of what waits (the loop busy with something else): cut all the same.
+		expect(new PaceGovernor({ max: 1000 }).observe(0.9, 1000, 0.1, 5000, 0.9)).toBeLessThan(1000);
 		// 40 % busy (the loop yields between slices) but the oldest heartbeat waited 1.5 s: 1000/s is too many.
 		expect(g.observe(0.4, 1000, 0.3, 1500)).toBe(800);
 		// Idle but still behind: held, not raised.

@@ -71,7 +71,7 @@ describe("the queen's intake of hive messages", () => {
 		r.advance(300);
 		r.offer("b", true, "b1");
 		r.offer("b", false, "b:exit");
-		r.intake.offer("b", true, () => r.ran.push("b:bye"), true);
+		r.intake.offer("b", true, () => r.ran.push("b:bye"), { kept: true });
 		r.advance(200);
 		expect(r.intake.waiting).toBe(4);
 		expect(r.intake.oldestWaitMs()).toBe(500);
@@ -83,6 +83,30 @@ describe("the queen's intake of hive messages", () => {
 		r.slice();
 		expect(r.ran).toEqual(["b:exit", "b:bye"]);
 		expect(r.intake.oldestWaitMs()).toBe(0);
+	});
+
+	it("counts the waiting messages its caller marked: down as they run, are dropped on close, or the source is forgotten", () => {
+		const r = rig(2, 1);
+		const run = (name: string) => () => {
+			r.advance(1);
+			r.ran.push(name);
+		};
+		const mark = (src: string, name: string) => r.intake.offer(src, true, run(name), { kept: false, marked: true });
+		r.offer("a", true, "a:first"); // a connection's first heartbeat: not marked
+		mark("a", "a:hb2");
+		mark("a", "a:hb3");
+		mark("b", "b:hb2");
+		r.intake.offer("b", true, run("b:bye"), { kept: true }); // a bye: kept, not marked
+		expect([r.intake.waiting, r.intake.marked]).toEqual([5, 3]);
+		r.slice(); // a:first, b:hb2
+		expect([r.intake.waiting, r.intake.marked]).toEqual([3, 2]);
+		r.intake.close("a"); // its two marked heartbeats dropped
+		expect([r.intake.waiting, r.intake.marked]).toEqual([1, 0]);
+		mark("c", "c:hb2");
+		r.slice();
+		r.slice();
+		expect([r.intake.waiting, r.intake.marked]).toEqual([0, 0]);
+		expect(r.ran).toEqual(["a:first", "b:hb2", "b:bye", "c:hb2"]);
 	});
 
 	it("a hive with too many messages waiting is paused until half are applied", () => {
@@ -106,6 +130,40 @@ describe("the queen's intake of hive messages", () => {
 		expect(events).toEqual(["pause a"]);
 		pending.shift()!(); // 4 applied: 1 left
 		expect(events).toEqual(["pause a", "resume a"]);
+	});
+
+	it("past its byte budget a source with two messages waiting is paused until its queue is applied, however short its queue", () => {
+		let t = 0;
+		const pending: (() => void)[] = [];
+		const events: string[] = [];
+		const intake = new Intake<string>({
+			sliceMs: 1,
+			maxPerSource: 16,
+			maxBytes: 1000,
+			now: () => t,
+			schedule: (f) => pending.push(f),
+			pause: (s) => events.push(`pause ${s}`),
+			resume: (s) => events.push(`resume ${s}`),
+		});
+		const hb = (src: string) => intake.offer(src, true, () => (t += 1), { bytes: 300 });
+		for (let i = 0; i < 3; i++) hb("a"); // 900 bytes: within the budget, three waiting is fine
+		expect(events).toEqual([]);
+		hb("a"); // 1,200: over, with four waiting: paused
+		hb("b"); // 1,500: over, but b has one waiting
+		expect(events).toEqual(["pause a"]);
+		hb("b"); // b's second, over: paused
+		expect(events).toEqual(["pause a", "pause b"]);
+		expect(intake.bytes).toBe(1800);
+		pending.shift()!(); // a's first: 1,500
+		pending.shift()!(); // b's first: 1,200, still over, so b (one left) stays paused
+		expect(events).toEqual(["pause a", "pause b"]);
+		pending.shift()!(); // a's second: 900, within: a (two left, under half its 16) resumed
+		expect(events).toEqual(["pause a", "pause b", "resume a"]);
+		pending.shift()!(); // b's last: resumed
+		expect(events).toEqual(["pause a", "pause b", "resume a", "resume b"]);
+		pending.shift()!();
+		pending.shift()!();
+		expect(intake.bytes).toBe(0);
 	});
 
 	it("a handler that throws is reported and the others still run", () => {
