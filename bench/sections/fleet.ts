@@ -244,7 +244,7 @@ export async function fleet() {
 		ctx.results.fleet = result;
 		log(
 			`   ${hives} hives × 50 workers over 3 queens on PostgreSQL: ${report.welcomed} welcomed, ready at every queen after ${allReadyMs} ms; told ${JSON.stringify(report.intervals)}; ` +
-				`spawns/exits ${report.lifecycle.acked}/${report.lifecycle.sent} acked, p99 ${report.lifecycle.p99Ms} ms`,
+				`spawns/exits ${report.lifecycle.acked}/${report.lifecycle.sent} acked, p99 ${report.lifecycle.p99Ms} ms; refusals ${JSON.stringify(report.refusals)}, reconnects ${report.reconnects}`,
 		);
 		log(
 			`   ${ids.size} lifecycle events, ${missing} missing at some queen; spread between queens p50 ${result.spreadP50Ms} ms p99 ${result.spreadP99Ms} ms max ${result.spreadMaxMs} ms; ` +
