@@ -147,7 +147,6 @@ export class Intake<K> {
 		const q = this.queues.get(source);
 		if (!q) return;
 		const kept = q.items.filter((i) => i.kept);
-		this.count -= q.items.length - kept.length;
 		for (const i of q.items) if (!i.kept) this.gone(i);
 		q.items = kept;
 		if (kept.length === 0) this.forget(source);
@@ -156,7 +155,6 @@ export class Intake<K> {
 	private forget(source: K): Queue | undefined {
 		const q = this.queues.get(source);
 		if (!q) return undefined;
-		this.count -= q.items.length;
 		for (const i of q.items) this.gone(i);
 		this.queues.delete(source);
 		this.turns.delete(source);
@@ -196,7 +194,6 @@ export class Intake<K> {
 		const q = this.queues.get(source);
 		const item = q?.items.shift();
 		if (!q || !item) return undefined;
-		this.count--;
 		this.gone(item);
 		if (!item.waits && --q.lifecycle === 0) this.urgent.delete(source);
 		if (q.items.length === 0) this.forget(source);
@@ -208,8 +205,9 @@ export class Intake<K> {
 		return item;
 	}
 
-	/** An item no longer waiting (run or dropped): out of the marked and byte counts. */
+	/** An item no longer waiting (run or dropped): out of every count. */
 	private gone(i: Item): void {
+		this.count--;
 		if (i.marked) this.markedCount--;
 		this.waitingBytes -= i.bytes;
 	}

@@ -233,7 +233,7 @@ export class HiveSocketServer {
 			this.intake.close(ws);
 		});
 		let fresh = true;
-		let heartbeatsOffered = 0;
+		let heartbeatOffered = false;
 		const send = (m: QueenMessage) => ws.send(JSON.stringify(m));
 		const reject = (code: number, reason: string) => {
 			this.o.log("hive socket closed on bad input", { hiveId, code, reason });
@@ -287,10 +287,10 @@ export class HiveSocketServer {
 			// Marked: a heartbeat after the connection's first, which the hive sends on connect whatever its pace.
 			this.intake.offer(ws, heartbeat || bye, () => handle(text), {
 				kept: !heartbeat,
-				marked: heartbeat && heartbeatsOffered > 0,
+				marked: heartbeat && heartbeatOffered,
 				bytes: text?.length ?? 0,
 			});
-			if (heartbeat) heartbeatsOffered++;
+			if (heartbeat) heartbeatOffered = true;
 		};
 		ws.on("message", onMessage);
 		const handle = (text: string | null) => {

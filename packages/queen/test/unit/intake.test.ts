@@ -22,6 +22,21 @@ function rig(sliceMs = 20, costMs = 1) {
 	return { intake, offer, slice, ran, errors, pending, advance: (ms: number) => (t += ms) };
 }
 
+/** An intake on a hand-turned scheduler that records its pauses and resumes; `cost` is a handler that advances the clock by 1 ms. */
+function pausing(o: { sliceMs: number; maxPerSource: number; maxBytes?: number }) {
+	let t = 0;
+	const pending: (() => void)[] = [];
+	const events: string[] = [];
+	const intake = new Intake<string>({
+		...o,
+		now: () => t,
+		schedule: (f) => pending.push(f),
+		pause: (s) => events.push(`pause ${s}`),
+		resume: (s) => events.push(`resume ${s}`),
+	});
+	return { intake, pending, events, cost: () => (t += 1) };
+}
+
 describe("the queen's intake of hive messages", () => {
 	it("a lifecycle message from a hive with nothing waiting runs at once; heartbeats wait for a slice", () => {
 		const r = rig();
@@ -110,21 +125,11 @@ describe("the queen's intake of hive messages", () => {
 	});
 
 	it("a hive with too many messages waiting is paused until half are applied", () => {
-		let t = 0;
-		const pending: (() => void)[] = [];
-		const events: string[] = [];
-		const intake = new Intake<string>({
-			sliceMs: 2,
-			maxPerSource: 4,
-			now: () => t,
-			schedule: (f) => pending.push(f),
-			pause: (s) => events.push(`pause ${s}`),
-			resume: (s) => events.push(`resume ${s}`),
-		});
-		for (let i = 0; i < 4; i++) intake.offer("a", true, () => (t += 1));
+		const { intake, pending, events, cost } = pausing({ sliceMs: 2, maxPerSource: 4 });
+		for (let i = 0; i < 4; i++) intake.offer("a", true, cost);
 		expect(events).toEqual(["pause a"]);
 		// A second pause is not asked for while paused.
-		intake.offer("a", true, () => (t += 1));
+		intake.offer("a", true, cost);
 		expect(events).toEqual(["pause a"]);
 		pending.shift()!(); // 2 of 5 applied: 3 left, still past half
 		expect(events).toEqual(["pause a"]);
@@ -133,19 +138,8 @@ describe("the queen's intake of hive messages", () => {
 	});
 
 	it("past its byte budget a source with two messages waiting is paused until its queue is applied, however short its queue", () => {
-		let t = 0;
-		const pending: (() => void)[] = [];
-		const events: string[] = [];
-		const intake = new Intake<string>({
-			sliceMs: 1,
-			maxPerSource: 16,
-			maxBytes: 1000,
-			now: () => t,
-			schedule: (f) => pending.push(f),
-			pause: (s) => events.push(`pause ${s}`),
-			resume: (s) => events.push(`resume ${s}`),
-		});
-		const hb = (src: string) => intake.offer(src, true, () => (t += 1), { bytes: 300 });
+		const { intake, pending, events, cost } = pausing({ sliceMs: 1, maxPerSource: 16, maxBytes: 1000 });
+		const hb = (src: string) => intake.offer(src, true, cost, { bytes: 300 });
 		for (let i = 0; i < 3; i++) hb("a"); // 900 bytes: within the budget, three waiting is fine
 		expect(events).toEqual([]);
 		hb("a"); // 1,200: over, with four waiting: paused
