@@ -50,6 +50,9 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	// The overload section's three loads ran, every hive joined, and no spawn or exit went unacked.
 	expect(out.results.overload.loads.map((l: { factor: number }) => l.factor)).toEqual([1, 2, 3]);
 	for (const l of out.results.overload.loads) expect(l.lifecycle.acked).toBe(l.lifecycle.sent);
+	// After the 3× surge left, every hive that stayed was told its own tick again.
+	expect(out.results.overload.loads[2].recovery.ownTickAfterMs).not.toBeNull();
+	expect(out.results.overload.loads[2].afterSurge).toEqual({ "0": out.results.overload.loads[2].recovery.stayers });
 	// The three-queen fleet joined whole and its events reached every queen.
 	expect(out.results.fleet.welcomed).toBe(out.results.fleet.hives);
 	expect(out.results.fleet.eventsMissingAtSomeQueen).toBe(0);

@@ -60,11 +60,16 @@ export interface GovernorOptions {
  * a real part of it, the target becomes the intake that would have kept the
  * loop at `aim` (proportional, at most halving at once). It is computed from
  * what came in, not from the last target, so a cut the hives have not yet
- * heard of is not cut again. Below `low` it rises by a quarter a period
- * up to the most, as TCP's additive increase after a multiplicative
- * decrease (rising in proportion, up to double a period, overshot into the
- * next cut: docs/BENCHMARKS.md row 16). Heartbeats that are not what keeps the
- * loop busy (a burst of joins, a flood of queries) are not cut for it.
+ * heard of is not cut again. Below `low` it rises by a quarter a period,
+ * or faster, up to double, where what a heartbeat costs now says the loop
+ * has room for twice that many at `aim`: after a surge leaves, a target cut
+ * to a quarter comes back in a few periods, not in the 10–20 s that a
+ * quarter a period took. The room is reckoned from the heartbeats' own share
+ * and cost, and only half of it is taken: a heartbeat's cost measured at a
+ * low intake nearly doubled at a high one (0.39 → 0.68 ms after a 3× join),
+ * and rising to the whole room overshot into the next cut (500 → 1000 →
+ * 500 in 6 s: docs/BENCHMARKS.md row 16). Heartbeats that are not what keeps the loop busy (a burst
+ * of joins, a flood of queries) are not cut for it.
  * Messages waiting in the intake (intake.ts) longer than BEHIND_MS mean the
  * queen is behind whatever its busy share says: the target is cut then if
  * heartbeats are a real part of the work, or if paced heartbeats are most of
@@ -101,8 +106,18 @@ export class PaceGovernor {
 			const want = (heartbeatsPerSec * aim) / Math.max(busy, high);
 			this.current = Math.max(floor, Math.min(this.current, Math.max(want, this.current / 2)));
 		} else if (busy < low && !behind) {
-			this.current = Math.min(max, this.current * 1.25);
+			this.current = Math.min(max, Math.max(this.current * 1.25, Math.min(this.current * 2, this.room(busy, heartbeatsPerSec, heartbeatShare) / 2)));
 		}
 		return this.current;
+	}
+
+	/**
+	 * The intake that would bring the loop to `aim`: what a heartbeat costs now
+	 * (the share applying them ÷ how many) into what the rest of the load
+	 * leaves. 0 with none taken (nothing to go by).
+	 */
+	private room(busy: number, heartbeatsPerSec: number, heartbeatShare: number): number {
+		if (!(heartbeatsPerSec > 0 && heartbeatShare > 0)) return 0;
+		return (this.o.aim - Math.max(0, busy - heartbeatShare)) / (heartbeatShare / heartbeatsPerSec);
 	}
 }

@@ -40,6 +40,8 @@ export interface SimOptions {
 	windowAfter?: Promise<unknown>;
 	/** Called when the window ends, before the fleet says bye (what a bench reads of the queens then is not the leave's). */
 	beforeBye?: () => Promise<void>;
+	/** Called whenever a hive is told a new interval (ms, 0 = every tick): when a fleet was slowed and sped up again is read from it. */
+	onTold?: (hive: string, ms: number) => void;
 }
 
 export interface SimReport {
@@ -262,12 +264,14 @@ export async function simulate(o: SimOptions, log: (s: string) => void = () => {
 			h.welcomed = true;
 			h.paceMs = m.heartbeatMs ?? 0;
 			told.set(h.id, h.paceMs);
+			o.onTold?.(h.id, h.paceMs);
 			if (m.credential) h.credential = m.credential;
 		} else if (m.type === "pace" || m.type === "ack") {
 			if (m.heartbeatMs !== undefined && m.heartbeatMs !== h.paceMs) {
 				h.paceMs = m.heartbeatMs;
 				h.nextAt = Math.min(h.nextAt, performance.now() + m.heartbeatMs);
 				told.set(h.id, h.paceMs);
+				o.onTold?.(h.id, h.paceMs);
 			}
 			if (m.type === "pace") return;
 			const f = h.inFlight.get(m.seq);

@@ -25,7 +25,7 @@ describe("adaptive heartbeats", () => {
 		expect(pacedLiveness({ staleAfterMs: 1000, evictAfterMs: 10_000 }, 1500)).toEqual({ staleAfterMs: 4500, evictAfterMs: 45_000 });
 	});
 
-	it("the governor cuts the target to the intake that would keep the loop at 60 % busy, never compounding a cut the hives have not heard yet, and raises it by a quarter a period when idle", () => {
+	it("the governor cuts the target to the intake that would keep the loop at 60 % busy, never compounding a cut the hives have not heard yet, and raises it when idle by a quarter a period, or up to double where what a heartbeat costs leaves room for twice that", () => {
 		const g = new PaceGovernor({ max: 1000 });
 		expect(g.target).toBe(1000);
 		// Loop 100 % busy, 1000 heartbeats/s making up most of it: 600/s would have left it at 60 %.
@@ -40,10 +40,18 @@ describe("adaptive heartbeats", () => {
 		expect(g.target).toBe(50);
 		// Between low and high: held.
 		expect(g.observe(0.6, 50, 0.5)).toBe(50);
-		// Idle: up by a quarter a period, to the most and no further.
-		expect(g.observe(0.3, 50, 0.2)).toBe(62.5);
-		for (let i = 0; i < 20; i++) g.observe(0.1, 50, 0.05);
-		expect(g.target).toBe(1000);
+		// Under 50 % busy: up by a quarter a period where what a heartbeat costs leaves no room for twice more:
+		// 50/s are 45 % of the loop (9 ms each), the rest 4 %: 60 % would be 62.2/s, so a quarter, 62.5.
+		expect(g.observe(0.49, 50, 0.45)).toBe(62.5);
+		// 62.5/s at 15 % (2.4 ms each), the rest 10 %: room for 208/s at 60 %, half of it taken: 104.
+		expect(g.observe(0.25, 62.5, 0.15)).toBeCloseTo(104.17, 2);
+		// Room for far more (0.5 ms each, the rest 5 %): doubled a period, to the most and no further.
+		expect(g.observe(0.1, 100, 0.05)).toBeCloseTo(208.33, 2);
+		for (const t of [416.67, 833.33, 1000, 1000]) expect(g.observe(0.1, g.target, 0.05)).toBeCloseTo(t, 2);
+		// No heartbeats taken (nothing to reckon a cost by): a quarter.
+		const idle = new PaceGovernor({ max: 1000 });
+		idle.observe(1, 1000, 0.9);
+		expect(idle.observe(0.1, 0, 0)).toBe(750);
 	});
 
 	it("the governor does not cut heartbeats that are not what keeps the loop busy (a burst of joins, a flood of queries), nor with no heartbeats at all", () => {
@@ -68,7 +76,7 @@ describe("adaptive heartbeats", () => {
 		// Idle but still behind: held, not raised.
 		expect(g.observe(0.2, 800, 0.1, 1200)).toBe(640);
 		expect(g.observe(0.2, 0, 0, 1200)).toBe(640);
-		// Caught up: raised again.
-		expect(g.observe(0.2, 640, 0.1, 10)).toBe(800);
+		// Caught up: raised again (a quarter: 640/s at 45 % of the loop, the rest 4 %, leave room for 796/s at 60 %, half of it less).
+		expect(g.observe(0.49, 640, 0.45, 10)).toBe(800);
 	});
 });
