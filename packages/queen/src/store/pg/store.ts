@@ -14,6 +14,7 @@ import { type AuditTable, auditOf, insertAudit } from "../audit.ts";
 import type { KeyedPlacement, QueenStore, SharedWaiters } from "../store.ts";
 import type { WorkerTable } from "../workers.ts";
 import { pickHost } from "./hosts.ts";
+import { type Renewal, startRenewal } from "./renewal.ts";
 import { migrate } from "./schema.ts";
 
 // The queen's store on PostgreSQL (`queen start --db postgres://…`).
@@ -59,6 +60,8 @@ const EVENT_INSERT = "SELECT 1 FROM event_counter FOR UPDATE;";
 /** Several queens: each renews its row this often; one silent past QUEEN_GONE_MS is gone, and its hives are unknown. */
 const QUEEN_RENEW_MS = 1000;
 const QUEEN_GONE_MS = 3000;
+/** A queen whose loop has not run this long is wedged, not paused: its row is no longer renewed (renewal.ts). */
+const QUEEN_STALL_MS = 15_000;
 /** Exit keys remembered to answer "already recorded?" (a resend older than these is deduplicated by the table alone). */
 const EXIT_KEYS = 200_000;
 
@@ -190,6 +193,8 @@ export class PgStore implements QueenStore {
 	/** The commits' own connection (one). */
 	private readonly writer: pg.Pool;
 	private readonly holder: pg.PoolClient;
+	/** The server picked at open (pickHost), which the renewal thread connects to as well. */
+	private readonly host: string;
 	private readonly o: PgStoreOptions;
 	/** The writes of the transaction being run (tx depth > 0). */
 	private unit: Op[] | null = null;
@@ -242,7 +247,7 @@ export class PgStore implements QueenStore {
 			);
 			const loaded = await load(setup);
 			holder = await pool.connect();
-			return new PgStore(pool, writer, holder, loaded, o);
+			return new PgStore(pool, writer, holder, loaded, o, host);
 		} catch (err) {
 			holder?.release();
 			await pool.end();
@@ -253,8 +258,9 @@ export class PgStore implements QueenStore {
 		}
 	}
 
-	private constructor(pool: pg.Pool, writer: pg.Pool, holder: pg.PoolClient, l: Loaded, o: PgStoreOptions) {
+	private constructor(pool: pg.Pool, writer: pg.Pool, holder: pg.PoolClient, l: Loaded, o: PgStoreOptions, host: string) {
 		this.pool = pool;
+		this.host = host;
 		this.writer = writer;
 		this.holder = holder;
 		this.o = o;
@@ -607,25 +613,22 @@ export class PgStore implements QueenStore {
 	/** The oldest event id the log still holds: from the rows read back, and again after every prune (any queen's: they all prune). */
 	private firstEventId: number | null = null;
 	private tailTimer: NodeJS.Timeout | null = null;
-	private renewTimer: NodeJS.Timeout | null = null;
+	private renewal: Renewal | null = null;
 
 	/** Reads the event log after `fromId` whenever a queen commits (LISTEN) and every second, batch by batch, in id order. */
 	async startTail(fromId: number, onBatch: (events: CommittedEvent[]) => Promise<void>): Promise<void> {
-		// Renewed on the listening connection, not the pool: a pool busy with this queen's work (placements waiting
-		// on the claims lock) must not delay the renewal past QUEEN_GONE_MS, or the other queens take this one's
-		// runs while it lives (the soak, seed 537384: runs passed back and forth thousands of times, none finished).
-		let renewing = false;
-		this.renewTimer = setInterval(() => {
-			if (renewing) return;
-			renewing = true;
-			this.holder
-				.query("UPDATE queens SET seen_at = now() WHERE id = $1", [this.o.queenId])
-				.catch((err) => this.o.log?.("renewing this queen's row failed", { err: (err as Error).message }))
-				.finally(() => {
-					renewing = false;
-				});
-		}, QUEEN_RENEW_MS);
-		this.renewTimer.unref();
+		// Renewed on a thread and a connection of its own (renewal.ts): not on the pool, as a pool busy with this
+		// queen's work (placements waiting on the claims lock) must not delay the renewal past QUEEN_GONE_MS, or the
+		// other queens take this one's runs while it lives (the soak, seed 537384: runs passed back and forth
+		// thousands of times, none finished); not on the loop, as a loop stalled a few seconds did the same.
+		this.renewal = startRenewal({
+			connectionString: this.host,
+			queenId: this.o.queenId!,
+			everyMs: QUEEN_RENEW_MS,
+			stallMs: QUEEN_STALL_MS,
+			queryTimeoutMs: QUEEN_GONE_MS,
+			...(this.o.log ? { log: this.o.log } : {}),
+		});
 		this.tailLast = fromId;
 		this.onBatch = onBatch;
 		this.holder.on("notification", () => void this.catchUp().catch(() => {}));
@@ -933,7 +936,7 @@ export class PgStore implements QueenStore {
 		await this.durable().catch(() => {});
 		this.closed = true;
 		if (this.tailTimer) clearInterval(this.tailTimer);
-		if (this.renewTimer) clearInterval(this.renewTimer);
+		await this.renewal?.stop();
 		await this.tailing?.catch(() => {});
 		// A clean stop: its hives are unknown to the other queens at once, not after QUEEN_GONE_MS; its waiters are gone.
 		await this.pool.query("DELETE FROM queens WHERE id = $1", [this.o.queenId]).catch(() => {});
