@@ -373,6 +373,10 @@ export class QueenLink {
 		}
 		// Slowed down by the queen: this tick is sampled (the hive's API, /metrics and usage) but not sent.
 		if (now < this.nextBeatAt) return;
+		// The last message has not left yet (a queen behind on its intake reads this socket no further for a while):
+		// this heartbeat is not queued behind it, in this process's memory without bound; the first tick after it
+		// has gone sends the latest sample instead.
+		if ((this.ws?.bufferedAmount ?? 0) > 0) return;
 		// Spread (±20 %) so that hives told the same interval do not send together.
 		this.nextBeatAt = now + this.paceMs * (0.8 + 0.4 * Math.random());
 		const gpu = { ...s.gpu, gpus: heartbeatGpus(s.gpu.gpus, this.signalsSent, Date.now()) };

@@ -1,7 +1,12 @@
-import { describe, expect, it } from "vitest";
+import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import { backoffDelay } from "@apiary/kit/backoff";
-import type { GpuInfo } from "@apiary/protocol";
-import { heartbeatGpus, SIGNALS_EVERY_MS, socketUrl } from "../../src/queen-link.ts";
+import type { GpuInfo, HostFacts, Snapshot } from "@apiary/protocol";
+import { sleep, until } from "@apiary/test-support/util";
+import { describe, expect, it } from "vitest";
+import { type WebSocket, WebSocketServer } from "ws";
+import type { Hive } from "../../src/hive.ts";
+import { heartbeatGpus, QueenLink, SIGNALS_EVERY_MS, socketUrl } from "../../src/queen-link.ts";
 
 describe("reconnecting to the queen", () => {
 	it("backs off exponentially with full jitter, capped at 30 s", () => {
@@ -27,4 +32,68 @@ describe("reconnecting to the queen", () => {
 		const bare = { uuid: "GPU-2", index: 1 } as unknown as GpuInfo;
 		expect(heartbeatGpus([bare], sent, 0)[0]).toBe(bare);
 	});
+});
+
+describe("a queen that reads the hive's socket no further for a while", () => {
+	it("is not sent a heartbeat per tick queued behind one that has not left: the first tick after it has gone sends the latest sample", async () => {
+		const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload: 64 << 20 });
+		await new Promise((r) => wss.once("listening", r));
+		const port = (wss.address() as { port: number }).port;
+		const got: number[] = [];
+		let queen!: WebSocket;
+		const hello = new Promise<void>((resolve) =>
+			wss.on("connection", (ws) => {
+				queen = ws;
+				ws.on("message", (d) => {
+					const m = JSON.parse(d.toString()) as { type: string; snapshot?: { tick: number } };
+					if (m.type === "hello") {
+						ws.send(JSON.stringify({ type: "welcome", staleAfterMs: 60_000 }));
+						resolve();
+					} else if (m.type === "heartbeat") got.push(m.snapshot!.tick);
+				});
+			}),
+		);
+		// A hive as far as the link sees one: ticks it is handed, no workers.
+		const hive = Object.assign(new EventEmitter(), {
+			hiveId: "h1",
+			instanceId: "i1",
+			driver: { info: { name: "test" } },
+			snapshot: () => null,
+			unreported: () => [],
+			markReported: () => {},
+		});
+		const link = new QueenLink({
+			queen: `http://127.0.0.1:${port}`,
+			token: null,
+			hive: hive as unknown as Hive,
+			host: {} as HostFacts,
+			gpus: null,
+			version: "test",
+		});
+		// 1 MB a heartbeat: 40 of them are more than loopback's socket buffers hold.
+		const pad = "x".repeat(1 << 20);
+		const tick = (n: number) => hive.emit("tick", { tick: n, pad, gpu: { gpus: [] } } as unknown as Snapshot);
+		try {
+			link.start();
+			await hello;
+			tick(0);
+			await until(() => got.includes(0), 5000, "the first heartbeat");
+			(queen as unknown as { _socket: Socket })._socket.pause();
+			for (let n = 1; n <= 40; n++) {
+				tick(n);
+				await sleep(20);
+			}
+			(queen as unknown as { _socket: Socket })._socket.resume();
+			await sleep(1000);
+			const during = got.length - 1;
+			// What the socket buffers held before the first was held back, not one a tick (40 without the check).
+			expect(during).toBeGreaterThan(0);
+			expect(during).toBeLessThan(20);
+			tick(41);
+			await until(() => got.at(-1) === 41, 5000, "the latest sample once the socket drained");
+		} finally {
+			await link.stop();
+			wss.close();
+		}
+	}, 30_000);
 });
