@@ -16,6 +16,12 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 	let hive: Daemon;
 	const fakes: FakeHive[] = [];
 	const welcome = (f: FakeHive) => f.messages.find((m) => m.type === "welcome") as Extract<QueenMessage, { type: "welcome" }> | undefined;
+	/** The interval a hive was last told, in its welcome, an ack or a `pace` message. */
+	const toldLast = (f: FakeHive) =>
+		f.messages
+			.filter((m) => (m.type === "welcome" || m.type === "ack" || m.type === "pace") && m.heartbeatMs !== undefined)
+			.map((m) => (m as { heartbeatMs: number }).heartbeatMs)
+			.at(-1);
 	const heartbeats = async () => Number(/^apiary_queen_heartbeats_total (\d+)/m.exec(await (await fetch(`${queen.url}/metrics`)).text())?.[1]);
 	const stateOf = async (id: string) => (await json<HiveView>(`${queen.url}/v1/hives/${id}`)).body?.state;
 
@@ -41,9 +47,10 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 		}
 		expect(welcome(fakes[0]!)).toMatchObject({ heartbeatMs: 0, staleAfterMs: 1000 });
 		expect(welcome(fakes[2]!)).toMatchObject({ heartbeatMs: 1500, staleAfterMs: 4500 });
+		// The first is told 1.5 s in its next ack, or before it in a `pace` message (its interval went from its tick to 1.5 s).
 		const seq = fakes[0]!.heartbeat([]);
 		await until(() => fakes[0]!.acks.includes(seq), 5000, "ack");
-		expect(fakes[0]!.messages.find((m) => m.type === "ack" && m.seq === seq)).toMatchObject({ heartbeatMs: 1500 });
+		expect(toldLast(fakes[0]!)).toBe(1500);
 		for (const f of fakes.slice(1)) f.heartbeat([]);
 		// Every 2.5 s (under three of its 1.5-s intervals): never stale, though the queen's own stale-after is 1 s.
 		for (let i = 0; i < 3; i++) {
@@ -112,7 +119,7 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 		expect((await heartbeats()) - before).toBeGreaterThan(8);
 	}, 30_000);
 
-	it("a hive told a shorter interval in a `pace` message is told the longer one again in its next ack when the load comes back", async () => {
+	it("a hive told a shorter interval in a `pace` message is told the longer one again at once when the load comes back (at least double: a `pace` message too)", async () => {
 		const f1 = fakes[0]!;
 		const join = async (id: string) => {
 			const f = new FakeHive(queen.url, id);
@@ -136,8 +143,13 @@ describe("a queen past its heartbeat target slows its hives down", () => {
 		for (const f of extra) f.close();
 		await until(() => toldOwnTick() > pushes, 4000, "f1 pushed 0");
 		// Two others come before f1 speaks: the queen is back at 2 s, which f1 was told once but no longer sends at.
+		// From its tick to 2 s is at least double: it is told at once in a `pace` message, without speaking,
+		// and its next ack does not tell it again.
+		const toldTwo = () => f1.messages.filter((m) => m.type === "pace" && m.heartbeatMs === 2000).length;
 		await join("f6");
 		await join("f7");
-		expect((await ackOf()).heartbeatMs).toBe(2000);
+		await until(() => toldTwo() > 0, 4000, "f1 pushed 2 s");
+		expect((await ackOf()).heartbeatMs).toBeUndefined();
+		expect(toldLast(f1)).toBe(2000);
 	}, 30_000);
 });
