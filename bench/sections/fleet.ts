@@ -86,7 +86,9 @@ export async function fleet() {
 		await admin.query("CREATE DATABASE fleet");
 		await admin.end();
 		const db = server.url.replace(/\/postgres$/, "/fleet");
-		for (let i = 0; i < 3; i++) queens.push(await startQueen({ db, sqlite: true, staleAfter: "3s", evictAfter: "90s" }));
+		// BENCH_QUEEN_NODE_OPTIONS: flags for the queens' node alone (`--cpu-prof --cpu-prof-dir=D`, a heap snapshot signal).
+		const env = process.env.BENCH_QUEEN_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_QUEEN_NODE_OPTIONS } : {};
+		for (let i = 0; i < 3; i++) queens.push(await startQueen({ db, sqlite: true, staleAfter: "3s", evictAfter: "90s", env }));
 		const urls = queens.map((q) => q.url);
 		const seen = urls.map(() => new Map<number, number[]>());
 		const rss = urls.map(() => [] as number[]);
@@ -230,6 +232,7 @@ export async function fleet() {
 			intervals: report.intervals,
 			lifecycle: report.lifecycle,
 			heartbeats: report.heartbeats,
+			heartbeatsHeld: report.heartbeatsHeld,
 			refusals: report.refusals,
 			placements,
 			events: ids.size,
@@ -244,7 +247,7 @@ export async function fleet() {
 		ctx.results.fleet = result;
 		log(
 			`   ${hives} hives × 50 workers over 3 queens on PostgreSQL: ${report.welcomed} welcomed, ready at every queen after ${allReadyMs} ms; told ${JSON.stringify(report.intervals)}; ` +
-				`spawns/exits ${report.lifecycle.acked}/${report.lifecycle.sent} acked, p99 ${report.lifecycle.p99Ms} ms; refusals ${JSON.stringify(report.refusals)}, reconnects ${report.reconnects}`,
+				`spawns/exits ${report.lifecycle.acked}/${report.lifecycle.sent} acked, p99 ${report.lifecycle.p99Ms} ms; heartbeats ${report.heartbeats.acked}/${report.heartbeats.sent} acked (${report.heartbeatsHeld} held, the socket not drained); refusals ${JSON.stringify(report.refusals)}, reconnects ${report.reconnects}`,
 		);
 		log(
 			`   ${ids.size} lifecycle events, ${missing} missing at some queen; spread between queens p50 ${result.spreadP50Ms} ms p99 ${result.spreadP99Ms} ms max ${result.spreadMaxMs} ms; ` +
