@@ -572,8 +572,7 @@ export class Registry extends FleetState {
 		const gpusOf = Map.groupBy(rows.gpus, (g) => g.hiveId);
 		for (const id of loaded) {
 			const keep = new Map(this.byHive.get(id) ?? []);
-			for (const k of [...keep.keys()]) this.workers.delete(key(id, k));
-			this.byHive.delete(id);
+			this.dropHiveWorkers(id);
 			for (const k of this.gpuKeysOf.get(id) ?? []) if (this.gpus.get(k)?.hiveId === id) this.gpus.delete(k);
 			for (const v of workersOf.get(id) ?? []) {
 				const prev = keep.get(v.id);

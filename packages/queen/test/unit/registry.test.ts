@@ -182,6 +182,41 @@ describe("worker queries", () => {
 		expect(t.reg.listWorkers({ state: "exited" })).toEqual([]);
 		expect(t.reg.getWorker("x", "b")!.hiveId).toBe("b");
 	});
+
+	it("by id alone (kept in an index, not a scan): every hive reporting it, a running one first, and none once each record is gone", () => {
+		const t = setup();
+		for (const h of ["a", "b", "c"]) t.reg.hello(t.hello(h));
+		t.beat("b", [worker("x"), worker("y")]);
+		t.beat("c", [ended("x")]);
+		expect(t.reg.hivesOfWorker("x")).toEqual(["b", "c"]);
+		expect(() => t.reg.findWorker("x")).toThrow(/worker id x is reported by 2 hives \(b, c\)/);
+		// A running record is preferred to an ended one, whichever hive sorts first.
+		expect(t.reg.getWorker("x")).toMatchObject({ hiveId: "b", state: "running" });
+		t.beat("b", [ended("x"), worker("y")], 2);
+		expect(t.reg.getWorker("x")).toMatchObject({ hiveId: "b", state: "exited" });
+		t.beat("a", [worker("x")]);
+		expect(t.reg.getWorker("x")).toMatchObject({ hiveId: "a", state: "running" });
+		expect(t.reg.hivesOfWorker("x")).toEqual(["a", "b", "c"]);
+		// Exited records pruned from memory leave the index with them.
+		expect(t.reg.pruneExited(0, 0)).toBe(2);
+		expect(t.reg.hivesOfWorker("x")).toEqual(["a"]);
+		// Another queen's rows for a: its workers as that queen wrote them (none), so x is nowhere here.
+		t.reg.applyRemote(
+			{
+				hives: t.store.hives
+					.all()
+					.filter((r) => r.id === "a")
+					.map((r) => ({ ...r, owner: "other" })),
+				workers: [],
+				gpus: [],
+			},
+			[],
+			"me",
+		);
+		expect(t.reg.hivesOfWorker("x")).toEqual([]);
+		expect(t.reg.getWorker("x")).toBeNull();
+		expect(t.reg.getWorker("y")).toMatchObject({ hiveId: "b", state: "running" });
+	});
 });
 
 describe("event filters", () => {
@@ -293,6 +328,8 @@ describe("a commit the store refuses", () => {
 		);
 		expect(t.seen.length).toBe(seen);
 		expect(t.reg.storeFailure).toMatchObject({ status: 507, error: "database or disk is full" });
+		// The id index too: w1 is still found by id alone, running.
+		expect(t.reg.getWorker("w1")).toMatchObject({ hiveId: "h", state: "running" });
 	});
 });
 
