@@ -182,6 +182,34 @@ describe("any queen answers for any hive (three queens, one database, a round-ro
 		expect((await post(b!, "/v1/hives/aq1/uncordon")).status).toBe(200);
 		await everyQueen((h) => h.drain === null, "uncordoned");
 	});
+
+	it("a claim made on one queen is released at once on another that has not read it yet (not a 404); an unknown one is still a 404", async () => {
+		for (let i = 0; i < 3; i++) {
+			const [a, b] = [queens[i % 3]!, queens[(i + 1) % 3]!];
+			// B is paused before the claim is made: on resuming it has the DELETE in hand before it has read A's commit.
+			b.proc.kill("SIGSTOP");
+			let made: { status: number; body: { id: string } };
+			let gone: Promise<{ status: number; body: { id?: string; message?: string } }>;
+			try {
+				made = await json<{ id: string }>(`${a.url}/v1/claims`, {
+					method: "POST",
+					headers: { "content-type": "application/json" },
+					body: JSON.stringify({ holder: `aq-claim-${i}`, count: 1, ttlSeconds: 60 }),
+				});
+				gone = json(`${b.url}/v1/claims/${made.body.id}`, { method: "DELETE" });
+				await new Promise((r) => setTimeout(r, 300));
+			} finally {
+				b.proc.kill("SIGCONT");
+			}
+			expect(made.status).toBe(201);
+			const answer = await gone;
+			expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+			expect(answer.body.id).toBe(made.body.id);
+		}
+		const unknown = await json<{ message: string }>(`${queens[0]!.url}/v1/claims/c-000000000000`, { method: "DELETE" });
+		expect(unknown.status).toBe(404);
+		expect(unknown.body.message).toMatch(/no claim c-000000000000/);
+	});
 });
 
 describe("a relay whose queen dies mid-command", () => {

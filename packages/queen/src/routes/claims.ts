@@ -9,7 +9,10 @@ export const claimRoutes: FastifyPluginAsyncTypebox<{ registry: Registry }> = as
 		reply.code(201).send(await registry.exclusive(() => registry.claim(req.body))),
 	);
 	app.get("/v1/claims", { config: { role: "read" }, schema: { response: { 200: Type.Array(Claim) } } }, async () => registry.listClaims());
-	app.delete("/v1/claims/:id", { config: { role: "schedule" }, schema: { params: ClaimParams, response: { 200: Claim, 404: ErrorBody } } }, async (req) =>
-		registry.release(req.params.id),
-	);
+	app.delete("/v1/claims/:id", { config: { role: "schedule" }, schema: { params: ClaimParams, response: { 200: Claim, 404: ErrorBody } } }, async (req) => {
+		// Several queens: a claim another queen made a moment ago may not be read here yet. An unknown id is
+		// looked for again under the claims lock, which first reads the fleet's log to its end; a 404 is then true.
+		if (registry.store.shared && !registry.getClaim(req.params.id)) return registry.exclusive(() => registry.release(req.params.id));
+		return registry.release(req.params.id);
+	});
 };
