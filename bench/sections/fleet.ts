@@ -159,38 +159,43 @@ export async function fleet() {
 		loopDelay.enable();
 		windowStarts();
 		const placements = { asked: 0, placed: 0, stopped: 0, claims: 0, claimsReleasedElsewhere: 0 };
+		// Each request's answer ("201", "409"…, or "timeout"/"error") and how long it took: a placement not made says why.
+		const answers: Record<string, number> = {};
+		const took: Record<string, number[]> = { read: [], place: [], stop: [], claim: [], release: [] };
+		const ask = async (what: keyof typeof took, url: string, init: RequestInit = {}) => {
+			const t = performance.now();
+			try {
+				const r = await fetch(url, { ...init, signal: within() });
+				const body = r.status < 300 ? await r.json().catch(() => null) : await r.text().catch(() => "");
+				answers[`${what} ${r.status}`] = (answers[`${what} ${r.status}`] ?? 0) + 1;
+				took[what]!.push(performance.now() - t);
+				return { status: r.status, body };
+			} catch (err) {
+				const why = (err as Error).name === "TimeoutError" ? "timeout" : "error";
+				answers[`${what} ${why}`] = (answers[`${what} ${why}`] ?? 0) + 1;
+				return { status: 0, body: null };
+			}
+		};
+		const post = (body: unknown): RequestInit => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 		const ops = (async () => {
 			for (let i = 0; performance.now() - m0 < (seconds - 2) * 1000; i++) {
 				const at = urls[i % 3]!;
+				// A read that commits nothing beside them: is a slow answer the queen's loop or its commits?
+				await ask("read", `${at}/v1/hives/f-${i}`);
 				placements.asked++;
-				try {
-					const r = await fetch(`${at}/v1/workers`, {
-						method: "POST",
-						headers: { "content-type": "application/json" },
-						body: JSON.stringify({ id: `bench-p${i}`, command: ["sleep", "60"], gpus: { count: 1 } }),
-						signal: within(),
-					});
-					if (r.status === 201) {
-						placements.placed++;
-						const p = (await r.json()) as { hiveId: string };
-						// Stopped through another queen: its hive may be served by any of them.
-						const d = await fetch(`${urls[(i + 1) % 3]}/v1/workers/bench-p${i}?hive=${p.hiveId}`, { method: "DELETE", signal: within() });
-						if (d.status === 200) placements.stopped++;
-					}
-					const c = await fetch(`${urls[(i + 2) % 3]}/v1/claims`, {
-						method: "POST",
-						headers: { "content-type": "application/json" },
-						body: JSON.stringify({ holder: `bench-${i}`, count: 1, ttlSeconds: 60 }),
-						signal: within(),
-					});
-					if (c.status === 201) {
-						placements.claims++;
-						const { id } = (await c.json()) as { id: string };
-						const d = await fetch(`${urls[i % 3]}/v1/claims/${id}`, { method: "DELETE", signal: within() });
-						if (d.status === 200 || d.status === 204) placements.claimsReleasedElsewhere++;
-					}
-				} catch {
-					// Not answered within REQUEST_TIMEOUT_MS: counted by what did not succeed.
+				const p = await ask("place", `${at}/v1/workers`, post({ id: `bench-p${i}`, command: ["sleep", "60"], gpus: { count: 1 } }));
+				if (p.status === 201) {
+					placements.placed++;
+					// Stopped through another queen: its hive may be served by any of them.
+					const hiveId = (p.body as { hiveId: string }).hiveId;
+					const d = await ask("stop", `${urls[(i + 1) % 3]}/v1/workers/bench-p${i}?hive=${hiveId}`, { method: "DELETE" });
+					if (d.status === 200) placements.stopped++;
+				}
+				const c = await ask("claim", `${urls[(i + 2) % 3]}/v1/claims`, post({ holder: `bench-${i}`, count: 1, ttlSeconds: 60 }));
+				if (c.status === 201) {
+					placements.claims++;
+					const d = await ask("release", `${urls[i % 3]}/v1/claims/${(c.body as { id: string }).id}`, { method: "DELETE" });
+					if (d.status === 200 || d.status === 204) placements.claimsReleasedElsewhere++;
 				}
 				await sleep(200);
 			}
@@ -230,6 +235,8 @@ export async function fleet() {
 			heartbeatsHeld: report.heartbeatsHeld,
 			refusals: report.refusals,
 			placements,
+			answers,
+			answerP50Ms: Object.fromEntries(Object.entries(took).map(([k, v]) => [k, v.length ? r3(pct(v, 50)) : null])),
 			events: ids.size,
 			eventsMissingAtSomeQueen: missing,
 			spreadP50Ms: r3(pct(spread, 50)),
@@ -252,7 +259,7 @@ export async function fleet() {
 		);
 		log(
 			`   ${ids.size} lifecycle events, ${missing} missing at some queen; spread between queens p50 ${result.spreadP50Ms} ms p99 ${result.spreadP99Ms} ms max ${result.spreadMaxMs} ms; ` +
-				`placements ${placements.placed}/${placements.asked} (stopped through another queen ${placements.stopped}), claims ${placements.claims} (released at another queen ${placements.claimsReleasedElsewhere})`,
+				`placements ${placements.placed}/${placements.asked} (stopped through another queen ${placements.stopped}), claims ${placements.claims} (released at another queen ${placements.claimsReleasedElsewhere}); answers ${JSON.stringify(answers)}, p50 ms ${JSON.stringify(result.answerP50Ms)}`,
 		);
 		log(
 			`   PostgreSQL row writes ${result.rowWritesPerHivePerMinute} per hive per minute as PostgreSQL counts them (goal ≤ 12; ${JSON.stringify(result.rowWritesByTable)}), ${result.rowWritesPerHivePerMinuteByQueens} as the queens do; the bench loop's delay p99 ${result.benchLoopDelayP99Ms} ms (the simulator's acks wait that long on it); queens' CPU ${result.queenCpuCores.join(" / ")} cores, RSS peak ${result.queenRssPeakBytes.map((b) => (b / 2 ** 20).toFixed(0)).join(" / ")} MiB`,

@@ -56,6 +56,9 @@ it("npm run bench -- --quick runs every section and writes its results", () => {
 	// The three-queen fleet joined whole and its events reached every queen.
 	expect(out.results.fleet.welcomed).toBe(out.results.fleet.hives);
 	expect(out.results.fleet.eventsMissingAtSomeQueen).toBe(0);
+	// Events reached the subscribers' thread, and PostgreSQL's own counts of rows written were read.
+	expect(out.results.fleet.events).toBeGreaterThan(0);
+	expect(out.results.fleet.rowWritesByTable.workers).toBeGreaterThan(0);
 	// The simulator section joined every hive and its heartbeats were acked.
 	expect(out.results.simulator.welcomed).toBe(out.results.simulator.hives);
 	expect(out.results.simulator.heartbeats.acked).toBeGreaterThan(0);
