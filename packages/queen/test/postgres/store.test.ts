@@ -493,6 +493,38 @@ describe("the queen on PostgreSQL", () => {
 		}
 	}, 60_000);
 
+	it("a commit whose read-back fails for a moment (no pool connection in time) is still acknowledged: the read is tried again, not the ack failed", async () => {
+		const c = await admin("postgres");
+		await c.query("CREATE DATABASE readback");
+		await c.end();
+		const a = await PgStore.open(dbUrl("readback"), { queenId: "queen-a", retryMs: 5000, onFatal: (err) => expect.fail(err.message) });
+		try {
+			let read = 0;
+			await a.startTail(0, async (batch) => {
+				read = batch.at(-1)!.id;
+			});
+			// The log's next reads fail as pg's pool fails them when no connection came within its wait.
+			const pool = (a as unknown as { pool: pg.Pool }).pool;
+			const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+			let failures = 2;
+			(pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args: unknown[]) => {
+				const text = typeof args[0] === "string" ? args[0] : (args[0] as { text: string }).text;
+				if (failures > 0 && /FROM events WHERE id > \$1/.test(text)) {
+					failures--;
+					return Promise.reject(new Error("timeout exceeded when trying to connect"));
+				}
+				return query(...args);
+			};
+			const e = [{ type: "hive.stale", hiveId: "h", workerId: null, data: {} }];
+			a.tx(() => (a.events as CommitNumberedEventTable).insertUnnumbered(JSON.stringify(e), 1));
+			await a.durable();
+			expect(failures).toBe(0);
+			expect(read).toBeGreaterThan(0);
+		} finally {
+			await a.close();
+		}
+	});
+
 	it("durable() and catchUp() wait for what came before the call, not for a quiet moment: both answer while other writes and callers keep coming (a join storm)", async () => {
 		const c = await admin("postgres");
 		await c.query("CREATE DATABASE busy");
