@@ -35,7 +35,7 @@ import { planReadoption } from "./readopt-plan.ts";
 import { computeStats, type TimedSample } from "./sampler.ts";
 import { CREDENTIAL_VARS, chooseUser, type RunAsPolicy, readAccounts, type WorkerUser } from "./run-as.ts";
 import { resolveCommand, runAsArgs, SpawnHelper, type WorkerProcess, workerEnv } from "./spawner.ts";
-import { CHECK_MS, enforceBudget, rotateIfOver } from "./log-cap.ts";
+import { CHECK_MS, enforceBudget, FREEZE_MS, overHalf, rotateIfOver } from "./log-cap.ts";
 import { StorageHealth } from "./storage-health.ts";
 import { UsageTracker } from "./usage.ts";
 import { infoOf, WorkerRecords } from "./worker-records.ts";
@@ -138,6 +138,7 @@ export class Hive extends EventEmitter {
 	private logTimer: NodeJS.Timeout | null = null;
 	private logChecks = 0;
 	private readonly capFailing = new Set<string>();
+	private capping = false;
 	private readonly log: (msg: string, extra?: object) => void;
 	private seq = 0;
 	private last: Snapshot | null = null;
@@ -191,28 +192,47 @@ export class Hive extends EventEmitter {
 				});
 		};
 		this.loop = setTimeout(run, 0);
-		this.logTimer = setInterval(() => this.capLogs(), CHECK_MS);
+		this.logTimer = setInterval(() => void this.capLogs(), CHECK_MS);
 		this.logTimer.unref();
 	}
 
 	/** Rotates logs past their cap (newest kept) and, every 5 s, keeps the logs dir within its budget. */
-	capLogs(): void {
-		for (const e of this.workers.values()) {
-			if (e.info.state !== "running") continue;
-			try {
-				const r = rotateIfOver(this.logPath(e.info.id), this.logMaxBytes);
-				if (r) {
-					e.info.logDroppedBytes = (e.info.logDroppedBytes ?? 0) + r.dropped;
-					this.persist(e);
-				}
-			} catch (err) {
-				// Said once per worker while it keeps failing (a full disk would otherwise repeat it every 0.2 s).
-				if (!this.capFailing.has(e.info.id)) this.log("capping a worker log failed", { id: e.info.id, err: messageOf(err) });
-				this.capFailing.add(e.info.id);
-				continue;
-			}
-			this.capFailing.delete(e.info.id);
+	async capLogs(): Promise<void> {
+		// A rotation waits for a freeze: the next check skips while one runs.
+		if (this.capping) return;
+		this.capping = true;
+		try {
+			for (const e of [...this.workers.values()]) await this.capLog(e);
+		} finally {
+			this.capping = false;
 		}
+		this.enforceLogBudget();
+	}
+
+	private async capLog(e: Entry): Promise<void> {
+		const id = e.info.id;
+		if (e.info.state !== "running") return;
+		const path = this.logPath(id);
+		// The worker is frozen while its log is cut, so no line it writes falls
+		// between the copy and the truncate (see log-cap.ts).
+		const thaw = overHalf(path, this.logMaxBytes) && e.info.cgroup ? await this.driver.freeze?.(id, FREEZE_MS) : null;
+		try {
+			const r = rotateIfOver(path, this.logMaxBytes);
+			if (r) {
+				e.info.logDroppedBytes = (e.info.logDroppedBytes ?? 0) + r.dropped;
+				this.persist(e);
+			}
+			this.capFailing.delete(id);
+		} catch (err) {
+			// Said once per worker while it keeps failing (a full disk would otherwise repeat it every 0.2 s).
+			if (!this.capFailing.has(id)) this.log("capping a worker log failed", { id, err: messageOf(err) });
+			this.capFailing.add(id);
+		} finally {
+			thaw?.();
+		}
+	}
+
+	private enforceLogBudget(): void {
 		if (++this.logChecks % Math.round(5000 / CHECK_MS) !== 0) return;
 		try {
 			const gone = enforceBudget(this.records.logsDir, this.logDirBudgetBytes, (id) => this.workers.get(id)?.info.state === "running");

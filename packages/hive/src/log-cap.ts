@@ -8,16 +8,35 @@ import { join } from "node:path";
  * keeps its O_APPEND descriptor and writes on from offset 0. A worker's two
  * files hold at most the cap, plus what it writes between two checks (the
  * check runs every CHECK_MS). The bytes dropped are counted per worker.
+ *
+ * copytruncate loses what is written between the last read and the
+ * truncate. The hive freezes the worker's cgroup around a rotation, so
+ * nothing is written then; where it cannot (no freezer), that window is
+ * the two calls' instant — unless the hive is descheduled in it, as a
+ * loaded CI host once did for ~0.35 s (12 lines lost).
  */
 export const CHECK_MS = 200;
+
+/** A freeze that takes longer is given up (a process stuck in the kernel): the rotation goes on unfrozen. */
+export const FREEZE_MS = 500;
+
+/** Whether `path` has passed half of `capBytes` (a rotation is due). */
+export function overHalf(path: string, capBytes: number): boolean {
+	try {
+		return statSync(path).size > Math.floor(capBytes / 2);
+	} catch {
+		// No log yet (the worker wrote nothing): nothing to cap.
+		return false;
+	}
+}
 
 export interface RotateResult {
 	/** Bytes of output dropped by this rotation. */
 	dropped: number;
 }
 
-/** Rotates `path` when it passed half of `capBytes`; null when it did not. */
-export function rotateIfOver(path: string, capBytes: number): RotateResult | null {
+/** Rotates `path` when it passed half of `capBytes`; null when it did not. `beforeTruncate` lets a test stall where a write would be lost. */
+export function rotateIfOver(path: string, capBytes: number, beforeTruncate?: () => void): RotateResult | null {
 	const half = Math.floor(capBytes / 2);
 	let size: number;
 	try {
@@ -45,10 +64,9 @@ export function rotateIfOver(path: string, capBytes: number): RotateResult | nul
 			got += n;
 		}
 		writeFileSync(`${path}.1`, buf.subarray(0, got));
-		// What the worker wrote while we copied is newer than .1 and older than
-		// anything after the truncate: it goes to the end of .1. The truncate
-		// follows the last size check at once, so only a write in that instant
-		// is lost (copytruncate's known window, here microseconds, not the copy's).
+		// What the worker wrote while we copied (it was not frozen) is newer
+		// than .1 and older than anything after the truncate: it goes to the
+		// end of .1. The truncate follows the last size check at once.
 		for (let i = 0; i < 8; i++) {
 			const now = fstatSync(fd).size;
 			if (now <= size) break;
@@ -58,6 +76,7 @@ export function rotateIfOver(path: string, capBytes: number): RotateResult | nul
 			size += n;
 			if (n < more.length) break;
 		}
+		beforeTruncate?.();
 		ftruncateSync(fd, 0);
 	} finally {
 		closeSync(fd);

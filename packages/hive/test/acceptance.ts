@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { CgroupDriverName } from "@apiary/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Hive } from "../src/hive.ts";
+import { overHalf, rotateIfOver } from "../src/log-cap.ts";
 import { cleanup, newHive, procCpuSeconds, sleep, until, waitExit } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
@@ -116,6 +117,28 @@ export function limitsAcceptance(kind: CgroupDriverName, ioTarget: () => string)
 			expect(s.io.writeBytesPerSec).not.toBeNull();
 			expect(s.io.writeBytesPerSec!).toBeGreaterThan(0);
 			expect(s.io.writeOps!).toBeGreaterThan(0);
+		});
+
+		it("a frozen worker writes nothing, so a log cut while it is frozen loses no line however long the cut stalls", async () => {
+			const w = await hive.spawn({ command: ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; done"] });
+			const log = hive.logPath(w.id);
+			await until(() => overHalf(log, 64 * 1024), 10_000, "64 KiB of output");
+			const thaw = await hive.driver.freeze!(w.id, 2000);
+			expect(thaw).not.toBeNull();
+			const size = statSync(log).size;
+			// Stalled 0.3 s between the copy and the truncate: the loop, if it ran,
+			// would write thousands of lines there, and they would be lost.
+			const r = rotateIfOver(log, 64 * 1024, () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300));
+			expect(r).not.toBeNull();
+			expect(statSync(log).size).toBe(0);
+			thaw!();
+			await until(() => statSync(log).size > 1000, 10_000, "output after the thaw");
+			await hive.kill(w.id);
+			const kept = readFileSync(`${log}.1`, "latin1").trimEnd().split("\n");
+			expect(Number(kept.at(-1))).toBeGreaterThan(1000);
+			// .1 ends where the log was frozen, and the log goes on from the next line.
+			expect(statSync(`${log}.1`).size).toBeLessThanOrEqual(size);
+			expect(Number(readFileSync(log, "latin1").split("\n")[0])).toBe(Number(kept.at(-1)) + 1);
 		});
 
 		it("a kill right after spawn ends the worker at once, even before it has entered its cgroup", async () => {

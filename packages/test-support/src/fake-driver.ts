@@ -22,6 +22,9 @@ export class FakeDriver implements CgroupDriver {
 	readonly failing = new Set<string>();
 	/** Cgroups "left by a previous hive", with their pids, for re-adoption tests. */
 	readonly existing = new Map<string, number[]>();
+	/** Each freeze and thaw asked of the driver, in order ("freeze w1", "thaw w1"); `onThaw` runs just before a thaw is recorded. */
+	readonly freezes: string[] = [];
+	onThaw: ((id: string) => void) | null = null;
 
 	init(): void {}
 	create(id: string, limits: Limits): CreatedCgroup {
@@ -44,6 +47,13 @@ export class FakeDriver implements CgroupDriver {
 	}
 	pids(id: string): number[] {
 		return this.existing.get(id) ?? [];
+	}
+	freeze(id: string): Promise<() => void> {
+		this.freezes.push(`freeze ${id}`);
+		return Promise.resolve(() => {
+			this.onThaw?.(id);
+			this.freezes.push(`thaw ${id}`);
+		});
 	}
 	async killAll(id: string, pid: number): Promise<void> {
 		this.killed.push(id);

@@ -57,6 +57,12 @@ export interface CgroupDriver {
 	list(): string[];
 	/** Pids in the worker's cgroup (empty when gone). */
 	pids(id: string): number[];
+	/**
+	 * Freeze every process of the worker until the returned thaw is called;
+	 * null when it cannot be frozen within `timeoutMs` (no freezer, or a
+	 * process stuck in the kernel). Absent for drivers without cgroups.
+	 */
+	freeze?(id: string, timeoutMs: number): Promise<(() => void) | null>;
 	/** Kill every process of the worker, at once and for good (no escape by forking). */
 	killAll(id: string, pid: number): Promise<void>;
 	/** Optional once-per-tick preparation shared by all readers (process table scan). */

@@ -1,5 +1,6 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { waitUntil } from "@apiary/kit/wait";
 
 export function writeCg(path: string, value: string): void {
 	try {
@@ -17,6 +18,32 @@ export function tryWrite(path: string, value: string): boolean {
 	} catch {
 		// The caller has a fallback for a file this kernel lacks or refuses.
 		return false;
+	}
+}
+
+/** Lets a frozen cgroup's processes run again. */
+export type Thaw = () => void;
+
+/**
+ * Freezes a cgroup through its driver's files: `freeze` asks, `frozen` says
+ * when every process has stopped (outside any system call), `thaw` lets them
+ * go. Resolves to the thaw once frozen; null, thawed again, when the kernel
+ * refused or the freeze took over `timeoutMs` (a process in D state).
+ */
+export async function freezeCg(freeze: () => boolean, frozen: () => boolean, thaw: Thaw, timeoutMs: number): Promise<Thaw | null> {
+	if (!freeze()) return null;
+	if (await waitUntil(frozen, { timeoutMs, intervalMs: 2 })) return thaw;
+	thaw();
+	return null;
+}
+
+/** The text of a cgroup file, or "" when it cannot be read (the cgroup went). */
+export function readCgOrEmpty(path: string): string {
+	try {
+		return readFileSync(path, "latin1");
+	} catch {
+		// Gone with its cgroup: nothing to report.
+		return "";
 	}
 }
 

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock } from "@apiary/kit/clock";
 import { FakeDriver, rawSample } from "@apiary/test-support/fake-driver";
+import { until } from "@apiary/test-support/util";
 import { afterEach, describe, expect, it } from "vitest";
 import { Hive } from "../../src/hive.ts";
 import { helperPids } from "../helper-pids.ts";
@@ -19,12 +20,12 @@ afterEach(async () => {
 	for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function setup() {
+function setup(extra: Partial<ConstructorParameters<typeof Hive>[0]> = {}) {
 	const driver = new FakeDriver();
 	const clock = new ManualClock(Date.parse("2026-11-22T10:00:00Z"));
 	const stateDir = mkdtempSync(join(tmpdir(), "apiary-unit-"));
 	dirs.push(stateDir);
-	const hive = new Hive({ driver, stateDir, hiveId: "unit", clock });
+	const hive = new Hive({ driver, stateDir, hiveId: "unit", clock, ...extra });
 	hives.push(hive);
 	return { driver, clock, hive, stateDir };
 }
@@ -91,6 +92,23 @@ describe("the supervisor (fake driver, hand-driven clock)", () => {
 		await hive.tick();
 		const w = await hive.kill("ws");
 		expect(w.exit).toMatchObject({ peakWorkingSetBytes: 60, peakMemoryBytes: 500 });
+	});
+
+	it("a log past half its cap is cut while its worker is frozen, and thawed after; a log under half is not frozen", async () => {
+		const { driver, hive } = setup({ logMaxBytes: 4096 });
+		await hive.spawn({ id: "chatty", command: ["sh", "-c", "head -c 3000 /dev/zero | tr '\\0' x; echo; exec sleep 30"] });
+		const log = hive.logPath("chatty");
+		await until(() => existsSync(log) && statSync(log).size > 3000, 10_000, "the worker's output");
+		let cutWhileFrozen: boolean | null = null;
+		driver.onThaw = () => {
+			cutWhileFrozen = statSync(`${log}.1`).size > 2000 && statSync(log).size === 0;
+		};
+		await hive.capLogs();
+		expect(driver.freezes).toEqual(["freeze chatty", "thaw chatty"]);
+		expect(cutWhileFrozen).toBe(true);
+		expect(hive.get("chatty")!.logDroppedBytes).toBeGreaterThan(900);
+		await hive.capLogs();
+		expect(driver.freezes).toHaveLength(2);
 	});
 
 	it("one worker whose reader throws does not drop the others' samples", async () => {

@@ -5,7 +5,7 @@ import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
 import type { Pressure } from "@apiary/protocol";
 import { type BadFile, BadFiles, type CgroupDriver, type CreatedCgroup, type RawSample, type WorkerReader } from "../driver.ts";
-import { childCgroups, killPids, mkdirCg, mkdirWorkersCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
+import { childCgroups, freezeCg, killPids, mkdirCg, mkdirWorkersCg, readCgOrEmpty, readPids, removeCg, type Thaw, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { scanBlkioV1, scanCpuStatV1, scanMemoryStatV1, scanOomControl } from "./stats.ts";
 
@@ -99,21 +99,28 @@ export class CgroupV1Driver implements CgroupDriver {
 		return readPids(join(this.dir("memory", id)!, "cgroup.procs"));
 	}
 
+	freeze(id: string, timeoutMs: number): Promise<Thaw | null> {
+		const freezer = this.dir("freezer", id);
+		if (!freezer) return Promise.resolve(null);
+		const state = join(freezer, "freezer.state");
+		return freezeCg(
+			() => tryWrite(state, "FROZEN"),
+			// The cgroup vanishing mid-wait (the worker ended) reads as not frozen.
+			() => readCgOrEmpty(state).trim() === "FROZEN",
+			() => void tryWrite(state, "THAWED"),
+			timeoutMs,
+		);
+	}
+
 	async killAll(id: string): Promise<void> {
 		// The usual end: the worker's last process is gone. An empty cgroup gains
 		// no process by itself, and freezing one costs ~6 ms of blocked loop here.
 		if (this.pids(id).length === 0) return;
-		const freezer = this.dir("freezer", id);
-		const state = freezer ? join(freezer, "freezer.state") : null;
-		// Freeze first so no process can fork a new one between listing and killing.
-		let frozen = false;
-		if (state && tryWrite(state, "FROZEN")) {
-			frozen = true;
-			// The cgroup vanishing mid-wait (the worker ended) is fine: the kill below finds nothing.
-			await waitUntil(() => readFileSync(state, "latin1").trim() === "FROZEN", { timeoutMs: 1000, intervalMs: 2 }).catch(() => false);
-		}
+		// Freeze first so no process can fork a new one between listing and
+		// killing; without a freezer, the kill is repeated until none is left.
+		const thaw = await this.freeze(id, 1000);
 		killPids(this.pids(id));
-		if (frozen) tryWrite(state!, "THAWED");
+		thaw?.();
 		await waitUntil(
 			() => this.pids(id).length === 0,
 			{ timeoutMs: 5000 },

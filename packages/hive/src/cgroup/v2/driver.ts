@@ -5,7 +5,7 @@ import type { DriverInfo, Limits } from "@apiary/protocol";
 import { StatFile, statBuf } from "../../statfile.ts";
 import type { Pressure } from "@apiary/protocol";
 import { type BadFile, BadFiles, type CgroupDriver, type CreatedCgroup, type RawSample, type WorkerReader } from "../driver.ts";
-import { childCgroups, killPids, mkdirCg, mkdirWorkersCg, readPids, removeCg, tryWrite, writeCg } from "../fsutil.ts";
+import { childCgroups, freezeCg, killPids, mkdirCg, mkdirWorkersCg, readCgOrEmpty, readPids, removeCg, type Thaw, tryWrite, writeCg } from "../fsutil.ts";
 import { scanPressure } from "../psi.ts";
 import { type CpuRaw, formatCpuMax, scanCpuStat } from "./cpu.ts";
 import { type IoRaw, parseIoStat } from "./io.ts";
@@ -82,6 +82,16 @@ export class CgroupV2Driver implements CgroupDriver {
 
 	pids(id: string): number[] {
 		return readPids(join(this.pathOf(id), "cgroup.procs"));
+	}
+
+	freeze(id: string, timeoutMs: number): Promise<Thaw | null> {
+		const dir = this.pathOf(id);
+		return freezeCg(
+			() => tryWrite(join(dir, "cgroup.freeze"), "1"),
+			() => /^frozen 1$/m.test(readCgOrEmpty(join(dir, "cgroup.events"))),
+			() => void tryWrite(join(dir, "cgroup.freeze"), "0"),
+			timeoutMs,
+		);
 	}
 
 	async killAll(id: string): Promise<void> {
