@@ -118,7 +118,7 @@ export async function buildQueenApp(o: QueenAppOptions): Promise<FastifyInstance
 			ok: failure === null,
 			version: o.version,
 			lastEventId: o.registry.events.lastId,
-			hives: o.registry.listHives().length,
+			hives: o.registry.hiveCount(),
 			store: { ok: failure === null, error: failure?.error ?? null, since: failure?.since ?? null },
 			...(o.insecurePlaintext ? { insecurePlaintext: true } : {}),
 		});

@@ -419,7 +419,7 @@ async function start(argv: string[], out: (s: string) => void, err: (s: string) 
 		log,
 	});
 	out(
-		`queen listening on ${d.url}\n${v["insecure-plaintext"] && !v["tls-cert"] ? "  WARNING: --insecure-plaintext: no TLS off loopback, tokens cross the network in clear\n" : ""}${d.openToAll ? "  no credential configured: every local user, and every worker on this host, may use this queen (docs/security.md)\n" : ""}  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${/^postgres(ql)?:\/\//.test(db) ? redactUrl(db) : db}\n  hives known: ${d.registry.listHives().length}\n`,
+		`queen listening on ${d.url}\n${v["insecure-plaintext"] && !v["tls-cert"] ? "  WARNING: --insecure-plaintext: no TLS off loopback, tokens cross the network in clear\n" : ""}${d.openToAll ? "  no credential configured: every local user, and every worker on this host, may use this queen (docs/security.md)\n" : ""}  hives connect to ${d.url.replace("http", "ws")}/v1/hives/connect\n  events: ${d.url}/v1/events\n  db: ${/^postgres(ql)?:\/\//.test(db) ? redactUrl(db) : db}\n  hives known: ${d.registry.hiveCount()}\n`,
 	);
 	await serveUntilSignal(d, log);
 	return 0;

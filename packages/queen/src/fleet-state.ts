@@ -340,9 +340,26 @@ export class FleetState {
 		return { items: page.map(workerView), next: !f.recent && recs.length > limit && last ? [last.view.hiveId, last.view.id] : null };
 	}
 
-	/** Every worker's state, for counting (nothing unpacked). */
-	workerStates(): { state: string }[] {
-		return [...this.workers.values()].map((r) => r.view);
+	/**
+	 * Hives and workers by state, and the hives out of rotation, in one pass
+	 * with nothing copied: /metrics' gauges. Views of every hive and a copy of
+	 * every worker were ~1 s of a scrape at 5,000 hives.
+	 */
+	counts(): { hives: Map<string, number>; workers: Map<string, number>; drains: { id: string; state: string }[] } {
+		const hives = new Map<string, number>();
+		const drains: { id: string; state: string }[] = [];
+		for (const h of this.hives.values()) {
+			hives.set(h.state, (hives.get(h.state) ?? 0) + 1);
+			if (h.drain) drains.push({ id: h.id, state: h.drain.state });
+		}
+		const workers = new Map<string, number>();
+		for (const r of this.workers.values()) workers.set(r.view.state, (workers.get(r.view.state) ?? 0) + 1);
+		return { hives, workers, drains };
+	}
+
+	/** How many hives this queen knows (the health check's count: no views built). */
+	hiveCount(): number {
+		return this.hives.size;
 	}
 
 	/** The hives that report a worker with this id (a worker is (hive, id): two hives may use one id). */

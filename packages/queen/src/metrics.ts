@@ -85,17 +85,14 @@ export function queenMetrics(
 		gauge(reg, "apiary_queen_heartbeats_waiting", "Hive messages received and waiting their turn to be applied.", [], () => [[{}, intake.waiting]]);
 		gauge(reg, "apiary_queen_heartbeat_wait_seconds", "How long the oldest waiting hive message has waited.", [], () => [[{}, intake.oldestWaitMs() / 1000]]);
 	}
-	const hives = perTurn(() => fleet.listHives());
-	const byState = <T extends { state: string }>(items: T[], states: string[]): Sample[] =>
-		states.map((state) => [{ state }, items.filter((x) => x.state === state).length]);
-	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(hives(), ["ready", "stale", "lost", "unknown", "left"]));
+	const counts = perTurn(() => fleet.counts());
+	const byState = (m: Map<string, number>, states: string[]): Sample[] => states.map((state) => [{ state }, m.get(state) ?? 0]);
+	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(counts().hives, ["ready", "stale", "lost", "unknown", "left"]));
 	// Per hive, as kube-state-metrics' kube_node_spec_unschedulable: which hives are out of rotation and how far.
 	gauge(reg, "apiary_queen_hive_drain", "1 for each hive cordoned, draining or drained, by its drain state.", ["hive", "state"], () =>
-		hives()
-			.filter((h) => h.drain !== null)
-			.map((h): Sample => [{ hive: h.id, state: h.drain!.state }, 1]),
+		counts().drains.map((d): Sample => [{ hive: d.id, state: d.state }, 1]),
 	);
-	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(fleet.workerStates(), ["running", "exited", "evicted"]));
+	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(counts().workers, ["running", "exited", "evicted"]));
 	registerGpuMetrics(
 		reg,
 		perTurn(() => fleet.listGpus()),

@@ -79,17 +79,22 @@ export function choose(hives: Candidate[], freeGpus: GpuView[], w: Want): Choice
 	const notes: string[] = [];
 	if (w.gpus) {
 		const g = w.gpus;
-		const matching = (hiveId: string) =>
-			freeGpus
-				.filter(
-					(x) =>
-						x.hiveId === hiveId &&
-						// CUDA enumerates one MIG instance per process: instances go to 1-GPU requests only.
-						(g.count === 1 || !x.migParent) &&
-						(g.minMemoryMiB === undefined || freeMemoryMiB(x) >= g.minMemoryMiB) &&
-						(g.name === undefined || x.name.toLowerCase().includes(g.name.toLowerCase())),
-				)
-				.sort(byBestFit);
+		// Grouped by hive in one pass: a filter of the whole list per hive was
+		// hives × GPUs (3.6 s of blocked loop at 5,000 hives).
+		const byHive = new Map<string, GpuView[]>();
+		for (const x of freeGpus)
+			if (
+				// CUDA enumerates one MIG instance per process: instances go to 1-GPU requests only.
+				(g.count === 1 || !x.migParent) &&
+				(g.minMemoryMiB === undefined || freeMemoryMiB(x) >= g.minMemoryMiB) &&
+				(g.name === undefined || x.name.toLowerCase().includes(g.name.toLowerCase()))
+			) {
+				const list = byHive.get(x.hiveId);
+				if (list) list.push(x);
+				else byHive.set(x.hiveId, [x]);
+			}
+		for (const list of byHive.values()) list.sort(byBestFit);
+		const matching = (hiveId: string) => byHive.get(hiveId) ?? [];
 		const fits: { h: Candidate; gpus: GpuView[] }[] = [];
 		const short = new Map<number, number>();
 		for (const h of pool) {

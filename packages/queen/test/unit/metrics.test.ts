@@ -17,12 +17,13 @@ const hello = (id: string): HelloMessage => ({
 });
 
 describe("the queen's /metrics", () => {
-	it("a scrape reads the fleet's GPUs and hives once each, not once per gauge, and the next scrape reads them afresh", async () => {
+	it("a scrape reads the fleet's GPUs and counts its hives and workers once each, not once per gauge, builds no hive view, and the next scrape reads afresh", async () => {
 		const store = new SqliteStore(":memory:");
 		const fleet = new Registry(store, new EventLog(store), { staleAfterMs: 3000, evictAfterMs: 90_000, busyMemoryMiB: 1024 });
 		fleet.hello(hello("a"));
 		const gpus = vi.spyOn(fleet, "listGpus");
-		const hives = vi.spyOn(fleet, "listHives");
+		const hives = vi.spyOn(fleet, "counts");
+		const views = vi.spyOn(fleet, "listHives");
 		const m = queenMetrics(fleet, () => 1);
 		const first = await m.registry.metrics();
 		expect(first).toMatch(/^apiary_gpu_memory_total_bytes\{hive="a",gpu="0"/m);
@@ -36,5 +37,6 @@ describe("the queen's /metrics", () => {
 		expect(second).toMatch(/^apiary_gpu_memory_total_bytes\{hive="b",gpu="1"/m);
 		expect(gpus).toHaveBeenCalledTimes(2);
 		expect(hives).toHaveBeenCalledTimes(2);
+		expect(views).not.toHaveBeenCalled();
 	});
 });

@@ -993,6 +993,16 @@ class Waiters {
 }
 
 /**
+ * pg.escapeLiteral's output (quotes and backslashes doubled, E'' when a
+ * backslash is in it) by one native replace: its char-by-char concatenation
+ * over rows of JSON was ~5 % of a queen's CPU at 5,000 hives.
+ */
+export function quoteLiteral(s: string): string {
+	const body = `'${s.replace(/['\\]/g, "$&$&")}'`;
+	return s.includes("\\") ? ` E${body}` : body;
+}
+
+/**
  * A statement with its parameters written in as literals (escapeLiteral:
  * quotes and backslashes escaped, so a hostile value stays one string).
  * Only for the queen's own statements, which hold no `$` but their parameters.
@@ -1006,7 +1016,7 @@ export function inline(op: Op): string {
 			return String(v);
 		}
 		if (typeof v === "boolean") return v ? "TRUE" : "FALSE";
-		return pg.escapeLiteral(String(v));
+		return quoteLiteral(String(v));
 	});
 }
 
