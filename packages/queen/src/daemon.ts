@@ -9,6 +9,7 @@ import type { FastifyInstance } from "fastify";
 import { buildQueenApp } from "./app.ts";
 import { EventLog } from "./events.ts";
 import { Registry, SWEEP_LOCK } from "./registry.ts";
+import { remoteReads } from "./remote-reads.ts";
 import { type QueenMetrics, queenMetrics } from "./metrics.ts";
 import { Drainer } from "./drainer.ts";
 import { forwardRequest } from "./queen-forward.ts";
@@ -216,9 +217,10 @@ export async function startQueenDaemon(o: QueenDaemonOptions): Promise<QueenDaem
 		// Other queens' commits: their hives' rows replace what this queen holds of them, then every event is published.
 		try {
 			await store.startTail(events.lastId, async (batch) => {
-				const theirs = new Set<string>();
-				for (const e of batch) if (e.origin !== queenId && e.hiveId) theirs.add(e.hiveId);
-				registry.applyRemote(theirs.size > 0 ? await store.loadHives([...theirs]) : { hives: [], workers: [], gpus: [] }, batch, queenId);
+				const { whole, some } = remoteReads(batch, queenId, (h) => registry.hasHive(h));
+				const rows = whole.length > 0 ? await store.loadHives(whole) : { hives: [], workers: [], gpus: [] };
+				const workers = some.size > 0 ? await store.loadWorkers([...some].flatMap(([hiveId, ids]) => [...ids].map((id) => ({ hiveId, id })))) : [];
+				registry.applyRemote(rows, batch, queenId, { hives: some, workers });
 				events.committed(batch.map(({ origin: _o, ...e }) => e));
 			});
 		} catch (err) {

@@ -357,6 +357,11 @@ export class FleetState {
 		return { hives, workers, drains };
 	}
 
+	/** Whether this queen holds the hive (no view built). */
+	hasHive(id: string): boolean {
+		return this.hives.has(id);
+	}
+
 	/** How many hives this queen knows (the health check's count: no views built). */
 	hiveCount(): number {
 		return this.hives.size;

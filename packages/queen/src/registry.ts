@@ -542,7 +542,24 @@ export class Registry extends FleetState {
 	 * held of them (a hive that moved to another queen is no longer this
 	 * one's to check), and their claims come and go.
 	 */
-	applyRemote(rows: HiveRows, events: readonly CommittedEvent[], queenId: string): void {
+	applyRemote(
+		rows: HiveRows,
+		events: readonly CommittedEvent[],
+		queenId: string,
+		some: { hives: ReadonlyMap<string, ReadonlySet<string>>; workers: readonly QueenWorkerView[] } = { hives: new Map(), workers: [] },
+	): void {
+		// Workers read back one by one (remote-reads.ts): each replaces its record, one with no row is gone.
+		const read = new Map(some.workers.map((v) => [key(v.hiveId, v.id), v]));
+		for (const [hiveId, ids] of some.hives) {
+			const h = this.hives.get(hiveId);
+			// Connected here: first-hand, as below. Not held: a later read of the whole hive brings it.
+			if (!h || h.connected) continue;
+			for (const id of ids) {
+				const v = read.get(key(hiveId, id));
+				if (!v) this.removeWorker(hiveId, id);
+				else this.putWorker(hiveId, id, this.remoteRec(v, this.workers.get(key(hiveId, id))));
+			}
+		}
 		const loaded = new Set<string>();
 		for (const r of rows.hives) {
 			const prev = this.hives.get(r.id);
@@ -574,15 +591,7 @@ export class Registry extends FleetState {
 			const keep = new Map(this.byHive.get(id) ?? []);
 			this.dropHiveWorkers(id);
 			for (const k of this.gpuKeysOf.get(id) ?? []) if (this.gpus.get(k)?.hiveId === id) this.gpus.delete(k);
-			for (const v of workersOf.get(id) ?? []) {
-				const prev = keep.get(v.id);
-				const same = prev && prev.view.startedAt === v.startedAt && prev.view.state === v.state;
-				this.putWorker(
-					id,
-					v.id,
-					same ? { view: { ...v, stats: prev.view.stats }, sampledAt: prev.sampledAt, stats: prev.stats } : { view: v, sampledAt: null },
-				);
-			}
+			for (const v of workersOf.get(id) ?? []) this.putWorker(id, v.id, this.remoteRec(v, keep.get(v.id)));
 			for (const g of gpusOf.get(id) ?? []) this.setGpu(key(id, g.info.uuid), g);
 		}
 		const wall = this.o.clock.wall();
@@ -597,6 +606,12 @@ export class Registry extends FleetState {
 				this.advisor.record(d.worker, d.worker.exit, true);
 			}
 		}
+	}
+
+	/** A worker's row as another queen committed it; the samples held of the same run are kept (rows carry none). */
+	private remoteRec(v: QueenWorkerView, prev: WorkerRec | undefined): WorkerRec {
+		const same = prev && prev.view.startedAt === v.startedAt && prev.view.state === v.state;
+		return same ? { view: { ...v, stats: prev.view.stats }, sampledAt: prev.sampledAt, stats: prev.stats } : { view: v, sampledAt: null };
 	}
 
 	/** Several queens: another queen's hive's latest samples, published here as `worker.updated` (at most ~5 s old). */

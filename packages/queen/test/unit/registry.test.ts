@@ -356,6 +356,32 @@ describe("several queens: another queen's commits read back", () => {
 	});
 });
 
+describe("several queens: workers read back one by one", () => {
+	it("a named worker's row replaces its record, one with no row goes, the others stay; a hive connected here is first-hand", () => {
+		const t = setup();
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("w1", { gpus: ["0"] }), worker("w2"), worker("w3")]);
+		const rows = { hives: t.store.hives.all().map((r) => ({ ...r, owner: "other" })), workers: t.store.workers.all(), gpus: t.store.gpus.all() };
+		t.reg.applyRemote(rows, [], "me");
+		t.reg.disconnected("h");
+		const w2 = t.reg.getWorker("w2", "h")!;
+		// Its queen says w1 exited (GPU 0 freed) and w2 went (no row); w3 is not named, so not read.
+		const w1Exited = { ...t.store.workers.all().find((w) => w.id === "w1")!, state: "exited" as const };
+		const some = { hives: new Map([["h", new Set(["w1", "w2"])]]), workers: [w1Exited] };
+		t.reg.applyRemote({ hives: [], workers: [], gpus: [] }, [], "me", some);
+		expect(t.reg.getWorker("w1", "h")!.state).toBe("exited");
+		expect(t.reg.listGpus({ free: true, hive: "h" }).map((g) => g.index)).toContain(0);
+		expect(t.reg.getWorker("w2", "h")).toBeNull();
+		expect(w2.state).toBe("running");
+		expect(t.reg.getWorker("w3", "h")!.state).toBe("running");
+		// Connected here again: its workers are first-hand, a read-back leaves them be.
+		t.reg.hello(t.hello("h"));
+		t.beat("h", [worker("w1"), worker("w3")], 1);
+		t.reg.applyRemote({ hives: [], workers: [], gpus: [] }, [], "me", { hives: new Map([["h", new Set(["w1"])]]), workers: [] });
+		expect(t.reg.getWorker("w1", "h")!.state).toBe("running");
+	});
+});
+
 describe("several queens: the sweep", () => {
 	it("leaves a hive whose queen is alive to that queen, however old its row; one whose queen is gone is unknown, then lost", () => {
 		const t = setup();

@@ -739,6 +739,15 @@ export class PgStore implements QueenStore {
 		return readHives(this.pool, ids);
 	}
 
+	/** The committed rows of these workers (those with none were deleted), for a queen to replace what it holds of them. */
+	async loadWorkers(which: { hiveId: string; id: string }[]): Promise<QueenWorkerView[]> {
+		const { rows } = await this.pool.query<{ info: QueenWorkerView }>(
+			"SELECT w.info FROM workers w JOIN unnest($1::text[], $2::text[]) AS p(h, i) ON w.hive_id = p.h AND w.id = p.i",
+			[which.map((w) => w.hiveId), which.map((w) => w.id)],
+		);
+		return rows.map((r) => r.info);
+	}
+
 	private lastBeat = 0;
 
 	/** Samples of other queens' hives written since the last call, oldest first. */
