@@ -8,26 +8,6 @@ export interface QueenMetrics {
 	lagged(dropped: number): void;
 }
 
-/**
- * `f`'s answer computed once per turn of the event loop. A scrape asks every
- * gauge in one turn, and a dozen GPU gauges and two hive gauges each read
- * the whole fleet: at 10,000 hives that was a dozen views of 20,000 GPUs a
- * scrape. The next scrape, a later turn, reads afresh.
- */
-export function perTurn<T>(f: () => T): () => T {
-	let held: { v: T } | null = null;
-	return () => {
-		if (!held) {
-			held = { v: f() };
-			setImmediate(() => {
-				held = null;
-			});
-		}
-		return held.v;
-	};
-}
-
-/** The queen's /metrics: ingest, SSE fan-out, evictions, the fleet's hives, workers and GPUs. */
 export function queenMetrics(
 	fleet: Fleet,
 	connections: () => number,
@@ -85,7 +65,7 @@ export function queenMetrics(
 		gauge(reg, "apiary_queen_heartbeats_waiting", "Hive messages received and waiting their turn to be applied.", [], () => [[{}, intake.waiting]]);
 		gauge(reg, "apiary_queen_heartbeat_wait_seconds", "How long the oldest waiting hive message has waited.", [], () => [[{}, intake.oldestWaitMs() / 1000]]);
 	}
-	const counts = perTurn(() => fleet.counts());
+	const counts = reg.perScrape(() => fleet.counts());
 	const byState = (m: Map<string, number>, states: string[]): Sample[] => states.map((state) => [{ state }, m.get(state) ?? 0]);
 	gauge(reg, "apiary_queen_hives", "Hives by state.", ["state"], () => byState(counts().hives, ["ready", "stale", "lost", "unknown", "left"]));
 	// Per hive, as kube-state-metrics' kube_node_spec_unschedulable: which hives are out of rotation and how far.
@@ -95,7 +75,7 @@ export function queenMetrics(
 	gauge(reg, "apiary_queen_workers", "Workers by state.", ["state"], () => byState(counts().workers, ["running", "exited", "evicted"]));
 	registerGpuMetrics(
 		reg,
-		perTurn(() => fleet.listGpus()),
+		reg.perScrape(() => fleet.listGpus()),
 	);
 	if (db) {
 		// PostgreSQL only: what the queen costs the shared database.

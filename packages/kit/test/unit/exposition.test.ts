@@ -3,6 +3,36 @@ import { describe, expect, it } from "vitest";
 import { cumulative, Exposition, gauge, registerGpuMetrics } from "../../src/metrics.ts";
 
 describe("Exposition: scrape-time families written as text", () => {
+	it("a long scrape gives the event loop back between families; what it reads once per scrape is read once, and afresh the next scrape", async () => {
+		const reg = new Exposition();
+		let reads = 0;
+		const fleet = reg.perScrape(() => ++reads);
+		const busy = (ms: number) => {
+			const end = performance.now() + ms;
+			while (performance.now() < end);
+		};
+		for (const name of ["t_a", "t_b", "t_c", "t_d"])
+			gauge(reg, name, "Slow to read.", [], () => {
+				busy(15);
+				return [[{}, fleet()]];
+			});
+		// Something else waiting on the loop: it runs during the scrape, not after it.
+		let ranDuring = 0;
+		let scraping = true;
+		const other = () => {
+			if (!scraping) return;
+			ranDuring++;
+			setImmediate(other);
+		};
+		setImmediate(other);
+		const text = await reg.metrics();
+		scraping = false;
+		expect(ranDuring).toBeGreaterThanOrEqual(3);
+		expect(reads).toBe(1);
+		expect(text).toMatch(/^t_d 1$/m);
+		expect(await reg.metrics()).toMatch(/^t_d 2$/m);
+	});
+
 	it("writes HELP and TYPE, one line a sample with its labels escaped, leaves out what was not measured, and keeps prom-client's own metrics", async () => {
 		const reg = new Exposition();
 		new Counter({ name: "t_inc_total", help: "Incremented in place.", registers: [reg] }).inc(3);
