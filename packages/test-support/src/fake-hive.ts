@@ -36,6 +36,17 @@ export const stats = (t: number): WorkerStats => ({
 	gpuMemoryMiB: null,
 });
 
+/** A hive's hello as the queen's unit tests send it straight to the registry: one core, no cgroup root. */
+export const helloMessage = (id: string, gpus: GpuInfo[]): HelloMessage => ({
+	type: "hello",
+	hiveId: id,
+	instanceId: `i-${id}`,
+	version: "t",
+	host: { hostname: id, os: "", kernel: "", arch: "", cpuModel: "", cores: 1, memoryBytes: 1 },
+	driver: { name: "v1", enforced: true, root: null, reason: "" },
+	gpus,
+});
+
 export const worker = (id: string, over: Partial<WorkerInfo> = {}): WorkerInfo => ({
 	id,
 	command: ["sleep", "60"],

@@ -1,20 +1,11 @@
-import type { HelloMessage } from "@apiary/protocol";
-import { gpu } from "@apiary/test-support/fake-hive";
+import { gpu, helloMessage } from "@apiary/test-support/fake-hive";
 import { describe, expect, it, vi } from "vitest";
 import { EventLog } from "../../src/events.ts";
 import { queenMetrics } from "../../src/metrics.ts";
 import { Registry } from "../../src/registry.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 
-const hello = (id: string): HelloMessage => ({
-	type: "hello",
-	hiveId: id,
-	instanceId: `i-${id}`,
-	version: "t",
-	host: { hostname: id, os: "", kernel: "", arch: "", cpuModel: "", cores: 1, memoryBytes: 1 },
-	driver: { name: "v1", enforced: true, root: null, reason: "" },
-	gpus: [gpu(0), gpu(1)],
-});
+const hello = (id: string) => helloMessage(id, [gpu(0), gpu(1)]);
 
 describe("the queen's /metrics", () => {
 	it("a scrape reads the fleet's GPUs and counts its hives and workers once each, not once per gauge, builds no hive view, and the next scrape reads afresh", async () => {

@@ -1,10 +1,9 @@
-import type { HelloMessage } from "@apiary/protocol";
 import { afterEach, expect, it } from "vitest";
 import { EventLog } from "../../src/events.ts";
 import { Placer } from "../../src/placement/placer.ts";
 import { Registry } from "../../src/registry.ts";
 import { SqliteStore as Store } from "../../src/store/sqlite.ts";
-import { endedWorker as ended, gpu, worker } from "@apiary/test-support/fake-hive";
+import { endedWorker as ended, gpu, helloMessage, worker } from "@apiary/test-support/fake-hive";
 
 // The placer takes the claims lock (fleet-wide with several queens) to place
 // its waiters when capacity may have come back. With nobody waiting it must
@@ -32,15 +31,7 @@ it("events with nobody waiting take no lock; a waiter is placed when capacity co
 			return { status: 201, body: { ...worker(c.body.id), gpus: ["0"] } };
 		},
 	});
-	const hello: HelloMessage = {
-		type: "hello",
-		hiveId: "h",
-		instanceId: "i-h",
-		version: "t",
-		host: { hostname: "h", os: "", kernel: "", arch: "", cpuModel: "", cores: 1, memoryBytes: 1 },
-		driver: { name: "v1", enforced: true, root: null, reason: "" },
-		gpus: [gpu(0)],
-	};
+	const hello = helloMessage("h", [gpu(0)]);
 	const beat = (seq: number, workers: ReturnType<typeof worker>[]) =>
 		reg.heartbeat(
 			"h",

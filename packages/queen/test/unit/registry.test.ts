@@ -4,7 +4,7 @@ import { EventLog } from "../../src/events.ts";
 import { globMatch, matches, parseTypes } from "../../src/filter.ts";
 import { Registry } from "../../src/registry.ts";
 import { SqliteStore as Store } from "../../src/store/sqlite.ts";
-import { endedWorker as ended, gpu, worker } from "@apiary/test-support/fake-hive";
+import { endedWorker as ended, gpu, helloMessage, worker } from "@apiary/test-support/fake-hive";
 
 const sample: WorkerStats = {
 	sampledAt: 0,
@@ -26,15 +26,7 @@ function setup(more: { livenessEveryMs?: number; busy?: () => number } = {}) {
 	const seen: QueenEvent[] = [];
 	events.subscribe((e) => seen.push(e));
 	const reg = new Registry(store, events, { staleAfterMs: 3000, evictAfterMs: 90_000, busyMemoryMiB: 1024, clock, ...more });
-	const hello = (id: string, instanceId = `i-${id}`): HelloMessage => ({
-		type: "hello",
-		hiveId: id,
-		instanceId,
-		version: "t",
-		host: { hostname: id, os: "", kernel: "", arch: "", cpuModel: "", cores: 1, memoryBytes: 1 },
-		driver: { name: "v1", enforced: true, root: null, reason: "" },
-		gpus: [gpu(0), gpu(1)],
-	});
+	const hello = (id: string, instanceId = `i-${id}`): HelloMessage => ({ ...helloMessage(id, [gpu(0), gpu(1)]), instanceId });
 	const beat = (id: string, workers = [worker("w1")], seq = 1) =>
 		reg.heartbeat(
 			id,
